@@ -1,0 +1,107 @@
+//! Module-state artifacts: the saved state envelope, its table in the store, and the
+//! `dagger.moduletypes.json` file format.
+
+pub mod file;
+mod table;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub use file::{ARTIFACT_VERSION, Outcome, read_artifact_file, write_artifact_file};
+pub use table::{ArtifactInfo, PutOutcome};
+
+/// A validated saved state envelope `{"type": …, "version": …, "state": {…}}`, kept as the
+/// exact bytes it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    bytes: Vec<u8>,
+    state_type: String,
+    state_version: i64,
+}
+
+impl Envelope {
+    /// Validates `bytes` as an envelope of at most `max_bytes` bytes.
+    pub fn parse(bytes: Vec<u8>, max_bytes: usize) -> Result<Envelope> {
+        if bytes.len() > max_bytes {
+            return Err(too_large(bytes.len(), max_bytes));
+        }
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Invalid(format!("state envelope is not valid JSON: {e}")))?;
+        Envelope::check(value, bytes)
+    }
+
+    /// Builds an envelope from an already parsed value, serialized compactly.
+    pub fn from_value(value: Value, max_bytes: usize) -> Result<Envelope> {
+        let bytes = serde_json::to_vec(&value)
+            .map_err(|e| Error::Invalid(format!("state envelope cannot be serialized: {e}")))?;
+        if bytes.len() > max_bytes {
+            return Err(too_large(bytes.len(), max_bytes));
+        }
+        Envelope::check(value, bytes)
+    }
+
+    fn check(value: Value, bytes: Vec<u8>) -> Result<Envelope> {
+        let shape = |what: &str| {
+            Error::Invalid(format!(
+                "state envelope {what}; expected {{\"type\": string, \"version\": integer, \"state\": object}}"
+            ))
+        };
+        let Value::Object(map) = value else {
+            return Err(shape("is not a JSON object"));
+        };
+        let state_type = match map.get("type") {
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(shape("has a \"type\" that is not a string")),
+            None => return Err(shape("has no \"type\"")),
+        };
+        let state_version = match map.get("version") {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| shape("has a \"version\" that is not an integer"))?,
+            Some(_) => return Err(shape("has a \"version\" that is not an integer")),
+            None => return Err(shape("has no \"version\"")),
+        };
+        match map.get("state") {
+            Some(Value::Object(_)) => {}
+            Some(_) => return Err(shape("has a \"state\" that is not an object")),
+            None => return Err(shape("has no \"state\"")),
+        }
+        Ok(Envelope {
+            bytes,
+            state_type,
+            state_version,
+        })
+    }
+
+    /// The exact bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The envelope's `type` (e.g. `Module`).
+    pub fn state_type(&self) -> &str {
+        &self.state_type
+    }
+
+    /// The envelope's `version`.
+    pub fn state_version(&self) -> i64 {
+        self.state_version
+    }
+
+    /// The parsed JSON value.
+    pub fn to_value(&self) -> Result<Value> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| Error::Invalid(format!("state envelope is not valid JSON: {e}")))
+    }
+}
+
+fn too_large(len: usize, max: usize) -> Error {
+    Error::Invalid(format!(
+        "state envelope is {len} bytes, over the {max}-byte limit; shrink it or raise the limit"
+    ))
+}

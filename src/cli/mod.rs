@@ -1,0 +1,167 @@
+//! Command-line interface: clap definitions, one module per command group, output helpers and
+//! the mapping from library errors to exit codes.
+
+mod artifact;
+mod input;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use modstate::{Error, Options, Result, Store, Synchronous};
+
+/// A local, SQLite-backed store for module-state artifacts, agent memories and snapshots,
+/// shared safely by many processes.
+#[derive(Parser)]
+#[command(name = "modstate", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Database file.
+    #[arg(
+        long,
+        global = true,
+        env = "MODSTATE_DB",
+        default_value = ".modstate/state.db",
+        value_name = "PATH"
+    )]
+    db: PathBuf,
+
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Seconds to wait for a lock or a busy database before giving up (exit 5).
+    #[arg(long, global = true, default_value_t = 30.0, value_name = "SECS", value_parser = parse_secs)]
+    lock_timeout: f64,
+
+    /// Commit durability: full (survives power loss) or normal (survives a crash of the process).
+    #[arg(long, global = true, default_value = "full", value_name = "MODE", value_parser = ["full", "normal"])]
+    synchronous: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or migrate the database; print its path and schema version.
+    Init,
+    /// Module-state artifacts keyed by module source digest.
+    #[command(subcommand)]
+    Artifact(artifact::ArtifactCommand),
+}
+
+/// What every command gets: the parsed global options and a way to open the store.
+pub struct Context {
+    pub db: PathBuf,
+    pub json: bool,
+    pub lock_timeout: Duration,
+    pub synchronous: Synchronous,
+}
+
+impl Context {
+    pub fn open(&self) -> Result<Store> {
+        Store::open(
+            &self.db,
+            Options {
+                busy_timeout: self.lock_timeout,
+                lock_timeout: self.lock_timeout,
+                synchronous: self.synchronous,
+                ..Options::default()
+            },
+        )
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let ctx = Context {
+        db: cli.db,
+        json: cli.json,
+        lock_timeout: Duration::from_secs_f64(cli.lock_timeout),
+        synchronous: if cli.synchronous == "normal" {
+            Synchronous::Normal
+        } else {
+            Synchronous::Full
+        },
+    };
+    let result = match cli.command {
+        Command::Init => init(&ctx),
+        Command::Artifact(cmd) => artifact::run(&ctx, cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit_code(&e)
+        }
+    }
+}
+
+/// The exit code of each error kind (see the table in README.md).
+pub fn exit_code(error: &Error) -> i32 {
+    match error {
+        Error::Io { .. } | Error::Sqlite { .. } => 1,
+        Error::NotFound(_) => 3,
+        Error::Conflict { .. } => 4,
+        Error::Busy(_) => 5,
+        Error::Invalid(_) | Error::Unsupported(_) => 6,
+        Error::Integrity(_) => 7,
+    }
+}
+
+fn parse_secs(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+fn init(ctx: &Context) -> Result<i32> {
+    let store = ctx.open()?;
+    let path = store.path().display().to_string();
+    if ctx.json {
+        print_json(&json!({"path": path, "schema_version": store.schema_version()}))?;
+    } else {
+        print_text(&format!(
+            "{path}\nschema version {}\n",
+            store.schema_version()
+        ))?;
+    }
+    Ok(0)
+}
+
+/// Prints one JSON document and a newline on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut text = serde_json::to_vec(value)
+        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
+    text.push(b'\n');
+    print_bytes(&text)
+}
+
+pub fn print_text(text: &str) -> Result<()> {
+    print_bytes(text.as_bytes())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not worth a panic.
+pub fn print_bytes(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::io("writing to", "stdout", e)),
+    }
+}

@@ -1,0 +1,102 @@
+//! The one error type of the library.
+//!
+//! Each variant is one *kind* of failure a caller can act on differently; the CLI maps each to
+//! exactly one exit code (see `cli::exit_code`). Messages are one line and say what to do.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file-system operation failed. `path` names what we were touching.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// SQLite reported an error that is not contention (contention becomes `Busy`).
+    #[error("database error while {context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// The thing asked for does not exist (or an artifact file is not usable as is).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The drift guard refused a write: the store moved on since the caller looked.
+    #[error(
+        "conflict: expected generation {expected} but the store is at {found}; nothing was written — re-read and retry"
+    )]
+    Conflict { expected: u64, found: u64 },
+
+    /// A lock or the database stayed busy past the timeout.
+    #[error("{0}")]
+    Busy(String),
+
+    /// The input is wrong: bad digest, malformed JSON, too large, bad shape.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// The input is well-formed but of a version or kind this binary does not know.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// Stored data failed a check: a row's hash does not match, integrity_check failed.
+    #[error("{0}")]
+    Integrity(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the action and path it came from.
+    pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Wraps a SQLite error, turning contention (SQLITE_BUSY / SQLITE_LOCKED) into `Busy`.
+    pub fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        let context = context.into();
+        if let rusqlite::Error::SqliteFailure(e, _) = &source {
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) {
+                return Error::Busy(format!(
+                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or raise --lock-timeout"
+                ));
+            }
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) {
+                return Error::Integrity(format!(
+                    "database is corrupt or not a SQLite database while {context}: {source}; restore a snapshot"
+                ));
+            }
+        }
+        Error::Sqlite { context, source }
+    }
+}
+
+/// Adds SQLite context to a rusqlite result, the one way errors leave `rusqlite`.
+pub(crate) trait SqlContext<T> {
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T> SqlContext<T> for rusqlite::Result<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::sqlite(what, e))
+    }
+}

@@ -1,0 +1,20 @@
+//! modstate — a local, SQLite-backed store that many processes on one machine share safely.
+//!
+//! Module loaders fetch saved module-state artifacts by content digest; agents persist and
+//! search memories; backup jobs export consistent snapshots while everyone keeps writing.
+//!
+//! Where things happen:
+//! * writes: [`store`] (`Store::write`, one `BEGIN IMMEDIATE` under the write lock);
+//! * locks: [`lock`] (kernel advisory locks in `<db>.locks/`);
+//! * renames: [`artifact::file`] (the artifact file, written atomically).
+
+pub mod artifact;
+pub mod digest;
+pub mod error;
+pub mod lock;
+pub mod store;
+
+pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use store::{Options, Store, Synchronous};

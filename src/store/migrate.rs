@@ -1,0 +1,50 @@
+//! Schema migrations: SQL files embedded at build time, applied in order, one transaction
+//! each, tracked by `PRAGMA user_version`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{Error, Result, SqlContext};
+
+/// Every migration, in order; entry `i` moves the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_artifacts",
+    include_str!("../../migrations/0001_artifacts.sql"),
+)];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The database's schema version.
+pub fn user_version(conn: &Connection) -> Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context("reading the schema version")
+}
+
+/// Refuses a database written by a newer modstate, before anything touches it.
+pub fn check_known(conn: &Connection, what: &str) -> Result<u32> {
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::Unsupported(format!(
+            "{what} has schema version {found}, but this modstate knows only up to {SCHEMA_VERSION}; upgrade modstate"
+        )));
+    }
+    Ok(found)
+}
+
+/// Applies the migrations the database lacks. The caller holds the write lock.
+pub fn migrate(conn: &mut Connection) -> Result<u32> {
+    let mut version = check_known(conn, "the database")?;
+    while version < SCHEMA_VERSION {
+        let (name, sql) = MIGRATIONS[version as usize];
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("starting a migration")?;
+        tx.execute_batch(sql)
+            .map_err(|e| Error::sqlite(format!("applying migration {name}"), e))?;
+        tx.pragma_update(None, "user_version", version + 1)
+            .context("recording the schema version")?;
+        tx.commit().context("committing a migration")?;
+        version += 1;
+    }
+    Ok(version)
+}
