@@ -6,9 +6,10 @@
 //! Where things happen:
 //! * writes: [`store`] (`Store::write`, one `BEGIN IMMEDIATE` under the write lock);
 //! * locks: [`lock`] (kernel advisory locks in `<db>.locks/`);
-//! * renames: [`artifact::file`] (the artifact file, written atomically).
+//! * renames: [`atomic`] (temp file, fsync, rename, directory fsync).
 
 pub mod artifact;
+pub mod atomic;
 pub mod digest;
 pub mod error;
 pub mod lock;

@@ -13,12 +13,13 @@
 //! I/O failure (permission denied, a directory in the file's place) is an error.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
 use super::Envelope;
+use crate::atomic::write_atomically;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
@@ -166,22 +167,4 @@ pub fn write_artifact_file(path: &Path, digest: &Digest, envelope: &Envelope) ->
         .map_err(|e| Error::Invalid(format!("cannot serialize the artifact file: {e}")))?;
     text.push(b'\n');
     write_atomically(path, &text)
-}
-
-/// Replaces `path` with `bytes` atomically (temp file 0600 in the same directory, fsync,
-/// rename, directory fsync).
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::io(
-            "writing",
-            path,
-            std::io::Error::new(ErrorKind::IsADirectory, "is a directory"),
-        ));
-    }
-    let file = atomicwrites::AtomicFile::new(path, atomicwrites::AllowOverwrite);
-    file.write(|f| f.write_all(bytes)).map_err(|e| match e {
-        atomicwrites::Error::Internal(e) | atomicwrites::Error::User(e) => {
-            Error::io("writing", path, e)
-        }
-    })
 }
