@@ -2,6 +2,7 @@
 //! `dagger.moduletypes.json` file format.
 
 pub mod file;
+mod resolve;
 mod table;
 
 use serde_json::Value;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub use file::{ARTIFACT_VERSION, Outcome, read_artifact_file, write_artifact_file};
+pub use resolve::Served;
 pub use table::{ArtifactInfo, PutOutcome};
 
 /// A validated saved state envelope `{"type": …, "version": …, "state": {…}}`, kept as the

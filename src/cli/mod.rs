@@ -3,6 +3,7 @@
 
 mod artifact;
 mod input;
+mod lock;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Module-state artifacts keyed by module source digest.
     #[command(subcommand)]
     Artifact(artifact::ArtifactCommand),
+    /// Cross-process locks: who holds what; run a command under a lock.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -99,6 +103,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init => init(&ctx),
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
+        Command::Lock(cmd) => lock::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,
@@ -121,7 +126,7 @@ pub fn exit_code(error: &Error) -> i32 {
     }
 }
 
-fn parse_secs(text: &str) -> std::result::Result<f64, String> {
+pub fn parse_secs(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
         _ => Err(format!(
