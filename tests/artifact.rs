@@ -641,3 +641,73 @@ fn usage_errors_exit_2_and_help_reads() {
     assert_eq!(code(&help), 0);
     assert!(String::from_utf8_lossy(&help.stdout).contains("check"));
 }
+
+#[test]
+fn put_many_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let lines: String = (0..1000)
+        .map(|n| {
+            format!(
+                "{{\"digest\":\"{}\",\"state\":{}}}\n",
+                digest_of(n),
+                envelope(n)
+            )
+        })
+        .collect();
+    let out = run_in(
+        &db,
+        &["--json", "artifact", "put-many", "-"],
+        lines.as_bytes(),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["inserted"], 1000);
+    assert_eq!(count_rows(&db), 1000);
+    // Byte-exact from the line.
+    assert_eq!(
+        run(&db, &["artifact", "get", &digest_of(5)]).stdout,
+        envelope(5).as_bytes()
+    );
+
+    // One bad item (the third) rejects the whole batch, naming it.
+    for bad in [
+        format!("{{\"digest\":\"sha256:bad\",\"state\":{}}}", envelope(1)),
+        format!("{{\"digest\":\"{}\",\"state\":[1]}}", digest_of(1)),
+        "{\"digest\":".to_owned(),
+    ] {
+        let batch = format!(
+            "{{\"digest\":\"{}\",\"state\":{}}}\n\n{{\"digest\":\"{}\",\"state\":{}}}\n{bad}\n",
+            digest_of(5000),
+            envelope(5000),
+            digest_of(5001),
+            envelope(5001)
+        );
+        let out = run_in(&db, &["artifact", "put-many", "-"], batch.as_bytes());
+        assert_eq!(code(&out), 6, "{}", stderr(&out));
+        assert!(stderr(&out).contains("line 4"), "{}", stderr(&out));
+        assert_eq!(count_rows(&db), 1000, "nothing stored");
+    }
+
+    // A directory of artifact files.
+    let files = dir.path().join("files");
+    fs::create_dir(&files).unwrap();
+    fs::copy(fixture("valid.json"), files.join("a.json")).unwrap();
+    fs::write(files.join("notes.txt"), "ignored").unwrap();
+    let out = run(&db, &["artifact", "put-many", files.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(count_rows(&db), 1001);
+    fs::copy(fixture("unsupported-state-type.json"), files.join("b.json")).unwrap();
+    let out = run(&db, &["artifact", "put-many", files.to_str().unwrap()]);
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(stderr(&out).contains("item 2"), "{}", stderr(&out));
+    let out = run(
+        &db,
+        &[
+            "artifact",
+            "put-many",
+            dir.path().join("absent").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+}

@@ -52,6 +52,24 @@ impl Store {
         })
     }
 
+    /// Stores many artifacts in one transaction under one write-lock hold: all or nothing.
+    /// The items are validated envelopes already, so only the database can refuse the batch.
+    pub fn put_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a Digest, &'a Envelope)>,
+    ) -> Result<Vec<PutOutcome>> {
+        let items: Vec<(&Digest, &Envelope, Digest)> = items
+            .into_iter()
+            .map(|(digest, envelope)| (digest, envelope, Digest::of(envelope.as_bytes())))
+            .collect();
+        self.write("storing a batch of artifacts", |tx| {
+            items
+                .iter()
+                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
+                .collect()
+        })
+    }
+
     /// The stored envelope, its hash verified; `None` if absent.
     pub fn get(&self, digest: &Digest) -> Result<Option<Envelope>> {
         let row: Option<(Vec<u8>, String)> = self.read(|conn| {

@@ -1,7 +1,7 @@
 //! `modstate artifact …`: module-state artifacts by module source digest.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use clap::Subcommand;
@@ -11,6 +11,7 @@ use modstate::artifact::file::read_artifact_file_any;
 use modstate::artifact::{read_artifact_file, write_artifact_file};
 use modstate::{Digest, Error, Outcome, PutOutcome, Result};
 
+use super::batch;
 use super::input::read_limited;
 use super::{Context, print_bytes, print_json, print_text};
 
@@ -23,6 +24,12 @@ pub enum ArtifactCommand {
         /// File holding the envelope; `-` reads stdin.
         #[arg(default_value = "-")]
         file: String,
+    },
+    /// Store many artifacts in one transaction: a directory of artifact files, or `-` for JSON
+    /// Lines of {"digest": …, "state": {envelope}} on stdin. One bad item rejects the batch.
+    PutMany {
+        /// Directory of artifact files (*.json), or `-` for JSON Lines on stdin.
+        source: String,
     },
     /// Print the stored envelope exactly as stored (exit 3 if absent).
     Get { digest: String },
@@ -66,6 +73,32 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
             let envelope = store.envelope(bytes)?;
             let outcome = store.put(&digest, &envelope)?;
             report_put(ctx, &digest, outcome)
+        }
+        ArtifactCommand::PutMany { source } => {
+            let store = ctx.open()?;
+            let limit = store.options().max_artifact_bytes;
+            let items = if source == "-" {
+                batch::from_json_lines(std::io::stdin().lock(), limit)?
+            } else {
+                batch::from_directory(Path::new(&source), limit)?
+            };
+            let outcomes = store.put_many(items.iter().map(|(d, e)| (d, e)))?;
+            let count = |want: PutOutcome| outcomes.iter().filter(|o| **o == want).count();
+            let (inserted, unchanged, replaced) = (
+                count(PutOutcome::Inserted),
+                count(PutOutcome::Unchanged),
+                count(PutOutcome::Replaced),
+            );
+            if ctx.json {
+                print_json(&json!({"stored": outcomes.len(), "inserted": inserted,
+                    "unchanged": unchanged, "replaced": replaced}))?;
+            } else {
+                print_text(&format!(
+                    "stored {} artifacts ({inserted} new, {unchanged} unchanged, {replaced} replaced)\n",
+                    outcomes.len()
+                ))?;
+            }
+            Ok(0)
         }
         ArtifactCommand::Get { digest } => {
             let digest = Digest::parse(&digest)?;

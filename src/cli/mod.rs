@@ -2,6 +2,7 @@
 //! the mapping from library errors to exit codes.
 
 mod artifact;
+mod batch;
 mod input;
 mod lock;
 
