@@ -31,6 +31,9 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// How long a waiter stays silent before telling the user what it waits for (like cargo).
 const QUIET_WAIT: Duration = Duration::from_secs(1);
 
+/// Holder records are padded to a multiple of this, so rewrites rarely change the file size.
+const HOLDER_PAD: usize = 512;
+
 const WRITE: &str = "write";
 const GLOBAL: &str = "global";
 const KEY_PREFIX: &str = "key-";
@@ -344,8 +347,17 @@ fn write_holder(file: &File, key: &str) -> std::io::Result<()> {
         command: command_line().to_owned(),
         acquired_at: now_rfc3339(),
     };
-    let text = serde_json::to_vec(&holder).map_err(std::io::Error::other)?;
-    file.set_len(0)?;
+    let mut text = serde_json::to_vec(&holder).map_err(std::io::Error::other)?;
+    // Overwrite in place, padded with spaces (JSON allows trailing whitespace), instead of
+    // truncating first: on ext4 a truncate-to-zero followed by a write triggers the
+    // replace-via-truncate heuristic (auto_da_alloc), which forces a data flush on every write
+    // transaction and halved commit throughput.
+    let len = file.metadata()?.len() as usize;
+    if text.len() < len {
+        text.resize(len, b' ');
+    } else {
+        text.resize(text.len().next_multiple_of(HOLDER_PAD), b' ');
+    }
     file.write_all_at(&text, 0)
 }
 

@@ -76,6 +76,16 @@ impl Envelope {
         })
     }
 
+    /// Rebuilds an envelope read back from the store, whose bytes were validated on put and
+    /// whose hash the caller has just checked: no second JSON parse on the read path.
+    pub(crate) fn from_stored(bytes: Vec<u8>, state_type: String, state_version: i64) -> Envelope {
+        Envelope {
+            bytes,
+            state_type,
+            state_version,
+        }
+    }
+
     /// The exact bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes

@@ -82,6 +82,29 @@ impl Context {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    let code = run();
+    report_peak_rss();
+    code
+}
+
+/// With `MODSTATE_REPORT_PEAK_RSS=1`, prints this process's peak resident set (VmHWM) on
+/// stderr at exit, for the benchmarks: a parent cannot measure it reliably, because a child's
+/// ru_maxrss includes the parent's memory when it was spawned with vfork semantics.
+fn report_peak_rss() {
+    if std::env::var_os("MODSTATE_REPORT_PEAK_RSS").is_none() {
+        return;
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+    {
+        eprintln!(
+            "modstate: peak RSS {}",
+            line.trim_start_matches("VmHWM:").trim()
+        );
+    }
+}
+
+fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
