@@ -3,6 +3,7 @@
 
 mod artifact;
 mod input;
+mod lockfile;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ enum Command {
     /// Module-state artifacts keyed by module source digest.
     #[command(subcommand)]
     Artifact(artifact::ArtifactCommand),
+    /// The dagger.lock lookup lockfile: pinned image digests and git commits.
+    Lockfile(lockfile::LockfileArgs),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -99,6 +102,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init => init(&ctx),
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
+        Command::Lockfile(args) => lockfile::run(&ctx, args),
     };
     match result {
         Ok(code) => code,
