@@ -133,11 +133,11 @@ impl Lockfile {
 
     /// Parses a file's bytes. `origin` names the file in error messages.
     ///
-    /// An empty input is an empty lockfile. Malformed input is `Invalid` naming the line; a
+    /// An empty (or all-whitespace) input is an empty lockfile. Malformed input is `Invalid` naming the line; a
     /// version other than 1 or 2 is `Unsupported`.
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Lockfile> {
         let mut lockfile = Lockfile::new();
-        if bytes.is_empty() {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(lockfile);
         }
         let text = std::str::from_utf8(bytes).map_err(|e| {
@@ -505,6 +505,7 @@ mod tests {
     fn empty_input_is_empty_lockfile() {
         let lockfile = parse("").unwrap();
         assert!(lockfile.is_empty());
+        assert!(parse("\n \n").unwrap().is_empty());
         assert_eq!(lockfile.to_text(), format!("{HEADER}\n"));
     }
 
