@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod digest;
 pub mod error;
 pub mod lock;
+pub mod lockfile;
 pub mod store;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};

@@ -196,19 +196,37 @@ impl LockDir {
         mode: Mode,
         deadline: Instant,
     ) -> Result<LockGuard> {
-        let path = self.dir.join(file_name);
-        let file = open_lock_file(&path)?;
-        let file = if try_lock(&file, mode).map_err(|e| Error::io("locking", &path, e))? {
-            file
-        } else {
-            wait_for_lock(file, &path, label, mode, deadline, self.timeout)?
-        };
-        if mode == Mode::Exclusive {
-            // Best effort: the record only informs `lock status` and waiters.
-            let _ = write_holder(&file, label);
-        }
-        Ok(LockGuard { file })
+        acquire_path(
+            &self.dir.join(file_name),
+            label,
+            mode,
+            deadline,
+            self.timeout,
+        )
     }
+}
+
+/// Locks the file at `path` (created 0600 if missing, never through a symlink) the way every
+/// modstate lock is taken: quietly for a second, then saying who holds it, `Busy` at the
+/// deadline. Also used for lock files outside a lock directory, such as `dagger.lock.lock`.
+pub(crate) fn acquire_path(
+    path: &Path,
+    label: &str,
+    mode: Mode,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<LockGuard> {
+    let file = open_lock_file(path)?;
+    let file = if try_lock(&file, mode).map_err(|e| Error::io("locking", path, e))? {
+        file
+    } else {
+        wait_for_lock(file, path, label, mode, deadline, timeout)?
+    };
+    if mode == Mode::Exclusive {
+        // Best effort: the record only informs `lock status` and waiters.
+        let _ = write_holder(&file, label);
+    }
+    Ok(LockGuard { file })
 }
 
 /// The file name of a key's lock: the key's sha256, so any string is a safe key.

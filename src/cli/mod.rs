@@ -5,6 +5,7 @@ mod artifact;
 mod batch;
 mod input;
 mod lock;
+mod lockfile;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Command {
     /// Cross-process locks: who holds what; run a command under a lock.
     #[command(subcommand)]
     Lock(lock::LockCommand),
+    /// The dagger.lock lookup lockfile: pinned image digests and git commits.
+    Lockfile(lockfile::LockfileArgs),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -128,6 +131,7 @@ fn run() -> i32 {
         Command::Init => init(&ctx),
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
+        Command::Lockfile(args) => lockfile::run(&ctx, args),
     };
     match result {
         Ok(code) => code,
