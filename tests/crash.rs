@@ -2,6 +2,7 @@
 //! database; after every kill the database must open, pass integrity_check and hold every
 //! acknowledged write.
 //!
+//! The workload mixes artifact puts, batches and dagger.lock session flushes.
 //! The writer is this test binary re-executed (`CRASH_WORKER` set) so the workload uses the
 //! library directly. It prints `begin <op>` before and `ack` after each operation; an operation
 //! without its `ack` may or may not have happened, everything acknowledged must be there.
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use modstate::lockfile::{Json, Key, Lockfile, Session};
 use modstate::{Digest, Options, Store};
 use serde_json::{Value, json};
 
@@ -52,7 +54,25 @@ fn run_worker(db: &Path, seed: u64) {
     let mut out = std::io::stdout().lock();
     for step in 0.. {
         let tag = format!("{seed}-{step}");
-        if rng.below(4) == 0 {
+        let roll = rng.below(8);
+        if roll == 0 {
+            // A lockfile session pinning a few lookups, flushed once.
+            let pins: Vec<(String, String)> = (0..rng.below(5) + 1)
+                .map(|i| (format!("image-{tag}-{i}"), format!("sha256:{tag}-{i}")))
+                .collect();
+            let ops: Vec<Value> = pins
+                .iter()
+                .map(|(k, v)| json!({"ref": k, "pin": v}))
+                .collect();
+            writeln!(out, "begin {}", json!({"op": "pin", "pins": ops})).unwrap();
+            out.flush().unwrap();
+            let session = Session::open(lockfile_path(db));
+            for (k, v) in &pins {
+                let key = Key::new("", "oci-sha", Json::from_value(json!([k]))).unwrap();
+                session.set(key, Json::from_value(json!(v))).unwrap();
+            }
+            session.close().expect("lockfile flush");
+        } else if roll <= 2 {
             let items: Vec<(Digest, modstate::Envelope)> = (0..rng.below(20) + 2)
                 .map(|i| {
                     let tag = format!("{tag}-{i}");
@@ -82,21 +102,36 @@ fn run_worker(db: &Path, seed: u64) {
     }
 }
 
-/// What the database must hold: digest -> tag, and what it may hold (the unacknowledged op).
+fn lockfile_path(db: &Path) -> PathBuf {
+    db.with_file_name("dagger.lock")
+}
+
+/// What must exist: artifacts digest -> tag and lockfile pins ref -> value; and what may
+/// exist (the one unacknowledged operation).
 #[derive(Default)]
 struct Model {
     acked: BTreeMap<String, String>,
     maybe: BTreeMap<String, String>,
+    pins: BTreeMap<String, String>,
+    maybe_pins: BTreeMap<String, String>,
 }
 
 impl Model {
     fn apply(&mut self, op: &Value, acked: bool) {
-        let target = if acked {
-            &mut self.acked
+        let (target, pins) = if acked {
+            (&mut self.acked, &mut self.pins)
         } else {
-            &mut self.maybe
+            (&mut self.maybe, &mut self.maybe_pins)
         };
         match op["op"].as_str().unwrap() {
+            "pin" => {
+                for pin in op["pins"].as_array().unwrap() {
+                    pins.insert(
+                        pin["ref"].as_str().unwrap().to_owned(),
+                        pin["pin"].as_str().unwrap().to_owned(),
+                    );
+                }
+            }
             "put" => {
                 target.insert(
                     op["digest"].as_str().unwrap().to_owned(),
@@ -133,6 +168,27 @@ impl Model {
                 .unwrap_or_else(|e| panic!("{ctx}: get {digest}: {e}"))
                 .unwrap_or_else(|| panic!("{ctx}: acknowledged put of {digest} lost"));
             assert_eq!(got.as_bytes(), envelope_text(tag).as_bytes(), "{ctx}");
+        }
+        // The lockfile parses and holds every acknowledged pin; nothing else is in it.
+        let lockfile = match std::fs::read(lockfile_path(db)) {
+            Ok(bytes) => {
+                Lockfile::parse(&bytes, "dagger.lock").unwrap_or_else(|e| panic!("{ctx}: {e}"))
+            }
+            Err(_) => Lockfile::new(),
+        };
+        for (reference, pin) in &self.pins {
+            let key = Key::new("", "oci-sha", Json::from_value(json!([reference]))).unwrap();
+            let got = lockfile
+                .get(&key)
+                .unwrap_or_else(|| panic!("{ctx}: acknowledged pin {reference} lost"));
+            assert_eq!(got.value(), &json!(pin), "{ctx}");
+        }
+        for (key, _) in lockfile.iter() {
+            let reference = key.inputs().value()[0].as_str().unwrap().to_owned();
+            assert!(
+                self.pins.contains_key(&reference) || self.maybe_pins.contains_key(&reference),
+                "{ctx}: pin {reference} appeared from nowhere"
+            );
         }
         // Nothing but acknowledged or in-flight writes exists, and nothing is half-written.
         for info in store.list().unwrap() {
@@ -213,6 +269,24 @@ fn sigkill_loop_never_loses_an_acknowledged_write() {
         }
         model.check(&db, seed, iteration);
         // An in-flight write either landed whole or not at all; from now on it is known.
+        let in_flight_pins = std::mem::take(&mut model.maybe_pins);
+        if !in_flight_pins.is_empty() {
+            let bytes = std::fs::read(lockfile_path(&db)).unwrap_or_default();
+            let lockfile = Lockfile::parse(&bytes, "dagger.lock").unwrap();
+            let landed = in_flight_pins.keys().filter(|r| {
+                lockfile
+                    .get(&Key::new("", "oci-sha", Json::from_value(json!([r]))).unwrap())
+                    .is_some()
+            });
+            let landed: Vec<String> = landed.cloned().collect();
+            assert!(
+                landed.is_empty() || landed.len() == in_flight_pins.len(),
+                "a flush landed in part"
+            );
+            for r in landed {
+                model.pins.insert(r.clone(), in_flight_pins[&r].clone());
+            }
+        }
         let landed: Vec<(String, String)> = std::mem::take(&mut model.maybe).into_iter().collect();
         let store = Store::open(&db, Options::default()).unwrap();
         for (digest, tag) in landed {
@@ -221,6 +295,10 @@ fn sigkill_loop_never_loses_an_acknowledged_write() {
             }
         }
     }
-    eprintln!("crash loop: {total_acked} acknowledged operations survived {iterations} SIGKILLs");
+    eprintln!(
+        "crash loop: {total_acked} acknowledged operations ({} artifacts, {} lockfile pins) survived {iterations} SIGKILLs",
+        model.acked.len(),
+        model.pins.len()
+    );
     assert!(total_acked > 0, "the worker never got to write");
 }
