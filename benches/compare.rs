@@ -79,13 +79,15 @@ fn main() {
     if selected("processes") {
         processes(&mut report, scale, &root);
     }
+    if selected("lockfile") {
+        lockfile_session(&mut report, scale, &root);
+    }
     if selected("memory-peak") {
         peak_memory(&mut report, scale, &root);
     }
     for missing in [
         "memory search over 100,000 memories (FTS vs LIKE)",
         "snapshot vs cp + fsync; writer commits/s during a snapshot",
-        "1,000 lookups in one lockfile session vs read-modify-write per lookup",
     ] {
         report.na(missing);
     }
@@ -519,6 +521,67 @@ fn processes(report: &mut Report, scale: &Scale, root: &Path) {
         &samples,
         0,
     );
+}
+
+/// 1,000 lookups pinned in one dagger.lock session with one flush, against reading, updating
+/// and atomically rewriting the file for every lookup. Both start from the real fixture.
+fn lockfile_session(report: &mut Report, scale: &Scale, root: &Path) {
+    use modstate::lockfile::{Json, Key, Lockfile, Session};
+    const LOOKUPS: usize = 1000;
+    let fixture = fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dagger.lock"))
+        .expect("fixtures/dagger.lock");
+    let pins: Vec<(Key, Json)> = (0..LOOKUPS)
+        .map(|i| {
+            let inputs = serde_json::json!([format!("docker.io/library/app{i}:1.{i}")]);
+            let key = Key::new("", "oci-sha", Json::from_value(inputs)).unwrap();
+            (key, Json::from_value(serde_json::json!(key_hex(i))))
+        })
+        .collect();
+    let labels = vec![
+        "read-modify-write per lookup".to_owned(),
+        "one session, one flush".to_owned(),
+    ];
+    let mut samples = vec![Vec::new(), Vec::new()];
+    for run in 0..=scale.runs {
+        for (i, per_lookup) in [true, false].into_iter().enumerate() {
+            let dir = root.join(format!("lockfile-{run}-{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("dagger.lock");
+            fs::write(&path, &fixture).unwrap();
+            let started = Instant::now();
+            if per_lookup {
+                for (key, value) in &pins {
+                    let mut file =
+                        Lockfile::parse(&fs::read(&path).unwrap(), "dagger.lock").unwrap();
+                    file.set(key.clone(), value.clone());
+                    modstate::atomic::write_atomically(&path, file.to_text().as_bytes()).unwrap();
+                }
+            } else {
+                let session = Session::open(&path);
+                for (key, value) in &pins {
+                    session.set(key.clone(), value.clone()).unwrap();
+                }
+                session.close().unwrap();
+            }
+            let rate = LOOKUPS as f64 / started.elapsed().as_secs_f64();
+            if run > 0 {
+                samples[i].push(rate);
+            }
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+    report.table(
+        &format!("{LOOKUPS} lookups pinned in dagger.lock (starting from the 80-entry fixture)"),
+        "lookups/s",
+        Better::Higher,
+        &labels,
+        &samples,
+        0,
+    );
+}
+
+fn key_hex(i: usize) -> String {
+    format!("sha256:{}", Digest::of(i.to_string().as_bytes()).hex())
 }
 
 /// A re-executed copy of this binary: `put \t db \t first \t count` writes artifacts.
