@@ -79,6 +79,17 @@ impl Error {
             }
             if matches!(
                 e.code,
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+            ) {
+                return Error::Sqlite {
+                    context: format!(
+                        "{context} (the disk may be full or a file-size limit reached; free space and retry)"
+                    ),
+                    source,
+                };
+            }
+            if matches!(
+                e.code,
                 rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
             ) {
                 return Error::Integrity(format!(

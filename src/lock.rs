@@ -98,11 +98,18 @@ pub struct KeyedGuard {
 impl LockDir {
     /// The lock directory for the database at `db_path`, created (0700) if missing.
     pub fn open(db_path: &Path, timeout: Duration) -> Result<LockDir> {
-        let mut name = db_path.as_os_str().to_owned();
-        name.push(".locks");
-        let dir = PathBuf::from(name);
+        let dir = lock_dir_path(db_path);
         create_private_dir(&dir)?;
         Ok(LockDir { dir, timeout })
+    }
+
+    /// The lock directory for `db_path` without creating it (for a read-only location, where
+    /// every acquisition will fail with a clear error).
+    pub fn existing(db_path: &Path, timeout: Duration) -> LockDir {
+        LockDir {
+            dir: lock_dir_path(db_path),
+            timeout,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -227,6 +234,13 @@ pub(crate) fn acquire_path(
         let _ = write_holder(&file, label);
     }
     Ok(LockGuard { file })
+}
+
+/// `<db>.locks`
+fn lock_dir_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".locks");
+    PathBuf::from(name)
 }
 
 /// The file name of a key's lock: the key's sha256, so any string is a safe key.
