@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
+use modstate::memory::fts_query;
 use modstate::{Error, Memory, MemoryFilter, Result, Store};
 
 use super::input::read_limited;
@@ -138,6 +139,9 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             limit,
         } => {
             let store = ctx.open()?;
+            if fts_query(&query).is_none() && !query.trim().is_empty() {
+                eprintln!("the query has no letters or digits to search for; listing newest first");
+            }
             let mut hits = store.search_memories(&query, &filter.with_probe(limit))?;
             note_more(&mut hits, limit);
             if ctx.json {

@@ -87,7 +87,7 @@ impl Store {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).context("listing memories")?;
             let rows = stmt
-                .query_map(params_from_iter(args), memory_from_row)
+                .query_map(params_from_iter(args), |r| memory_from_row(r, 0))
                 .context("listing memories")?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
                 .context("listing memories")
@@ -107,21 +107,35 @@ impl Store {
             let listed = self.list_memories(filter)?;
             return Ok(listed.into_iter().map(|m| (m, 0.0)).collect());
         };
-        let mut sql = format!(
-            "SELECT {COLUMNS}, bm25(memories_fts) FROM memories_fts
-             JOIN memories m ON m.seq = memories_fts.rowid
-             WHERE memories_fts MATCH ?"
+        // Rank inside the index first and fetch only the winners' rows: reading every
+        // match's body just to sort would cost more than the search itself.
+        let mut sql = String::from(
+            "SELECT s.score, {COLUMNS} FROM (
+                 SELECT memories_fts.rowid AS seq, bm25(memories_fts) AS score
+                 FROM memories_fts",
         );
         let mut args = vec![Value::Text(fts)];
-        push_filter(&mut sql, &mut args, filter);
-        sql.push_str(" ORDER BY bm25(memories_fts), m.id DESC LIMIT ?");
+        if filter.namespace.is_some() || filter.category.is_some() || filter.after.is_some() {
+            sql.push_str(
+                " JOIN memories m ON m.seq = memories_fts.rowid WHERE memories_fts MATCH ?",
+            );
+            push_filter(&mut sql, &mut args, filter);
+        } else {
+            sql.push_str(" WHERE memories_fts MATCH ?");
+        }
+        sql.push_str(
+            " ORDER BY score, memories_fts.rowid DESC LIMIT ?
+             ) s JOIN memories m ON m.seq = s.seq
+             ORDER BY s.score, m.seq DESC",
+        );
+        let sql = sql.replace("{COLUMNS}", COLUMNS);
         args.push(limit_value(filter.limit));
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).context("searching memories")?;
             let rows = stmt
                 .query_map(params_from_iter(args), |r| {
-                    let bm25: f64 = r.get(7)?;
-                    Ok((memory_from_row(r)?, -bm25))
+                    let bm25: f64 = r.get(0)?;
+                    Ok((memory_from_row(r, 1)?, -bm25))
                 })
                 .context("searching memories")?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -212,22 +226,23 @@ fn limit_value(limit: Option<usize>) -> Value {
     Value::Integer(limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
-fn memory_from_row(r: &Row<'_>) -> rusqlite::Result<Memory> {
-    let generation: i64 = r.get(6)?;
+/// Decodes the [`COLUMNS`] that start at column `first`.
+fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
+    let generation: i64 = r.get(first + 6)?;
     Ok(Memory {
-        id: r.get(0)?,
-        namespace: r.get(1)?,
-        category: r.get(2)?,
-        body: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
+        id: r.get(first)?,
+        namespace: r.get(first + 1)?,
+        category: r.get(first + 2)?,
+        body: r.get(first + 3)?,
+        created_at: r.get(first + 4)?,
+        updated_at: r.get(first + 5)?,
         generation: u64::try_from(generation).unwrap_or(0),
     })
 }
 
 fn select_by_id(conn: &Connection, id: &str) -> Result<Option<Memory>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM memories m WHERE m.id = ?1"))
-        .and_then(|mut stmt| stmt.query_row([id], memory_from_row).optional())
+        .and_then(|mut stmt| stmt.query_row([id], |r| memory_from_row(r, 0)).optional())
         .context("reading a memory")
 }
 
