@@ -1059,3 +1059,30 @@ fn readers_during_writes_never_error_or_see_half_a_memory() {
         .unwrap();
     assert_eq!(hits.len(), stored.len());
 }
+
+#[test]
+fn cli_text_and_queries_may_start_with_a_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let out = modstate(
+        &db,
+        &["--json", "memory", "add", "- bullet item from markdown"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["body"], "- bullet item from markdown");
+    let id = json(&out)["id"].as_str().unwrap().to_owned();
+
+    let out = modstate(
+        &db,
+        &["--json", "memory", "search", "-bullet", "--limit", "5"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)[0]["id"], id.as_str());
+
+    let out = modstate(&db, &["memory", "update", &id, "-5 degrees"]);
+    assert_exit(&out, 0);
+    // No query at all lists, like an empty one.
+    let out = modstate(&db, &["--json", "memory", "search"]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)[0]["body"], "-5 degrees");
+}

@@ -27,6 +27,7 @@ pub enum MemoryCommand {
         #[arg(long, default_value = "")]
         category: String,
         /// The text; `-` reads it from stdin.
+        #[arg(allow_hyphen_values = true)]
         text: OsString,
     },
     /// Print one memory (exit 3 if absent).
@@ -43,6 +44,7 @@ pub enum MemoryCommand {
     /// best match first. An empty query lists newest first.
     Search {
         /// Plain words; quotes, operators and punctuation are taken literally, never as syntax.
+        #[arg(default_value = "", allow_hyphen_values = true)]
         query: String,
         #[command(flatten)]
         filter: FilterArgs,
@@ -54,6 +56,7 @@ pub enum MemoryCommand {
     Update {
         id: String,
         /// The new text; `-` reads it from stdin.
+        #[arg(allow_hyphen_values = true)]
         text: OsString,
         /// New category; the old one stays if omitted.
         #[arg(long)]
