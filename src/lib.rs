@@ -14,9 +14,11 @@ pub mod digest;
 pub mod error;
 pub mod lock;
 pub mod lockfile;
+pub mod memory;
 pub mod store;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use memory::{Memory, MemoryFilter, NewMemory};
 pub use store::{Options, Store, Synchronous};

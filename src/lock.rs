@@ -430,7 +430,11 @@ fn host() -> &'static str {
 fn command_line() -> &'static str {
     static COMMAND: OnceLock<String> = OnceLock::new();
     COMMAND.get_or_init(|| {
-        let mut line = std::env::args().collect::<Vec<_>>().join(" ");
+        // args_os: std::env::args panics on an argument that is not UTF-8.
+        let mut line = std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         if line.len() > 200 {
             let mut cut = 200;
             while !line.is_char_boundary(cut) {

@@ -6,6 +6,7 @@ mod batch;
 mod input;
 mod lock;
 mod lockfile;
+mod memory;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Command {
     Lock(lock::LockCommand),
     /// The dagger.lock lookup lockfile: pinned image digests and git commits.
     Lockfile(lockfile::LockfileArgs),
+    /// Agent memories: namespaced notes with ranked full-text search and a drift guard.
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -132,6 +136,7 @@ fn run() -> i32 {
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Lockfile(args) => lockfile::run(&ctx, args),
+        Command::Memory(cmd) => memory::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

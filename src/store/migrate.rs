@@ -6,10 +6,16 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::error::{Error, Result, SqlContext};
 
 /// Every migration, in order; entry `i` moves the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_artifacts",
-    include_str!("../../migrations/0001_artifacts.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_artifacts",
+        include_str!("../../migrations/0001_artifacts.sql"),
+    ),
+    (
+        "0002_memories",
+        include_str!("../../migrations/0002_memories.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

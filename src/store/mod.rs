@@ -57,6 +57,8 @@ pub struct Options {
     pub read_pool_size: u32,
     /// Largest artifact envelope accepted, in bytes.
     pub max_artifact_bytes: usize,
+    /// Largest memory body accepted, in bytes.
+    pub max_memory_bytes: usize,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             synchronous: Synchronous::Full,
             read_pool_size: 4,
             max_artifact_bytes: 16 * 1024 * 1024,
+            max_memory_bytes: 64 * 1024,
         }
     }
 }

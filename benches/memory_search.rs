@@ -1,0 +1,458 @@
+//! Memory search: modstate's ranked FTS5 search against the `LIKE '%word%'` scan that today's
+//! peers run, on the same rows in the same run.
+//!
+//! `cargo bench --bench memory_search` fills a fresh store with 100,000 generated but
+//! realistic memories (set `MODSTATE_BENCH_MEMORIES` for another count, e.g. 5000 for a quick
+//! run), then times each query both ways and prints the medians and their ratio.
+//!
+//! Every side returns the 20 results a caller would show, decoding the same columns:
+//! * FTS: the best-ranked 20, through `Store::search_memories` as an agent would call it;
+//!   ranking scores every match, so its cost grows with the number of matches;
+//! * LIKE by time: the peers' query, every word AND-ed, `ORDER BY created_at DESC LIMIT 20`;
+//!   `created_at` has no index (as in the peers' schema), so every row is scanned;
+//! * LIKE by id: the same filter walking the id index newest first, which stops as soon as
+//!   20 rows match — the best case for LIKE, fast for common words, a full scan for rare ones.
+
+use std::time::{Duration, Instant};
+
+use modstate::memory::fts_query;
+use modstate::{MemoryFilter, NewMemory, Options, Store, Synchronous};
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+
+const DEFAULT_MEMORIES: usize = 100_000;
+const RESULTS: usize = 20;
+const BATCH: usize = 10_000;
+
+fn main() {
+    let count = std::env::var("MODSTATE_BENCH_MEMORIES")
+        .ok()
+        .map(|v| {
+            v.parse::<usize>()
+                .unwrap_or_else(|_| panic!("MODSTATE_BENCH_MEMORIES={v:?} is not a count"))
+        })
+        .unwrap_or(DEFAULT_MEMORIES);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("bench.db");
+    let store = Store::open(
+        &path,
+        Options {
+            synchronous: Synchronous::Normal,
+            ..Options::default()
+        },
+    )
+    .expect("open the store");
+
+    let mut words = Sentences::new(0x5eed);
+    let started = Instant::now();
+    let mut added = 0;
+    let mut codenames = Vec::new();
+    while added < count {
+        let n = BATCH.min(count - added);
+        let batch: Vec<NewMemory> = (0..n).map(|_| words.memory()).collect();
+        codenames.extend(batch.iter().filter_map(|m| codename_in(&m.body)));
+        store.add_memories(batch).expect("add a batch");
+        added += n;
+    }
+    let insert = started.elapsed();
+    println!(
+        "memory search benchmark: {count} memories, inserted with add_memories in {:.2} s ({:.0} memories/s)",
+        insert.as_secs_f64(),
+        count as f64 / insert.as_secs_f64()
+    );
+
+    let like = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open a read connection");
+    // A rare word: the least used project codename (the first of those, alphabetically).
+    let mut uses = std::collections::BTreeMap::<String, usize>::new();
+    for name in codenames {
+        *uses.entry(name).or_default() += 1;
+    }
+    let rare = uses
+        .iter()
+        .min_by_key(|(_, n)| **n)
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| "zorvex".into());
+    let queries = [
+        rare.as_str(),
+        "deploy",
+        "postgres timeout",
+        "alice kubernetes",
+        "certificate rolled",
+        "kube",
+        "the user prefers rust",
+    ];
+
+    println!(
+        "{:<24} {:>7} {:>12} {:>13} {:>9} {:>13} {:>9}",
+        "query", "matches", "fts top 20", "like by time", "ratio", "like by id", "ratio"
+    );
+    let mut peer_ratios = Vec::new();
+    let mut indexed_ratios = Vec::new();
+    for query in queries {
+        let fts_hits = count_fts(&like, query);
+        let like_hits = count_like(&like, query);
+        assert_eq!(
+            fts_hits, like_hits,
+            "{query:?}: FTS and LIKE should find the same rows in this vocabulary"
+        );
+        let fts = median(|| {
+            let hits = store
+                .search_memories(
+                    query,
+                    &MemoryFilter {
+                        limit: Some(RESULTS),
+                        ..MemoryFilter::default()
+                    },
+                )
+                .expect("search");
+            hits.len()
+        });
+        let by_time = median(|| like_search(&like, query, "created_at DESC"));
+        let by_id = median(|| like_search(&like, query, "id DESC"));
+        let peer = by_time.as_secs_f64() / fts.as_secs_f64();
+        let indexed = by_id.as_secs_f64() / fts.as_secs_f64();
+        peer_ratios.push(peer);
+        indexed_ratios.push(indexed);
+        println!(
+            "{:<24} {:>7} {:>12} {:>13} {:>8.1}x {:>13} {:>8.2}x",
+            format!("{query:?}"),
+            fts_hits,
+            millis(fts),
+            millis(by_time),
+            peer,
+            millis(by_id),
+            indexed
+        );
+    }
+    println!(
+        "median ratio (LIKE time / FTS time): {:.1}x against the peers' query (newest by created_at, a full scan), {:.2}x against LIKE walking the id index newest first (stops after {RESULTS} matches)",
+        middle(&mut peer_ratios),
+        middle(&mut indexed_ratios)
+    );
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn middle(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The median wall time of `run` over enough runs to be steady (after two warm-ups).
+fn median(mut run: impl FnMut() -> usize) -> Duration {
+    for _ in 0..2 {
+        std::hint::black_box(run());
+    }
+    let mut times = Vec::new();
+    let budget = Instant::now();
+    while times.len() < 7 || (times.len() < 51 && budget.elapsed() < Duration::from_secs(2)) {
+        let started = Instant::now();
+        std::hint::black_box(run());
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The peers' search: every word as a `LIKE '%word%'` (case-insensitive for ASCII), the 20
+/// first in `order`, the same columns decoded.
+fn like_search(conn: &Connection, query: &str, order: &str) -> usize {
+    let (sql, args) = like_sql(
+        "SELECT id, namespace, category, body, created_at, updated_at, generation FROM memories",
+        query,
+    );
+    let sql = format!("{sql} ORDER BY {order} LIMIT {RESULTS}");
+    let mut stmt = conn.prepare_cached(&sql).expect("prepare LIKE");
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .expect("LIKE query");
+    let mut n = 0;
+    for row in rows {
+        std::hint::black_box(row.expect("LIKE row"));
+        n += 1;
+    }
+    n
+}
+
+fn like_sql(select: &str, query: &str) -> (String, Vec<String>) {
+    let mut sql = format!("{select} WHERE 1 = 1");
+    let mut args = Vec::new();
+    for word in query.split_whitespace() {
+        sql.push_str(" AND body LIKE ?");
+        args.push(format!("%{word}%"));
+    }
+    (sql, args)
+}
+
+fn count_like(conn: &Connection, query: &str) -> i64 {
+    let (sql, args) = like_sql("SELECT count(*) FROM memories", query);
+    conn.query_row(&sql, params_from_iter(args), |r| r.get(0))
+        .expect("count LIKE")
+}
+
+fn count_fts(conn: &Connection, query: &str) -> i64 {
+    let fts = fts_query(query).expect("a query with words");
+    conn.query_row(
+        "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1",
+        [fts],
+        |r| r.get(0),
+    )
+    .expect("count FTS")
+}
+
+fn codename_in(body: &str) -> Option<String> {
+    body.strip_prefix("Project ")
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_owned)
+}
+
+/// Generated notes of the kind agents keep: preferences, deploy rules, owners, incidents,
+/// meeting decisions, with a long tail of rare project codenames.
+struct Sentences {
+    state: u64,
+}
+
+const LANGS: &[&str] = &[
+    "Rust",
+    "Go",
+    "Python",
+    "TypeScript",
+    "Java",
+    "Kotlin",
+    "Swift",
+    "C++",
+    "Ruby",
+    "Elixir",
+    "Haskell",
+    "Zig",
+    "Scala",
+    "PHP",
+    "Lua",
+];
+const TASKS: &[&str] = &[
+    "command-line tools",
+    "data pipelines",
+    "web backends",
+    "scripts",
+    "machine learning",
+    "embedded firmware",
+    "infrastructure code",
+    "test harnesses",
+    "mobile apps",
+    "build tooling",
+];
+const SERVICES: &[&str] = &[
+    "billing",
+    "checkout",
+    "search",
+    "auth",
+    "notifications",
+    "inventory",
+    "reporting",
+    "gateway",
+    "ledger",
+    "scheduler",
+    "ingest",
+    "analytics",
+    "profile",
+    "catalog",
+    "payments",
+    "shipping",
+    "recommendations",
+    "chat",
+    "uploads",
+    "exports",
+];
+const COMPONENTS: &[&str] = &[
+    "cache",
+    "queue",
+    "worker",
+    "cron job",
+    "load balancer",
+    "database pool",
+    "rate limiter",
+    "feature flag",
+    "migration",
+    "webhook",
+    "index",
+    "retry loop",
+    "config loader",
+];
+const PEOPLE: &[&str] = &[
+    "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory",
+    "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Yara",
+];
+const DBS: &[&str] = &[
+    "Postgres",
+    "MySQL",
+    "SQLite",
+    "Redis",
+    "DynamoDB",
+    "Cassandra",
+    "MongoDB",
+    "ClickHouse",
+];
+const PLATFORMS: &[&str] = &[
+    "Kubernetes",
+    "Nomad",
+    "bare metal",
+    "Lambda",
+    "Cloud Run",
+    "ECS",
+    "Fly",
+    "Heroku",
+];
+const DAYS: &[&str] = &[
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const CAUSES: &[&str] = &[
+    "the disk fills up",
+    "a certificate expires",
+    "traffic spikes after a release",
+    "the upstream API is slow",
+    "two deploys overlap",
+    "the clock drifts",
+    "a timeout is too short",
+    "the connection pool is exhausted",
+];
+const CATEGORIES: &[&str] = &[
+    "preference",
+    "fact",
+    "decision",
+    "incident",
+    "process",
+    "contact",
+    "todo",
+];
+const SYLLABLES: &[&str] = &[
+    "zor", "vex", "kal", "mir", "tun", "dra", "pol", "qui", "sen", "bar", "lix", "nor", "fen",
+    "gath", "ost", "rim", "ul", "yen", "cor", "wex",
+];
+
+impl Sentences {
+    fn new(seed: u64) -> Sentences {
+        Sentences { state: seed }
+    }
+
+    /// splitmix64: small, fast, deterministic — the same rows every run.
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Skewed towards the front of the list, as real word use is.
+    fn pick(&mut self, list: &[&'static str]) -> &'static str {
+        let a = self.below(list.len());
+        let b = self.below(list.len());
+        list[a.min(b)]
+    }
+
+    fn codename(&mut self) -> String {
+        let parts = 2 + self.below(2);
+        (0..parts).map(|_| self.pick(SYLLABLES)).collect()
+    }
+
+    fn sentence(&mut self) -> String {
+        match self.below(9) {
+            0 => format!(
+                "The user prefers {} over {} for {}.",
+                self.pick(LANGS),
+                self.pick(LANGS),
+                self.pick(TASKS)
+            ),
+            1 => format!(
+                "Deploy {} to {} only after the {} review on {}.",
+                self.pick(SERVICES),
+                self.pick(PLATFORMS),
+                self.pick(PEOPLE),
+                self.pick(DAYS)
+            ),
+            2 => format!(
+                "{} owns the {} {} and is on call every {}.",
+                self.pick(PEOPLE),
+                self.pick(SERVICES),
+                self.pick(COMPONENTS),
+                self.pick(DAYS)
+            ),
+            3 => format!(
+                "The {} in {} times out when {}; the limit was raised to {} seconds.",
+                self.pick(COMPONENTS),
+                self.pick(SERVICES),
+                self.pick(CAUSES),
+                5 + self.below(120)
+            ),
+            4 => format!(
+                "Meeting notes: {} and {} agreed to move {} from {} to {} this quarter.",
+                self.pick(PEOPLE),
+                self.pick(PEOPLE),
+                self.pick(SERVICES),
+                self.pick(DBS),
+                self.pick(DBS)
+            ),
+            5 => format!(
+                "Incident {}: {} returned errors because {}, and {} rolled it back.",
+                1000 + self.below(9000),
+                self.pick(SERVICES),
+                self.pick(CAUSES),
+                self.pick(PEOPLE)
+            ),
+            6 => format!(
+                "Project {} runs on {} with {} and ships every {}.",
+                self.codename(),
+                self.pick(PLATFORMS),
+                self.pick(DBS),
+                self.pick(DAYS)
+            ),
+            7 => format!(
+                "Remember to ask {} before changing the {} {} in production.",
+                self.pick(PEOPLE),
+                self.pick(SERVICES),
+                self.pick(COMPONENTS)
+            ),
+            _ => format!(
+                "Use {} for {} and keep the {} tests green before merging.",
+                self.pick(LANGS),
+                self.pick(TASKS),
+                self.pick(SERVICES)
+            ),
+        }
+    }
+
+    fn memory(&mut self) -> NewMemory {
+        let sentences = 1 + self.below(3);
+        let body = (0..sentences)
+            .map(|_| self.sentence())
+            .collect::<Vec<_>>()
+            .join(" ");
+        NewMemory {
+            namespace: format!("agent-{}", self.below(8)),
+            category: self.pick(CATEGORIES).to_owned(),
+            body,
+        }
+    }
+}

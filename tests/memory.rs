@@ -1,0 +1,1088 @@
+//! Agent memories: CRUD, ranked search with user text taken literally, limits, the drift
+//! guard, and real-process contention through the `modstate` binary.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use modstate::lock::LockDir;
+use modstate::{Error, Memory, MemoryFilter, NewMemory, Options, Store};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db"), Options::default()).unwrap();
+    (dir, store)
+}
+
+fn all(store: &Store) -> Vec<Memory> {
+    store.list_memories(&MemoryFilter::default()).unwrap()
+}
+
+fn bodies(memories: &[Memory]) -> Vec<String> {
+    memories.iter().map(|m| m.body.clone()).collect()
+}
+
+fn modstate(db: &Path, args: &[&str]) -> Output {
+    modstate_with_stdin(db, args, b"")
+}
+
+fn modstate_with_stdin(db: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn(db, args);
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn spawn(db: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_modstate"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env_remove("MODSTATE_DB")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing stderr when it is not the expected one.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cli_generation(db: &Path) -> u64 {
+    let out = modstate(db, &["memory", "generation"]);
+    assert_exit(&out, 0);
+    stdout(&out).trim().parse().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRUD
+
+#[test]
+fn crud_round_trip_and_every_write_advances_the_generation() {
+    let (_dir, store) = temp_store();
+    assert_eq!(store.memory_generation().unwrap(), 0);
+
+    let added = store
+        .add_memory("agent-a", "The user prefers Rust", "preference")
+        .unwrap();
+    assert_eq!(added.generation, 1);
+    assert_eq!(added.created_at, added.updated_at);
+    assert_eq!(store.get_memory(&added.id).unwrap().as_ref(), Some(&added));
+    assert_eq!(all(&store), vec![added.clone()]);
+
+    let updated = store
+        .update_memory(&added.id, "The user prefers Rust and SQLite", None, None)
+        .unwrap();
+    assert_eq!(
+        updated.category, "preference",
+        "category kept when not given"
+    );
+    assert_eq!(updated.generation, 2);
+    assert_eq!(
+        store.get_memory(&added.id).unwrap().as_ref(),
+        Some(&updated)
+    );
+
+    let recategorized = store
+        .update_memory(&added.id, "still Rust", Some("fact"), None)
+        .unwrap();
+    assert_eq!(recategorized.category, "fact");
+    assert_eq!(store.memory_generation().unwrap(), 3);
+
+    assert_eq!(store.delete_memory(&added.id, None).unwrap(), 4);
+    assert_eq!(store.get_memory(&added.id).unwrap(), None);
+    assert!(all(&store).is_empty());
+    assert!(matches!(
+        store.delete_memory(&added.id, None),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.update_memory(&added.id, "x", None, None),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.memory_generation().unwrap(),
+        4,
+        "failed writes do not advance the generation"
+    );
+}
+
+#[test]
+fn update_keeps_created_at_and_moves_updated_at() {
+    let (_dir, store) = temp_store();
+    let added = store.add_memory("", "first text", "").unwrap();
+    let mut previous = added.clone();
+    for round in 0..5 {
+        let updated = store
+            .update_memory(&added.id, &format!("text {round}"), None, None)
+            .unwrap();
+        assert_eq!(updated.created_at, added.created_at);
+        assert!(
+            updated.updated_at > previous.updated_at,
+            "{} should be after {}",
+            updated.updated_at,
+            previous.updated_at
+        );
+        assert_eq!(store.get_memory(&added.id).unwrap().unwrap(), updated);
+        previous = updated;
+    }
+}
+
+#[test]
+fn namespaces_isolate() {
+    let (_dir, store) = temp_store();
+    let a = store
+        .add_memory("agent-a", "shared secret words", "")
+        .unwrap();
+    let b = store
+        .add_memory("agent-b", "shared secret words", "")
+        .unwrap();
+    let upper = store
+        .add_memory("Agent-A", "shared secret words", "")
+        .unwrap();
+    for (namespace, expected) in [("agent-a", &a), ("agent-b", &b), ("Agent-A", &upper)] {
+        let filter = MemoryFilter {
+            namespace: Some(namespace.into()),
+            ..MemoryFilter::default()
+        };
+        assert_eq!(
+            store.list_memories(&filter).unwrap(),
+            vec![expected.clone()]
+        );
+        let hits = store.search_memories("secret", &filter).unwrap();
+        assert_eq!(hits.len(), 1, "namespace {namespace}");
+        assert_eq!(&hits[0].0, expected);
+    }
+    let none = MemoryFilter {
+        namespace: Some("agent-c".into()),
+        ..MemoryFilter::default()
+    };
+    assert!(store.list_memories(&none).unwrap().is_empty());
+    assert!(store.search_memories("secret", &none).unwrap().is_empty());
+    assert_eq!(all(&store).len(), 3, "no namespace filter sees all");
+}
+
+#[test]
+fn listing_is_newest_first_and_pages_with_after() {
+    let (_dir, store) = temp_store();
+    let added = store
+        .add_memories((0..10).map(|i| NewMemory {
+            body: format!("memory number {i}"),
+            ..NewMemory::default()
+        }))
+        .unwrap();
+    let ids: Vec<String> = added.iter().map(|m| m.id.clone()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "ids increase in the order memories were added");
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_memories(&MemoryFilter {
+                limit: Some(3),
+                after: after.clone(),
+                ..MemoryFilter::default()
+            })
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|m| m.id.clone());
+        seen.extend(page.into_iter().map(|m| m.id));
+    }
+    let mut newest_first = ids;
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+}
+
+#[test]
+fn add_memories_is_all_or_nothing() {
+    let (_dir, store) = temp_store();
+    let batch = |bad: bool| {
+        (0..5).map(move |i| NewMemory {
+            namespace: "bulk".into(),
+            category: String::new(),
+            body: if bad && i == 4 {
+                String::new()
+            } else {
+                format!("bulk {i}")
+            },
+        })
+    };
+    assert!(matches!(
+        store.add_memories(batch(true)),
+        Err(Error::Invalid(_))
+    ));
+    assert!(all(&store).is_empty());
+    assert_eq!(store.memory_generation().unwrap(), 0);
+
+    let added = store.add_memories(batch(false)).unwrap();
+    assert_eq!(added.len(), 5);
+    assert_eq!(store.memory_generation().unwrap(), 5, "one per memory");
+    assert_eq!(
+        added.iter().map(|m| m.generation).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert!(store.add_memories(Vec::new()).unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// search
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    /// Ids by short name.
+    ids: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn search_fixture() -> Fixture {
+    let (dir, store) = temp_store();
+    let rows: &[(&str, &str, &str)] = &[
+        (
+            "m1",
+            "preference",
+            "The user prefers Rust and SQLite for CLI tools",
+        ),
+        (
+            "m2",
+            "process",
+            "Deploy the API server on Fridays after the tests pass",
+        ),
+        ("m3", "fact", "Rusty old bicycle is in the garage"),
+        (
+            "m4",
+            "fact",
+            "NEAR the river OR the lake: NOT decided (yet)",
+        ),
+        (
+            "m5",
+            "style",
+            "Use snake_case for column names; 50% of bugs are naming",
+        ),
+        ("m6", "Fact", "Résumé draft lives in the docs folder"),
+    ];
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, category, body) in rows {
+        let m = store.add_memory("ns", body, category).unwrap();
+        ids.insert(*name, m.id);
+    }
+    Fixture {
+        _dir: dir,
+        store,
+        ids,
+    }
+}
+
+impl Fixture {
+    fn names(&self, memories: impl IntoIterator<Item = Memory>) -> Vec<&'static str> {
+        memories
+            .into_iter()
+            .map(|m| {
+                *self
+                    .ids
+                    .iter()
+                    .find(|(_, id)| **id == m.id)
+                    .map(|(name, _)| name)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    fn search(&self, query: &str, category: Option<&str>) -> Vec<&'static str> {
+        let filter = MemoryFilter {
+            category: category.map(str::to_owned),
+            ..MemoryFilter::default()
+        };
+        match self.store.search_memories(query, &filter) {
+            Ok(hits) => self.names(hits.into_iter().map(|(m, _)| m)),
+            // Shows up as a mismatch in the table, next to the other failures.
+            Err(e) => vec![Box::leak(format!("error: {e}").into_boxed_str())],
+        }
+    }
+}
+
+/// Every row: query, category filter, expected memories. Sets compare unordered unless the
+/// case says "ordered" (the empty query lists newest first).
+#[test]
+fn search_table() {
+    let f = search_fixture();
+    let all_newest_first = vec!["m6", "m5", "m4", "m3", "m2", "m1"];
+    let cases: &[(&str, &str, Option<&str>, &[&str])] = &[
+        ("single word", "garage", None, &["m3"]),
+        ("single word is a prefix", "rust", None, &["m1", "m3"]),
+        ("multi-word AND", "rust sqlite", None, &["m1"]),
+        ("multi-word AND, any order", "tools user", None, &["m1"]),
+        ("only the last word is a prefix", "rust garage", None, &[]),
+        ("prefix on the last word", "rusty gar", None, &["m3"]),
+        ("prefix", "depl", None, &["m2"]),
+        ("word + category", "rust", Some("fact"), &["m3"]),
+        ("word + category, none", "sqlite", Some("fact"), &[]),
+        ("no match", "zebra", None, &[]),
+        ("no match among matches", "rust zebra", None, &[]),
+        ("case-insensitive word", "SQLITE", None, &["m1"]),
+        ("case-insensitive words", "sQlItE rUsT", None, &["m1"]),
+        (
+            "case-insensitive word + category",
+            "BICYCLE",
+            Some("FACT"),
+            &["m3"],
+        ),
+        ("accents fold", "resume", None, &["m6"]),
+        // Special characters are literal text: punctuation is dropped by the tokenizer and
+        // FTS5 operators are plain words.
+        ("double quotes", "\"rust\"", None, &["m1", "m3"]),
+        ("unbalanced quote", "\"rust", None, &["m1", "m3"]),
+        ("quote inside a word", "ru\"st", None, &[]),
+        ("star", "rust*", None, &["m1", "m3"]),
+        ("lone star", "rust *", None, &["m1", "m3"]),
+        ("minus is not NOT", "rust -sqlite", None, &["m1"]),
+        ("colon is not a column filter", "user:", None, &["m1"]),
+        (
+            "caret is not an initial-token anchor",
+            "^river",
+            None,
+            &["m4"],
+        ),
+        ("parentheses", "(river) lake)", None, &["m4"]),
+        ("percent", "50%", None, &["m5"]),
+        ("percent around a word", "%garage%", None, &["m3"]),
+        ("underscore", "snake_case", None, &["m5"]),
+        ("NEAR as a word", "NEAR", None, &["m4"]),
+        (
+            "NEAR() is not the NEAR operator",
+            "NEAR(rust sqlite)",
+            None,
+            &[],
+        ),
+        ("AND as a word", "rusty AND garage", None, &[]),
+        ("OR as a word", "rust OR garage", None, &[]),
+        ("OR is just a word in m4", "river OR lake", None, &["m4"]),
+        ("NOT as a word", "user NOT garage", None, &[]),
+        ("NOT is just a word in m4", "not decided", None, &["m4"]),
+        ("lowercase operators", "river or lake", None, &["m4"]),
+    ];
+    let mut failures = Vec::new();
+    for (what, query, category, expected) in cases {
+        let mut got = f.search(query, *category);
+        got.sort();
+        let mut expected = expected.to_vec();
+        expected.sort();
+        if got != expected {
+            failures.push(format!(
+                "{what}: search {query:?} category {category:?} gave {got:?}, expected {expected:?}"
+            ));
+        }
+    }
+    // Queries without a searchable word list everything, newest first.
+    for query in [
+        "",
+        "   ",
+        "*",
+        "-",
+        "\"",
+        "( )",
+        "%",
+        "_",
+        "^",
+        ":",
+        "\"\" * - %",
+    ] {
+        let got = f.search(query, None);
+        if got != all_newest_first {
+            failures.push(format!(
+                "empty query {query:?} gave {got:?}, expected {all_newest_first:?}"
+            ));
+        }
+    }
+    // Category only: exact but case-insensitive, newest first.
+    for category in ["fact", "FACT", "Fact"] {
+        let got = f.search("", Some(category));
+        if got != ["m6", "m4", "m3"] {
+            failures.push(format!(
+                "category only {category:?} gave {got:?}, expected [m6, m4, m3]"
+            ));
+        }
+    }
+    if f.search("", Some("fac")) != Vec::<&str>::new() {
+        failures.push("category must match exactly, not as a prefix".into());
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn search_ranks_better_matches_first() {
+    let (_dir, store) = temp_store();
+    let weak = store
+        .add_memory(
+            "",
+            "a long note that mentions kubernetes once among many other unrelated words here",
+            "",
+        )
+        .unwrap();
+    let strong = store
+        .add_memory("", "kubernetes kubernetes kubernetes", "")
+        .unwrap();
+    let _other = store.add_memory("", "nothing relevant", "").unwrap();
+    let hits = store
+        .search_memories("kubernetes", &MemoryFilter::default())
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].0.id, strong.id);
+    assert_eq!(hits[1].0.id, weak.id);
+    assert!(hits[0].1 > hits[1].1, "scores {:?}", (hits[0].1, hits[1].1));
+    let limited = store
+        .search_memories(
+            "kubernetes",
+            &MemoryFilter {
+                limit: Some(1),
+                ..MemoryFilter::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].0.id, strong.id);
+}
+
+#[test]
+fn a_64_kib_body_is_stored_and_searchable() {
+    let (_dir, store) = temp_store();
+    let limit = store.options().max_memory_bytes;
+    assert_eq!(limit, 64 * 1024);
+    let mut body = String::from("needlestart ");
+    while body.len() < limit / 2 {
+        body.push_str("filler ");
+    }
+    body.push_str("needlemiddle ");
+    while body.len() < limit - " needleend".len() {
+        body.push('x');
+    }
+    body.push(' ');
+    body.push_str("needleend");
+    assert_eq!(body.len(), limit);
+    let m = store.add_memory("", &body, "").unwrap();
+    for word in ["needlestart", "needlemiddle", "needleend", "needlemid"] {
+        let hits = store
+            .search_memories(word, &MemoryFilter::default())
+            .unwrap();
+        assert_eq!(hits.len(), 1, "{word}");
+        assert_eq!(hits[0].0.body, body);
+    }
+    assert_eq!(store.get_memory(&m.id).unwrap().unwrap().body, body);
+
+    body.push('x');
+    let err = store.add_memory("", &body, "").unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(msg) if msg.contains("65536")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// limits
+
+#[test]
+fn limits_are_enforced_with_the_limit_named() {
+    let (_dir, store) = temp_store();
+    let invalid = |result: modstate::Result<Memory>, needle: &str| match result {
+        Err(Error::Invalid(msg)) => assert!(msg.contains(needle), "{msg:?} lacks {needle:?}"),
+        other => panic!("expected Invalid mentioning {needle:?}, got {other:?}"),
+    };
+    invalid(store.add_memory("", "", ""), "empty");
+    invalid(store.add_memory("", " \n\t ", ""), "empty");
+    let long = "n".repeat(257);
+    invalid(store.add_memory(&long, "body", ""), "256-byte limit");
+    invalid(store.add_memory("", "body", &long), "256-byte limit");
+    invalid(
+        store.add_memory("line\nbreak", "body", ""),
+        "control character",
+    );
+    invalid(
+        store.add_memory("", "body", "tab\there"),
+        "control character",
+    );
+    let ok = "n".repeat(256);
+    let m = store.add_memory(&ok, "body", &ok).unwrap();
+    invalid(store.update_memory(&m.id, "", None, None), "empty");
+    invalid(store.update_memory(&m.id, "body", Some(&long), None), "256");
+    assert_eq!(
+        store.memory_generation().unwrap(),
+        1,
+        "nothing else written"
+    );
+    assert_eq!(bodies(&all(&store)), vec!["body"]);
+}
+
+#[test]
+fn the_body_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path().join("state.db"),
+        Options {
+            max_memory_bytes: 10,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    store.add_memory("", "0123456789", "").unwrap();
+    let err = store.add_memory("", "0123456789a", "").unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid(msg) if msg.contains("10-byte limit")),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// drift guard (in process)
+
+#[test]
+fn a_stale_expected_generation_writes_nothing() {
+    let (_dir, store) = temp_store();
+    let m = store.add_memory("", "original", "keep").unwrap();
+    let seen = store.memory_generation().unwrap();
+    store.add_memory("", "someone else moved on", "").unwrap();
+
+    match store.update_memory(&m.id, "lost update", Some("changed"), Some(seen)) {
+        Err(Error::Conflict { expected, found }) => {
+            assert_eq!((expected, found), (seen, seen + 1));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete_memory(&m.id, Some(seen)),
+        Err(Error::Conflict { .. })
+    ));
+    assert_eq!(store.get_memory(&m.id).unwrap().unwrap(), m);
+    assert_eq!(store.memory_generation().unwrap(), seen + 1);
+    assert!(
+        store
+            .search_memories("lost", &MemoryFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+
+    let current = store.memory_generation().unwrap();
+    let updated = store
+        .update_memory(&m.id, "fresh update", None, Some(current))
+        .unwrap();
+    assert_eq!(updated.generation, current + 1);
+    assert_eq!(
+        store.delete_memory(&m.id, Some(current + 1)).unwrap(),
+        current + 2
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// command line
+
+#[test]
+fn cli_round_trip_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+
+    let out = modstate(
+        &db,
+        &[
+            "memory",
+            "add",
+            "--namespace",
+            "a",
+            "--category",
+            "pref",
+            "likes tea",
+        ],
+    );
+    assert_exit(&out, 0);
+    let tea = stdout(&out).trim().to_owned();
+    assert_eq!(tea.len(), 36, "prints the id: {tea:?}");
+
+    let out = modstate_with_stdin(
+        &db,
+        &["--json", "memory", "add", "-"],
+        "two\nlines\twith tab \\ slash".as_bytes(),
+    );
+    assert_exit(&out, 0);
+    let two = json(&out);
+    assert_eq!(two["body"], "two\nlines\twith tab \\ slash");
+    assert_eq!(two["namespace"], "");
+    assert_eq!(two["generation"], 2);
+    let two_id = two["id"].as_str().unwrap().to_owned();
+
+    // Text output: one memory a line, newest first, the body escaped.
+    let out = modstate(&db, &["memory", "ls"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(fields[0], two_id);
+    assert_eq!(fields[4], "two\\nlines\\twith tab \\\\ slash");
+    let fields: Vec<&str> = lines[1].split('\t').collect();
+    assert_eq!(
+        (fields[0], fields[1], fields[2], fields[4]),
+        (tea.as_str(), "a", "pref", "likes tea")
+    );
+
+    let out = modstate(&db, &["--json", "memory", "get", &tea]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["body"], "likes tea");
+
+    let out = modstate(
+        &db,
+        &["--json", "memory", "search", "TEA", "--category", "PREF"],
+    );
+    assert_exit(&out, 0);
+    let hits = json(&out);
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0]["id"], tea.as_str());
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+
+    let out = modstate(&db, &["memory", "search", "NEAR(\"unbalanced -x:^"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "");
+
+    let out = modstate(
+        &db,
+        &["--json", "memory", "ls", "--namespace", "a", "--limit", "5"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+
+    let out = modstate(&db, &["memory", "ls", "--limit", "1"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out).lines().count(), 1);
+    assert!(stderr(&out).contains("--limit"), "says more exist");
+
+    assert_eq!(cli_generation(&db), 2);
+
+    // Drift guard on the command line.
+    let out = modstate(
+        &db,
+        &[
+            "memory",
+            "update",
+            &tea,
+            "likes green tea",
+            "--expect-generation",
+            "1",
+        ],
+    );
+    assert_exit(&out, 4);
+    assert!(
+        stderr(&out).contains("expected generation 1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = modstate(
+        &db,
+        &[
+            "--json",
+            "memory",
+            "update",
+            &tea,
+            "likes green tea",
+            "--expect-generation",
+            "2",
+        ],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["body"], "likes green tea");
+    assert_eq!(json(&out)["category"], "pref");
+    assert_eq!(json(&out)["generation"], 3);
+
+    let out = modstate(&db, &["memory", "rm", &two_id, "--expect-generation", "2"]);
+    assert_exit(&out, 4);
+    let out = modstate(&db, &["--json", "memory", "rm", &two_id]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["generation"], 4);
+
+    // Absent ids: exit 3.
+    assert_exit(&modstate(&db, &["memory", "get", &two_id]), 3);
+    assert_exit(&modstate(&db, &["memory", "rm", &two_id]), 3);
+    assert_exit(&modstate(&db, &["memory", "update", &two_id, "x"]), 3);
+
+    // Invalid input: exit 6, nothing written.
+    let out = modstate_with_stdin(&db, &["memory", "add", "-"], b"bad \xff utf8");
+    assert_exit(&out, 6);
+    assert!(stderr(&out).contains("UTF-8"), "{}", stderr(&out));
+    assert_exit(&modstate(&db, &["memory", "add", ""]), 6);
+    let big = vec![b'a'; 64 * 1024 + 1];
+    let out = modstate_with_stdin(&db, &["memory", "add", "-"], &big);
+    assert_exit(&out, 6);
+    assert!(stderr(&out).contains("65536"), "{}", stderr(&out));
+    let long = "c".repeat(257);
+    let out = modstate(&db, &["memory", "add", "--category", &long, "text"]);
+    assert_exit(&out, 6);
+    assert!(stderr(&out).contains("256-byte limit"), "{}", stderr(&out));
+    let out = modstate(&db, &["memory", "rm", &tea, "--expect-generation", "soon"]);
+    assert_exit(&out, 2);
+    assert_eq!(cli_generation(&db), 4, "no failed command wrote");
+    let out = modstate(&db, &["--json", "memory", "ls"]);
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn invalid_utf8_in_an_argument_is_invalid_input() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_modstate"))
+        .arg("--db")
+        .arg(&db)
+        .args(["memory", "add"])
+        .arg(std::ffi::OsStr::from_bytes(b"bad \xff"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// contention (real processes)
+
+#[test]
+fn eight_processes_adding_at_once_lose_nothing() {
+    const WORKERS: usize = 8;
+    const ADDS: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    assert_exit(&modstate(&db, &["init"]), 0);
+    let before = cli_generation(&db);
+
+    let start = Arc::new(Barrier::new(WORKERS));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let db = db.clone();
+            let start = start.clone();
+            thread::spawn(move || {
+                start.wait();
+                let mut ids = Vec::new();
+                for i in 0..ADDS {
+                    let text = format!("worker {w} note {i}");
+                    let out = modstate(
+                        &db,
+                        &["memory", "add", "--namespace", &format!("w{w}"), &text],
+                    );
+                    assert_exit(&out, 0);
+                    ids.push(stdout(&out).trim().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+
+    let total = WORKERS * ADDS;
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), total, "every add got its own id");
+    assert_eq!(cli_generation(&db) - before, total as u64);
+
+    let store = Store::open(&db, Options::default()).unwrap();
+    let stored = all(&store);
+    assert_eq!(stored.len(), total);
+    let stored_ids: BTreeSet<&String> = stored.iter().map(|m| &m.id).collect();
+    assert_eq!(stored_ids, distinct);
+    for w in 0..WORKERS {
+        let filter = MemoryFilter {
+            namespace: Some(format!("w{w}")),
+            ..MemoryFilter::default()
+        };
+        let mine = store.list_memories(&filter).unwrap();
+        let expected: Vec<String> = (0..ADDS)
+            .rev()
+            .map(|i| format!("worker {w} note {i}"))
+            .collect();
+        assert_eq!(bodies(&mine), expected, "a worker's memories, newest first");
+    }
+    let generations: BTreeSet<u64> = stored.iter().map(|m| m.generation).collect();
+    assert_eq!(generations.len(), total, "each add had its own generation");
+}
+
+/// Waits until `child` reports on stderr that it is blocked on a lock, and hands back the
+/// rest of its stderr.
+fn wait_until_blocked(child: &mut Child) -> thread::JoinHandle<String> {
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("child ended before blocking on the lock; stderr: {seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("Blocking waiting for lock") {
+            break;
+        }
+    }
+    thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+        seen + &rest
+    })
+}
+
+#[test]
+fn two_writers_with_the_same_expected_generation_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let store = Store::open(&db, Options::default()).unwrap();
+    let target = store.add_memory("", "the shared plan", "").unwrap();
+    let locks = LockDir::open(&db, Duration::from_secs(30)).unwrap();
+
+    for round in 0..3 {
+        let seen = cli_generation(&db);
+        let seen_text = seen.to_string();
+        let texts = [
+            format!("planalpha{round} from the first writer"),
+            format!("planbravo{round} from the second writer"),
+        ];
+        // Hold the write lock until both writers are blocked on it, so they contend for real.
+        let guard = locks.write().unwrap();
+        let mut children: Vec<Child> = texts
+            .iter()
+            .map(|text| {
+                spawn(
+                    &db,
+                    &[
+                        "memory",
+                        "update",
+                        &target.id,
+                        text,
+                        "--expect-generation",
+                        &seen_text,
+                    ],
+                )
+            })
+            .collect();
+        let stderr_readers: Vec<_> = children.iter_mut().map(wait_until_blocked).collect();
+        drop(guard);
+        let codes: Vec<i32> = children
+            .into_iter()
+            .map(|child| child.wait_with_output().unwrap().status.code().unwrap())
+            .collect();
+        let errors: Vec<String> = stderr_readers
+            .into_iter()
+            .map(|r| r.join().unwrap())
+            .collect();
+
+        let mut sorted = codes.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![0, 4],
+            "round {round}: codes {codes:?}, stderr {errors:?}"
+        );
+        let winner = codes.iter().position(|&c| c == 0).unwrap();
+        let loser = 1 - winner;
+        assert!(errors[loser].contains("conflict"), "{}", errors[loser]);
+
+        assert_eq!(cli_generation(&db), seen + 1, "exactly one write happened");
+        let stored = store.get_memory(&target.id).unwrap().unwrap();
+        assert_eq!(stored.body, texts[winner]);
+        let loser_word = texts[loser].split(' ').next().unwrap();
+        for m in all(&store) {
+            assert!(!m.body.contains(loser_word), "loser's text stored: {m:?}");
+        }
+        assert!(
+            store
+                .search_memories(loser_word, &MemoryFilter::default())
+                .unwrap()
+                .is_empty(),
+            "loser's text is in the search index"
+        );
+    }
+}
+
+#[test]
+fn racing_writers_without_a_held_lock_still_yield_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let store = Store::open(&db, Options::default()).unwrap();
+    let target = store.add_memory("", "contended", "").unwrap();
+    for round in 0..5 {
+        let seen = store.memory_generation().unwrap().to_string();
+        let children: Vec<Child> = (0..3)
+            .map(|w| {
+                spawn(
+                    &db,
+                    &[
+                        "memory",
+                        "update",
+                        &target.id,
+                        &format!("racer{w}x{round}"),
+                        "--expect-generation",
+                        &seen,
+                    ],
+                )
+            })
+            .collect();
+        let mut codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+            .collect();
+        codes.sort();
+        assert_eq!(codes, vec![0, 4, 4], "round {round}");
+    }
+    assert_eq!(store.memory_generation().unwrap(), 1 + 5);
+}
+
+/// A body that proves it was written whole: its version, then that version's words.
+fn versioned_body(version: usize) -> String {
+    let mut body = format!("consistent record v{version}:");
+    for i in 0..300 {
+        body.push_str(&format!(" w{version}x{i}"));
+    }
+    body.push_str(&format!(" end{version}"));
+    body
+}
+
+fn check_whole(body: &str) {
+    let version: usize = body
+        .strip_prefix("consistent record v")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not a record: {body:.80}"));
+    assert_eq!(body, versioned_body(version), "half-written memory");
+}
+
+#[test]
+fn readers_during_writes_never_error_or_see_half_a_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let store = Store::open(&db, Options::default()).unwrap();
+    store.add_memory("", &versioned_body(0), "").unwrap();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let db = db.clone();
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut live: Vec<String> = Vec::new();
+            for version in 1..=45 {
+                let out = match version % 3 {
+                    // Replace an existing memory's body whole.
+                    1 if !live.is_empty() => modstate(
+                        &db,
+                        &[
+                            "memory",
+                            "update",
+                            &live[version % live.len()],
+                            &versioned_body(version),
+                        ],
+                    ),
+                    2 if live.len() > 2 => {
+                        let id = live.remove(0);
+                        modstate(&db, &["memory", "rm", &id])
+                    }
+                    _ => {
+                        let out = modstate(&db, &["memory", "add", &versioned_body(version)]);
+                        live.push(stdout(&out).trim().to_owned());
+                        out
+                    }
+                };
+                assert_exit(&out, 0);
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+
+    let mut searches = 0;
+    while !done.load(Ordering::SeqCst) {
+        // In this process, through the library…
+        let hits = store
+            .search_memories("consistent record", &MemoryFilter::default())
+            .unwrap();
+        assert!(!hits.is_empty());
+        for (m, _) in &hits {
+            check_whole(&m.body);
+        }
+        for m in all(&store) {
+            check_whole(&m.body);
+        }
+        // …and in separate reader processes.
+        if searches % 5 == 0 {
+            let out = modstate(&db, &["--json", "memory", "search", "consistent rec"]);
+            assert_exit(&out, 0);
+            for hit in json(&out).as_array().unwrap() {
+                check_whole(hit["body"].as_str().unwrap());
+            }
+        }
+        searches += 1;
+    }
+    writer.join().unwrap();
+    assert!(searches > 0);
+    // The index agrees with the table at the end: every stored memory is found by its own
+    // version's last word (exact: it is not the query's last word), and only it.
+    let stored = all(&store);
+    for m in &stored {
+        let last = m.body.rsplit(' ').next().unwrap();
+        let hits = store
+            .search_memories(&format!("{last} record"), &MemoryFilter::default())
+            .unwrap();
+        assert_eq!(hits.len(), 1, "{last}");
+        assert_eq!(hits[0].0, *m);
+    }
+    let hits = store
+        .search_memories("consistent record", &MemoryFilter::default())
+        .unwrap();
+    assert_eq!(hits.len(), stored.len());
+}
+
+#[test]
+fn cli_text_and_queries_may_start_with_a_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let out = modstate(
+        &db,
+        &["--json", "memory", "add", "- bullet item from markdown"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["body"], "- bullet item from markdown");
+    let id = json(&out)["id"].as_str().unwrap().to_owned();
+
+    let out = modstate(
+        &db,
+        &["--json", "memory", "search", "-bullet", "--limit", "5"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)[0]["id"], id.as_str());
+
+    let out = modstate(&db, &["memory", "update", &id, "-5 degrees"]);
+    assert_exit(&out, 0);
+    // No query at all lists, like an empty one.
+    let out = modstate(&db, &["--json", "memory", "search"]);
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)[0]["body"], "-5 degrees");
+}
