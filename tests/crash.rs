@@ -2,7 +2,9 @@
 //! database; after every kill the database must open, pass integrity_check and hold every
 //! acknowledged write.
 //!
-//! The workload mixes artifact puts, batches and dagger.lock session flushes.
+//! The workload mixes artifact puts and batches, memory adds/updates/deletes (the generation
+//! must equal the number of committed memory writes, the search index must agree with the
+//! rows) and dagger.lock session flushes.
 //! The writer is this test binary re-executed (`CRASH_WORKER` set) so the workload uses the
 //! library directly. It prints `begin <op>` before and `ack` after each operation; an operation
 //! without its `ack` may or may not have happened, everything acknowledged must be there.
@@ -16,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use modstate::lockfile::{Json, Key, Lockfile, Session};
-use modstate::{Digest, Options, Store};
+use modstate::{Digest, MemoryFilter, Options, Store};
 use serde_json::{Value, json};
 
 const WORKER_ENV: &str = "CRASH_WORKER";
@@ -52,10 +54,48 @@ fn run_worker(db: &Path, seed: u64) {
     let store = Store::open(db, Options::default()).expect("worker open");
     let mut rng = Rng(seed | 1);
     let mut out = std::io::stdout().lock();
+    let mut memories: Vec<String> = store
+        .list_memories(&MemoryFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     for step in 0.. {
         let tag = format!("{seed}-{step}");
         let roll = rng.below(8);
-        if roll == 0 {
+        let mut ack = String::from("ack");
+        if roll == 3 || roll == 4 {
+            // Memories: add, update or delete; the body carries a word unique to this step.
+            let body = memory_body(seed, step);
+            let choice = rng.below(3);
+            if choice == 0 || memories.is_empty() {
+                writeln!(out, "begin {}", json!({"op": "madd", "body": body})).unwrap();
+                out.flush().unwrap();
+                let added = store.add_memory("", &body, "crash").expect("add memory");
+                ack = format!("ack {}", json!({"id": added.id}));
+                memories.push(added.id);
+            } else {
+                let at = rng.below(memories.len() as u64) as usize;
+                if choice == 1 {
+                    let id = memories[at].clone();
+                    writeln!(
+                        out,
+                        "begin {}",
+                        json!({"op": "mupdate", "id": id, "body": body})
+                    )
+                    .unwrap();
+                    out.flush().unwrap();
+                    store
+                        .update_memory(&id, &body, None, None)
+                        .expect("update memory");
+                } else {
+                    let id = memories.swap_remove(at);
+                    writeln!(out, "begin {}", json!({"op": "mdelete", "id": id})).unwrap();
+                    out.flush().unwrap();
+                    store.delete_memory(&id, None).expect("delete memory");
+                }
+            }
+        } else if roll == 0 {
             // A lockfile session pinning a few lookups, flushed once.
             let pins: Vec<(String, String)> = (0..rng.below(5) + 1)
                 .map(|i| (format!("image-{tag}-{i}"), format!("sha256:{tag}-{i}")))
@@ -97,8 +137,99 @@ fn run_worker(db: &Path, seed: u64) {
             let env = store.envelope(envelope_text(&tag).into_bytes()).unwrap();
             store.put(&digest, &env).expect("put");
         }
-        writeln!(out, "ack").unwrap();
+        writeln!(out, "{ack}").unwrap();
         out.flush().unwrap();
+    }
+}
+
+/// A memory body with one word (`t<seed>s<step>`) no other body has, to find it by search.
+fn memory_body(seed: u64, step: u64) -> String {
+    format!("remember t{seed}s{step} about the nightly deploy")
+}
+
+/// The memories part of the model: id -> body, and how many memory writes committed.
+#[derive(Default)]
+struct MemoryModel {
+    bodies: BTreeMap<String, String>,
+    writes: u64,
+}
+
+impl MemoryModel {
+    fn apply(&mut self, op: &Value, payload: &Value) -> bool {
+        let body = || op["body"].as_str().unwrap().to_owned();
+        match op["op"].as_str().unwrap() {
+            "madd" => self
+                .bodies
+                .insert(payload["id"].as_str().unwrap().to_owned(), body()),
+            "mupdate" => self
+                .bodies
+                .insert(op["id"].as_str().unwrap().to_owned(), body()),
+            "mdelete" => self.bodies.remove(op["id"].as_str().unwrap()),
+            _ => return false,
+        };
+        self.writes += 1;
+        true
+    }
+
+    /// Checks the store against the model, allowing the in-flight operation to have landed or
+    /// not (never in part); then takes it in if it landed.
+    fn check(&mut self, store: &Store, in_flight: Option<&Value>, ctx: &str) {
+        let in_flight = in_flight.filter(|op| op["op"].as_str().unwrap_or("").starts_with('m'));
+        let mut landed: Option<Value> = None;
+        for (id, body) in &self.bodies {
+            match store.get_memory(id).unwrap() {
+                Some(m) if &m.body == body => {}
+                Some(m) => {
+                    let op = in_flight.unwrap_or_else(|| panic!("{ctx}: memory {id} changed"));
+                    assert!(
+                        op["op"] == "mupdate"
+                            && op["id"] == id.as_str()
+                            && op["body"] == m.body.as_str(),
+                        "{ctx}: memory {id} is {:?}",
+                        m.body
+                    );
+                    landed = Some(json!({}));
+                }
+                None => {
+                    let op =
+                        in_flight.unwrap_or_else(|| panic!("{ctx}: acknowledged memory {id} lost"));
+                    assert!(
+                        op["op"] == "mdelete" && op["id"] == id.as_str(),
+                        "{ctx}: memory {id} lost"
+                    );
+                    landed = Some(json!({}));
+                }
+            }
+        }
+        for m in store.list_memories(&MemoryFilter::default()).unwrap() {
+            if !self.bodies.contains_key(&m.id) {
+                let op = in_flight
+                    .unwrap_or_else(|| panic!("{ctx}: memory {} appeared from nowhere", m.id));
+                assert!(
+                    op["op"] == "madd" && op["body"] == m.body.as_str(),
+                    "{ctx}: stray memory {:?}",
+                    m.body
+                );
+                landed = Some(json!({"id": m.id}));
+            }
+        }
+        if let (Some(op), Some(payload)) = (in_flight, &landed) {
+            self.apply(op, payload);
+        }
+        assert_eq!(
+            store.memory_generation().unwrap(),
+            self.writes,
+            "{ctx}: generation drifted"
+        );
+        // The full-text index is in step with the rows.
+        for (id, body) in &self.bodies {
+            let word = body.split_whitespace().nth(1).unwrap();
+            let hits = store
+                .search_memories(&format!("{word} about"), &MemoryFilter::default())
+                .unwrap();
+            let ids: Vec<&str> = hits.iter().map(|(m, _)| m.id.as_str()).collect();
+            assert_eq!(ids, [id.as_str()], "{ctx}: search for {word}");
+        }
     }
 }
 
@@ -114,10 +245,14 @@ struct Model {
     maybe: BTreeMap<String, String>,
     pins: BTreeMap<String, String>,
     maybe_pins: BTreeMap<String, String>,
+    memories: MemoryModel,
 }
 
 impl Model {
-    fn apply(&mut self, op: &Value, acked: bool) {
+    fn apply(&mut self, op: &Value, acked: bool, payload: &Value) {
+        if acked && self.memories.apply(op, payload) {
+            return;
+        }
         let (target, pins) = if acked {
             (&mut self.acked, &mut self.pins)
         } else {
@@ -146,11 +281,12 @@ impl Model {
                     );
                 }
             }
+            "madd" | "mupdate" | "mdelete" => {} // in flight: settled by MemoryModel::check
             other => panic!("unknown op {other}"),
         }
     }
 
-    fn check(&self, db: &Path, seed: u64, iteration: usize) {
+    fn check(&mut self, db: &Path, seed: u64, iteration: usize, in_flight: Option<&Value>) {
         let ctx = format!("seed {seed}, iteration {iteration}");
         let store =
             Store::open(db, Options::default()).unwrap_or_else(|e| panic!("{ctx}: open: {e}"));
@@ -169,6 +305,7 @@ impl Model {
                 .unwrap_or_else(|| panic!("{ctx}: acknowledged put of {digest} lost"));
             assert_eq!(got.as_bytes(), envelope_text(tag).as_bytes(), "{ctx}");
         }
+        self.memories.check(&store, in_flight, &ctx);
         // The lockfile parses and holds every acknowledged pin; nothing else is in it.
         let lockfile = match std::fs::read(lockfile_path(db)) {
             Ok(bytes) => {
@@ -259,15 +396,16 @@ fn sigkill_loop_never_loses_an_acknowledged_write() {
             if let Some(op) = line.find("begin {").map(|at| &line[at + "begin ".len()..]) {
                 // A torn last line is the kill landing mid-print: that op was never started.
                 pending = serde_json::from_str(op).ok();
-            } else if line == "ack" {
-                model.apply(&pending.take().expect("ack without begin"), true);
+            } else if let Some(payload) = line.strip_prefix("ack") {
+                let payload: Value = serde_json::from_str(payload.trim()).unwrap_or(Value::Null);
+                model.apply(&pending.take().expect("ack without begin"), true, &payload);
                 total_acked += 1;
             }
         }
-        if let Some(op) = pending {
-            model.apply(&op, false);
+        if let Some(op) = &pending {
+            model.apply(op, false, &Value::Null);
         }
-        model.check(&db, seed, iteration);
+        model.check(&db, seed, iteration, pending.as_ref());
         // An in-flight write either landed whole or not at all; from now on it is known.
         let in_flight_pins = std::mem::take(&mut model.maybe_pins);
         if !in_flight_pins.is_empty() {
@@ -296,9 +434,10 @@ fn sigkill_loop_never_loses_an_acknowledged_write() {
         }
     }
     eprintln!(
-        "crash loop: {total_acked} acknowledged operations ({} artifacts, {} lockfile pins) survived {iterations} SIGKILLs",
+        "crash loop: {total_acked} acknowledged operations ({} artifacts, {} lockfile pins, {} memory writes) survived {iterations} SIGKILLs",
         model.acked.len(),
-        model.pins.len()
+        model.pins.len(),
+        model.memories.writes
     );
     assert!(total_acked > 0, "the worker never got to write");
 }
