@@ -1,9 +1,10 @@
 //! Memory search: modstate's ranked FTS5 search against the `LIKE '%word%'` scan that today's
 //! peers run, on the same rows in the same run.
 //!
-//! `cargo bench --bench memory_search` fills a fresh store with 100,000 generated but
-//! realistic memories (set `MODSTATE_BENCH_MEMORIES` for another count, e.g. 5000 for a quick
-//! run), then times each query both ways and prints the medians and their ratio.
+//! A workload of `benches/compare.rs` (`BENCH_ONLY=memory-search cargo bench --bench compare`):
+//! fills a fresh store with generated but realistic memories (100,000 at full scale, 10,000 at
+//! quick scale; `MODSTATE_BENCH_MEMORIES` overrides), then times each query both ways and
+//! returns a markdown table of the medians and their ratios.
 //!
 //! Every side returns the 20 results a caller would show, decoding the same columns:
 //! * FTS: the best-ranked 20, through `Store::search_memories` as an agent would call it;
@@ -19,18 +20,19 @@ use modstate::memory::fts_query;
 use modstate::{MemoryFilter, NewMemory, Options, Store, Synchronous};
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
-const DEFAULT_MEMORIES: usize = 100_000;
 const RESULTS: usize = 20;
 const BATCH: usize = 10_000;
 
-fn main() {
+/// Runs the workload on `default_count` memories (or `MODSTATE_BENCH_MEMORIES`) and returns
+/// its report section in markdown.
+pub fn run(default_count: usize) -> String {
     let count = std::env::var("MODSTATE_BENCH_MEMORIES")
         .ok()
         .map(|v| {
             v.parse::<usize>()
                 .unwrap_or_else(|_| panic!("MODSTATE_BENCH_MEMORIES={v:?} is not a count"))
         })
-        .unwrap_or(DEFAULT_MEMORIES);
+        .unwrap_or(default_count);
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("bench.db");
     let store = Store::open(
@@ -54,8 +56,12 @@ fn main() {
         added += n;
     }
     let insert = started.elapsed();
-    println!(
-        "memory search benchmark: {count} memories, inserted with add_memories in {:.2} s ({:.0} memories/s)",
+    let mut md = format!(
+        "## Memory search over {count} memories: ranked FTS vs LIKE scans\n\n\
+         Inserted with add_memories in {:.2} s ({:.0} memories/s). Each cell is the median time \
+         to fetch the top {RESULTS}; ratios are LIKE time / FTS time (higher: FTS faster).\n\n\
+         | query | matches | FTS (ranked) | LIKE newest by created_at (peers' query) | ratio | LIKE walking the id index | ratio |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         insert.as_secs_f64(),
         count as f64 / insert.as_secs_f64()
     );
@@ -82,10 +88,6 @@ fn main() {
         "the user prefers rust",
     ];
 
-    println!(
-        "{:<24} {:>7} {:>12} {:>13} {:>9} {:>13} {:>9}",
-        "query", "matches", "fts top 20", "like by time", "ratio", "like by id", "ratio"
-    );
     let mut peer_ratios = Vec::new();
     let mut indexed_ratios = Vec::new();
     for query in queries {
@@ -113,22 +115,22 @@ fn main() {
         let indexed = by_id.as_secs_f64() / fts.as_secs_f64();
         peer_ratios.push(peer);
         indexed_ratios.push(indexed);
-        println!(
-            "{:<24} {:>7} {:>12} {:>13} {:>8.1}x {:>13} {:>8.2}x",
-            format!("{query:?}"),
+        md.push_str(&format!(
+            "| {query:?} | {} | {} | {} | {:.1}× | {} | {:.2}× |\n",
             fts_hits,
             millis(fts),
             millis(by_time),
             peer,
             millis(by_id),
             indexed
-        );
+        ));
     }
-    println!(
-        "median ratio (LIKE time / FTS time): {:.1}x against the peers' query (newest by created_at, a full scan), {:.2}x against LIKE walking the id index newest first (stops after {RESULTS} matches)",
+    md.push_str(&format!(
+        "\nMedian ratio: {:.1}× against the peers' query (newest by created_at, a full scan), {:.2}× against LIKE walking the id index newest first (it stops after {RESULTS} matches).\n\n",
         middle(&mut peer_ratios),
         middle(&mut indexed_ratios)
-    );
+    ));
+    md
 }
 
 fn millis(d: Duration) -> String {
