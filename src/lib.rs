@@ -13,9 +13,11 @@ pub mod atomic;
 pub mod digest;
 pub mod error;
 pub mod lock;
+pub mod snapshot;
 pub mod store;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;
 pub use error::{Error, Result};
+pub use snapshot::{RestoreOptions, RestoreReport, SnapshotInfo, SnapshotOptions, SnapshotReport};
 pub use store::{Options, Store, Synchronous};

@@ -3,6 +3,7 @@
 
 mod artifact;
 mod input;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Command {
     /// Module-state artifacts keyed by module source digest.
     #[command(subcommand)]
     Artifact(artifact::ArtifactCommand),
+    /// Consistent snapshots: export while writers keep writing, verify, restore.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -99,6 +103,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init => init(&ctx),
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
+        Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,
