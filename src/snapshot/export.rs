@@ -40,7 +40,7 @@ impl Store {
         let swept = sweep(&dir);
 
         let temp = TempSnapshot::create(&dir)?;
-        let mut info = copy_into(self, temp.path(), options.progress.as_ref())
+        let mut info = copy_into(self, &temp, options.progress.as_ref())
             .map_err(|e| explain_write_failure(e, &dir, &dest))?;
         temp.sync()?;
         refuse_hot_journal(&dest)?;
@@ -147,7 +147,12 @@ fn retention_prefix(dest: &Path) -> Result<String> {
 
 /// Copies the live database into the empty file at `temp` and checks the copy. Returns the
 /// copy's facts (path filled in by the caller). Both connections are closed on return.
-fn copy_into(store: &Store, temp: &Path, progress: Option<&ProgressFn>) -> Result<SnapshotInfo> {
+fn copy_into(
+    store: &Store,
+    temp_file: &TempSnapshot,
+    progress: Option<&ProgressFn>,
+) -> Result<SnapshotInfo> {
+    let temp = temp_file.path();
     let busy_timeout = store.options().busy_timeout;
     let source = Connection::open_with_flags(
         store.path(),
@@ -196,6 +201,8 @@ fn copy_into(store: &Store, temp: &Path, progress: Option<&ProgressFn>) -> Resul
                 // More (and any future non-final result): keep stepping.
                 _ => {}
             }
+            // Pages written so far start going to disk now, so the final fsync waits less.
+            temp_file.start_writeback();
             if let Some(progress) = progress {
                 let p = backup.progress();
                 let total = p.pagecount.max(0) as u64;
