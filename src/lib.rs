@@ -13,6 +13,7 @@ pub mod atomic;
 pub mod digest;
 pub mod error;
 pub mod lock;
+pub mod lockfile;
 pub mod snapshot;
 pub mod store;
 

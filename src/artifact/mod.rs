@@ -2,6 +2,7 @@
 //! `dagger.moduletypes.json` file format.
 
 pub mod file;
+mod resolve;
 mod table;
 
 use serde_json::Value;
@@ -9,6 +10,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub use file::{ARTIFACT_VERSION, Outcome, read_artifact_file, write_artifact_file};
+pub use resolve::Served;
 pub use table::{ArtifactInfo, PutOutcome};
 
 /// A validated saved state envelope `{"type": …, "version": …, "state": {…}}`, kept as the
@@ -72,6 +74,16 @@ impl Envelope {
             state_type,
             state_version,
         })
+    }
+
+    /// Rebuilds an envelope read back from the store, whose bytes were validated on put and
+    /// whose hash the caller has just checked: no second JSON parse on the read path.
+    pub(crate) fn from_stored(bytes: Vec<u8>, state_type: String, state_version: i64) -> Envelope {
+        Envelope {
+            bytes,
+            state_type,
+            state_version,
+        }
     }
 
     /// The exact bytes.

@@ -52,17 +52,40 @@ impl Store {
         })
     }
 
+    /// Stores many artifacts in one transaction under one write-lock hold: all or nothing.
+    /// The items are validated envelopes already, so only the database can refuse the batch.
+    pub fn put_many<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a Digest, &'a Envelope)>,
+    ) -> Result<Vec<PutOutcome>> {
+        let items: Vec<(&Digest, &Envelope, Digest)> = items
+            .into_iter()
+            .map(|(digest, envelope)| (digest, envelope, Digest::of(envelope.as_bytes())))
+            .collect();
+        self.write("storing a batch of artifacts", |tx| {
+            items
+                .iter()
+                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
+                .collect()
+        })
+    }
+
     /// The stored envelope, its hash verified; `None` if absent.
     pub fn get(&self, digest: &Digest) -> Result<Option<Envelope>> {
-        let row: Option<(Vec<u8>, String)> = self.read(|conn| {
-            conn.prepare_cached("SELECT envelope, sha256 FROM artifacts WHERE digest = ?1")
-                .and_then(|mut stmt| {
-                    stmt.query_row([digest.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
+        type Row = (Vec<u8>, String, String, i64);
+        let row: Option<Row> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([digest.as_str()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
-                .context("reading an artifact")
+                .optional()
+            })
+            .context("reading an artifact")
         })?;
-        let Some((bytes, stored_sha)) = row else {
+        let Some((bytes, stored_sha, state_type, state_version)) = row else {
             return Ok(None);
         };
         if Digest::of(&bytes).hex() != stored_sha {
@@ -70,8 +93,11 @@ impl Store {
                 "artifact {digest} is corrupted: its payload no longer matches its stored sha256; remove it with `modstate artifact rm` and store it again, or restore a snapshot"
             )));
         }
-        // The bytes were validated on put and match their hash, so they are an envelope.
-        Envelope::parse(bytes, usize::MAX).map(Some)
+        Ok(Some(Envelope::from_stored(
+            bytes,
+            state_type,
+            state_version,
+        )))
     }
 
     /// Whether `digest` is stored.

@@ -1,6 +1,8 @@
 //! `modstate artifact …`: module-state artifacts by module source digest.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use clap::Subcommand;
 use serde_json::json;
@@ -9,6 +11,7 @@ use modstate::artifact::file::read_artifact_file_any;
 use modstate::artifact::{read_artifact_file, write_artifact_file};
 use modstate::{Digest, Error, Outcome, PutOutcome, Result};
 
+use super::batch;
 use super::input::read_limited;
 use super::{Context, print_bytes, print_json, print_text};
 
@@ -22,6 +25,12 @@ pub enum ArtifactCommand {
         #[arg(default_value = "-")]
         file: String,
     },
+    /// Store many artifacts in one transaction: a directory of artifact files, or `-` for JSON
+    /// Lines of {"digest": …, "state": {envelope}} on stdin. One bad item rejects the batch.
+    PutMany {
+        /// Directory of artifact files (*.json), or `-` for JSON Lines on stdin.
+        source: String,
+    },
     /// Print the stored envelope exactly as stored (exit 3 if absent).
     Get { digest: String },
     /// List stored artifacts: digest, type, version, bytes, created.
@@ -32,6 +41,19 @@ pub enum ArtifactCommand {
     Import { file: PathBuf },
     /// Write the artifact file for a stored digest, atomically.
     Export { digest: String, file: PathBuf },
+    /// The loader fast path: print the state from a current artifact file, else from the
+    /// store, else run COMMAND once across all processes (its stdout must be a state
+    /// envelope), store and print it. Says on stderr which path served.
+    #[command(arg_required_else_help = true)]
+    Resolve {
+        digest: String,
+        /// The artifact file to try first (e.g. dagger.moduletypes.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The command that computes the envelope on a miss.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Tell whether an artifact file is current for a digest:
     /// loaded, missing, stale, malformed or unsupported (exit 0 only for loaded).
     Check {
@@ -51,6 +73,32 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
             let envelope = store.envelope(bytes)?;
             let outcome = store.put(&digest, &envelope)?;
             report_put(ctx, &digest, outcome)
+        }
+        ArtifactCommand::PutMany { source } => {
+            let store = ctx.open()?;
+            let limit = store.options().max_artifact_bytes;
+            let items = if source == "-" {
+                batch::from_json_lines(std::io::stdin().lock(), limit)?
+            } else {
+                batch::from_directory(Path::new(&source), limit)?
+            };
+            let outcomes = store.put_many(items.iter().map(|(d, e)| (d, e)))?;
+            let count = |want: PutOutcome| outcomes.iter().filter(|o| **o == want).count();
+            let (inserted, unchanged, replaced) = (
+                count(PutOutcome::Inserted),
+                count(PutOutcome::Unchanged),
+                count(PutOutcome::Replaced),
+            );
+            if ctx.json {
+                print_json(&json!({"stored": outcomes.len(), "inserted": inserted,
+                    "unchanged": unchanged, "replaced": replaced}))?;
+            } else {
+                print_text(&format!(
+                    "stored {} artifacts ({inserted} new, {unchanged} unchanged, {replaced} replaced)\n",
+                    outcomes.len()
+                ))?;
+            }
+            Ok(0)
         }
         ArtifactCommand::Get { digest } => {
             let digest = Digest::parse(&digest)?;
@@ -111,6 +159,26 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        ArtifactCommand::Resolve {
+            digest,
+            file,
+            command,
+        } => {
+            let digest = Digest::parse(&digest)?;
+            let store = ctx.open()?;
+            let (envelope, served) = store.resolve(&digest, file.as_deref(), || {
+                compute(&command, store.options().max_artifact_bytes)
+                    .and_then(|bytes| store.envelope(bytes))
+            })?;
+            eprintln!("resolved {digest} from {}", served.word());
+            if ctx.json {
+                let state: serde_json::Value = envelope.to_value()?;
+                print_json(&json!({"digest": digest.as_str(), "served": served, "state": state}))?;
+            } else {
+                print_bytes(envelope.as_bytes())?;
+            }
+            Ok(0)
+        }
         ArtifactCommand::Check { file, digest } => {
             let digest = Digest::parse(&digest)?;
             let outcome = read_artifact_file(&file, &digest)?;
@@ -145,6 +213,44 @@ fn report_put(ctx: &Context, digest: &Digest, outcome: PutOutcome) -> Result<i32
         print_text(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// Runs the compute command with stdout captured (bounded) and stderr passed through.
+fn compute(command: &[String], limit: usize) -> Result<Vec<u8>> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::Invalid("no compute command given after --".to_owned()))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io("running", program, e))?;
+    let mut bytes = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        stdout
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("reading the output of", program, e))?;
+    }
+    if bytes.len() > limit {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::Invalid(format!(
+            "compute command {program} printed more than the {limit}-byte limit; nothing was stored"
+        )));
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::io("waiting for", program, e))?;
+    if !status.success() {
+        return Err(Error::io(
+            "running compute command",
+            program,
+            std::io::Error::other(format!("it failed ({status}); nothing was stored")),
+        ));
+    }
+    Ok(bytes)
 }
 
 fn absent(digest: &Digest) -> Error {

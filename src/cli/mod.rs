@@ -2,7 +2,10 @@
 //! the mapping from library errors to exit codes.
 
 mod artifact;
+mod batch;
 mod input;
+mod lock;
+mod lockfile;
 mod snapshot;
 
 use std::io::Write;
@@ -52,6 +55,11 @@ enum Command {
     /// Module-state artifacts keyed by module source digest.
     #[command(subcommand)]
     Artifact(artifact::ArtifactCommand),
+    /// Cross-process locks: who holds what; run a command under a lock.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
+    /// The dagger.lock lookup lockfile: pinned image digests and git commits.
+    Lockfile(lockfile::LockfileArgs),
     /// Consistent snapshots: export while writers keep writing, verify, restore.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -81,6 +89,29 @@ impl Context {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    let code = run();
+    report_peak_rss();
+    code
+}
+
+/// With `MODSTATE_REPORT_PEAK_RSS=1`, prints this process's peak resident set (VmHWM) on
+/// stderr at exit, for the benchmarks: a parent cannot measure it reliably, because a child's
+/// ru_maxrss includes the parent's memory when it was spawned with vfork semantics.
+fn report_peak_rss() {
+    if std::env::var_os("MODSTATE_REPORT_PEAK_RSS").is_none() {
+        return;
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:"))
+    {
+        eprintln!(
+            "modstate: peak RSS {}",
+            line.trim_start_matches("VmHWM:").trim()
+        );
+    }
+}
+
+fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -103,6 +134,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Init => init(&ctx),
         Command::Artifact(cmd) => artifact::run(&ctx, cmd),
+        Command::Lock(cmd) => lock::run(&ctx, cmd),
+        Command::Lockfile(args) => lockfile::run(&ctx, args),
         Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
     };
     match result {
@@ -126,7 +159,7 @@ pub fn exit_code(error: &Error) -> i32 {
     }
 }
 
-fn parse_secs(text: &str) -> std::result::Result<f64, String> {
+pub fn parse_secs(text: &str) -> std::result::Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
         _ => Err(format!(

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::atomic::rename_into_place;
 use crate::error::{Error, Result};
 
 const PREFIX: &str = ".modstate-snapshot-";
@@ -100,8 +101,7 @@ impl TempSnapshot {
     /// Renames the (closed, synced) file over `dest` and fsyncs the directory.
     pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
         remove_sidecars(&self.path);
-        atomicwrites::replace_atomic(&self.path, dest)
-            .map_err(|e| Error::io("renaming snapshot into place at", dest, e))?;
+        rename_into_place(&self.path, dest)?;
         // The name now belongs to the snapshot: nothing to clean up.
         self.path = PathBuf::new();
         self.lock = None;
