@@ -183,3 +183,23 @@ fn page_count(conn: &Connection) -> Result<(u64, u64)> {
         .context("reading the page size")?;
     Ok((pages as u64, page_size as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_are_counted_only_where_the_table_exists() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE artifacts (digest TEXT); INSERT INTO artifacts VALUES ('a');",
+        )
+        .unwrap();
+        assert_eq!(counts(&conn).unwrap(), (1, None));
+        conn.execute_batch(
+            "CREATE TABLE memories (id INTEGER); INSERT INTO memories VALUES (1), (2);",
+        )
+        .unwrap();
+        assert_eq!(counts(&conn).unwrap(), (1, Some(2)));
+    }
+}
