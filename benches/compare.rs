@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use modstate::{Digest, Envelope, Options, Store, Synchronous};
 
 mod memory_search;
+mod snapshot;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 /// Set in a re-executed copy of this binary that acts as one writer process.
@@ -30,6 +31,7 @@ struct Scale {
     gets: usize,
     proc_puts: usize,
     memories: usize,
+    snapshot_mb: usize,
 }
 
 const QUICK: Scale = Scale {
@@ -41,6 +43,7 @@ const QUICK: Scale = Scale {
     gets: 2_000,
     proc_puts: 100,
     memories: 10_000,
+    snapshot_mb: 64,
 };
 
 const FULL: Scale = Scale {
@@ -52,6 +55,7 @@ const FULL: Scale = Scale {
     gets: 20_000,
     proc_puts: 400,
     memories: 100_000,
+    snapshot_mb: 512,
 };
 
 fn main() {
@@ -93,7 +97,9 @@ fn main() {
     if selected("memory-search") {
         report.section(&memory_search::run(scale.memories));
     }
-    report.na("snapshot vs cp + fsync; writer commits/s during a snapshot");
+    if selected("snapshot") {
+        report.section(&snapshot::run(&root, scale.snapshot_mb));
+    }
     report.finish();
     let _ = fs::remove_dir_all(&root);
 }
@@ -633,7 +639,6 @@ fn peak_memory(report: &mut Report, scale: &Scale, root: &Path) {
         &samples,
         0,
     );
-    report.na("peak memory of `modstate snapshot export` on a large database");
 }
 
 /// The peak resident set of `modstate args…` in KiB, as the child reports its own VmHWM
@@ -745,12 +750,6 @@ impl Report {
         print!("{markdown}");
         let _ = std::io::stdout().flush();
         self.text.push_str(markdown);
-    }
-
-    fn na(&mut self, workload: &str) {
-        let t = format!("## {workload}\n\nn/a: this feature is not built yet.\n\n");
-        print!("{t}");
-        self.text.push_str(&t);
     }
 
     fn finish(&self) {

@@ -15,10 +15,12 @@ pub mod error;
 pub mod lock;
 pub mod lockfile;
 pub mod memory;
+pub mod snapshot;
 pub mod store;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use memory::{Memory, MemoryFilter, NewMemory};
+pub use snapshot::{RestoreOptions, RestoreReport, SnapshotInfo, SnapshotOptions, SnapshotReport};
 pub use store::{Options, Store, Synchronous};

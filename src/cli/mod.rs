@@ -7,6 +7,7 @@ mod input;
 mod lock;
 mod lockfile;
 mod memory;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
     /// Agent memories: namespaced notes with ranked full-text search and a drift guard.
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
+    /// Consistent snapshots: export while writers keep writing, verify, restore.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -137,6 +141,7 @@ fn run() -> i32 {
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Lockfile(args) => lockfile::run(&ctx, args),
         Command::Memory(cmd) => memory::run(&ctx, cmd),
+        Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
     };
     match result {
         Ok(code) => code,

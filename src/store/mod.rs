@@ -332,6 +332,12 @@ fn is_read_only(error: &Error) -> bool {
     }
 }
 
+/// Brings a database whose content was just replaced by a restore up to this binary's schema.
+/// The caller holds the write lock and the writer connection.
+pub(crate) fn migrate_restored(conn: &mut Connection) -> Result<u32> {
+    migrate::migrate(conn)
+}
+
 /// Creates the database file with mode 0600 before SQLite opens it, so memories that may hold
 /// secrets are never world-readable; SQLite gives -wal and -shm the same mode. Only a file that
 /// does not exist yet is touched: closing a descriptor of a database this process has open
