@@ -158,6 +158,33 @@ fn disk_full_put_and_batch_change_nothing() {
 }
 
 #[test]
+fn disk_full_memory_add_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let db_arg = db.to_str().unwrap();
+    let out = run_limited(
+        &["--db", db_arg, "memory", "add", "the first note"],
+        b"",
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let before = rows_digest(&db);
+    let body = "a long note about the deploy pipeline ".repeat(1500);
+    let out = run_limited(
+        &["--db", db_arg, "memory", "add", "-"],
+        body.as_bytes(),
+        Some(32 << 10),
+    );
+    assert_disk_full(&out, "memory add");
+    assert_eq!(rows_digest(&db), before, "memory add changed the database");
+    let generation = run_limited(&["--db", db_arg, "memory", "generation"], b"", None);
+    assert_eq!(String::from_utf8_lossy(&generation.stdout).trim(), "1");
+}
+
+// Snapshot export under the same limit is tested in tests/snapshot.rs (the old snapshot stays
+// byte-identical and no temp file is left).
+
+#[test]
 fn disk_full_lockfile_flush_leaves_the_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let lockfile = dir.path().join("dagger.lock");
