@@ -25,8 +25,11 @@ pub enum ArtifactCommand {
         #[arg(default_value = "-")]
         file: String,
     },
-    /// Store many artifacts in one transaction: a directory of artifact files, or `-` for JSON
-    /// Lines of {"digest": …, "state": {envelope}} on stdin. One bad item rejects the batch.
+    /// Store many artifacts in one transaction (all or nothing).
+    ///
+    /// SOURCE is a directory of artifact files (*.json), or `-` for JSON Lines of
+    /// {"digest": …, "state": {envelope}} on stdin. One bad item rejects the whole batch and is
+    /// named by its line or file.
     PutMany {
         /// Directory of artifact files (*.json), or `-` for JSON Lines on stdin.
         source: String,
@@ -41,9 +44,12 @@ pub enum ArtifactCommand {
     Import { file: PathBuf },
     /// Write the artifact file for a stored digest, atomically.
     Export { digest: String, file: PathBuf },
-    /// The loader fast path: print the state from a current artifact file, else from the
-    /// store, else run COMMAND once across all processes (its stdout must be a state
-    /// envelope), store and print it. Says on stderr which path served.
+    /// The loader fast path: artifact file, else store, else compute once.
+    ///
+    /// Prints the state from a current artifact file, else from the store, else runs COMMAND
+    /// under the digest's lock — once across all processes that miss at the same time — whose
+    /// stdout must be a state envelope, stores and prints it. Says on stderr which path served
+    /// (file, store or computed).
     #[command(arg_required_else_help = true)]
     Resolve {
         digest: String,
@@ -54,8 +60,10 @@ pub enum ArtifactCommand {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
-    /// Tell whether an artifact file is current for a digest:
-    /// loaded, missing, stale, malformed or unsupported (exit 0 only for loaded).
+    /// Tell whether an artifact file is current for a digest (exit 0 only for loaded).
+    ///
+    /// Prints loaded, missing, stale, malformed or unsupported; the reason goes to stderr (and
+    /// into --json). Exit 0 for loaded, 3 for the other four, 1 on an I/O error.
     Check {
         file: PathBuf,
         /// The module source digest the file should be for.
