@@ -593,12 +593,12 @@ fn key_hex(i: usize) -> String {
     format!("sha256:{}", Digest::of(i.to_string().as_bytes()).hex())
 }
 
-/// A re-executed copy of this binary: `put \t db \t first \t count` writes artifacts.
+/// A re-executed copy of this binary: `db \t first \t count` puts artifacts first.. in turn.
 fn worker(spec: &str) {
     let parts: Vec<&str> = spec.split('\t').collect();
-    let db = PathBuf::from(parts[1]);
-    let first: usize = parts[2].parse().unwrap();
-    let count: usize = parts[3].parse().unwrap();
+    let db = PathBuf::from(parts[0]);
+    let first: usize = parts[1].parse().unwrap();
+    let count: usize = parts[2].parse().unwrap();
     let store = Store::open(&db, Options::default()).expect("worker open");
     for n in first..first + count {
         store.put(&key(n), &envelope(n)).expect("worker put");
