@@ -6,6 +6,7 @@ mod batch;
 mod input;
 mod lock;
 mod lockfile;
+mod mcp;
 mod memory;
 
 use std::io::Write;
@@ -63,6 +64,8 @@ enum Command {
     /// Agent memories: namespaced notes with ranked full-text search and a drift guard.
     #[command(subcommand)]
     Memory(memory::MemoryCommand),
+    /// Serve agent memories and module state to an agent host over MCP (stdin/stdout).
+    Mcp(mcp::McpArgs),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -137,6 +140,7 @@ fn run() -> i32 {
         Command::Lock(cmd) => lock::run(&ctx, cmd),
         Command::Lockfile(args) => lockfile::run(&ctx, args),
         Command::Memory(cmd) => memory::run(&ctx, cmd),
+        Command::Mcp(args) => mcp::run(&ctx, args),
     };
     match result {
         Ok(code) => code,
