@@ -6,6 +6,7 @@ mod batch;
 mod input;
 mod lock;
 mod lockfile;
+mod mcp;
 mod memory;
 mod snapshot;
 
@@ -67,6 +68,8 @@ enum Command {
     /// Consistent snapshots: export while writers keep writing, verify, restore.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Serve agent memories and module state to an agent host over MCP (stdin/stdout).
+    Mcp(mcp::McpArgs),
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
@@ -142,6 +145,7 @@ fn run() -> i32 {
         Command::Lockfile(args) => lockfile::run(&ctx, args),
         Command::Memory(cmd) => memory::run(&ctx, cmd),
         Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
+        Command::Mcp(args) => mcp::run(&ctx, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,21 @@
+//! `modstate mcp`: serve the Model Context Protocol on stdin/stdout (see `crate::mcp`).
+
+use clap::Args;
+
+use modstate::Result;
+use modstate::memory::check_label;
+
+use super::Context;
+
+#[derive(Args)]
+pub struct McpArgs {
+    /// Namespace every memory tool works in; memories of other namespaces stay out of reach.
+    #[arg(long, default_value = "")]
+    namespace: String,
+}
+
+pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
+    check_label("namespace", &args.namespace)?;
+    let store = ctx.open()?;
+    crate::mcp::serve(store, &args.namespace)
+}

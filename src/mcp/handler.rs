@@ -1,0 +1,242 @@
+//! The MCP server itself: what it tells `initialize`, `tools/list` and `tools/call`.
+//!
+//! Store calls run on tokio's blocking pool (`spawn_blocking`), not on the one runtime
+//! thread. They are short, but a write can wait up to `--lock-timeout` for the cross-process
+//! write lock while another process writes; meanwhile the runtime keeps answering `ping`,
+//! cancellations and reads that the host sends in parallel.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::Serialize;
+use serde_json::json;
+
+use modstate::{Digest, Error, Memory, MemoryFilter, Result, Store};
+
+use super::tools::{self, Call};
+
+const INSTRUCTIONS: &str = "Long-term memory shared with other agents and sessions on this machine. \
+Search or list before adding, to avoid duplicates; update a memory rather than adding a near-copy. \
+Searches and listings return the store generation: pass it as expect_generation to update_memory \
+or delete_memory to refuse the write if someone else changed memories meanwhile.";
+
+/// The server: one store, one namespace for every memory tool.
+#[derive(Clone)]
+pub struct MemoryServer {
+    store: Store,
+    namespace: Arc<str>,
+    tools: Arc<[Tool]>,
+}
+
+impl MemoryServer {
+    pub fn new(store: Store, namespace: &str) -> MemoryServer {
+        MemoryServer {
+            store,
+            namespace: namespace.into(),
+            tools: tools::list().into(),
+        }
+    }
+}
+
+impl ServerHandler for MemoryServer {
+    fn get_info(&self) -> ServerConfig {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("modstate", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools.to_vec()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tools.iter().find(|tool| tool.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> std::result::Result<CallToolResponse, ErrorData> {
+        // An unknown tool is a protocol error (the spec's -32602); bad arguments are not.
+        let Some(tool) = tools::find(&request.name) else {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}; tools/list names the tools this server has",
+                    request.name
+                ),
+                None,
+            ));
+        };
+        let call = match tool.parse(request.arguments) {
+            Ok(call) => call,
+            Err(message) => return Ok(failure(message).into()),
+        };
+        let store = self.store.clone();
+        let namespace = self.namespace.clone();
+        let outcome = tokio::task::spawn_blocking(move || run(&store, &namespace, call)).await;
+        match outcome {
+            Ok(Ok(done)) => Ok(done.into()),
+            Ok(Err(e)) => Ok(failure(e.to_string()).into()),
+            Err(e) => Err(ErrorData::internal_error(
+                format!("{} failed inside the server: {e}", tool.name),
+                None,
+            )),
+        }
+    }
+}
+
+/// A tool error: `isError` with the one-line message the CLI would print after `error: `.
+fn failure(message: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// A tool result: the JSON object as structured content and, for clients that read only
+/// text, the same object as compact JSON text.
+fn success(value: impl Serialize) -> Result<CallToolResult> {
+    let value = serde_json::to_value(value)
+        .map_err(|e| Error::Invalid(format!("cannot serialize the result: {e}")))?;
+    Ok(CallToolResult::structured(value))
+}
+
+/// A memory as the tools show it: its namespace is the server's, so it is left out.
+#[derive(Serialize)]
+struct MemoryView<'a> {
+    id: &'a str,
+    memory: &'a str,
+    category: &'a str,
+    created_at: &'a str,
+    updated_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f64>,
+}
+
+impl<'a> MemoryView<'a> {
+    fn of(memory: &'a Memory, score: Option<f64>) -> MemoryView<'a> {
+        MemoryView {
+            id: &memory.id,
+            memory: &memory.body,
+            category: &memory.category,
+            created_at: &memory.created_at,
+            updated_at: &memory.updated_at,
+            score,
+        }
+    }
+}
+
+/// A search or a listing: the store generation, then the memories, and whether more match.
+#[derive(Serialize)]
+struct Listing<'a> {
+    generation: u64,
+    memories: Vec<MemoryView<'a>>,
+    more: bool,
+}
+
+/// Runs one checked call against the store (on a blocking thread).
+fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
+    match call {
+        Call::AddMemory { memory, category } => {
+            let added = store.add_memory(namespace, &memory, &category)?;
+            success(json!({"id": added.id, "generation": added.generation}))
+        }
+        Call::SearchMemories {
+            query,
+            category,
+            limit,
+        } => {
+            // The generation is read before the memories: if a write slips in between, the
+            // caller's expect_generation is refused (a needless retry), never let through
+            // against memories it has not seen.
+            let generation = store.memory_generation()?;
+            let mut hits = store.search_memories(&query, &filter(namespace, category, limit))?;
+            let more = hits.len() > limit;
+            hits.truncate(limit);
+            success(Listing {
+                generation,
+                memories: hits
+                    .iter()
+                    .map(|(memory, score)| MemoryView::of(memory, Some(*score)))
+                    .collect(),
+                more,
+            })
+        }
+        Call::GetMemories { category, limit } => {
+            let generation = store.memory_generation()?;
+            let mut memories = store.list_memories(&filter(namespace, category, limit))?;
+            let more = memories.len() > limit;
+            memories.truncate(limit);
+            success(Listing {
+                generation,
+                memories: memories.iter().map(|m| MemoryView::of(m, None)).collect(),
+                more,
+            })
+        }
+        Call::UpdateMemory {
+            id,
+            memory,
+            category,
+            expect_generation,
+        } => {
+            check_namespace(store, namespace, &id)?;
+            let updated =
+                store.update_memory(&id, &memory, category.as_deref(), expect_generation)?;
+            success(json!({"id": updated.id, "generation": updated.generation}))
+        }
+        Call::DeleteMemory {
+            id,
+            expect_generation,
+        } => {
+            check_namespace(store, namespace, &id)?;
+            let generation = store.delete_memory(&id, expect_generation)?;
+            success(json!({"id": id, "deleted": true, "generation": generation}))
+        }
+        Call::GetModuleState { digest } => {
+            let digest = Digest::parse(&digest)?;
+            let envelope = store.get(&digest)?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no artifact stored for {digest}; `modstate artifact ls` lists what is stored"
+                ))
+            })?;
+            // Structured content for clients that read it; the text is the envelope exactly
+            // as stored, byte for byte, as `modstate artifact get` prints it.
+            let mut result = CallToolResult::structured(envelope.to_value()?);
+            let exact = String::from_utf8(envelope.into_bytes()).map_err(|_| {
+                Error::Integrity(format!("the envelope stored for {digest} is not UTF-8"))
+            })?;
+            result.content = vec![ContentBlock::text(exact)];
+            Ok(result)
+        }
+    }
+}
+
+/// The filter for this server's namespace, asking one row more than `limit` to tell whether
+/// more match.
+fn filter(namespace: &str, category: Option<String>, limit: usize) -> MemoryFilter {
+    MemoryFilter {
+        namespace: Some(namespace.to_owned()),
+        category,
+        limit: Some(limit.saturating_add(1)),
+        after: None,
+    }
+}
+
+/// A memory of another namespace is, to this server, absent. A memory's namespace never
+/// changes and ids are never reused, so checking before the write is enough.
+fn check_namespace(store: &Store, namespace: &str, id: &str) -> Result<()> {
+    match store.get_memory(id)? {
+        Some(memory) if memory.namespace == namespace => Ok(()),
+        _ => Err(Error::NotFound(format!(
+            "no memory with id {id:?}; `modstate memory ls` lists memories"
+        ))),
+    }
+}
