@@ -139,6 +139,9 @@ impl Store {
             .max_size(options.read_pool_size.max(1))
             // Connect lazily: a CLI invocation that only writes opens no reader at all.
             .min_idle(Some(0))
+            // A SQLite connection does not go stale like a network one: skip the per-checkout
+            // validity query on the hot read path.
+            .test_on_check_out(false)
             .connection_timeout(options.lock_timeout.max(Duration::from_millis(100)))
             .build(manager)
             .map_err(|e| Error::Busy(format!("cannot open read connections: {e}")))?;
