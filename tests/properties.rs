@@ -179,11 +179,20 @@ proptest! {
         prop_assert_eq!(second.to_text(), first);
     }
 
-    /// Arbitrary bytes never panic the lockfile parser.
+    /// Arbitrary bytes never panic the lockfile parser, and whatever it accepts (here: raw
+    /// lines above the header, any bytes after it) rewrites stably.
     #[test]
-    fn lockfile_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+    fn lockfile_parse_never_panics(
+        above in prop::collection::vec("#[^\n]{0,8}|[ \t\r]{0,3}", 0..4),
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
         let _ = Lockfile::parse(&bytes, "prop.lock");
-        let mut text = br#"[["version","2"]]"#.to_vec();
+        let mut text = Vec::new();
+        for line in &above {
+            text.extend(line.as_bytes());
+            text.push(b'\n');
+        }
+        text.extend(br#"[["version","2"]]"#);
         text.push(b'\n');
         text.extend(&bytes);
         if let Ok(lockfile) = Lockfile::parse(&text, "prop.lock") {
