@@ -368,6 +368,17 @@ fn open_lock_file(path: &Path) -> Result<File> {
         // A symlink planted in the lock directory is refused, never followed.
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
+        .and_then(|file| {
+            // A FIFO or device planted in its place would block the holder-record read forever.
+            if file.metadata()?.is_file() {
+                Ok(file)
+            } else {
+                Err(std::io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "not a regular file; remove it",
+                ))
+            }
+        })
         .map_err(|e| Error::io("opening lock file", path, e))
 }
 

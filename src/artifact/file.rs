@@ -12,8 +12,8 @@
 //! unsupported — none of which is an error: a bad file just means "regenerate". Only a real
 //! I/O failure (permission denied, a directory in the file's place) is an error.
 
-use std::fs;
-use std::io::ErrorKind;
+use std::fs::File;
+use std::io::{self, ErrorKind, Read};
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -25,6 +25,10 @@ use crate::error::{Error, Result};
 
 /// The artifact file format this binary reads and writes.
 pub const ARTIFACT_VERSION: u64 = 1;
+/// Largest artifact file read. Pretty-printing makes a file larger than the compact envelope
+/// it holds, so this sits well above the default 16 MiB envelope limit; it is there so that a
+/// device, a runaway file or a wrong path (`/dev/zero`) cannot exhaust memory.
+pub const MAX_ARTIFACT_FILE_BYTES: u64 = 128 << 20;
 /// The state envelope type and version a loader can use.
 const STATE_TYPE: &str = "Module";
 const STATE_VERSION: i64 = 1;
@@ -69,8 +73,9 @@ impl Outcome {
 
 /// Reads the artifact file at `path` for a module whose source digest is `expected`.
 pub fn read_artifact_file(path: &Path, expected: &Digest) -> Result<Outcome> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let bytes = match read_bounded(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(Outcome::Malformed(too_large())),
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Outcome::Missing),
         Err(e) => return Err(Error::io("reading artifact file", path, e)),
     };
@@ -92,7 +97,15 @@ pub fn parse_artifact_file(bytes: &[u8], expected: &Digest) -> Outcome {
 /// Reads an artifact file for import: the digest it names and its envelope, or why it cannot
 /// be imported (`Invalid` when malformed, `Unsupported` for versions this binary does not know).
 pub fn read_artifact_file_any(path: &Path, max_bytes: usize) -> Result<(Digest, Envelope)> {
-    let bytes = fs::read(path).map_err(|e| Error::io("reading artifact file", path, e))?;
+    let bytes = read_bounded(path)
+        .map_err(|e| Error::io("reading artifact file", path, e))?
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "artifact file {} is malformed: {}",
+                path.display(),
+                too_large()
+            ))
+        })?;
     let (digest, envelope) = inspect(&bytes).map_err(|outcome| {
         let reason = outcome.reason().unwrap_or_default();
         match outcome {
@@ -107,6 +120,19 @@ pub fn read_artifact_file_any(path: &Path, max_bytes: usize) -> Result<(Digest, 
         }
     })?;
     Ok((digest, Envelope::parse(envelope.into_bytes(), max_bytes)?))
+}
+
+/// The file's bytes, or `None` when it holds more than `MAX_ARTIFACT_FILE_BYTES`.
+fn read_bounded(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(MAX_ARTIFACT_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_ARTIFACT_FILE_BYTES).then_some(bytes))
+}
+
+fn too_large() -> String {
+    format!("larger than {MAX_ARTIFACT_FILE_BYTES} bytes, more than any artifact file holds")
 }
 
 /// Checks everything but the digest match: the digest the file names and its usable envelope,

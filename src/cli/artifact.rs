@@ -13,7 +13,7 @@ use modstate::{Digest, Error, Outcome, PutOutcome, Result};
 
 use super::batch;
 use super::input::read_limited;
-use super::{Context, print_bytes, print_json, print_text};
+use super::{Context, one_line, print_bytes, print_json, print_text};
 
 #[derive(Subcommand)]
 pub enum ArtifactCommand {
@@ -199,7 +199,7 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
             } else {
                 print_text(&format!("{}\n", outcome.word()))?;
                 if let Some(reason) = outcome.reason() {
-                    eprintln!("{}: {reason}", file.display());
+                    eprintln!("{}", one_line(&format!("{}: {reason}", file.display())));
                 }
             }
             Ok(if matches!(outcome, Outcome::Loaded(_)) {

@@ -121,11 +121,17 @@ fn report_peak_rss() {
 fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are not errors.
-            let code = if e.use_stderr() { 2 } else { 0 };
+        // --help and --version are not errors, and help shown for a bare command is help.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
             let _ = e.print();
-            return code;
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+        Err(e) => {
+            eprintln!("{}", usage_error_line(&e));
+            return 2;
         }
     };
     let ctx = Context {
@@ -150,9 +156,37 @@ fn run() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", one_line(&e.to_string()));
             exit_code(&e)
         }
+    }
+}
+
+/// An error is one line on stderr. Paths and user text inside a message may hold line breaks;
+/// they are shown escaped.
+pub fn one_line(text: &str) -> String {
+    text.replace('\n', "\\n").replace('\r', "\\r")
+}
+
+/// Clap's usage errors span several lines (message, details, usage, a hint); folded into the
+/// one line the CLI promises, with the usage kept.
+fn usage_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut message = String::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u);
+        } else if !line.starts_with("For more information") {
+            if !message.is_empty() {
+                message.push_str(if line.starts_with("tip:") { "; " } else { " " });
+            }
+            message.push_str(line);
+        }
+    }
+    match usage {
+        Some(usage) => format!("{message}; usage: {usage} (see --help)"),
+        None => format!("{message} (see --help)"),
     }
 }
 

@@ -151,7 +151,9 @@ impl Lockfile {
         let mut version = None;
         for (index, line) in text.split('\n').enumerate() {
             let number = index + 1;
-            let line = line.strip_suffix('\r').unwrap_or(line);
+            // Every trailing CR is line ending, not content: a comment kept with one would be
+            // written back as a CRLF line and read the next time without it.
+            let line = line.trim_end_matches('\r');
             let blank = line.trim().is_empty();
             match version {
                 None if blank || line.starts_with('#') => lockfile.comments.push(line.to_owned()),
@@ -499,6 +501,19 @@ mod tests {
         assert!(message("# a\n\u{0}\n").starts_with("dagger.lock:2:"));
         let bad_utf8 = Lockfile::parse(b"# a\n# \xff\n", "f").unwrap_err();
         assert!(bad_utf8.to_string().starts_with("f:2:"), "{bad_utf8}");
+    }
+
+    #[test]
+    fn trailing_carriage_returns_are_line_endings() {
+        // Found by the lockfile fuzz target: "#c\r\r\n" kept "#c\r", which rewrote as
+        // "#c\r\n" and read back as "#c" — a rewrite that was not stable.
+        let text = "## c[\r\r\n\r\r\n[[\"version\",\"1\"]]\r\r\n";
+        let canonical = parse(text).unwrap().to_text();
+        assert_eq!(canonical, "## c[\n\n[[\"version\",\"2\"]]\n");
+        assert_eq!(parse(&canonical).unwrap().to_text(), canonical);
+        // A CR inside a comment is content and survives.
+        let inner = "#a\rb\n[[\"version\",\"2\"]]\n";
+        assert_eq!(parse(inner).unwrap().to_text(), inner);
     }
 
     #[test]

@@ -57,8 +57,15 @@ pub struct MemoryFilter {
     pub after: Option<String>,
 }
 
-/// Checks a memory body against the size limit: non-empty, at most `max_bytes` bytes.
+/// Checks a memory body: non-empty, at most `max_bytes` bytes, no NUL byte (SQLite's text
+/// functions and C callers stop at a NUL, so the stored text would not read back whole).
 pub fn check_body(body: &str, max_bytes: usize) -> Result<()> {
+    if body.contains('\0') {
+        return Err(Error::Invalid(
+            "memory text contains a NUL byte; remove it (binary data does not belong in a memory)"
+                .into(),
+        ));
+    }
     if body.trim().is_empty() {
         return Err(Error::Invalid(
             "memory text is empty; give the text to remember".into(),

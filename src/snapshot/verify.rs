@@ -28,23 +28,18 @@ pub(crate) fn verify(path: &Path, busy_timeout: Duration) -> Result<SnapshotInfo
     verify_open(&conn, path, bytes)
 }
 
-/// The size of the snapshot file; `NotFound` or `Invalid` when there is no such file.
+/// The size of the snapshot file. A missing file or a directory in its place is an I/O error
+/// (exit 1), as for every other file a command reads.
 pub(crate) fn regular_file_len(path: &Path) -> Result<u64> {
-    let meta = match path.metadata() {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!(
-                "snapshot {} does not exist; check the path",
-                path.display()
-            )));
-        }
-        Err(e) => return Err(Error::io("reading", path, e)),
-    };
+    let meta = path
+        .metadata()
+        .map_err(|e| Error::io("reading snapshot", path, e))?;
     if !meta.is_file() {
-        return Err(Error::Invalid(format!(
-            "snapshot {} is not a regular file; give the snapshot file's path",
-            path.display()
-        )));
+        return Err(Error::io(
+            "reading snapshot",
+            path,
+            std::io::Error::other("not a regular file; give the snapshot file's path"),
+        ));
     }
     Ok(meta.len())
 }

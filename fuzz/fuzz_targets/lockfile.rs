@@ -1,0 +1,16 @@
+//! The dagger.lock parser on arbitrary bytes: never panics, and whatever it accepts rewrites
+//! to canonical text that parses again to the same lockfile and the same bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use modstate::lockfile::Lockfile;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(lockfile) = Lockfile::parse(data, "fuzz.lock") else {
+        return;
+    };
+    let text = lockfile.to_text();
+    let again = Lockfile::parse(text.as_bytes(), "fuzz.lock").expect("canonical text parses");
+    assert_eq!(again.to_text(), text, "rewrite is not stable");
+    assert_eq!(again, lockfile, "rewrite changed the lockfile");
+});
