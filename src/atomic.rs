@@ -106,7 +106,7 @@ fn sweep_dead_temps(target: &Path) {
         let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
         if !process_alive(pid) {
@@ -115,8 +115,18 @@ fn sweep_dead_temps(target: &Path) {
     }
 }
 
-fn process_alive(pid: i32) -> bool {
-    // Signal 0 checks existence; EPERM means it exists but belongs to someone else.
+/// Whether a process with this pid exists (signal 0 checks without sending anything). Temp
+/// file names carry their writer's pid, so a sweep can tell a dead writer's leftovers from a
+/// live writer's file.
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        // 0 and negatives address process groups, not a process.
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether `pid` exists.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

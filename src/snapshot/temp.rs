@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::atomic::rename_into_place;
+use crate::atomic::{process_alive, rename_into_place};
 use crate::error::{Error, Result};
 
 const PREFIX: &str = ".modstate-snapshot-";
@@ -189,20 +189,6 @@ fn parse(name: &str) -> Option<(String, u32)> {
     }
     let pid: u32 = rest.split('-').next()?.parse().ok()?;
     Some((format!("{PREFIX}{}", &rest[..base_len]), pid))
-}
-
-/// Whether a process with this pid exists (signal 0 checks without sending anything).
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        // 0 and negatives address process groups, not a process.
-        return false;
-    }
-    // SAFETY: kill with signal 0 sends nothing; it only reports whether `pid` exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]
