@@ -523,6 +523,7 @@ fn query_text() -> impl Strategy<Value = String> {
                 Just("OR".to_owned()),
                 Just("NOT".to_owned()),
                 Just(" ".to_owned()),
+                Just("\0".to_owned()),
                 "[a-zA-Zé0-9]{1,8}",
             ],
             0..12,

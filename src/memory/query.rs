@@ -11,8 +11,10 @@
 pub fn fts_query(text: &str) -> Option<String> {
     // A word with no letter or digit tokenizes to nothing; FTS5 would treat it as an empty
     // phrase that matches nothing on its own, so it is left out.
+    // NUL splits words too: SQLite reads the MATCH expression as a C string, so a NUL inside
+    // a quoted word would cut it off and leave the string unterminated (found by fuzzing).
     let words: Vec<&str> = text
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '\0')
         .filter(|word| word.chars().any(char::is_alphanumeric))
         .collect();
     let (last, rest) = words.split_last()?;
@@ -35,6 +37,16 @@ fn push_string(query: &mut String, word: &str) {
 #[cfg(test)]
 mod tests {
     use super::fts_query;
+
+    #[test]
+    fn nul_bytes_split_words() {
+        // The fuzzer's input: "8\u{fffd}\0\0" made FTS5 fail with "unterminated string".
+        assert_eq!(
+            fts_query("8\u{fffd}\0\0").as_deref(),
+            Some("\"8\u{fffd}\"*")
+        );
+        assert_eq!(fts_query("a\0b").as_deref(), Some("\"a\" \"b\"*"));
+    }
 
     #[test]
     fn words_are_quoted_and_the_last_is_a_prefix() {
