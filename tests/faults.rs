@@ -2,45 +2,28 @@
 //! SIGXFSZ ignored) fail with a clear error and leave the database and files exactly as they
 //! were; a database in a read-only directory still serves reads.
 
+mod common;
+
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use sha2::{Digest as _, Sha256};
+
+use common::{limit_file_size, output_with_stdin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
 /// `modstate args…` with `stdin`, its file-size limit set to `fsize` bytes when given.
 fn run_limited(args: &[&str], stdin: &[u8], fsize: Option<u64>) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args);
     if let Some(limit) = fsize {
-        unsafe {
-            cmd.pre_exec(move || {
-                // Ignore SIGXFSZ so the write fails with EFBIG instead of killing the process.
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let rl = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_file_size(&mut cmd, limit);
     }
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap()
+    output_with_stdin(&mut cmd, stdin)
 }
 
 fn code(out: &Output) -> i32 {
@@ -240,12 +223,7 @@ fn read_only_directory_serves_reads_and_refuses_writes_clearly() {
     fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).unwrap();
     let run = |args: &[&str], stdin: &[u8]| {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--db")
-            .arg(&db_arg)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.arg("--db").arg(&db_arg).args(args);
         if as_root {
             unsafe {
                 cmd.pre_exec(|| {
@@ -259,11 +237,7 @@ fn read_only_directory_serves_reads_and_refuses_writes_clearly() {
                 });
             }
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let _ = input.write_all(stdin);
-        drop(input);
-        child.wait_with_output().unwrap()
+        output_with_stdin(&mut cmd, stdin)
     };
 
     let get = run(&["artifact", "get", &digest(1)], b"");

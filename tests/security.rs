@@ -169,24 +169,12 @@ fn a_planted_symlink_at_the_target_is_replaced_not_followed() {
             .is_symlink()
     );
 
-    let db = work.join("state.db");
     let digest = format!("sha256:{}", "b".repeat(64));
-    let put = Command::new(BIN)
-        .arg("--db")
-        .arg(&db)
-        .args(["artifact", "put", &digest, "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(br#"{"type":"Module","version":1,"state":{}}"#)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    ok(&put);
+    ok(&run_umask0(
+        &work,
+        &["--db", "state.db", "artifact", "put", &digest, "-"],
+        r#"{"type":"Module","version":1,"state":{}}"#,
+    ));
     ok(&run_umask0(
         &work,
         &[

@@ -2,11 +2,12 @@
 //! SIGKILL), retention, verify, and restore round trips. Every writer and exporter is the
 //! `modstate` binary in its own process.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -448,22 +449,7 @@ fn file_size_limit_fails_cleanly_and_keeps_the_old_snapshot() {
     let limit: libc::rlim_t = 1024 * 1024;
     let mut cmd = command(&db);
     cmd.args(["snapshot", "export", dest.to_str().unwrap()]);
-    // SAFETY: setrlimit and signal are async-signal-safe; nothing else runs before exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
-                return Err(std::io::Error::last_os_error());
-            }
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_file_size(&mut cmd, limit);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
