@@ -131,6 +131,21 @@ fn everything_created_is_private_under_umask_000() {
     );
 }
 
+/// `link` was a symlink to `victim`: now it is a regular file, and `victim` still holds `before`.
+fn assert_replaced_not_followed(link: &Path, victim: &Path, before: &[u8]) {
+    assert_eq!(
+        fs::read(victim).unwrap(),
+        before,
+        "the symlink's target was written"
+    );
+    let kind = fs::symlink_metadata(link).unwrap().file_type();
+    assert!(
+        kind.is_file(),
+        "{} is not a regular file now",
+        link.display()
+    );
+}
+
 #[test]
 fn a_planted_symlink_at_the_target_is_replaced_not_followed() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,17 +172,7 @@ fn a_planted_symlink_at_the_target_is_replaced_not_followed() {
         ],
         "",
     ));
-    assert_eq!(
-        fs::read(&victim).unwrap(),
-        before,
-        "the symlink's target was written"
-    );
-    assert!(
-        !fs::symlink_metadata(work.join("dagger.lock"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert_replaced_not_followed(&work.join("dagger.lock"), &victim, &before);
 
     let digest = format!("sha256:{}", "b".repeat(64));
     ok(&run_umask0(
@@ -187,17 +192,7 @@ fn a_planted_symlink_at_the_target_is_replaced_not_followed() {
         ],
         "",
     ));
-    assert_eq!(
-        fs::read(&victim).unwrap(),
-        before,
-        "the symlink's target was written"
-    );
-    assert!(
-        !fs::symlink_metadata(work.join("dagger.moduletypes.json"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert_replaced_not_followed(&work.join("dagger.moduletypes.json"), &victim, &before);
 }
 
 #[test]
