@@ -15,7 +15,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt as _, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc;
@@ -45,14 +45,22 @@ pub enum Mode {
     Exclusive,
 }
 
-/// Who holds a lock, written into the lock file after acquiring it exclusively.
+/// Who holds a lock. An exclusive holder writes this record into the lock file after
+/// acquiring it; holders the kernel reports without a matching record (shared holders, or an
+/// exclusive holder that has not written its record yet) are described from `/proc`, with no
+/// acquisition time.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
+    /// Process id of the holder.
     pub pid: u32,
+    /// Host the holder runs on.
     pub host: String,
+    /// The lock's name as the holder gave it (`write`, `global` or the key).
     pub key: String,
+    /// The holder's command line (cut at 200 bytes).
     pub command: String,
-    pub acquired_at: String,
+    /// When the lock was taken (RFC 3339 UTC), when known.
+    pub acquired_at: Option<String>,
 }
 
 /// One lock file as `lock status` reports it.
@@ -62,8 +70,11 @@ pub struct LockState {
     pub name: String,
     /// `free`, `held` (exclusive) or `shared`.
     pub state: &'static str,
-    /// The last exclusive holder's record, when the lock is held exclusively.
+    /// The exclusive holder, when the lock is held exclusively.
     pub holder: Option<Holder>,
+    /// Every current holder as the kernel reports them: one for `held`, one or more for
+    /// `shared`, none for `free`. Empty too where the kernel's lock table cannot be read.
+    pub holders: Vec<Holder>,
 }
 
 /// The lock directory of one database.
@@ -96,26 +107,23 @@ pub struct KeyedGuard {
 }
 
 impl LockDir {
-    /// The lock directory for the database at `db_path`, created (0700) if missing.
-    pub fn open(db_path: &Path, timeout: Duration) -> Result<LockDir> {
-        let dir = lock_dir_path(db_path);
-        create_private_dir(&dir)?;
-        Ok(LockDir { dir, timeout })
-    }
-
-    /// The lock directory for `db_path` without creating it (for a read-only location, where
-    /// every acquisition will fail with a clear error).
-    pub fn existing(db_path: &Path, timeout: Duration) -> LockDir {
+    /// The lock directory of the database whose canonical path is `db_path` (see
+    /// [`crate::store::canonical_db_path`]: every spelling of one database must share one lock
+    /// directory). Nothing is created until a lock is first taken, so reading a database
+    /// creates nothing beside it.
+    pub fn new(db_path: &Path, timeout: Duration) -> LockDir {
         LockDir {
             dir: lock_dir_path(db_path),
             timeout,
         }
     }
 
+    /// The directory `<db>.locks/`.
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
+    /// How long an acquisition waits before failing with `Busy`.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -131,6 +139,25 @@ impl LockDir {
     /// The write lock, held for the span of one write transaction.
     pub fn write(&self) -> Result<LockGuard> {
         self.acquire(WRITE, WRITE, Mode::Exclusive, Instant::now() + self.timeout)
+    }
+
+    /// The write lock if it is free right now, else `None`: for opportunistic maintenance
+    /// (a WAL checkpoint) that must never make anyone wait.
+    pub fn try_write(&self) -> Result<Option<LockGuard>> {
+        let path = self.dir.join(WRITE);
+        let file = match self.open_in_dir(&path) {
+            Ok(file) => file,
+            // A read-only location: no maintenance from here.
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::PermissionDenied => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if !try_lock(&file, Mode::Exclusive).map_err(|e| Error::io("locking", &path, e))? {
+            return Ok(None);
+        }
+        let _ = write_holder(&file, WRITE);
+        Ok(Some(LockGuard { file }))
     }
 
     /// The global lock: exclusive for structural work, shared for keyed work.
@@ -160,9 +187,16 @@ impl LockDir {
         })
     }
 
-    /// Every lock file with its state, sorted by name.
+    /// Every lock file with its state, sorted by name. Opens every file read-only and creates
+    /// nothing, so a user with read access alone sees every lock.
     pub fn status(&self) -> Result<Vec<LockState>> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            // No lock has ever been taken on this database.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("listing", &self.dir, e)),
+        };
+        let table = KernelLocks::read();
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing", &self.dir, e))?;
@@ -171,12 +205,12 @@ impl LockDir {
                 continue;
             }
             let path = entry.path();
-            let file = match open_lock_file(&path) {
-                Ok(file) => file,
-                Err(_) => continue,
+            let Ok(file) = open_lock_file_read_only(&path) else {
+                continue;
             };
-            let state = probe(&file, &path)?;
             let recorded = read_holder(&file);
+            let (state, holders) =
+                current_holders(&file, &path, table.as_ref(), recorded.as_ref(), &file_name)?;
             let name = if file_name.starts_with(KEY_PREFIX) {
                 recorded
                     .as_ref()
@@ -185,11 +219,16 @@ impl LockDir {
             } else {
                 file_name
             };
-            let holder = if state == "held" { recorded } else { None };
+            let holder = if state == "held" {
+                holders.first().cloned()
+            } else {
+                None
+            };
             out.push(LockState {
                 name,
                 state,
                 holder,
+                holders,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -203,13 +242,20 @@ impl LockDir {
         mode: Mode,
         deadline: Instant,
     ) -> Result<LockGuard> {
-        acquire_path(
-            &self.dir.join(file_name),
-            label,
-            mode,
-            deadline,
-            self.timeout,
-        )
+        let path = self.dir.join(file_name);
+        let file = self.open_in_dir(&path)?;
+        lock_file(file, &path, label, mode, deadline, self.timeout)
+    }
+
+    /// Opens a lock file in the directory, creating the directory (0700) on first use.
+    fn open_in_dir(&self, path: &Path) -> Result<File> {
+        match open_lock_file(path) {
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                create_private_dir(&self.dir)?;
+                open_lock_file(path)
+            }
+            other => other,
+        }
     }
 }
 
@@ -223,7 +269,18 @@ pub(crate) fn acquire_path(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<LockGuard> {
-    let file = open_lock_file(path)?;
+    lock_file(open_lock_file(path)?, path, label, mode, deadline, timeout)
+}
+
+/// Takes the lock on an opened lock file: at once if free, else by waiting.
+fn lock_file(
+    file: File,
+    path: &Path,
+    label: &str,
+    mode: Mode,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<LockGuard> {
     let file = if try_lock(&file, mode).map_err(|e| Error::io("locking", path, e))? {
         file
     } else {
@@ -300,7 +357,7 @@ fn wait_for_lock(
                 if !told && Instant::now() < deadline {
                     eprintln!(
                         "Blocking waiting for lock on {label}{}",
-                        describe_holder(path)
+                        describe_holder(path, label)
                     );
                     told = true;
                 }
@@ -310,21 +367,159 @@ fn wait_for_lock(
     Err(Error::Busy(format!(
         "timed out after {:.1}s waiting for lock on {label}{}; retry later or raise --lock-timeout",
         timeout.as_secs_f64(),
-        describe_holder(path)
+        describe_holder(path, label)
     )))
 }
 
-/// ` (held by pid N: command, since T)`, or nothing when the holder is unknown.
-fn describe_holder(path: &Path) -> String {
-    let Ok(file) = open_lock_file(path) else {
+/// What a waiter or a timeout says about the current holders: ` (held by pid N: command,
+/// since T)`, ` (held shared by 2 processes: pid N: command; pid M: command)`, or nothing when
+/// no holder can be named. Built from the kernel's lock table, so a record left by an earlier
+/// holder that has exited is never presented as the holder.
+fn describe_holder(path: &Path, label: &str) -> String {
+    let Ok(file) = open_lock_file_read_only(path) else {
         return String::new();
     };
-    match read_holder(&file) {
-        Some(h) => format!(
-            " (held by pid {}: {}, since {})",
-            h.pid, h.command, h.acquired_at
-        ),
-        None => String::new(),
+    let recorded = read_holder(&file);
+    let table = KernelLocks::read();
+    let Ok((state, holders)) =
+        current_holders(&file, path, table.as_ref(), recorded.as_ref(), label)
+    else {
+        return String::new();
+    };
+    let one = |h: &Holder| match &h.acquired_at {
+        Some(since) => format!("pid {}: {}, since {since}", h.pid, h.command),
+        None => format!("pid {}: {}", h.pid, h.command),
+    };
+    match (state, holders.as_slice()) {
+        ("held", [h, ..]) => format!(" (held by {})", one(h)),
+        ("shared", []) => " (held shared by other processes)".to_owned(),
+        ("shared", hs) => {
+            let mut named: Vec<String> = hs.iter().take(3).map(one).collect();
+            if hs.len() > 3 {
+                named.push("…".to_owned());
+            }
+            let n = hs.len();
+            let noun = if n == 1 { "process" } else { "processes" };
+            format!(" (held shared by {n} {noun}: {})", named.join("; "))
+        }
+        _ => String::new(),
+    }
+}
+
+/// The state of a lock (`free`, `shared` or `held`) and its current holders.
+///
+/// Where the kernel's lock table is readable it is the truth: the holders are the processes it
+/// names, and the record in the file describes one of them only if its pid matches. Elsewhere
+/// the state is found by briefly trying the lock, and the record is trusted when held.
+fn current_holders(
+    file: &File,
+    path: &Path,
+    table: Option<&KernelLocks>,
+    recorded: Option<&Holder>,
+    label: &str,
+) -> Result<(&'static str, Vec<Holder>)> {
+    let Some(table) = table else {
+        let state = probe(file, path)?;
+        let holders = match (state, recorded) {
+            ("held", Some(h)) => vec![h.clone()],
+            _ => Vec::new(),
+        };
+        return Ok((state, holders));
+    };
+    let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
+    let entries = table.holders_of(meta.dev(), meta.ino());
+    let state = if entries.iter().any(|&(_, exclusive)| exclusive) {
+        "held"
+    } else if entries.is_empty() {
+        "free"
+    } else {
+        "shared"
+    };
+    let holders = entries
+        .into_iter()
+        .map(|(pid, _)| match recorded {
+            Some(h) if h.pid == pid && state == "held" => h.clone(),
+            _ => Holder {
+                pid,
+                host: host().to_owned(),
+                key: recorded.map_or_else(|| label.to_owned(), |h| h.key.clone()),
+                command: process_command_line(pid),
+                acquired_at: None,
+            },
+        })
+        .collect();
+    Ok((state, holders))
+}
+
+/// The kernel's table of `flock` locks (`/proc/locks`, Linux).
+struct KernelLocks {
+    /// (device major, device minor, inode, pid, exclusive)
+    entries: Vec<(u64, u64, u64, u32, bool)>,
+}
+
+impl KernelLocks {
+    /// `None` where the table cannot be read (not Linux, or /proc not mounted).
+    fn read() -> Option<KernelLocks> {
+        let text = fs::read_to_string("/proc/locks").ok()?;
+        let entries = text.lines().filter_map(parse_proc_locks_line).collect();
+        Some(KernelLocks { entries })
+    }
+
+    /// (pid, exclusive) of every process holding a lock on the file with `dev` and `ino`.
+    fn holders_of(&self, dev: u64, ino: u64) -> Vec<(u32, bool)> {
+        let (major, minor) = dev_major_minor(dev);
+        let mut holders: Vec<(u32, bool)> = self
+            .entries
+            .iter()
+            .filter(|e| e.0 == major && e.1 == minor && e.2 == ino)
+            .map(|e| (e.3, e.4))
+            .collect();
+        holders.sort_unstable();
+        holders.dedup();
+        holders
+    }
+}
+
+/// One line of `/proc/locks`, e.g. `3: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`. Waiters
+/// (`3: -> FLOCK …`) and other lock kinds are skipped: only held `flock` locks count.
+fn parse_proc_locks_line(line: &str) -> Option<(u64, u64, u64, u32, bool)> {
+    let mut fields = line.split_whitespace().skip(1);
+    if fields.next()? != "FLOCK" {
+        return None;
+    }
+    let _advisory = fields.next()?;
+    let exclusive = match fields.next()? {
+        "WRITE" => true,
+        "READ" => false,
+        _ => return None,
+    };
+    let pid = fields.next()?.parse().ok()?;
+    let mut id = fields.next()?.split(':');
+    let major = u64::from_str_radix(id.next()?, 16).ok()?;
+    let minor = u64::from_str_radix(id.next()?, 16).ok()?;
+    let ino = id.next()?.parse().ok()?;
+    Some((major, minor, ino, pid, exclusive))
+}
+
+/// Splits a Linux `dev_t` into major and minor numbers (glibc's encoding).
+fn dev_major_minor(dev: u64) -> (u64, u64) {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    (major, minor)
+}
+
+/// A process's command line from `/proc`, cut like a holder record; `?` when unreadable.
+fn process_command_line(pid: u32) -> String {
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(raw) if !raw.is_empty() => {
+            let words: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            cut_command(words.join(" "))
+        }
+        _ => "?".to_owned(),
     }
 }
 
@@ -382,13 +577,33 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .map_err(|e| Error::io("opening lock file", path, e))
 }
 
+/// Opens an existing lock file read-only, for looking: `flock` works on a read-only
+/// descriptor, so a user who may only read the database can still see every lock.
+fn open_lock_file_read_only(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|file| {
+            if file.metadata()?.is_file() {
+                Ok(file)
+            } else {
+                Err(std::io::Error::new(
+                    ErrorKind::InvalidInput,
+                    "not a regular file; remove it",
+                ))
+            }
+        })
+        .map_err(|e| Error::io("opening lock file", path, e))
+}
+
 fn write_holder(file: &File, key: &str) -> std::io::Result<()> {
     let holder = Holder {
         pid: std::process::id(),
         host: host().to_owned(),
         key: key.to_owned(),
         command: command_line().to_owned(),
-        acquired_at: now_rfc3339(),
+        acquired_at: Some(now_rfc3339()),
     };
     let mut text = serde_json::to_vec(&holder).map_err(std::io::Error::other)?;
     // Overwrite in place, padded with spaces (JSON allows trailing whitespace), instead of
@@ -442,18 +657,24 @@ fn command_line() -> &'static str {
     static COMMAND: OnceLock<String> = OnceLock::new();
     COMMAND.get_or_init(|| {
         // args_os: std::env::args panics on an argument that is not UTF-8.
-        let mut line = std::env::args_os()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if line.len() > 200 {
-            let mut cut = 200;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push('…');
-        }
-        line
+        cut_command(
+            std::env::args_os()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
     })
+}
+
+/// A command line cut at 200 bytes, so records stay small.
+fn cut_command(mut line: String) -> String {
+    if line.len() > 200 {
+        let mut cut = 200;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
 }

@@ -711,3 +711,209 @@ fn put_many_is_all_or_nothing() {
     );
     assert_eq!(code(&out), 1, "{}", stderr(&out));
 }
+
+/// One rule at every entrance: only a saved `Module` state envelope of version 1 is stored.
+#[test]
+fn only_module_state_version_1_enters_the_store_at_any_entrance() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let others = [
+        r#"{"type":"Workspace","version":1,"state":{}}"#,
+        r#"{"type":"module","version":1,"state":{}}"#,
+        r#"{"type":"Module","version":99,"state":{}}"#,
+    ];
+    for (i, bad) in others.iter().enumerate() {
+        let put = run_in(&db, &["artifact", "put", &digest_of(i)], bad.as_bytes());
+        assert_eq!(code(&put), 6, "put {bad}: {}", stderr(&put));
+        assert!(stderr(&put).contains("not supported"), "{}", stderr(&put));
+        assert_eq!(stderr(&put).lines().count(), 1);
+
+        let line = format!("{{\"digest\":\"{}\",\"state\":{bad}}}\n", digest_of(i));
+        let many = run_in(&db, &["artifact", "put-many", "-"], line.as_bytes());
+        assert_eq!(code(&many), 6, "put-many {bad}: {}", stderr(&many));
+
+        let resolve = run(
+            &db,
+            &[
+                "artifact",
+                "resolve",
+                &digest_of(i),
+                "--",
+                "printf",
+                "%s",
+                bad,
+            ],
+        );
+        assert_eq!(code(&resolve), 6, "resolve {bad}: {}", stderr(&resolve));
+    }
+    assert_eq!(count_rows(&db), 0, "an unsupported envelope was stored");
+}
+
+/// `resolve` serves the same bytes from the artifact file, the store and a computation.
+#[test]
+fn resolve_prints_the_same_bytes_whichever_source_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let file = dir.path().join("dagger.moduletypes.json");
+    // Stored pretty-printed, with spacing a file or a computation would not reproduce.
+    let pretty = "{\n  \"type\": \"Module\",\n  \"version\": 1,\n  \"state\": {\"b\": 1.50, \"a\": [1, 2]}\n}\n";
+    let d = digest_of(1);
+    let computed = run(
+        &db,
+        &["artifact", "resolve", &d, "--", "printf", "%s", pretty],
+    );
+    assert_eq!(code(&computed), 0, "{}", stderr(&computed));
+    assert!(stderr(&computed).contains("from computed"));
+    let from_store = run(&db, &["artifact", "resolve", &d]);
+    assert_eq!(code(&from_store), 0, "{}", stderr(&from_store));
+    assert!(stderr(&from_store).contains("from store"));
+    let export = run(&db, &["artifact", "export", &d, file.to_str().unwrap()]);
+    assert_eq!(code(&export), 0, "{}", stderr(&export));
+    let from_file = run(
+        &db,
+        &["artifact", "resolve", &d, "--file", file.to_str().unwrap()],
+    );
+    assert_eq!(code(&from_file), 0, "{}", stderr(&from_file));
+    assert!(stderr(&from_file).contains("from file"));
+    assert_eq!(computed.stdout, from_store.stdout);
+    assert_eq!(from_store.stdout, from_file.stdout);
+    assert_eq!(
+        String::from_utf8(from_file.stdout).unwrap(),
+        "{\"type\":\"Module\",\"version\":1,\"state\":{\"b\":1.50,\"a\":[1,2]}}\n"
+    );
+}
+
+/// Exporting an artifact and importing the file again is a round trip: `unchanged`, and the
+/// stored bytes are left as they were.
+#[test]
+fn export_then_import_of_an_unchanged_artifact_reports_unchanged_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let file = dir.path().join("f.json");
+    let stored = "{ \"type\" : \"Module\", \"version\" : 1, \"state\" : {\"x\": \"é\"} }";
+    let d = digest_of(5);
+    assert_eq!(
+        code(&run_in(&db, &["artifact", "put", &d], stored.as_bytes())),
+        0
+    );
+    let ls_before = run(&db, &["--json", "artifact", "ls"]);
+    assert_eq!(
+        code(&run(
+            &db,
+            &["artifact", "export", &d, file.to_str().unwrap()]
+        )),
+        0
+    );
+    let import = run(
+        &db,
+        &["--json", "artifact", "import", file.to_str().unwrap()],
+    );
+    assert_eq!(code(&import), 0, "{}", stderr(&import));
+    let doc: serde_json::Value = serde_json::from_slice(&import.stdout).unwrap();
+    assert_eq!(doc["outcome"], "unchanged", "{doc}");
+    let text = run(&db, &["artifact", "import", file.to_str().unwrap()]);
+    assert!(!stderr(&text).contains("replaced"), "{}", stderr(&text));
+    assert_eq!(run(&db, &["artifact", "get", &d]).stdout, stored.as_bytes());
+    assert_eq!(
+        run(&db, &["--json", "artifact", "ls"]).stdout,
+        ls_before.stdout
+    );
+    // A real change is still a replacement.
+    let changed = "{\"type\":\"Module\",\"version\":1,\"state\":{\"x\":\"e\"}}";
+    let put = run_in(&db, &["--json", "artifact", "put", &d], changed.as_bytes());
+    let doc: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    assert_eq!(doc["outcome"], "replaced");
+}
+
+#[test]
+fn resolve_says_why_it_skipped_a_file_and_can_write_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let file = dir.path().join("dagger.moduletypes.json");
+    let f = file.to_str().unwrap();
+    assert_eq!(
+        code(&run(
+            &db,
+            &[
+                "artifact",
+                "import",
+                fixture("valid.json").to_str().unwrap()
+            ]
+        )),
+        0
+    );
+    // Stale: the file is for another module source.
+    fs::copy(fixture("stale.json"), &file).unwrap();
+    let out = run(&db, &["artifact", "resolve", VALID_DIGEST, "--file", f]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipped artifact file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("stale"), "{}", stderr(&out));
+    // Malformed.
+    fs::write(&file, b"{not json").unwrap();
+    let out = run(&db, &["artifact", "resolve", VALID_DIGEST, "--file", f]);
+    assert!(stderr(&out).contains("malformed"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        b"{not json",
+        "written without --write-file"
+    );
+
+    // --write-file after a store hit: the next load is served from the file.
+    let out = run(
+        &db,
+        &[
+            "artifact",
+            "resolve",
+            VALID_DIGEST,
+            "--file",
+            f,
+            "--write-file",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let check = run(&db, &["artifact", "check", f, "--digest", VALID_DIGEST]);
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+    let again = run(&db, &["artifact", "resolve", VALID_DIGEST, "--file", f]);
+    assert!(stderr(&again).contains("from file"), "{}", stderr(&again));
+    assert_eq!(again.stdout, out.stdout);
+
+    // --write-file after a computation.
+    let other = digest_of(9);
+    let file2 = dir.path().join("second.json");
+    let out = run(
+        &db,
+        &[
+            "artifact",
+            "resolve",
+            &other,
+            "--file",
+            file2.to_str().unwrap(),
+            "--write-file",
+            "--",
+            "printf",
+            "%s",
+            &envelope(9),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let check = run(
+        &db,
+        &[
+            "artifact",
+            "check",
+            file2.to_str().unwrap(),
+            "--digest",
+            &other,
+        ],
+    );
+    assert_eq!(code(&check), 0, "{}", stderr(&check));
+
+    // Lookup only: no command, a miss exits 3 and computes nothing.
+    let miss = run(&db, &["artifact", "resolve", &digest_of(10)]);
+    assert_eq!(code(&miss), 3, "{}", stderr(&miss));
+    assert!(miss.stdout.is_empty());
+}

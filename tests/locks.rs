@@ -9,6 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use modstate::Error;
 use modstate::lock::{LockDir, Mode};
 
@@ -78,7 +80,12 @@ fn wait_for_state(db: &Path, name: &str, state: &str) {
             .args(["--json", "lock", "status"])
             .output()
             .unwrap();
-        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        // Exit 3 until the first lock creates the lock directory.
+        let rows: Vec<serde_json::Value> = if code(&out) == 0 {
+            serde_json::from_slice(&out.stdout).unwrap()
+        } else {
+            Vec::new()
+        };
         if rows
             .iter()
             .any(|r| r["name"] == name && r["state"] == state)
@@ -376,7 +383,7 @@ fn resolve_computes_once_across_eight_processes() {
         assert_eq!(code(out), 0, "{}", stderr(out));
         assert_eq!(
             out.stdout,
-            br#"{"type":"Module","version":1,"state":{"n":1}}"#
+            b"{\"type\":\"Module\",\"version\":1,\"state\":{\"n\":1}}\n"
         );
         let word = stderr(out)
             .split_whitespace()
@@ -425,7 +432,7 @@ fn resolve_computes_once_across_eight_processes() {
 #[test]
 fn in_process_acquisitions_conflict_like_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let locks = LockDir::open(&dir.path().join("state.db"), Duration::from_millis(200)).unwrap();
+    let locks = LockDir::new(&dir.path().join("state.db"), Duration::from_millis(200));
     let held = locks.keyed(&["k"], Mode::Exclusive).unwrap();
     match locks.keyed(&["k"], Mode::Exclusive) {
         Err(Error::Busy(msg)) => assert!(msg.contains("lock on k"), "{msg}"),
@@ -473,4 +480,261 @@ fn get_or_compute_panicking_compute_stores_nothing_and_releases() {
     assert_eq!(store.get(&digest).unwrap(), Some(env));
     let (_, served) = store.get_or_compute(&digest, || unreachable!()).unwrap();
     assert_eq!(served, modstate::artifact::Served::Store);
+}
+
+/// Nanoseconds since the epoch written in `path` by `date +%s%N`.
+fn stamp(path: &Path) -> u128 {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Signals `lock run` itself (not its command) while the command runs, and proves with time
+/// stamps that the next holder started only after the command had ended, and that `lock run`
+/// exited with the command's code.
+fn lock_run_holds_through(signal: libc::c_int) {
+    let (dir, db, _log) = setup();
+    let ended = dir.path().join("ended");
+    let started = dir.path().join("started");
+    // The command traps the forwarded signal, works on for half a second, then exits 7.
+    let script = format!(
+        "trap 'sleep 0.5; date +%s%N > \"{}\"; exit 7' INT TERM HUP; sleep 30",
+        ended.display()
+    );
+    let mut holder = modstate(&db)
+        .args(["lock", "run", "nightly", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_for_state(&db, "nightly", "held");
+    std::thread::sleep(Duration::from_millis(200)); // let sh install its trap
+    let waiter = modstate(&db)
+        .args([
+            "--lock-timeout",
+            "30",
+            "lock",
+            "run",
+            "nightly",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("date +%s%N > \"{}\"", started.display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(holder.id() as i32, signal) };
+    let status = holder.wait().unwrap();
+    let waiter = waiter.wait_with_output().unwrap();
+    assert_eq!(code(&waiter), 0);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "lock run must exit with its command's code after forwarding signal {signal}"
+    );
+    assert!(
+        stamp(&started) > stamp(&ended),
+        "the next holder started before the command of the signalled holder ended"
+    );
+}
+
+#[test]
+fn lock_run_keeps_the_lock_until_its_command_exits_on_sigterm() {
+    lock_run_holds_through(libc::SIGTERM);
+}
+
+#[test]
+fn lock_run_keeps_the_lock_until_its_command_exits_on_sigint() {
+    lock_run_holds_through(libc::SIGINT);
+}
+
+#[test]
+fn lock_run_keeps_the_lock_until_its_command_exits_on_sighup() {
+    lock_run_holds_through(libc::SIGHUP);
+}
+
+#[test]
+fn lock_run_reports_a_command_killed_by_the_forwarded_signal_as_128_plus_n() {
+    let (_dir, db, _log) = setup();
+    let mut holder = modstate(&db)
+        .args(["lock", "run", "k", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    wait_for_state(&db, "k", "held");
+    unsafe { libc::kill(holder.id() as i32, libc::SIGTERM) };
+    let status = holder.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    // The command is gone with it: nothing holds the key any more.
+    wait_for_state(&db, "k", "free");
+}
+
+#[test]
+fn lock_run_exits_127_for_a_missing_command_and_126_for_one_not_executable() {
+    let (dir, db, _log) = setup();
+    let missing = modstate(&db)
+        .args([
+            "lock",
+            "run",
+            "k",
+            "--",
+            "/nonexistent/modstate-test-command",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&missing), 127, "{}", stderr(&missing));
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+
+    let plain = dir.path().join("not-executable.sh");
+    fs::write(&plain, "#!/bin/sh\necho hi\n").unwrap();
+    let denied = modstate(&db)
+        .args(["lock", "run", "k", "--"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert_eq!(code(&denied), 126, "{}", stderr(&denied));
+
+    let resolve = modstate(&db)
+        .args(["artifact", "resolve", &format!("sha256:{}", "d".repeat(64))])
+        .args(["--", "/nonexistent/modstate-test-command"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&resolve), 127, "{}", stderr(&resolve));
+}
+
+#[test]
+fn resolve_keeps_the_key_until_its_interrupted_compute_exits() {
+    let (dir, db, _log) = setup();
+    let runs = dir.path().join("runs");
+    let digest = format!("sha256:{}", "e".repeat(64));
+    // The first compute traps the signal, finishes its work anyway and prints the envelope.
+    let script = format!(
+        "echo run >> \"{}\"; trap 'sleep 0.5; printf %s \"{{\\\"type\\\":\\\"Module\\\",\\\"version\\\":1,\\\"state\\\":{{}}}}\"; exit 0' INT TERM; sleep 30",
+        runs.display()
+    );
+    let mut first = modstate(&db)
+        .args(["artifact", "resolve", &digest, "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_state(&db, &digest, "held");
+    std::thread::sleep(Duration::from_millis(200));
+    let second = modstate(&db)
+        .args(["--lock-timeout", "30", "artifact", "resolve", &digest, "--", "sh", "-c"])
+        .arg(format!("echo run >> \"{}\"; echo '{{\"type\":\"Module\",\"version\":1,\"state\":{{\"other\":1}}}}'", runs.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let status = first.wait().unwrap();
+    let second = second.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("from store"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        fs::read_to_string(&runs).unwrap().lines().count(),
+        1,
+        "the waiter computed again while the first compute still ran"
+    );
+}
+
+#[test]
+fn a_timeout_names_the_live_shared_holders_never_a_dead_exclusive_one() {
+    let (_dir, db, _log) = setup();
+    // An exclusive holder of `global` comes and goes, leaving its record in the file.
+    let past = modstate(&db)
+        .args(["lock", "run", "--global", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&past), 0, "{}", stderr(&past));
+    // Keyed work now holds `global` shared.
+    let mut keyed = modstate(&db)
+        .args(["lock", "run", "k", "--", "sleep", "10"])
+        .spawn()
+        .unwrap();
+    wait_for_state(&db, "k", "held");
+    let out = modstate(&db)
+        .args([
+            "--lock-timeout",
+            "0.5",
+            "lock",
+            "run",
+            "--global",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let status = modstate(&db)
+        .args(["--json", "lock", "status"])
+        .output()
+        .unwrap();
+    unsafe { libc::kill(keyed.id() as i32, libc::SIGTERM) };
+    keyed.wait().unwrap();
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let message = stderr(&out);
+    let past_pid = {
+        // The dead holder's pid is in the global file's record.
+        let record = fs::read_to_string(format!("{}.locks/global", db.display())).unwrap();
+        let v: serde_json::Value = serde_json::from_str(record.trim()).unwrap();
+        v["pid"].as_u64().unwrap()
+    };
+    assert!(
+        !message.contains(&format!("pid {past_pid}:")),
+        "names the dead holder: {message}"
+    );
+    assert!(
+        message.contains(&format!("held shared by 1 process: pid {}", keyed.id())),
+        "{message}"
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    let global = rows.iter().find(|r| r["name"] == "global").unwrap();
+    assert_eq!(global["state"], "shared");
+    assert_eq!(global["holders"][0]["pid"], keyed.id());
+}
+
+#[test]
+fn lock_status_shows_every_lock_to_a_reader_without_write_access() {
+    let (dir, db, _log) = setup();
+    assert_eq!(code(&modstate(&db).arg("init").output().unwrap()), 0);
+    let mut holder = modstate(&db)
+        .args(["lock", "run", "k", "--", "sleep", "10"])
+        .spawn()
+        .unwrap();
+    wait_for_state(&db, "k", "held");
+    // Readable by everyone, writable by nobody but the owner.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk_all(dir.path()) {
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(&entry, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut cmd = modstate(&db);
+    cmd.args(["--json", "lock", "status"]);
+    let out = common::as_nobody(&mut cmd).output().unwrap();
+    unsafe { libc::kill(holder.id() as i32, libc::SIGTERM) };
+    holder.wait().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: BTreeSet<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(names.contains("write"), "{rows:?}");
+    assert!(names.contains("global"), "{rows:?}");
+    let k = rows.iter().find(|r| r["name"] == "k").expect("key row");
+    assert_eq!(k["state"], "held");
+}
+
+fn walk_all(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    if root.is_dir() {
+        for entry in fs::read_dir(root).unwrap() {
+            out.extend(walk_all(&entry.unwrap().path()));
+        }
+    }
+    out
 }

@@ -859,7 +859,10 @@ fn two_writers_with_the_same_expected_generation_one_wins() {
     let db = dir.path().join("state.db");
     let store = Store::open(&db, Options::default()).unwrap();
     let target = store.add_memory("", "the shared plan", "").unwrap();
-    let locks = LockDir::open(&db, Duration::from_secs(30)).unwrap();
+    let locks = LockDir::new(
+        &modstate::store::canonical_db_path(&db).unwrap(),
+        Duration::from_secs(30),
+    );
 
     for round in 0..3 {
         let seen = cli_generation(&db);

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::Envelope;
+use super::{Envelope, STATE_TYPE, STATE_VERSION};
 use crate::atomic::write_atomically;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -29,9 +29,6 @@ pub const ARTIFACT_VERSION: u64 = 1;
 /// it holds, so this sits well above the default 16 MiB envelope limit; it is there so that a
 /// device, a runaway file or a wrong path (`/dev/zero`) cannot exhaust memory.
 pub const MAX_ARTIFACT_FILE_BYTES: u64 = 128 << 20;
-/// The state envelope type and version a loader can use.
-const STATE_TYPE: &str = "Module";
-const STATE_VERSION: i64 = 1;
 
 /// What reading an artifact file for a digest found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,20 +159,14 @@ fn inspect(bytes: &[u8]) -> std::result::Result<(Digest, Envelope), Outcome> {
         None => return Err(malformed("no moduleSourceDigest")),
     };
     let state = file.remove("state").ok_or_else(|| malformed("no state"))?;
-    let envelope =
-        Envelope::from_value(state, usize::MAX).map_err(|e| Outcome::Malformed(e.to_string()))?;
-    if envelope.state_type() != STATE_TYPE {
-        return Err(Outcome::Unsupported(format!(
-            "state type {:?} is not supported (expected {STATE_TYPE:?})",
-            envelope.state_type()
-        )));
-    }
-    if envelope.state_version() != STATE_VERSION {
-        return Err(Outcome::Unsupported(format!(
-            "state version {} is not supported (this modstate reads version {STATE_VERSION})",
-            envelope.state_version()
-        )));
-    }
+    let envelope = Envelope::from_value(state, usize::MAX).map_err(|e| match e {
+        Error::Unsupported(reason) => Outcome::Unsupported(reason),
+        other => Outcome::Malformed(other.to_string()),
+    })?;
+    debug_assert!(
+        envelope.state_type() == STATE_TYPE && envelope.state_version() == STATE_VERSION,
+        "Envelope enforces the one supported type and version"
+    );
     Ok((found, envelope))
 }
 

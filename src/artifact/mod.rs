@@ -10,11 +10,20 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 pub use file::{ARTIFACT_VERSION, Outcome, read_artifact_file, write_artifact_file};
-pub use resolve::Served;
+pub use resolve::{Resolved, Served};
+
+/// The one state envelope type modstate stores and loads: saved module state.
+pub const STATE_TYPE: &str = "Module";
+/// The one state envelope version modstate stores and loads.
+pub const STATE_VERSION: i64 = 1;
 pub use table::{ArtifactInfo, PutOutcome};
 
-/// A validated saved state envelope `{"type": …, "version": …, "state": {…}}`, kept as the
-/// exact bytes it was given.
+/// A validated saved state envelope `{"type": "Module", "version": 1, "state": {…}}`, kept as
+/// the exact bytes it was given.
+///
+/// One rule at every entrance (put, put-many, import, resolve, the artifact file): only what
+/// the artifact file format accepts is an envelope, so whatever is stored can be exported and
+/// imported again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     bytes: Vec<u8>,
@@ -69,6 +78,16 @@ impl Envelope {
             Some(_) => return Err(shape("has a \"state\" that is not an object")),
             None => return Err(shape("has no \"state\"")),
         }
+        if state_type != STATE_TYPE {
+            return Err(Error::Unsupported(format!(
+                "state type {state_type:?} is not supported: modstate stores saved module state ({{\"type\": {STATE_TYPE:?}, \"version\": {STATE_VERSION}}})"
+            )));
+        }
+        if state_version != STATE_VERSION {
+            return Err(Error::Unsupported(format!(
+                "state version {state_version} is not supported: this modstate stores version {STATE_VERSION} of {STATE_TYPE:?} state"
+            )));
+        }
         Ok(Envelope {
             bytes,
             state_type,
@@ -103,6 +122,27 @@ impl Envelope {
     /// The envelope's `version`.
     pub fn state_version(&self) -> i64 {
         self.state_version
+    }
+
+    /// The envelope as compact JSON on one line, the same whatever spacing it was stored
+    /// with: what a loader is served, so the answer's bytes do not depend on whether the
+    /// artifact file, the store or a computation served it. Key order and number spellings
+    /// are kept.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&self.to_value()?)
+            .map_err(|e| Error::Invalid(format!("state envelope cannot be serialized: {e}")))
+    }
+
+    /// Whether two envelopes hold the same JSON, whatever their spacing or key order: an
+    /// artifact file written from a stored envelope and imported again is the same artifact.
+    pub fn same_json(&self, other_bytes: &[u8]) -> bool {
+        match (
+            self.to_value(),
+            serde_json::from_slice::<Value>(other_bytes),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
     }
 
     /// The parsed JSON value.

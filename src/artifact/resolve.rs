@@ -33,6 +33,19 @@ impl Served {
     }
 }
 
+/// What [`Store::resolve`] found.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The envelope; serve [`Envelope::canonical_bytes`] so the answer does not depend on
+    /// the source.
+    pub envelope: Envelope,
+    /// Where it came from.
+    pub served: Served,
+    /// The artifact file that was asked for but not used, and why (missing, stale, malformed
+    /// or unsupported); `None` when no file was given or it served the answer.
+    pub skipped_file: Option<Outcome>,
+}
+
 impl Store {
     /// The envelope stored for `digest`, computing and storing it on a miss.
     ///
@@ -56,20 +69,39 @@ impl Store {
         Ok((envelope, Served::Computed))
     }
 
-    /// The artifact file at `file` if it is current for `digest`, else [`Store::get_or_compute`].
-    /// A file that is missing, stale, malformed or unsupported just falls through; only a real
-    /// I/O error reading it is an error.
+    /// The loader fast path: the artifact file at `file` if it is current for `digest`, else
+    /// the store, else `compute` (under the digest's keyed lock, once across processes).
+    /// With no `compute` it only looks: `None` on a miss.
+    ///
+    /// A file that is missing, stale, malformed or unsupported falls through and is reported
+    /// in [`Resolved::skipped_file`]; only a real I/O error reading it is an error.
     pub fn resolve(
         &self,
         digest: &Digest,
         file: Option<&Path>,
-        compute: impl FnOnce() -> Result<Envelope>,
-    ) -> Result<(Envelope, Served)> {
-        if let Some(path) = file
-            && let Outcome::Loaded(envelope) = read_artifact_file(path, digest)?
-        {
-            return Ok((envelope, Served::File));
-        }
-        self.get_or_compute(digest, compute)
+        compute: Option<impl FnOnce() -> Result<Envelope>>,
+    ) -> Result<Option<Resolved>> {
+        let skipped_file = match file {
+            Some(path) => match read_artifact_file(path, digest)? {
+                Outcome::Loaded(envelope) => {
+                    return Ok(Some(Resolved {
+                        envelope,
+                        served: Served::File,
+                        skipped_file: None,
+                    }));
+                }
+                other => Some(other),
+            },
+            None => None,
+        };
+        let found = match compute {
+            Some(compute) => Some(self.get_or_compute(digest, compute)?),
+            None => self.get(digest)?.map(|envelope| (envelope, Served::Store)),
+        };
+        Ok(found.map(|(envelope, served)| Resolved {
+            envelope,
+            served,
+            skipped_file,
+        }))
     }
 }

@@ -149,6 +149,20 @@ impl Store {
     }
 }
 
+/// Whether the envelope stored under `digest` holds the same JSON as `envelope`. Only asked
+/// when the bytes differ, so the common put pays nothing for it.
+fn same_json_stored(
+    tx: &rusqlite::Transaction<'_>,
+    digest: &Digest,
+    envelope: &Envelope,
+) -> Result<bool> {
+    let stored: Vec<u8> = tx
+        .prepare_cached("SELECT envelope FROM artifacts WHERE digest = ?1")
+        .and_then(|mut stmt| stmt.query_row([digest.as_str()], |r| r.get(0)))
+        .context("looking up an artifact")?;
+    Ok(envelope.same_json(&stored))
+}
+
 /// Inserts or replaces one artifact row inside the caller's write transaction.
 pub(crate) fn put_row(
     tx: &rusqlite::Transaction<'_>,
@@ -162,6 +176,9 @@ pub(crate) fn put_row(
         .context("looking up an artifact")?;
     let outcome = match existing {
         Some(old) if old == sha.hex() => return Ok(PutOutcome::Unchanged),
+        // Other bytes, maybe the same JSON: an exported artifact file imported again is
+        // pretty-printed where the stored envelope was compact. Keep the stored bytes.
+        Some(_) if same_json_stored(tx, digest, envelope)? => return Ok(PutOutcome::Unchanged),
         Some(_) => PutOutcome::Replaced,
         None => PutOutcome::Inserted,
     };

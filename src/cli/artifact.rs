@@ -7,11 +7,14 @@ use std::process::{Command, Stdio};
 use clap::Subcommand;
 use serde_json::json;
 
+use std::os::unix::process::ExitStatusExt;
+
 use modstate::artifact::file::read_artifact_file_any;
-use modstate::artifact::{read_artifact_file, write_artifact_file};
+use modstate::artifact::{Served, read_artifact_file, write_artifact_file};
 use modstate::{Digest, Error, Outcome, PutOutcome, Result};
 
 use super::batch;
+use super::child::{SignalForwarder, spawn_failure_code};
 use super::input::read_limited;
 use super::{Context, one_line, print_bytes, print_json, print_text};
 
@@ -46,18 +49,24 @@ pub enum ArtifactCommand {
     Export { digest: String, file: PathBuf },
     /// The loader fast path: artifact file, else store, else compute once.
     ///
-    /// Prints the state from a current artifact file, else from the store, else runs COMMAND
-    /// under the digest's lock — once across all processes that miss at the same time — whose
-    /// stdout must be a state envelope, stores and prints it. Says on stderr which path served
-    /// (file, store or computed).
-    #[command(arg_required_else_help = true)]
+    /// Prints the state envelope as compact JSON on one line — the same bytes whichever source
+    /// served it — from a current artifact file, else from the store, else by running COMMAND
+    /// under the digest's lock (once across all processes that miss at the same time), whose
+    /// stdout must be a state envelope, and storing it. Says on stderr which source served and
+    /// why a given artifact file was skipped. With no COMMAND it only looks: exit 3 on a miss.
+    /// SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND, and the lock is held until it exits.
     Resolve {
+        /// Module source digest: sha256: and 64 lowercase hex digits.
         digest: String,
         /// The artifact file to try first (e.g. dagger.moduletypes.json).
         #[arg(long)]
         file: Option<PathBuf>,
-        /// The command that computes the envelope on a miss.
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        /// After a store hit or a computation, write the artifact file (--file) atomically, so
+        /// the next load is served from it.
+        #[arg(long, requires = "file")]
+        write_file: bool,
+        /// The command that computes the envelope on a miss; omit it to only look.
+        #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
     /// Tell whether an artifact file is current for a digest (exit 0 only for loaded).
@@ -110,14 +119,14 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
         }
         ArtifactCommand::Get { digest } => {
             let digest = Digest::parse(&digest)?;
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
             // The envelope is one JSON document already, so --json prints it as is too.
             print_bytes(envelope.as_bytes())?;
             Ok(0)
         }
         ArtifactCommand::Ls => {
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let rows = store.list()?;
             if ctx.json {
                 print_json(&rows)?;
@@ -135,7 +144,7 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
         }
         ArtifactCommand::Rm { digest } => {
             let digest = Digest::parse(&digest)?;
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             if !store.delete(&digest)? {
                 return Err(absent(&digest));
             }
@@ -155,7 +164,7 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
         }
         ArtifactCommand::Export { digest, file } => {
             let digest = Digest::parse(&digest)?;
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
             write_artifact_file(&file, &digest, &envelope)?;
             if ctx.json {
@@ -170,23 +179,9 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
         ArtifactCommand::Resolve {
             digest,
             file,
+            write_file,
             command,
-        } => {
-            let digest = Digest::parse(&digest)?;
-            let store = ctx.open()?;
-            let (envelope, served) = store.resolve(&digest, file.as_deref(), || {
-                compute(&command, store.options().max_artifact_bytes)
-                    .and_then(|bytes| store.envelope(bytes))
-            })?;
-            eprintln!("resolved {digest} from {}", served.word());
-            if ctx.json {
-                let state: serde_json::Value = envelope.to_value()?;
-                print_json(&json!({"digest": digest.as_str(), "served": served, "state": state}))?;
-            } else {
-                print_bytes(envelope.as_bytes())?;
-            }
-            Ok(0)
-        }
+        } => resolve(ctx, &digest, file.as_deref(), write_file, &command),
         ArtifactCommand::Check { file, digest } => {
             let digest = Digest::parse(&digest)?;
             let outcome = read_artifact_file(&file, &digest)?;
@@ -223,40 +218,162 @@ fn report_put(ctx: &Context, digest: &Digest, outcome: PutOutcome) -> Result<i32
     Ok(0)
 }
 
-/// Runs the compute command with stdout captured (bounded) and stderr passed through.
-fn compute(command: &[String], limit: usize) -> Result<Vec<u8>> {
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| Error::Invalid("no compute command given after --".to_owned()))?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("running", program, e))?;
-    let mut bytes = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        stdout
-            .take(limit as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("reading the output of", program, e))?;
+/// `artifact resolve`: file, store, compute; see the command's help.
+fn resolve(
+    ctx: &Context,
+    digest: &str,
+    file: Option<&Path>,
+    write_file: bool,
+    command: &[String],
+) -> Result<i32> {
+    // Before any thread starts, so every thread blocks the signals the forwarder receives.
+    let signals = if command.is_empty() {
+        None
+    } else {
+        Some(
+            SignalForwarder::install()
+                .map_err(|e| Error::io("handling signals", "artifact resolve", e))?,
+        )
+    };
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open()?;
+    let limit = store.options().max_artifact_bytes;
+    let mut failure = None;
+    let compute = signals.as_ref().map(|signals| {
+        let failure = &mut failure;
+        let store = &store;
+        move || match compute(signals, command, limit) {
+            Ok(bytes) => store.envelope(bytes),
+            Err(Computed::Error(e)) => Err(e),
+            Err(Computed::Exit(code, e)) => {
+                *failure = Some(code);
+                Err(e)
+            }
+        }
+    });
+    let resolved = match store.resolve(&digest, file, compute) {
+        Ok(resolved) => resolved,
+        Err(e) => match failure {
+            // The command could not start, or was ended by a signal: its code, as a shell.
+            Some(code) => {
+                eprintln!("error: {}", one_line(&e.to_string()));
+                return Ok(code);
+            }
+            None => return Err(e),
+        },
+    };
+    if let (Some(path), Some(skipped)) = (
+        file,
+        resolved.as_ref().and_then(|r| r.skipped_file.as_ref()),
+    ) && let Some(reason) = skipped.reason()
+    {
+        eprintln!(
+            "{}",
+            one_line(&format!(
+                "skipped artifact file {}: {} ({reason})",
+                path.display(),
+                skipped.word()
+            ))
+        );
     }
-    if bytes.len() > limit {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(Error::Invalid(format!(
-            "compute command {program} printed more than the {limit}-byte limit; nothing was stored"
+    let Some(resolved) = resolved else {
+        return Err(absent(&digest));
+    };
+    if write_file
+        && resolved.served != Served::File
+        && let Some(path) = file
+    {
+        write_artifact_file(path, &digest, &resolved.envelope)?;
+    }
+    eprintln!("resolved {digest} from {}", resolved.served.word());
+    if ctx.json {
+        let state: serde_json::Value = resolved.envelope.to_value()?;
+        let skipped = resolved
+            .skipped_file
+            .as_ref()
+            .map(|o| json!({"outcome": o.word(), "reason": o.reason()}));
+        print_json(
+            &json!({"digest": digest.as_str(), "served": resolved.served,
+            "state": state, "skipped_file": skipped}),
+        )?;
+    } else {
+        let mut bytes = resolved.envelope.canonical_bytes()?;
+        bytes.push(b'\n');
+        print_bytes(&bytes)?;
+    }
+    Ok(0)
+}
+
+/// Why a compute command gave no envelope.
+enum Computed {
+    /// A failure with the usual exit code of its kind.
+    Error(Error),
+    /// The command could not be started (126/127) or was ended by a signal (128 + N): exit
+    /// with that code, as shells and `env` do.
+    Exit(i32, Error),
+}
+
+/// Runs the compute command with stdout captured (bounded) and stderr passed through, in its
+/// own process group with signals forwarded, and waits for it to exit whatever happens.
+fn compute(
+    signals: &SignalForwarder,
+    command: &[String],
+    limit: usize,
+) -> std::result::Result<Vec<u8>, Computed> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(Computed::Error(Error::Invalid(
+            "no compute command given after --".to_owned(),
         )));
+    };
+    let spawned = signals.spawn(
+        Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped()),
+    );
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let code = spawn_failure_code(&e);
+            return Err(Computed::Exit(
+                code,
+                Error::io("running compute command", program, e),
+            ));
+        }
+    };
+    let mut bytes = Vec::new();
+    let read = match child.stdout.take() {
+        Some(stdout) => stdout.take(limit as u64 + 1).read_to_end(&mut bytes),
+        None => Ok(0),
+    };
+    if read.is_err() || bytes.len() > limit {
+        let _ = child.kill();
     }
-    let status = child
-        .wait()
-        .map_err(|e| Error::io("waiting for", program, e))?;
+    let status = child.wait();
+    signals.finished();
+    let status = status.map_err(|e| Computed::Error(Error::io("waiting for", program, e)))?;
+    read.map_err(|e| Computed::Error(Error::io("reading the output of", program, e)))?;
+    if bytes.len() > limit {
+        return Err(Computed::Error(Error::Invalid(format!(
+            "compute command {program} printed more than the {limit}-byte limit; nothing was stored"
+        ))));
+    }
+    if let Some(sig) = status.signal() {
+        return Err(Computed::Exit(
+            128 + sig,
+            Error::io(
+                "running compute command",
+                program,
+                std::io::Error::other(format!("it was ended by signal {sig}; nothing was stored")),
+            ),
+        ));
+    }
     if !status.success() {
-        return Err(Error::io(
+        return Err(Computed::Error(Error::io(
             "running compute command",
             program,
             std::io::Error::other(format!("it failed ({status}); nothing was stored")),
-        ));
+        )));
     }
     Ok(bytes)
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use modstate::lock::{LockDir, Mode};
+use modstate::store::canonical_db_path;
 use modstate::{Error, Result};
 
-use super::{Context, parse_secs, print_json, print_text};
+use super::child::{SignalForwarder, spawn_failure_code};
+use super::{Context, no_database, one_line, parse_secs, print_json, print_text};
 
 #[derive(Subcommand)]
 pub enum LockCommand {
@@ -46,29 +48,85 @@ pub fn run(ctx: &Context, cmd: LockCommand) -> Result<i32> {
             global,
             timeout,
             command,
-        } => {
-            let timeout = timeout.map_or(ctx.lock_timeout, Duration::from_secs_f64);
-            let locks = LockDir::open(&ctx.db, timeout)?;
-            let status = if global {
-                let _guard = locks.global(Mode::Exclusive)?;
-                spawn(&command)?
-            } else {
-                let mode = if shared {
-                    Mode::Shared
-                } else {
-                    Mode::Exclusive
-                };
-                let key = key.unwrap_or_default();
-                let _guard = locks.keyed(&[key], mode)?;
-                spawn(&command)?
-            };
-            Ok(exit_code_of(status))
-        }
+        } => run_locked(ctx, key, shared, global, timeout, &command),
     }
 }
 
+/// `lock run`: take the lock, run the command, hold the lock until the command has exited
+/// (whatever signals arrive meanwhile), exit with its code.
+fn run_locked(
+    ctx: &Context,
+    key: Option<String>,
+    shared: bool,
+    global: bool,
+    timeout: Option<f64>,
+    command: &[String],
+) -> Result<i32> {
+    // First, before any thread starts: from here on SIGINT, SIGTERM and SIGHUP are ours.
+    let signals =
+        SignalForwarder::install().map_err(|e| Error::io("handling signals", "lock run", e))?;
+    let timeout = timeout.map_or(ctx.lock_timeout, Duration::from_secs_f64);
+    let locks = lock_dir(ctx, timeout, true)?;
+    let _guard = if global {
+        Held::Global(locks.global(Mode::Exclusive)?)
+    } else {
+        let mode = if shared {
+            Mode::Shared
+        } else {
+            Mode::Exclusive
+        };
+        Held::Keyed(locks.keyed(&[key.unwrap_or_default()], mode)?)
+    };
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::Invalid("no command given after --".to_owned()))?;
+    let mut child = match signals.spawn(Command::new(program).args(args)) {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("cannot run {program}: {e}")));
+            return Ok(spawn_failure_code(&e));
+        }
+    };
+    let status = child.wait();
+    signals.finished();
+    // The guard drops only now, after the command has exited.
+    Ok(exit_code_of(
+        status.map_err(|e| Error::io("waiting for", program, e))?,
+    ))
+}
+
+/// The locks `lock run` holds, released when dropped.
+enum Held {
+    Global(#[allow(dead_code)] modstate::lock::LockGuard),
+    Keyed(#[allow(dead_code)] modstate::lock::KeyedGuard),
+}
+
+/// The lock directory of the database `--db` names (by its canonical path, so every spelling
+/// of one database shares its locks). With `create`, the database's directory is made if
+/// missing; without, a database that does not exist is `NotFound`.
+fn lock_dir(ctx: &Context, timeout: Duration, create: bool) -> Result<LockDir> {
+    if let Some(parent) = ctx
+        .db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        if !create {
+            return Err(no_database(ctx));
+        }
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating directory", parent, e))?;
+        std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| Error::io("creating directory", parent, e))?;
+    }
+    let canonical = canonical_db_path(&ctx.db)?;
+    let locks = LockDir::new(&canonical, timeout);
+    if !create && !canonical.exists() && !locks.path().exists() {
+        return Err(no_database(ctx));
+    }
+    Ok(locks)
+}
+
 fn status(ctx: &Context) -> Result<i32> {
-    let locks = LockDir::open(&ctx.db, ctx.lock_timeout)?;
+    let locks = lock_dir(ctx, ctx.lock_timeout, false)?;
     let states = locks.status()?;
     if ctx.json {
         print_json(&states)?;
@@ -76,19 +134,19 @@ fn status(ctx: &Context) -> Result<i32> {
     }
     let mut text = String::from("NAME\tSTATE\tPID\tCOMMAND\tSINCE\n");
     for s in &states {
-        let (pid, command, since) = match &s.holder {
-            Some(h) => (
-                h.pid.to_string(),
-                h.command.as_str(),
-                h.acquired_at.as_str(),
-            ),
-            None => ("-".to_owned(), "-", "-"),
-        };
-        text.push_str(&format!(
-            "{}\t{}\t{pid}\t{command}\t{since}\n",
-            printable(&s.name),
-            s.state
-        ));
+        if s.holders.is_empty() {
+            text.push_str(&format!("{}\t{}\t-\t-\t-\n", printable(&s.name), s.state));
+        }
+        for h in &s.holders {
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                printable(&s.name),
+                s.state,
+                h.pid,
+                printable(&h.command),
+                h.acquired_at.as_deref().unwrap_or("-")
+            ));
+        }
     }
     print_text(&text)?;
     Ok(0)
@@ -97,16 +155,6 @@ fn status(ctx: &Context) -> Result<i32> {
 /// Keys are arbitrary strings; keep control characters from reaching the terminal raw.
 fn printable(name: &str) -> String {
     name.escape_debug().to_string()
-}
-
-fn spawn(command: &[String]) -> Result<ExitStatus> {
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| Error::Invalid("no command given after --".to_owned()))?;
-    Command::new(program)
-        .args(args)
-        .status()
-        .map_err(|e| Error::io("running", program, e))
 }
 
 /// The child's exit code, or 128 + signal number like a shell when it was killed.

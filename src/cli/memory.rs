@@ -120,13 +120,13 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             Ok(0)
         }
         MemoryCommand::Get { id } => {
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let memory = store.get_memory(&id)?.ok_or_else(|| absent(&id))?;
             print_memory(ctx, &memory)?;
             Ok(0)
         }
         MemoryCommand::Ls { filter, limit } => {
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let mut memories = store.list_memories(&filter.with_probe(limit))?;
             note_more(&mut memories, limit);
             if ctx.json {
@@ -141,7 +141,7 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             filter,
             limit,
         } => {
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             if fts_query(&query).is_none() && !query.trim().is_empty() {
                 eprintln!("the query has no letters or digits to search for; listing newest first");
             }
@@ -188,7 +188,7 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             Ok(0)
         }
         MemoryCommand::Generation => {
-            let store = ctx.open()?;
+            let store = ctx.open_existing()?;
             let generation = store.memory_generation()?;
             if ctx.json {
                 print_json(&json!({"generation": generation}))?;

@@ -3,6 +3,7 @@
 
 mod artifact;
 mod batch;
+mod child;
 mod input;
 mod lock;
 mod lockfile;
@@ -81,17 +82,36 @@ pub struct Context {
 }
 
 impl Context {
+    /// Opens the store, creating the database if it does not exist: for commands that write.
     pub fn open(&self) -> Result<Store> {
-        Store::open(
-            &self.db,
-            Options {
-                busy_timeout: self.lock_timeout,
-                lock_timeout: self.lock_timeout,
-                synchronous: self.synchronous,
-                ..Options::default()
-            },
-        )
+        Store::open(&self.db, self.options())
     }
+
+    /// Opens the store only if the database exists: for commands that only read, which must
+    /// create nothing.
+    pub fn open_existing(&self) -> Result<Store> {
+        match Store::open_existing(&self.db, self.options()) {
+            Err(Error::NotFound(_)) => Err(no_database(self)),
+            other => other,
+        }
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            busy_timeout: self.lock_timeout,
+            lock_timeout: self.lock_timeout,
+            synchronous: self.synchronous,
+            ..Options::default()
+        }
+    }
+}
+
+/// The error of a read-only command run where there is no database.
+pub fn no_database(ctx: &Context) -> Error {
+    Error::NotFound(format!(
+        "no database at {} (run modstate init, or pass --db / MODSTATE_DB)",
+        ctx.db.display()
+    ))
 }
 
 /// Runs the command line and returns the process exit code.

@@ -5,14 +5,21 @@
 //! * Every write is one `BEGIN IMMEDIATE` transaction taken while holding the cross-process
 //!   write lock (`<db>.locks/write`). IMMEDIATE, because a deferred transaction that upgrades
 //!   to a write fails in WAL mode with SQLITE_BUSY_SNAPSHOT without consulting the busy handler.
-//! * Opening and migrating happen under the write lock as well: switching a fresh database to
-//!   WAL needs an exclusive lock that busy_timeout does not retry.
+//! * Creating and migrating happen under the write lock as well: switching a fresh database to
+//!   WAL needs an exclusive lock that busy_timeout does not retry. Opening an existing, current
+//!   database takes no lock at all, so reads never wait for writers.
+//! * One database, one name: the file is opened by its canonical path (symlinks and `..`
+//!   resolved), so every spelling shares one WAL and one lock directory, and a file with more
+//!   than one hard link is refused (SQLite names its -wal after the path it is given, so two
+//!   names of one file would get two WALs and lose writes).
+//! * The WAL is bounded: `journal_size_limit` trims it when it restarts, and a write that
+//!   leaves it above the limit tries a TRUNCATE checkpoint that waits for nobody.
 
 mod migrate;
 
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,6 +66,8 @@ pub struct Options {
     pub max_artifact_bytes: usize,
     /// Largest memory body accepted, in bytes.
     pub max_memory_bytes: usize,
+    /// Size the `-wal` file is brought back under once no reader needs its frames.
+    pub wal_size_limit: u64,
 }
 
 impl Default for Options {
@@ -70,6 +79,7 @@ impl Default for Options {
             read_pool_size: 4,
             max_artifact_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 64 * 1024,
+            wal_size_limit: 64 * 1024 * 1024,
         }
     }
 }
@@ -81,7 +91,10 @@ pub struct Store {
 }
 
 struct Inner {
+    /// The path as the caller spelled it, for messages.
     path: PathBuf,
+    /// The path SQLite and the locks use.
+    canonical: PathBuf,
     options: Options,
     locks: LockDir,
     // Declared before `writer` so it drops first: the writer, closing last, can checkpoint and
@@ -94,12 +107,37 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens the database at `path`, creating it (and its directory) and migrating it if
+    /// needed.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store> {
-        let path = path.as_ref().to_path_buf();
+        Store::open_with(path.as_ref(), options, true)
+    }
+
+    /// Opens the database at `path` only if it exists: nothing is created, and a missing
+    /// database is `NotFound`. For commands that only read.
+    pub fn open_existing(path: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_with(path.as_ref(), options, false)
+    }
+
+    fn open_with(path: &Path, options: Options, create: bool) -> Result<Store> {
+        let path = path.to_path_buf();
+        refuse_url(&path)?;
         if path.is_dir() {
             return Err(Error::Invalid(format!(
-                "database path {} is a directory; pass a file path with --db",
+                "database path {} is a directory; name a database file instead",
+                path.display()
+            )));
+        }
+        // 1. Find the one real name of the database file.
+        let exists = match fs::metadata(&path) {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            // A regular file where a directory of the path should be, say.
+            Err(e) => return Err(Error::io("opening database", &path, e)),
+        };
+        if !exists && !create {
+            return Err(Error::NotFound(format!(
+                "no database at {}",
                 path.display()
             )));
         }
@@ -109,29 +147,28 @@ impl Store {
         {
             create_private_dir(parent)?;
         }
-        let (locks, write_lock) = match LockDir::open(&path, options.lock_timeout) {
-            Ok(locks) => match locks.write() {
-                Ok(guard) => (locks, Some(guard)),
-                Err(e) if is_read_only(&e) && path.is_file() => (locks, None),
-                Err(e) => return Err(e),
-            },
-            Err(e) if is_read_only(&e) && path.is_file() => {
-                (LockDir::existing(&path, options.lock_timeout), None)
-            }
-            Err(e) => return Err(e),
-        };
-        let writer = match write_lock {
-            Some(_guard) => Some(open_writer(&path, &options)?),
-            None => None,
+        let canonical = canonical_db_path(&path)?;
+        if exists {
+            refuse_hard_links(&canonical)?;
+        }
+        let locks = LockDir::new(&canonical, options.lock_timeout);
+
+        // 2. The writer: opened with no lock when the database is current, else created or
+        //    migrated under the write lock. None where this user cannot write.
+        let writer = if can_write(&canonical, exists) {
+            Some(open_writer(&canonical, &locks, &options)?)
+        } else {
+            None
         };
 
+        // 3. The read pool.
         let busy_timeout = options.busy_timeout;
         let reader_target = if writer.is_some() {
             ReaderTarget::Shared
         } else {
-            read_only_target(&path, busy_timeout)?
+            read_only_target(&canonical, busy_timeout)?
         };
-        let manager = reader_target.manager(&path).with_init(move |conn| {
+        let manager = reader_target.manager(&canonical).with_init(move |conn| {
             conn.busy_timeout(busy_timeout)?;
             conn.pragma_update(None, "query_only", true)
         });
@@ -154,6 +191,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
+                canonical,
                 options,
                 locks,
                 readers,
@@ -163,9 +201,47 @@ impl Store {
         })
     }
 
-    /// The database file.
+    /// Tries to bring the `-wal` file back under [`Options::wal_size_limit`] without waiting
+    /// for anyone: only when the write lock is free right now, and only as far as no reader
+    /// still needs the frames. For the end of long reads such as a snapshot export, after
+    /// which the WAL can often be emptied.
+    pub fn shrink_wal(&self) -> Result<()> {
+        let Some(writer) = self.inner.writer.as_ref() else {
+            return Ok(());
+        };
+        let Some(_write) = self.inner.locks.try_write()? else {
+            return Ok(());
+        };
+        let conn = writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.bound_wal(&conn);
+        Ok(())
+    }
+
+    /// After a commit, with the write lock held: when the WAL has grown past the limit, a
+    /// TRUNCATE checkpoint with no busy wait copies back what no reader needs and empties the
+    /// file if no reader needs any of it. A reader pinning old frames makes it give up at
+    /// once; the next commit or [`Store::shrink_wal`] tries again.
+    fn bound_wal(&self, conn: &Connection) {
+        let size = fs::metadata(wal_path(&self.inner.canonical)).map_or(0, |m| m.len());
+        if size <= self.inner.options.wal_size_limit {
+            return;
+        }
+        if conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        let _ = conn.busy_timeout(self.inner.options.busy_timeout);
+    }
+
+    /// The database file, as the caller named it.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The database file's canonical path: the one SQLite and the locks use.
+    pub fn canonical_path(&self) -> &Path {
+        &self.inner.canonical
     }
 
     pub fn options(&self) -> &Options {
@@ -196,6 +272,7 @@ impl Store {
             .context(what)?;
         let out = f(&tx)?;
         tx.commit().context(what)?;
+        self.bound_wal(&conn);
         Ok(out)
     }
 
@@ -233,16 +310,25 @@ impl Store {
     }
 }
 
-/// Opens the writer connection, sets the pragmas and migrates. The caller holds the write lock.
-fn open_writer(path: &Path, options: &Options) -> Result<(Connection, u32)> {
+/// Opens the writer connection. An existing database at the current schema in WAL mode is
+/// opened with no lock, so opening never waits for writers; anything else (a new file, an
+/// older schema, a rollback-journal database) is created or migrated under the write lock,
+/// where the state is checked again.
+fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32)> {
+    if path.exists() {
+        let conn = connect_writer(path, options)?;
+        let version = migrate::check_known(&conn, &format!("database {}", path.display()))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .context("reading the journal mode")?;
+        if version == SCHEMA_VERSION && mode.eq_ignore_ascii_case("wal") {
+            set_writer_pragmas(&conn, options)?;
+            return Ok((conn, version));
+        }
+    }
+    let _write = locks.write()?;
     create_private_file(path)?;
-    let mut conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
-    conn.busy_timeout(options.busy_timeout)
-        .context("setting busy_timeout")?;
+    let mut conn = connect_writer(path, options)?;
     // Refuse a newer schema before WAL mode or anything else changes a byte.
     migrate::check_known(&conn, &format!("database {}", path.display()))?;
     let mode: String = conn
@@ -254,12 +340,109 @@ fn open_writer(path: &Path, options: &Options) -> Result<(Connection, u32)> {
             path.display()
         )));
     }
+    set_writer_pragmas(&conn, options)?;
+    let version = migrate::migrate(&mut conn)?;
+    Ok((conn, version))
+}
+
+/// A read-write connection with `busy_timeout` set first, before anything can meet a lock.
+fn connect_writer(path: &Path, options: &Options) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+    conn.busy_timeout(options.busy_timeout)
+        .context("setting busy_timeout")?;
+    Ok(conn)
+}
+
+/// The writer's per-connection settings, after `busy_timeout` and WAL.
+fn set_writer_pragmas(conn: &Connection, options: &Options) -> Result<()> {
     conn.pragma_update(None, "synchronous", options.synchronous.pragma())
         .context("setting synchronous")?;
     conn.pragma_update(None, "foreign_keys", true)
         .context("enabling foreign keys")?;
-    let version = migrate::migrate(&mut conn)?;
-    Ok((conn, version))
+    let limit = i64::try_from(options.wal_size_limit).unwrap_or(i64::MAX);
+    conn.query_row(
+        &format!("PRAGMA journal_size_limit={limit}"),
+        [],
+        |_| Ok(()),
+    )
+    .context("setting journal_size_limit")
+}
+
+/// The canonical path of a database file: symlinks and `..` resolved, so every spelling of
+/// one database names the same file, WAL and lock directory. A file that does not exist yet
+/// is named inside its resolved directory, which must exist.
+pub fn canonical_db_path(path: &Path) -> Result<PathBuf> {
+    match fs::canonicalize(path) {
+        Ok(canonical) => Ok(canonical),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let name = path.file_name().ok_or_else(|| {
+                Error::Invalid(format!("{} does not name a database file", path.display()))
+            })?;
+            let parent = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let dir = fs::canonicalize(parent).map_err(|e| Error::io("resolving", parent, e))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(Error::io("resolving", path, e)),
+    }
+}
+
+/// A URL is never taken as a file path: `postgres://u:pw@host/db` would otherwise become a
+/// directory named `postgres:` holding a file whose name contains the password.
+fn refuse_url(path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(Error::Unsupported(format!(
+            "database {scheme}://… is a URL, and this build of modstate stores only SQLite files; name a file path"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a database file that has another name: SQLite keeps the -wal and -shm beside the
+/// path it is given, so writers through two names of one file use two WALs, lose
+/// acknowledged writes and corrupt the file.
+fn refuse_hard_links(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path).map_err(|e| Error::io("reading", path, e))?;
+    if meta.nlink() > 1 {
+        return Err(Error::Invalid(format!(
+            "database {} has {} hard links; two names for one SQLite file give it two WALs and lose writes — remove the other links (find / -samefile {}) and use one path",
+            path.display(),
+            meta.nlink(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether this process can write the database: its directory (for the -wal and -shm files)
+/// and, when it exists, the file itself.
+fn can_write(path: &Path, exists: bool) -> bool {
+    let writable = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    writable(dir) && (!exists || writable(path))
+}
+
+/// `<db>-wal`
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// How read connections open the file.
@@ -322,17 +505,6 @@ fn read_only_uri(path: &Path) -> String {
         uri.push_str("?immutable=1");
     }
     uri
-}
-
-/// A permission or read-only file system error: the location is read-only for us.
-fn is_read_only(error: &Error) -> bool {
-    match error {
-        Error::Io { source, .. } => {
-            source.kind() == ErrorKind::PermissionDenied
-                || source.raw_os_error() == Some(libc::EROFS)
-        }
-        _ => false,
-    }
 }
 
 /// Brings a database whose content was just replaced by a restore up to this binary's schema.

@@ -41,3 +41,26 @@ pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
     drop(input);
     child.wait_with_output().expect("wait for modstate")
 }
+
+/// Runs `cmd` as the unprivileged user `nobody` when the tests run as root (as CI does), where
+/// file permissions would not bind otherwise; as the current user elsewhere.
+#[allow(dead_code)]
+pub fn as_nobody(cmd: &mut Command) -> &mut Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return cmd;
+    }
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
