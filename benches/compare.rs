@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use modstate::{Digest, Envelope, Options, Store, Synchronous};
 
+mod contention;
 mod memory_search;
 mod snapshot;
 
@@ -63,6 +64,10 @@ fn main() {
         worker(&spec);
         return;
     }
+    if let Ok(spec) = std::env::var(contention::WRITER_ENV) {
+        contention::writer(&spec);
+        return;
+    }
     // `cargo bench` passes --bench; a filter argument would be the first non-flag.
     let scale = match std::env::var("BENCH_SCALE").as_deref() {
         Ok("full") => &FULL,
@@ -99,6 +104,9 @@ fn main() {
     }
     if selected("snapshot") {
         report.section(&snapshot::run(&root, scale.snapshot_mb));
+    }
+    if selected("contention") {
+        report.section(&contention::run(BIN, &root, scale.name == "quick"));
     }
     report.finish();
     let _ = fs::remove_dir_all(&root);

@@ -46,6 +46,9 @@ impl Store {
         refuse_hot_journal(&dest)?;
         temp.persist(&dest)?;
         info.path = dest.clone();
+        // The export's read transaction pinned the WAL; now that it is over, bring the WAL back
+        // under its limit if nobody else needs its frames. Never waits; best effort.
+        let _ = self.shrink_wal();
 
         let removed = match retention {
             Some((prefix, keep)) => retain(&dir, &prefix, keep, &dest)?,
