@@ -79,7 +79,7 @@ impl Default for Options {
             read_pool_size: 4,
             max_artifact_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 64 * 1024,
-            wal_size_limit: 64 * 1024 * 1024,
+            wal_size_limit: 16 * 1024 * 1024,
         }
     }
 }
@@ -201,10 +201,10 @@ impl Store {
         })
     }
 
-    /// Tries to bring the `-wal` file back under [`Options::wal_size_limit`] without waiting
-    /// for anyone: only when the write lock is free right now, and only as far as no reader
-    /// still needs the frames. For the end of long reads such as a snapshot export, after
-    /// which the WAL can often be emptied.
+    /// Tries to empty the `-wal` file without waiting for anyone: only when the write lock is
+    /// free right now, and only if no reader still needs its frames. For the end of long reads
+    /// such as a snapshot export, which pin the WAL while they run: once they end, the WAL
+    /// shrinks back even in a process that stays open, with no further write needed.
     pub fn shrink_wal(&self) -> Result<()> {
         let Some(writer) = self.inner.writer.as_ref() else {
             return Ok(());
@@ -215,19 +215,26 @@ impl Store {
         let conn = writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.bound_wal(&conn);
+        if fs::metadata(wal_path(&self.inner.canonical)).map_or(0, |m| m.len()) > 0 {
+            self.truncate_wal(&conn);
+        }
         Ok(())
     }
 
-    /// After a commit, with the write lock held: when the WAL has grown past the limit, a
-    /// TRUNCATE checkpoint with no busy wait copies back what no reader needs and empties the
-    /// file if no reader needs any of it. A reader pinning old frames makes it give up at
-    /// once; the next commit or [`Store::shrink_wal`] tries again.
+    /// After a commit, with the write lock held: when the WAL has grown past the limit (a
+    /// reader pinned old frames while writers went on), try to empty it. The next commit or
+    /// [`Store::shrink_wal`] tries again if a reader still needs the frames.
     fn bound_wal(&self, conn: &Connection) {
         let size = fs::metadata(wal_path(&self.inner.canonical)).map_or(0, |m| m.len());
-        if size <= self.inner.options.wal_size_limit {
-            return;
+        if size > self.inner.options.wal_size_limit {
+            self.truncate_wal(conn);
         }
+    }
+
+    /// A TRUNCATE checkpoint with no busy wait: copies back what no reader needs and empties
+    /// the file if no reader needs any of it; gives up at once otherwise. Never blocks a writer
+    /// or a reader.
+    fn truncate_wal(&self, conn: &Connection) {
         if conn.busy_timeout(Duration::ZERO).is_ok() {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
