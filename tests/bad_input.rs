@@ -1099,8 +1099,14 @@ fn lockfile_rows() -> Vec<Row> {
         ),
         Row::new(
             "lockfile get",
-            "missing file: nothing pinned",
+            "file named with --file is missing: no lockfile, not an empty one",
             ["lockfile", "--file", "nope.lock", "get", "", "g", "[]"],
+            3,
+        ),
+        Row::new(
+            "lockfile ls",
+            "file named with --file is missing: no lockfile, not an empty one",
+            ["lockfile", "--file", "nope.lock", "ls"],
             3,
         ),
         Row::new(
@@ -1113,7 +1119,7 @@ fn lockfile_rows() -> Vec<Row> {
                 "get",
                 "",
                 "git-latest",
-                r#"["github.com/dagger/PsScriptAnalyzer"]"#,
+                r#"["github.com/vito/editor"]"#,
             ],
             0,
         )
@@ -1602,7 +1608,7 @@ impl Template {
             fs::copy(fixtures.join("moduletypes").join(name), root.join(name)).unwrap();
         }
         let valid = fs::read(fixtures.join("moduletypes/valid.json")).unwrap();
-        let lockfile = fs::read(fixtures.join("dagger.lock")).unwrap();
+        let lockfile = fs::read(fixtures.join("dagger-lock/dang-comments.dagger.lock")).unwrap();
         let write = |name: &str, bytes: &[u8]| fs::write(root.join(name), bytes).unwrap();
 
         fs::create_dir(root.join("dir")).unwrap();
@@ -1636,7 +1642,8 @@ impl Template {
         write("v2-field.lock", b"[[\"version\",\"2\"],[\"hash\",\"x\"]]\n");
         write(
             "bad-utf8.lock",
-            &[header.as_slice(), b"[\"\",\"g\",[\"\xff\"],1]\n"].concat(),
+            // Outside a string: Go refuses it (inside one it reads as U+FFFD, as Dagger does).
+            &[header.as_slice(), b"[\"\",\"g\",[\"x\"],1\xff]\n"].concat(),
         );
         write(
             "nul.lock",
@@ -1646,7 +1653,7 @@ impl Template {
         write("truncated.lock", &lockfile[..cut]);
         write(
             "late-comment.lock",
-            &[lockfile.as_slice(), b"# late\n"].concat(),
+            &[lockfile.as_slice(), b"\n# late\n"].concat(),
         );
         write(
             "object-inputs.lock",
