@@ -314,13 +314,17 @@ impl Written {
             n => format!("the {n} changes after it were not written"),
         };
         format!(
-            "the flush{} on stdin line{} {} wrote {changes} change{} to {} and {} stay; {not_written} (last flush: line {last_line})",
+            "the flush{} on stdin line{} {} wrote {changes} change{} to {} and {}; {not_written} (last flush: line {last_line})",
             if lines.len() == 1 { "" } else { "es" },
             if lines.len() == 1 { "" } else { "s" },
             lines.join(", "),
             if changes == 1 { "" } else { "s" },
             target.display(),
-            if changes == 1 { "it" } else { "they" },
+            if changes == 1 {
+                "it stays"
+            } else {
+                "they stay"
+            },
         )
     }
 
