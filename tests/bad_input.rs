@@ -11,7 +11,8 @@
 //!
 //! Every row runs in a fresh copy of a template workspace, with the workspace as the current
 //! directory, so row arguments are plain relative paths. The default database is
-//! `state/state.db` holding two artifacts; `dagger.lock` is the shared fixture.
+//! `state/state.db` holding two artifacts; `dagger.lock` is a real sample
+//! (`fixtures/dagger-lock/dang-comments.dagger.lock`).
 //!
 //! Symlinks, as decided here and asserted by the rows:
 //! * reading a user file through a symlink follows it (`check`, `import`, `lockfile get`);

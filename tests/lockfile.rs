@@ -1139,3 +1139,50 @@ fn a_batch_that_flushed_then_failed_says_what_was_written() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_flush_returns_what_it_changed_as_data() {
+    use modstate::lockfile::{Flush, Notice};
+    let text =
+        "[[\"version\",\"1\"]]\n[\"\",\"g\",[\"a\"],1,\"pin\"]\n[\"\",\"g\",[\"a\"],2,\"float\"]";
+    let (_dir, path) = workspace(text.as_bytes());
+    let session = Session::open(&path);
+    assert_eq!(
+        session
+            .set(key("", "g", json!(["b"])), json!(3).into())
+            .unwrap(),
+        SetOutcome::Added
+    );
+    assert_eq!(
+        session
+            .set(key("", "g", json!(["a"])), json!(4).into())
+            .unwrap(),
+        SetOutcome::Replaced(json!(2).into())
+    );
+    let flush = session.close().unwrap();
+    assert_eq!(
+        flush,
+        Flush {
+            written: true,
+            changes: 2,
+            notices: vec![
+                Notice::DuplicateEntry {
+                    key: r#"["","g",["a"]]"#.into(),
+                    lines: vec![2, 3],
+                },
+                Notice::PoliciesDropped {
+                    entries: 2,
+                    floats: 1
+                },
+            ],
+        }
+    );
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],4]\n[\"\",\"g\",[\"b\"],3]"
+    );
+    // Nothing left to say: a rewrite of Dagger's bytes writes nothing and notices nothing.
+    let session = Session::open(&path);
+    assert_eq!(session.rewrite().unwrap(), Flush::default());
+    assert_eq!(session.file_writes(), 0);
+}
