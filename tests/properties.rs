@@ -482,7 +482,11 @@ proptest! {
         if let Ok(lockfile) = Lockfile::parse(&text, "prop.lock") {
             let canonical = lockfile.to_text();
             let again = Lockfile::parse(canonical.as_bytes(), "prop.lock").unwrap();
-            prop_assert_eq!(again.to_text(), canonical);
+            prop_assert_eq!(again.to_text(), canonical.clone());
+            prop_assert_eq!(&again, &lockfile);
+            prop_assert!(again.notices().is_empty());
+            // A trailing newline only ever comes from a comment block with no entries below.
+            prop_assert!(!canonical.ends_with('\n') || lockfile.is_empty());
         }
     }
 }
