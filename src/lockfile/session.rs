@@ -33,8 +33,9 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One session on one lockfile; `Send + Sync`, so many threads may share it.
 ///
-/// Dropping a session flushes it (best effort, a failure is printed to stderr); call
-/// [`Session::close`] to see the error, or [`Session::discard`] to drop the changes.
+/// Dropping a session flushes it as a safety net, best effort: like `std::io::BufWriter`, a
+/// failure there is lost (the library prints nothing). Call [`Session::close`] to see the
+/// error and what was written, or [`Session::discard`] to drop the changes.
 #[derive(Debug)]
 pub struct Session {
     path: PathBuf,
@@ -335,11 +336,7 @@ impl Drop for Session {
             return;
         }
         state.finished = true;
-        if let Err(e) = self.write_back(&mut state, false) {
-            eprintln!(
-                "warning: changes to {} were not saved: {e}",
-                self.path.display()
-            );
-        }
+        // Nobody is left to tell: the caller that wanted to know called `close`.
+        let _ = self.write_back(&mut state, false);
     }
 }
