@@ -172,7 +172,7 @@ fn disk_full_lockfile_flush_leaves_the_file_alone() {
     let dir = tempfile::tempdir().unwrap();
     let lockfile = dir.path().join("dagger.lock");
     fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dagger.lock"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dagger-lock/dagger-main.dagger.lock"),
         &lockfile,
     )
     .unwrap();
@@ -190,7 +190,7 @@ fn disk_full_lockfile_flush_leaves_the_file_alone() {
             r#""sha256:0""#,
         ],
         b"",
-        Some(4 << 10),
+        Some(1 << 10), // the sample is 2.3 KiB: its rewrite cannot fit
     );
     assert_disk_full(&out, "lockfile set");
     assert_eq!(fs::read(&lockfile).unwrap(), before, "lockfile changed");

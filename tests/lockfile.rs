@@ -1,5 +1,11 @@
 //! dagger.lock: format, sessions, and the `modstate lockfile` commands. Concurrency and crash
 //! claims run real `modstate` processes (`lockfile batch` keeps one session open on stdin).
+//!
+//! The fixtures are real lockfiles copied byte for byte from public repositories
+//! (`fixtures/dagger-lock/SOURCES.txt`): Dagger's own `dagger.lock`, a version 1 `.dagger/lock`
+//! with policies, and a dialect with a comment block and nested option pairs in inputs.
+
+mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -9,14 +15,35 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use modstate::Error;
-use modstate::lockfile::{Json, Key, Lockfile, Session};
+use modstate::lockfile::{Json, Key, Lockfile, Session, SetOutcome};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
-fn fixture() -> Vec<u8> {
-    fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/dagger.lock")).unwrap()
+/// `dagger.lock` from github.com/dagger/dagger: version 2, object values, no comments.
+const DAGGER_MAIN: &str = "dagger-main.dagger.lock";
+/// `.dagger/lock` from github.com/dagger/python-sdk: version 1 with pin/float policies.
+const PYTHON_SDK_V1: &str = "python-sdk-v1.dagger-lock";
+/// `dagger.lock` from github.com/vito/dang: a comment block, nested option pairs in inputs.
+const DANG_COMMENTS: &str = "dang-comments.dagger.lock";
+
+fn sample(name: &str) -> Vec<u8> {
+    fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/dagger-lock")
+            .join(name),
+    )
+    .unwrap()
 }
+
+/// The sample most session tests start from (15 entries under a comment block).
+fn fixture() -> Vec<u8> {
+    sample(DANG_COMMENTS)
+}
+
+/// An entry of [`fixture`], and its value.
+const APKO: &str = r#"["cgr.dev/chainguard/apko"]"#;
+const FIXTURE_ENTRIES: usize = 15;
 
 /// A temp dir holding `dagger.lock` with `bytes`, its mtime pushed into the past so that any
 /// later write is visible in the mtime.
@@ -46,6 +73,23 @@ fn snapshot(path: &Path) -> (Vec<u8>, SystemTime, u64) {
         meta.modified().unwrap(),
         meta.ino(),
     )
+}
+
+/// `modstate lockfile ARGS` run in `dir` without `--file`.
+fn modstate_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .arg("lockfile")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `modstate lockfile --file FILE batch` fed `stdin` all at once.
+fn batch_with(file: &Path, stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("lockfile").arg("--file").arg(file).arg("batch");
+    common::output_with_stdin(&mut cmd, stdin.as_bytes())
 }
 
 fn modstate(file: &Path, args: &[&str]) -> Output {
@@ -140,80 +184,237 @@ impl Batch {
 
 // ---------------------------------------------------------------- format
 
+/// The version 1 sample as Dagger rewrites it: version 2, the policies gone, sorted, no
+/// trailing newline.
+const PYTHON_SDK_AS_V2: &str = concat!(
+    r#"[["version","2"]]"#,
+    "\n",
+    r#"["","container.from",["docker.io/library/golang:1.25-alpine","linux/arm64"],"sha256:8d22e29d960bc50cd025d93d5b7c7d220b1ee9aa7a239b3c8f55a57e987e8d45"]"#,
+    "\n",
+    r#"["","git.head",["https://github.com/dagger/sdk-sdk"],"d6ab6406586e6b3853b8936b2b3a96bba2554071"]"#,
+);
+
 #[test]
-fn fixture_parses_and_rewrites_byte_for_byte() {
-    let bytes = fixture();
-    let lockfile = parse(&bytes);
-    assert_eq!(lockfile.len(), 80);
-    assert_eq!(lockfile.comments().len(), 3);
-    assert_eq!(lockfile.to_text().as_bytes(), bytes.as_slice());
+fn real_version_2_samples_round_trip_byte_for_byte() {
+    for (name, entries, comments) in [(DAGGER_MAIN, 16, false), (DANG_COMMENTS, 15, true)] {
+        let bytes = sample(name);
+        assert!(
+            !bytes.ends_with(b"\n"),
+            "{name}: Dagger writes no trailing newline"
+        );
+        let lockfile = parse(&bytes);
+        assert_eq!(lockfile.len(), entries, "{name}");
+        assert_eq!(!lockfile.comments().is_empty(), comments, "{name}");
+        assert!(
+            lockfile.notices().is_empty(),
+            "{name}: {:?}",
+            lockfile.notices()
+        );
+        assert_eq!(lockfile.to_text().as_bytes(), bytes.as_slice(), "{name}");
+
+        let (_dir, path) = workspace(&bytes);
+        let before = snapshot(&path);
+        let check = modstate(&path, &["fmt", "--check"]);
+        assert_eq!(code(&check), 0, "{name}: {}", stderr(&check));
+        let fmt = modstate(&path, &["fmt"]);
+        assert_eq!(
+            (code(&fmt), stdout(&fmt).as_str()),
+            (0, ""),
+            "{name}: {}",
+            stderr(&fmt)
+        );
+        assert_eq!(
+            stderr(&fmt),
+            "",
+            "{name}: a rewrite that changed nothing said something"
+        );
+        // Already canonical: not even rewritten with the same bytes.
+        assert_eq!(snapshot(&path), before, "{name}");
+    }
+    // The dang sample's nested option pairs are inputs like any other, and findable.
+    let (_dir, path) = workspace(&sample(DANG_COMMENTS));
+    let get = modstate(
+        &path,
+        &[
+            "get",
+            "",
+            "git-latest",
+            r#"["github.com/vito/agents",["tagPrefix","staff"]]"#,
+        ],
+    );
+    assert_eq!(stdout(&get), "\"refs/heads/main\"\n", "{}", stderr(&get));
+    // Object values (Dagger's git.ref results) are read and kept.
+    let (_dir, path) = workspace(&sample(DAGGER_MAIN));
+    let get = modstate(
+        &path,
+        &[
+            "get",
+            "",
+            "git.ref",
+            r#"["https://github.com/vito/editor","HEAD"]"#,
+        ],
+    );
+    assert_eq!(
+        stdout(&get),
+        "{\"sha\":\"1e1ded886d1252071f8b50ada6a4580af8c53866\"}\n"
+    );
+}
+
+#[test]
+fn the_version_1_sample_is_rewritten_as_daggers_version_2_bytes() {
+    let bytes = sample(PYTHON_SDK_V1);
+    assert_eq!(parse(&bytes).to_text(), PYTHON_SDK_AS_V2);
 
     let (_dir, path) = workspace(&bytes);
     let before = snapshot(&path);
-    let check = modstate(&path, &["fmt", "--check"]);
-    assert_eq!(code(&check), 0, "{}", stderr(&check));
-    let fmt = modstate(&path, &["fmt"]);
-    assert_eq!(code(&fmt), 0, "{}", stderr(&fmt));
-    // Already canonical: not even rewritten with the same bytes.
-    assert_eq!(snapshot(&path), before);
-}
-
-#[test]
-fn shuffled_fixture_sorts_back_to_the_fixture() {
-    let bytes = fixture();
-    let text = String::from_utf8(bytes.clone()).unwrap();
-    let (head, entries): (Vec<&str>, Vec<&str>) = text
-        .lines()
-        .partition(|l| l.starts_with('#') || l.starts_with("[[\"version\""));
-    let mut shuffled = head.join("\n") + "\n";
-    for line in entries.iter().rev() {
-        shuffled.push_str(line);
-        shuffled.push('\n');
-    }
-    let (_dir, path) = workspace(shuffled.as_bytes());
-    let before = snapshot(&path);
+    let get = modstate(
+        &path,
+        &[
+            "get",
+            "",
+            "git.head",
+            r#"["https://github.com/dagger/sdk-sdk"]"#,
+        ],
+    );
+    assert_eq!(
+        (code(&get), stdout(&get).as_str()),
+        (0, "\"d6ab6406586e6b3853b8936b2b3a96bba2554071\"\n")
+    );
+    assert_eq!(snapshot(&path), before, "a read rewrote the file");
     let check = modstate(&path, &["fmt", "--check"]);
     assert_eq!(code(&check), 1);
-    assert!(stderr(&check).contains("not in canonical form"));
     assert_eq!(snapshot(&path), before, "fmt --check wrote");
+
     let fmt = modstate(&path, &["fmt"]);
     assert_eq!(code(&fmt), 0, "{}", stderr(&fmt));
-    // `["…/dang-sdk",["version","v0.1"]]` sorts before `["…/dang-sdk"]`: ',' < ']'.
-    assert_eq!(fs::read(&path).unwrap(), bytes);
+    assert_eq!(fs::read_to_string(&path).unwrap(), PYTHON_SDK_AS_V2);
+    // The rewrite says what it dropped, one line, naming the file.
+    assert_eq!(
+        stderr(&fmt),
+        format!(
+            "{}: version 1 lockfile rewritten as version 2: dropped the pin/float policy of 2 entries (1 \"float\"); they are now pins\n",
+            path.display()
+        )
+    );
+    // And from then on it is stable, silently.
+    let again = modstate(&path, &["fmt"]);
+    assert_eq!((code(&again), stderr(&again).as_str()), (0, ""));
+    assert_eq!(fs::read_to_string(&path).unwrap(), PYTHON_SDK_AS_V2);
+
+    // Any write rewrites a version 1 file as version 2, and says so too.
+    fs::write(&path, &bytes).unwrap();
+    let set = modstate(
+        &path,
+        &[
+            "set",
+            "",
+            "git.head",
+            r#"["https://github.com/a/b"]"#,
+            r#""abc""#,
+        ],
+    );
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    assert!(
+        stderr(&set).contains("dropped the pin/float policy of 2 entries"),
+        "{}",
+        stderr(&set)
+    );
+    let expected = PYTHON_SDK_AS_V2.replace(
+        "[\"\",\"git.head\"",
+        "[\"\",\"git.head\",[\"https://github.com/a/b\"],\"abc\"]\n[\"\",\"git.head\"",
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), expected);
 }
 
 #[test]
-fn version_1_is_read_and_rewritten_as_version_2_without_policies() {
-    let v1 = "# pins\n[[\"version\",\"1\"]]\n\
-              [\"\",\"oci-sha\",[\"alpine:3.20\"],\"sha256:aa\",\"pin\"]\n\
-              [\"\",\"git-sha\",[\"github.com/x/y\",\"main\"],\"abc\",\"float\"]\n";
-    let v2 = "# pins\n[[\"version\",\"2\"]]\n\
-              [\"\",\"git-sha\",[\"github.com/x/y\",\"main\"],\"abc\"]\n\
-              [\"\",\"oci-sha\",[\"alpine:3.20\"],\"sha256:aa\"]\n";
-    let (_dir, path) = workspace(v1.as_bytes());
-    let before = snapshot(&path);
+fn shuffled_crlf_samples_sort_back_to_the_samples() {
+    for name in [DAGGER_MAIN, DANG_COMMENTS] {
+        let bytes = sample(name);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let (head, entries): (Vec<&str>, Vec<&str>) = text
+            .lines()
+            .partition(|l| l.starts_with('#') || l.starts_with("[[\"version\""));
+        let comments: String = head
+            .iter()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Entries reversed, CRLF endings, blank lines and stray spaces: Dagger reads it all.
+        let mut shuffled = format!("{comments}\r\n  [[\"version\", \"2\"]] \r\n");
+        for line in entries.iter().rev() {
+            shuffled.push_str(&format!("\r\n {line}\r\n"));
+        }
+        let (_dir, path) = workspace(shuffled.as_bytes());
+        let before = snapshot(&path);
+        let check = modstate(&path, &["fmt", "--check"]);
+        assert_eq!(code(&check), 1, "{name}");
+        assert!(stderr(&check).contains("not in canonical form"));
+        assert_eq!(snapshot(&path), before, "fmt --check wrote");
+        let fmt = modstate(&path, &["fmt"]);
+        assert_eq!(code(&fmt), 0, "{}", stderr(&fmt));
+        // In the dang sample `[…sdk-helpers",["version","v1"]]` sorts before a bare
+        // `[…vito/editor"]` only by its text; ',' < ']' decides between equal prefixes.
+        assert_eq!(fs::read(&path).unwrap(), bytes, "{name}");
+    }
+}
 
-    let get = modstate(&path, &["get", "", "oci-sha", r#"["alpine:3.20"]"#]);
-    assert_eq!((code(&get), stdout(&get).as_str()), (0, "\"sha256:aa\"\n"));
-    assert_eq!(snapshot(&path), before, "a read rewrote the file");
+/// A file Dagger wrote, stated literally: every rule of its writer shows in it.
+const DAGGER_WROTE: &str = concat!(
+    "[[\"version\",\"2\"]]\n",
+    "[\"\",\"git-latest\",[\"github.com/a/b\",[\"tagPrefix\",\"v\"]],\"refs/tags/v1\"]\n",
+    "[\"\",\"git-latest\",[\"github.com/a/b\"],\"refs/heads/main\"]\n",
+    "[\"\",\"git.ref\",[\"https://github.com/a/b\",\"HEAD\"],{\"ref\":\"refs/heads/main\",\"sha\":\"abc\"}]\n",
+    "[\"\",\"oci-sha\",[\"\\u003cimg\\u003e\\u0026co\",\"é/ü\"],\"line\\u2028sep \\\"q\\\" \\\\ \\n\\t\\u0001\"]\n",
+    "[\"ns\",\"n\",[1.50,1E5,-0,[]],{\"a\":[true,null],\"z\":2.5e-3}]",
+);
 
-    assert_eq!(code(&modstate(&path, &["fmt", "--check"])), 1);
-    let fmt = modstate(&path, &["fmt"]);
-    assert_eq!(code(&fmt), 0, "{}", stderr(&fmt));
-    assert_eq!(fs::read_to_string(&path).unwrap(), v2);
+/// The same entries as another writer might spell them: unsorted, spaced, other escapes,
+/// object keys out of order, CRLF.
+const SAME_ENTRIES_RESPELLED: &[&str] = &[
+    r#"["set","ns","n",[1.50, 1E5, -0, []],{"z":2.5e-3,"a":[true,null]}]"#,
+    r#"["set","","oci-sha",["<img>&co","\u00e9\/\u00fc"],"line\u2028sep \"q\" \\ \n\t\u0001"]"#,
+    r#"["set","","git.ref",["https://github.com/a/b","HEAD"],{"sha":"abc","ref":"refs/heads/main"}]"#,
+    r#"["set","","git-latest",["github.com/a/b"],"refs/heads/main"]"#,
+    r#"["set","","git-latest",["github.com/a/b",["tagPrefix","v"]],"refs/tags/v1"]"#,
+];
 
-    // Any write rewrites a version 1 file as version 2, too.
-    fs::write(&path, v1).unwrap();
-    let set = modstate(
-        &path,
-        &["set", "", "oci-latest", r#"["alpine"]"#, r#""3.20""#],
-    );
-    assert_eq!(code(&set), 0, "{}", stderr(&set));
-    let expected = v2.replace(
-        "[\"\",\"oci-sha\"",
-        "[\"\",\"oci-latest\",[\"alpine\"],\"3.20\"]\n[\"\",\"oci-sha\"",
-    );
-    assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+#[test]
+fn a_file_alternating_between_dagger_and_modstate_writes_never_changes() {
+    // modstate writes the entries, from nothing: exactly Dagger's bytes.
+    let (_dir, path) = workspace(b"");
+    fs::remove_file(&path).unwrap();
+    let out = batch_with(&path, &(SAME_ENTRIES_RESPELLED.join("\r\n") + "\r\n"));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&path).unwrap(), DAGGER_WROTE);
+
+    for round in 0..3 {
+        // Dagger writes the file (the same entries, its bytes).
+        fs::write(&path, DAGGER_WROTE).unwrap();
+        age(&path);
+        let before = snapshot(&path);
+        // modstate reads it, checks it, pins the same values again, formats it: nothing moves.
+        let check = modstate(&path, &["fmt", "--check"]);
+        assert_eq!(code(&check), 0, "round {round}: {}", stderr(&check));
+        let out = batch_with(&path, &SAME_ENTRIES_RESPELLED.join("\n"));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(code(&modstate(&path, &["fmt"])), 0);
+        assert_eq!(
+            snapshot(&path),
+            before,
+            "round {round}: modstate touched Dagger's file"
+        );
+        // modstate writes (a pin added and removed again, two real writes): Dagger's bytes.
+        let set = modstate(&path, &["set", "zz", "tmp", "[]", "1"]);
+        assert_eq!(code(&set), 0, "{}", stderr(&set));
+        assert_ne!(fs::read_to_string(&path).unwrap(), DAGGER_WROTE);
+        let rm = modstate(&path, &["rm", "zz", "tmp", "[]"]);
+        assert_eq!(code(&rm), 0, "{}", stderr(&rm));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            DAGGER_WROTE,
+            "round {round}"
+        );
+    }
 }
 
 #[test]
@@ -272,21 +473,26 @@ fn objects_in_inputs_are_refused_and_nested_arrays_accepted() {
         .contains("object at [1][0][1]")
     );
 
-    let nested = r#"["github.com/dagger/go-sdk",["version","v0.2"],[["deep",[1,2]]]]"#;
+    let nested = r#"["github.com/dagger/sdk-helpers",["version","v2"],[["deep",[1,2]]]]"#;
     let out = modstate(
         &path,
-        &["set", "", "git-latest", nested, r#""refs/tags/v0.2""#],
+        &["set", "", "git-latest", nested, r#""refs/tags/v2.0.0""#],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = fs::read_to_string(&path).unwrap();
-    let line = format!("[\"\",\"git-latest\",{nested},\"refs/tags/v0.2\"]");
+    let line = format!("[\"\",\"git-latest\",{nested},\"refs/tags/v2.0.0\"]");
     let at = |needle: &str| {
         text.find(needle)
             .unwrap_or_else(|| panic!("{needle} missing"))
     };
-    // Sorted as the fixture sorts: after the v0.1 pin, before the bare go-sdk entry.
-    assert!(at("[\"github.com/dagger/go-sdk\",[\"version\",\"v0.1\"]]") < at(&line));
-    assert!(at(&line) < at("[\"\",\"git-latest\",[\"github.com/dagger/go-sdk\"],"));
+    // Sorted as Dagger sorts: after the v1 option pair, before the vito/agents entries.
+    assert!(at("[\"github.com/dagger/sdk-helpers\",[\"version\",\"v1\"]]") < at(&line));
+    assert!(at(&line) < at("[\"\",\"git-latest\",[\"github.com/vito/agents\","));
+    // Everything else is the sample, byte for byte.
+    assert_eq!(
+        text.replace(&format!("{line}\n"), ""),
+        String::from_utf8(fixture()).unwrap()
+    );
 
     // A file with an object in some inputs names the line.
     let bad = "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[{\"k\":1}],2]\n";
@@ -297,25 +503,36 @@ fn objects_in_inputs_are_refused_and_nested_arrays_accepted() {
 }
 
 #[test]
-fn malformed_files_exit_6_naming_the_line() {
+fn what_dagger_refuses_exits_6_naming_the_line_and_leaves_the_file() {
     let h = "[[\"version\",\"2\"]]\n";
+    let v1 = "[[\"version\",\"1\"]]\n";
     let cases: &[(String, &str)] = &[
         (format!("# c\n{h}[\"\",\"g\",[\"a\"],1\n"), ":3:"), // bad JSON
-        (format!("{h}[\"\",\"g\",[\"a\"]]\n"), ":2:"),       // wrong arity
+        (format!("{h}not-json\n"), ":2:"),                   // not JSON at all
+        (format!("{h}[\"\",\"g\",[\"a\"]]\n"), ":2:"),       // wrong length
         (format!("{h}[\"\",\"g\",[\"a\"],1,\"pin\"]\n"), ":2:"), // a policy in version 2
+        (format!("{v1}[\"\",\"g\",[\"a\"],1]\n"), ":2:"),    // no policy in version 1
         (format!("{h}[\"\",\"g\",[\"a\"],1] junk\n"), ":2:"), // trailing garbage
+        (format!("{h}[\"\",\"g\",[\"a\"],1][2]\n"), ":2:"),  // two values on a line
         ("[\"\",\"g\",[\"a\"],1]\n".into(), ":1:"),          // missing header
-        ("# only comments\n".into(), ":1:"),                 // missing header
         (format!("{h}[\"\",\"g\",[\"a\"],1]\n# late\n"), ":3:"), // comment after the header
         (format!("{h}[\"\",7,[\"a\"],1]\n"), ":2:"),         // operation not a string
         (format!("{h}{h}"), ":2:"),                          // header twice
         (format!("{h}\n\n[\"\",\"g\",\"a\",1]\n"), ":4:"),   // inputs not an array
+        (format!("{h}[\"\",\"g\",[[{{\"k\":1}}]],1]\n"), ":2:"), // an object in inputs
         ("[[\"version\"]]\n".into(), ":1:"),                 // bad header
+        ("[[\"version\",\"2\"],[\"hash\",\"x\"]]\n".into(), ":1:"), // header with more
+        (format!("{h}[\"\",\"g\",[\"a\"],\"\u{1}\"]\n"), ":2:"), // raw control character
     ];
     for (text, line) in cases {
         let (_dir, path) = workspace(text.as_bytes());
         let before = snapshot(&path);
-        for args in [&["ls"][..], &["set", "", "g", "[\"z\"]", "1"], &["fmt"]] {
+        for args in [
+            &["ls"][..],
+            &["set", "", "g", "[\"z\"]", "1"],
+            &["fmt"],
+            &["fmt", "--check"],
+        ] {
             let out = modstate(&path, args);
             assert_eq!(code(&out), 6, "{text:?} {args:?}: {}", stderr(&out));
             let err = stderr(&out);
@@ -330,29 +547,25 @@ fn malformed_files_exit_6_naming_the_line() {
 }
 
 #[test]
-fn numbers_and_spellings_are_kept_exactly() {
+fn numbers_and_spellings_are_written_as_go_writes_them() {
     let (_dir, path) = workspace(b"");
     let inputs = r#"["n", 1.0, 1E5, "\u0026"]"#;
     let value = r#"{"z": 1.50, "a": [-0, 123456789012345678901234567890, 1e-7, 2.5E+10]}"#;
     let out = modstate(&path, &["set", "ns", "op", inputs, value]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let compact_inputs = r#"["n",1.0,1E5,"\u0026"]"#;
-    let compact_value = r#"{"z":1.50,"a":[-0,123456789012345678901234567890,1e-7,2.5E+10]}"#;
+    let canonical_inputs = r#"["n",1.0,1E5,"\u0026"]"#;
+    let canonical_value = r#"{"a":[-0,123456789012345678901234567890,1e-7,2.5E+10],"z":1.50}"#;
     assert_eq!(
         fs::read_to_string(&path).unwrap(),
-        format!("[[\"version\",\"2\"]]\n[\"ns\",\"op\",{compact_inputs},{compact_value}]\n")
+        format!("[[\"version\",\"2\"]]\n[\"ns\",\"op\",{canonical_inputs},{canonical_value}]")
     );
-    let get = modstate(&path, &["get", "ns", "op", compact_inputs]);
-    assert_eq!(stdout(&get), format!("{compact_value}\n"));
-    // `1` is not `1.0`: a different lookup.
+    let get = modstate(&path, &["get", "ns", "op", canonical_inputs]);
+    assert_eq!(stdout(&get), format!("{canonical_value}\n"));
+    // `1` is not `1.0`, and 1E5 is not 100000e0: json.Number keeps the spelling.
     let other = modstate(&path, &["get", "ns", "op", r#"["n",1,1E5,"&"]"#]);
     assert_eq!(code(&other), 3);
     let respelled = modstate(&path, &["get", "ns", "op", r#"["n",1.0,100000e0,"&"]"#]);
-    assert_eq!(
-        code(&respelled),
-        3,
-        "1E5 and 100000e0 are spelled differently"
-    );
+    assert_eq!(code(&respelled), 3);
     // `"&"` and `"\u0026"` are the same string, so the same lookup.
     let same = modstate(&path, &["get", "ns", "op", r#"["n",1.0,1E5,"&"]"#]);
     assert_eq!(code(&same), 0, "{}", stderr(&same));
@@ -366,55 +579,170 @@ fn numbers_and_spellings_are_kept_exactly() {
     assert_eq!(
         stdout(&ls),
         format!(
-            "[{{\"namespace\":\"ns\",\"operation\":\"op\",\"inputs\":{compact_inputs},\"value\":{compact_value}}}]\n"
+            "[{{\"namespace\":\"ns\",\"operation\":\"op\",\"inputs\":{canonical_inputs},\"value\":{canonical_value}}}]\n"
         )
     );
 }
 
 #[test]
-fn duplicates_last_wins_and_comments_survive_writes() {
+fn duplicates_collapse_saying_so_and_comments_survive_writes() {
     let text = "# keep me\n#\n[[\"version\",\"2\"]]\n\
-                [\"\",\"g\",[\"a\"],\"first\"]\n[\"\",\"g\",[\"a\"],\"second\"]\n";
+                [\"\",\"g\",[\"a\"],\"first\"]\n[\"\",\"g\",[\"\\u0061\"],\"second\"]\n";
     let (_dir, path) = workspace(text.as_bytes());
     let get = modstate(&path, &["get", "", "g", r#"["a"]"#]);
     assert_eq!(stdout(&get), "\"second\"\n");
+    assert_eq!(stderr(&get), "", "a read rewrote nothing and says nothing");
     let set = modstate(&path, &["set", "", "g", r#"["b"]"#, "true"]);
     assert_eq!(code(&set), 0);
     assert_eq!(
+        stderr(&set),
+        format!(
+            "{}: entry [\"\",\"g\",[\"a\"]] appears on lines 4 and 5; kept line 5 (the last one wins, as in Dagger)\n",
+            path.display()
+        )
+    );
+    assert_eq!(
         fs::read_to_string(&path).unwrap(),
-        "# keep me\n#\n[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],\"second\"]\n[\"\",\"g\",[\"b\"],true]\n"
+        "# keep me\n#\n[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],\"second\"]\n[\"\",\"g\",[\"b\"],true]"
     );
     let rm = modstate(&path, &["rm", "", "g", r#"["a"]"#]);
-    assert_eq!(code(&rm), 0);
+    assert_eq!((code(&rm), stderr(&rm).as_str()), (0, ""));
     let rm = modstate(&path, &["rm", "", "g", r#"["a"]"#]);
     assert_eq!(code(&rm), 3);
     let rm = modstate(&path, &["rm", "", "g", r#"["b"]"#]);
     assert_eq!(code(&rm), 0);
-    // An empty lockfile is its comments and header.
+    // No entries: Dagger writes nothing at all; the comment block stays.
+    assert_eq!(fs::read_to_string(&path).unwrap(), "# keep me\n#\n");
+    let (_dir, bare) = workspace(b"[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]");
+    assert_eq!(code(&modstate(&bare, &["rm", "", "g", r#"["a"]"#])), 0);
     assert_eq!(
-        fs::read_to_string(&path).unwrap(),
-        "# keep me\n#\n[[\"version\",\"2\"]]\n"
+        fs::read(&bare).unwrap(),
+        b"",
+        "an emptied lockfile is 0 bytes"
     );
 }
 
 #[test]
-fn ls_filters_and_get_of_a_missing_file_is_absent() {
+fn set_over_an_existing_pin_says_what_it_replaced() {
     let (_dir, path) = workspace(&fixture());
-    let ls = modstate(&path, &["ls", "--operation", "oci-latest"]);
+    let set = modstate(&path, &["set", "", "oci-latest", APKO, r#""v1.2""#]);
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    assert_eq!(
+        stderr(&set),
+        format!(
+            "{}: replaced \"latest\" with \"v1.2\" for [\"\",\"oci-latest\",[\"cgr.dev/chainguard/apko\"]]\n",
+            path.display()
+        )
+    );
+    assert_eq!(
+        stdout(&set),
+        "[\"\",\"oci-latest\",[\"cgr.dev/chainguard/apko\"],\"v1.2\"]\n"
+    );
+    let json = Command::new(BIN)
+        .args(["--json", "lockfile", "--file"])
+        .arg(&path)
+        .args(["set", "", "oci-latest", APKO, r#""v1.3""#])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["replaced"], json!("v1.2"));
+    assert_eq!(doc["changed"], json!(true));
+    // A new pin, or the same value again, replaced nothing.
+    let new = modstate(&path, &["set", "", "oci-latest", r#"["new"]"#, "1"]);
+    assert_eq!(stderr(&new), "");
+    let same = modstate(&path, &["set", "", "oci-latest", r#"["new"]"#, "1"]);
+    assert_eq!(stderr(&same), "");
+}
+
+#[test]
+fn without_file_dagger_lock_then_the_legacy_dagger_lock_is_used_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let inputs = r#"["https://github.com/dagger/sdk-sdk"]"#;
+    // Only the legacy .dagger/lock: read (and written) there, and said so.
+    fs::create_dir(root.join(".dagger")).unwrap();
+    fs::write(root.join(".dagger/lock"), sample(PYTHON_SDK_V1)).unwrap();
+    let get = modstate_in(root, &["get", "", "git.head", inputs]);
+    assert_eq!(code(&get), 0, "{}", stderr(&get));
+    assert_eq!(
+        stdout(&get),
+        "\"d6ab6406586e6b3853b8936b2b3a96bba2554071\"\n"
+    );
+    assert_eq!(
+        stderr(&get),
+        "using .dagger/lock (the legacy location; there is no dagger.lock here)\n"
+    );
+    let set = modstate_in(root, &["set", "", "git.head", r#"["x"]"#, r#""y""#]);
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    assert!(
+        !root.join("dagger.lock").exists(),
+        "a legacy file's write went elsewhere"
+    );
+    assert!(
+        fs::read_to_string(root.join(".dagger/lock"))
+            .unwrap()
+            .contains("[\"x\"],\"y\"]")
+    );
+
+    // dagger.lock beside .dagger/ wins over the legacy file.
+    fs::write(root.join("dagger.lock"), sample(DAGGER_MAIN)).unwrap();
+    let get = modstate_in(root, &["get", "", "git.head", inputs]);
+    assert_eq!(code(&get), 3, "{}", stderr(&get));
+    assert!(stderr(&get).contains("in dagger.lock"), "{}", stderr(&get));
+    let ls = modstate_in(root, &["ls", "--operation", "git.ref"]);
+    assert_eq!(stdout(&ls).lines().count(), 8);
+    assert_eq!(stderr(&ls), "using dagger.lock\n");
+
+    // Neither: dagger.lock, created by the first write.
+    let empty = tempfile::tempdir().unwrap();
+    let ls = modstate_in(empty.path(), &["ls"]);
+    assert_eq!((code(&ls), stdout(&ls).as_str()), (0, ""));
+    assert_eq!(
+        stderr(&ls),
+        "using dagger.lock (not there yet, nor .dagger/lock)\n"
+    );
+    let set = modstate_in(empty.path(), &["set", "", "g", "[]", "1"]);
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    assert_eq!(
+        fs::read_to_string(empty.path().join("dagger.lock")).unwrap(),
+        "[[\"version\",\"2\"]]\n[\"\",\"g\",[],1]"
+    );
+}
+
+#[test]
+fn a_missing_file_named_with_file_is_not_an_empty_lockfile() {
+    let (_dir, path) = workspace(&fixture());
+    let missing = path.with_file_name("other.lock");
+    for args in [
+        &["get", "", "g", "[]"][..],
+        &["ls"],
+        &["rm", "", "g", "[]"],
+        &["fmt"],
+        &["fmt", "--check"],
+    ] {
+        let out = modstate(&missing, args);
+        assert_eq!(code(&out), 3, "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "error: no lockfile at {}; check the path, or `modstate lockfile set` creates one\n",
+                missing.display()
+            ),
+            "{args:?}"
+        );
+        assert_eq!(stdout(&out), "");
+    }
+    assert!(!missing.exists() && !lock_path(&missing).exists());
+
+    let ls = modstate(&path, &["ls", "--operation", "git-latest"]);
     assert_eq!(code(&ls), 0);
-    assert_eq!(stdout(&ls).lines().count(), 4);
+    assert_eq!(stdout(&ls).lines().count(), 6);
     assert!(
         stdout(&ls)
             .lines()
-            .all(|l| l.starts_with("[\"\",\"oci-latest\","))
+            .all(|l| l.starts_with("[\"\",\"git-latest\","))
     );
     assert_eq!(stdout(&modstate(&path, &["ls", "--namespace", "x"])), "");
-
-    let missing = path.with_file_name("other.lock");
-    assert_eq!(code(&modstate(&missing, &["get", "", "g", "[]"])), 3);
-    assert_eq!(code(&modstate(&missing, &["fmt"])), 3);
-    assert_eq!(stdout(&modstate(&missing, &["ls"])), "");
-    assert!(!missing.exists() && !lock_path(&missing).exists());
 }
 
 // ---------------------------------------------------------------- sessions
@@ -442,7 +770,7 @@ fn a_reading_session_reads_once_and_never_writes() {
                 }
                 let miss = key("", "git-sha", json!(["nope", t]));
                 assert!(session.get(&miss).unwrap().is_none());
-                assert_eq!(session.entries().unwrap().len(), 80);
+                assert_eq!(session.entries().unwrap().len(), FIXTURE_ENTRIES);
             });
         }
     });
@@ -453,7 +781,7 @@ fn a_reading_session_reads_once_and_never_writes() {
         .next()
         .map(|(k, v)| (k.clone(), v.clone()))
         .unwrap();
-    assert!(!session.set(k, v).unwrap());
+    assert_eq!(session.set(k, v).unwrap(), SetOutcome::Unchanged);
     assert!(!session.is_dirty());
     session.close().unwrap();
     assert_eq!(snapshot(&path), before);
@@ -480,7 +808,8 @@ fn hundred_threads_set_on_one_session_then_one_flush() {
             let session = &session;
             scope.spawn(move || {
                 let k = key("threads", "set", json!([format!("thread-{t:03}")]));
-                assert!(session.set(k, Json::from_value(json!(t))).unwrap());
+                let outcome = session.set(k, Json::from_value(json!(t))).unwrap();
+                assert_eq!(outcome, SetOutcome::Added);
             });
         }
     });
@@ -491,7 +820,7 @@ fn hundred_threads_set_on_one_session_then_one_flush() {
     assert_eq!((session.file_reads(), session.file_writes()), (2, 1));
     session.close().unwrap();
     let after = parse(&fs::read(&path).unwrap());
-    assert_eq!(after.len(), 80 + 100);
+    assert_eq!(after.len(), FIXTURE_ENTRIES + 100);
     for t in 0..100 {
         let k = key("threads", "set", json!([format!("thread-{t:03}")]));
         assert_eq!(after.get(&k).unwrap().value(), &json!(t));
@@ -525,25 +854,16 @@ fn dropping_a_session_flushes_and_discard_does_not() {
 fn two_processes_merge_and_a_third_writers_entry_survives() {
     let bytes = fixture();
     let (_dir, path) = workspace(&bytes);
-    let busybox = r#"["","oci-latest",["docker.io/library/busybox"]"#;
+    let apko = format!(r#"["","oci-latest",{APKO}"#);
     let mut a = Batch::spawn(&path);
     let mut b = Batch::spawn(&path);
     // Both sessions load the file as it is now.
     for batch in [&mut a, &mut b] {
-        let answer = batch.request(&format!("[\"get\",{}]", &busybox[1..]));
-        assert_eq!(answer, r#"["ok","1.38.0"]"#);
+        let answer = batch.request(&format!("[\"get\",{}]", &apko[1..]));
+        assert_eq!(answer, r#"["ok","latest"]"#);
     }
     // A third process rewrites an unrelated entry after they loaded, before they flush.
-    let c = modstate(
-        &path,
-        &[
-            "set",
-            "",
-            "oci-latest",
-            r#"["docker.io/library/busybox"]"#,
-            r#""1.39.0""#,
-        ],
-    );
+    let c = modstate(&path, &["set", "", "oci-latest", APKO, r#""v1.39.0""#]);
     assert_eq!(code(&c), 0, "{}", stderr(&c));
     for i in 0..50 {
         assert_eq!(
@@ -557,8 +877,8 @@ fn two_processes_merge_and_a_third_writers_entry_survives() {
     }
     // Both still see their own view (not C's write): they read once.
     assert_eq!(
-        a.request(&format!("[\"get\",{}]", &busybox[1..])),
-        r#"["ok","1.38.0"]"#
+        a.request(&format!("[\"get\",{}]", &apko[1..])),
+        r#"["ok","latest"]"#
     );
     // Flush at nearly the same time.
     a.close_input();
@@ -568,7 +888,7 @@ fn two_processes_merge_and_a_third_writers_entry_survives() {
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
     let after = parse(&fs::read(&path).unwrap());
-    assert_eq!(after.len(), 80 + 100);
+    assert_eq!(after.len(), FIXTURE_ENTRIES + 100);
     for ns in ["a", "b"] {
         for i in 0..50 {
             let v = after
@@ -577,11 +897,11 @@ fn two_processes_merge_and_a_third_writers_entry_survives() {
             assert_eq!(v.value(), &json!(i));
         }
     }
-    let k = key("", "oci-latest", json!(["docker.io/library/busybox"]));
-    assert_eq!(after.get(&k).unwrap().value(), &json!("1.39.0"));
+    let k = key("", "oci-latest", json!(["cgr.dev/chainguard/apko"]));
+    assert_eq!(after.get(&k).unwrap().value(), &json!("v1.39.0"));
     // Every other fixture entry is intact, and the comments too.
     for (k, v) in parse(&bytes).iter() {
-        if k.operation() != "oci-latest" || k.inputs().text() != r#"["docker.io/library/busybox"]"# {
+        if k.operation() != "oci-latest" || k.inputs().text() != APKO {
             assert_eq!(after.get(k), Some(v), "{}", k.text());
         }
     }
@@ -619,7 +939,7 @@ fn a_session_killed_before_close_leaves_the_file_as_it_was() {
         );
     }
     assert_eq!(
-        batch.request(r#"["rm","","oci-latest",["docker.io/library/busybox"]]"#),
+        batch.request(&format!(r#"["rm","","oci-latest",{APKO}]"#)),
         r#"["ok"]"#
     );
     batch.child.kill().unwrap(); // SIGKILL
@@ -722,13 +1042,7 @@ fn a_held_lock_makes_a_writer_wait_then_time_out_with_exit_5() {
     );
     assert_eq!(snapshot(&path), before);
     // Readers never take the lock.
-    assert_eq!(
-        code(&modstate(
-            &path,
-            &["get", "", "oci-latest", r#"["docker.io/library/busybox"]"#]
-        )),
-        0
-    );
+    assert_eq!(code(&modstate(&path, &["get", "", "oci-latest", APKO])), 0);
     fs2::FileExt::unlock(&holder).unwrap();
     assert_eq!(
         code(&modstate(&path, &["set", "", "g", r#"["a"]"#, "1"])),
@@ -748,6 +1062,11 @@ fn a_bad_batch_request_writes_nothing() {
     let out = batch.wait();
     assert_eq!(code(&out), 6);
     assert!(stderr(&out).contains("stdin line 4"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(snapshot(&path), before);
 }
 
@@ -764,8 +1083,106 @@ fn batch_flush_request_writes_mid_session() {
     );
     assert_eq!(batch.request(r#"["rm","","g",["a"]]"#), r#"["ok"]"#);
     assert_eq!(code(&batch.wait()), 0);
+    // Every entry removed: Dagger's empty lockfile, 0 bytes.
+    assert_eq!(fs::read(&path).unwrap(), b"");
+}
+
+#[test]
+fn a_batch_that_flushed_then_failed_says_what_was_written() {
+    let (_dir, path) = workspace(b"");
+    let out = batch_with(
+        &path,
+        concat!(
+            "[\"set\",\"\",\"g\",[\"a\"],1]\n",
+            "[\"set\",\"\",\"g\",[\"b\"],2]\n",
+            "[\"flush\"]\n",
+            "[\"set\",\"\",\"g\",[\"c\"],3]\n",
+            "[\"get\",\"\",\"g\"]\n",
+        ),
+    );
+    assert_eq!(code(&out), 6);
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: stdin line 5: expected [\"get\",NS,OP,INPUTS], [\"set\",NS,OP,INPUTS,VALUE], [\"rm\",NS,OP,INPUTS] or [\"flush\"]; \
+             the flush on stdin line 3 wrote 2 changes to {} and they stay; the 1 change after it was not written (last flush: line 3)\n",
+            path.display()
+        )
+    );
     assert_eq!(
         fs::read_to_string(&path).unwrap(),
-        "[[\"version\",\"2\"]]\n"
+        "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"b\"],2]"
     );
+    // A flush that wrote nothing (the same pins again) is no "written" claim.
+    let out = batch_with(
+        &path,
+        "[\"set\",\"\",\"g\",[\"a\"],1]\n[\"flush\"]\n[\"bad\"]\n",
+    );
+    assert_eq!(code(&out), 6);
+    assert!(
+        stderr(&out).ends_with("; nothing was written\n"),
+        "{}",
+        stderr(&out)
+    );
+    // The final flush failing after an earlier one wrote says so too.
+    let (_dir, path) = workspace(b"");
+    let mut batch = Batch::spawn(&path);
+    assert_eq!(batch.request(r#"["set","","g",["a"],1]"#), r#"["ok"]"#);
+    assert_eq!(batch.request(r#"["flush"]"#), r#"["ok"]"#);
+    assert_eq!(batch.request(r#"["set","","g",["b"],2]"#), r#"["ok"]"#);
+    fs::write(&path, "[[\"version\",\"3\"]]").unwrap();
+    let out = batch.wait();
+    assert_eq!(code(&out), 6);
+    assert!(
+        stderr(&out).contains("the flush on stdin line 2 wrote 1 change to"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_flush_returns_what_it_changed_as_data() {
+    use modstate::lockfile::{Flush, Notice};
+    let text =
+        "[[\"version\",\"1\"]]\n[\"\",\"g\",[\"a\"],1,\"pin\"]\n[\"\",\"g\",[\"a\"],2,\"float\"]";
+    let (_dir, path) = workspace(text.as_bytes());
+    let session = Session::open(&path);
+    assert_eq!(
+        session
+            .set(key("", "g", json!(["b"])), json!(3).into())
+            .unwrap(),
+        SetOutcome::Added
+    );
+    assert_eq!(
+        session
+            .set(key("", "g", json!(["a"])), json!(4).into())
+            .unwrap(),
+        SetOutcome::Replaced(json!(2).into())
+    );
+    let flush = session.close().unwrap();
+    assert_eq!(
+        flush,
+        Flush {
+            written: true,
+            changes: 2,
+            notices: vec![
+                Notice::DuplicateEntry {
+                    key: r#"["","g",["a"]]"#.into(),
+                    lines: vec![2, 3],
+                },
+                Notice::PoliciesDropped {
+                    entries: 2,
+                    floats: 1
+                },
+            ],
+        }
+    );
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],4]\n[\"\",\"g\",[\"b\"],3]"
+    );
+    // Nothing left to say: a rewrite of Dagger's bytes writes nothing and notices nothing.
+    let session = Session::open(&path);
+    assert_eq!(session.rewrite().unwrap(), Flush::default());
+    assert_eq!(session.file_writes(), 0);
 }

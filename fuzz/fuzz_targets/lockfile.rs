@@ -1,5 +1,8 @@
 //! The dagger.lock parser on arbitrary bytes: never panics, and whatever it accepts rewrites
-//! to canonical text that parses again to the same lockfile and the same bytes.
+//! to Dagger's bytes, which parse again to the same lockfile and the same bytes, with nothing
+//! left to collapse or drop.
+//!
+//! Seeds: the real lockfiles in `fixtures/dagger-lock/` (see README.md, "Fuzzing").
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,4 +16,6 @@ fuzz_target!(|data: &[u8]| {
     let again = Lockfile::parse(text.as_bytes(), "fuzz.lock").expect("canonical text parses");
     assert_eq!(again.to_text(), text, "rewrite is not stable");
     assert_eq!(again, lockfile, "rewrite changed the lockfile");
+    assert!(again.notices().is_empty(), "a rewrite left duplicates or policies");
+    assert!(!text.ends_with('\n') || !lockfile.comments().is_empty() && lockfile.is_empty());
 });

@@ -1,32 +1,36 @@
 //! `modstate lockfile …`: the `dagger.lock` lookup lockfile. Each command is one session:
 //! it reads the file at most once and writes it at most once (see `modstate::lockfile`).
+//!
+//! Without `--file` the file is found where Dagger looks: `dagger.lock` in the current
+//! directory (beside `.dagger/`), else the legacy `.dagger/lock` when only that exists; a
+//! successful command says which on stderr. What a rewrite changed silently (duplicates
+//! collapsed, version 1 policies dropped) is one stderr line each.
 
 use std::io::{BufRead, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use modstate::lockfile::{Json, Key, Session, entry_line};
+use modstate::lockfile::{Flush, Json, Key, Session, SetOutcome, entry_line};
 use modstate::{Error, Result};
 
-use super::{Context, print_json, print_text};
+use super::{Context, one_line, print_json, print_text};
 
 /// Longest request line `batch` accepts.
 const MAX_REQUEST_BYTES: u64 = 16 << 20;
+/// Dagger's canonical lockfile, beside `.dagger/`.
+const DEFAULT_FILE: &str = "dagger.lock";
+/// Where Dagger kept it before, still read when `dagger.lock` is absent.
+const LEGACY_FILE: &str = ".dagger/lock";
 
 #[derive(Args)]
 pub struct LockfileArgs {
-    /// The lockfile to use.
-    #[arg(
-        long,
-        global = true,
-        default_value = "./dagger.lock",
-        value_name = "FILE"
-    )]
-    file: PathBuf,
+    /// The lockfile to use [default: dagger.lock, else the legacy .dagger/lock if only it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: LockfileCommand,
@@ -41,7 +45,7 @@ pub enum LockfileCommand {
         /// JSON array, e.g. '["docker.io/library/alpine:3.20"]'.
         inputs: String,
     },
-    /// Pin a lookup to a value; prints the entry as written.
+    /// Pin a lookup to a value; prints the entry as written (and on stderr what it replaced).
     Set {
         namespace: String,
         operation: String,
@@ -64,9 +68,9 @@ pub enum LockfileCommand {
         #[arg(long)]
         operation: Option<String>,
     },
-    /// Rewrite the file canonically (sorted, compact, version 2).
+    /// Rewrite the file exactly as Dagger's writer would (sorted, version 2, no trailing newline).
     Fmt {
-        /// Exit 1 if the file is not canonical, writing nothing.
+        /// Exit 1 if the file is not what Dagger would write, writing nothing.
         #[arg(long)]
         check: bool,
     },
@@ -74,12 +78,78 @@ pub enum LockfileCommand {
     ///
     /// One JSON array a line: ["get",NS,OP,INPUTS], ["set",NS,OP,INPUTS,VALUE],
     /// ["rm",NS,OP,INPUTS] or ["flush"]. Each is answered on stdout with ["ok"], ["ok",VALUE]
-    /// or ["absent"]. A bad request stops with exit 6 and writes nothing.
+    /// or ["absent"]. A bad request stops with exit 6; changes since the last flush are not
+    /// written, and the error says what earlier flushes wrote.
     Batch,
 }
 
+/// Which file a command works on, and how it was chosen.
+struct Target {
+    path: PathBuf,
+    /// Named with `--file`: a missing file is an error for reads, not an empty lockfile.
+    named: bool,
+    /// What to say on stderr about the choice (only when `--file` was not given).
+    choice: Option<String>,
+}
+
+impl Target {
+    fn resolve(file: Option<PathBuf>) -> Target {
+        if let Some(path) = file {
+            return Target {
+                path,
+                named: true,
+                choice: None,
+            };
+        }
+        let exists = |p: &str| std::fs::symlink_metadata(p).is_ok();
+        let (path, choice) = if exists(DEFAULT_FILE) {
+            (DEFAULT_FILE, format!("using {DEFAULT_FILE}"))
+        } else if exists(LEGACY_FILE) {
+            (
+                LEGACY_FILE,
+                format!(
+                    "using {LEGACY_FILE} (the legacy location; there is no {DEFAULT_FILE} here)"
+                ),
+            )
+        } else {
+            (
+                DEFAULT_FILE,
+                format!("using {DEFAULT_FILE} (not there yet, nor {LEGACY_FILE})"),
+            )
+        };
+        Target {
+            path: PathBuf::from(path),
+            named: false,
+            choice: Some(choice),
+        }
+    }
+
+    fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Says which file was used; called once a command succeeded (an error names the file).
+    fn say_choice(&self) {
+        if let Some(choice) = &self.choice {
+            eprintln!("{}", one_line(choice));
+        }
+    }
+
+    /// For reads of a file named with `--file`: its absence is an error, not an empty file.
+    fn require(&self, session: &Session) -> Result<()> {
+        if self.named && !session.file_exists() {
+            return Err(Error::NotFound(format!(
+                "no lockfile at {}; check the path, or `modstate lockfile set` creates one",
+                self.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
-    let session = Session::open(&args.file).with_lock_timeout(ctx.lock_timeout);
+    let target = Target::resolve(args.file);
+    let session = Session::open(&target.path).with_lock_timeout(ctx.lock_timeout);
     match args.command {
         LockfileCommand::Get {
             namespace,
@@ -87,8 +157,12 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
             inputs,
         } => {
             let key = parse_key(namespace, operation, &inputs)?;
-            let value = session.get(&key)?.ok_or_else(|| absent(&key, &session))?;
+            target.require(&session)?;
+            let value = session
+                .get(&key)?
+                .ok_or_else(|| absent(&key, &target, &session))?;
             session.close()?;
+            target.say_choice();
             // The value is one JSON document already, so --json prints it as is too.
             print_text(&format!("{value}\n"))?;
         }
@@ -100,11 +174,27 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
         } => {
             let key = parse_key(namespace, operation, &inputs)?;
             let value = parse_json(&value, "VALUE")?;
-            let changed = session.set(key.clone(), value.clone())?;
-            session.close()?;
+            let outcome = session.set(key.clone(), value.clone())?;
+            let flush = session.close()?;
+            target.say_choice();
+            say_notices(&target, &flush);
+            if let SetOutcome::Replaced(old) = &outcome {
+                eprintln!(
+                    "{}",
+                    one_line(&format!(
+                        "{}: replaced {old} with {value} for [{}]",
+                        target.display(),
+                        key.text()
+                    ))
+                );
+            }
             if ctx.json {
                 let mut doc = EntryDoc::new(&key, Some(&value))?;
-                doc.changed = Some(changed);
+                doc.file = Some(target.display());
+                doc.changed = Some(outcome != SetOutcome::Unchanged);
+                if let SetOutcome::Replaced(old) = &outcome {
+                    doc.replaced = Some(raw(old)?);
+                }
                 print_json(&doc)?;
             } else {
                 print_text(&format!("{}\n", entry_line(&key, &value)))?;
@@ -116,12 +206,16 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
             inputs,
         } => {
             let key = parse_key(namespace, operation, &inputs)?;
+            target.require(&session)?;
             if !session.delete(&key)? {
-                return Err(absent(&key, &session));
+                return Err(absent(&key, &target, &session));
             }
-            session.close()?;
+            let flush = session.close()?;
+            target.say_choice();
+            say_notices(&target, &flush);
             if ctx.json {
                 let mut doc = EntryDoc::new(&key, None)?;
+                doc.file = Some(target.display());
                 doc.removed = Some(true);
                 print_json(&doc)?;
             } else {
@@ -132,8 +226,10 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
             namespace,
             operation,
         } => {
+            target.require(&session)?;
             let entries = session.entries()?;
             session.close()?;
+            target.say_choice();
             let wanted = entries.iter().filter(|(key, _)| {
                 namespace.as_ref().is_none_or(|ns| key.namespace() == ns)
                     && operation.as_ref().is_none_or(|op| key.operation() == op)
@@ -153,77 +249,178 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
             }
         }
         LockfileCommand::Fmt { check: true } => {
-            let canonical = session.is_canonical()?;
+            target.require(&session)?;
+            let check = session.check_format()?;
+            target.say_choice();
             if ctx.json {
-                print_json(&json!({"file": file_name(&session), "canonical": canonical}))?;
+                print_json(&json!({"file": target.display(), "canonical": check.canonical}))?;
             }
-            if !canonical {
+            if !check.canonical {
                 eprintln!(
-                    "{} is not in canonical form; run `modstate lockfile fmt` to rewrite it",
-                    file_name(&session)
+                    "{}",
+                    one_line(&format!(
+                        "{} is not in canonical form (the bytes Dagger would write); run `modstate lockfile fmt` to rewrite it",
+                        target.display()
+                    ))
                 );
                 return Ok(1);
             }
         }
         LockfileCommand::Fmt { check: false } => {
-            let file = file_name(&session);
-            let rewritten = session.rewrite()?;
+            target.require(&session)?;
+            let flush = session.rewrite()?;
             session.close()?;
+            target.say_choice();
+            say_notices(&target, &flush);
             if ctx.json {
-                print_json(&json!({"file": file, "rewritten": rewritten}))?;
-            } else if rewritten {
-                print_text(&format!("formatted {file}\n"))?;
+                print_json(&json!({"file": target.display(), "rewritten": flush.written}))?;
+            } else if flush.written {
+                print_text(&format!("formatted {}\n", target.display()))?;
             }
         }
-        LockfileCommand::Batch => batch(session)?,
+        LockfileCommand::Batch => {
+            batch(&target, session)?;
+            target.say_choice();
+        }
     }
     Ok(0)
 }
 
+/// One stderr line for each thing a rewrite changed that Dagger changes silently.
+fn say_notices(target: &Target, flush: &Flush) {
+    for notice in &flush.notices {
+        eprintln!("{}", one_line(&format!("{}: {notice}", target.display())));
+    }
+}
+
+/// What a batch's `["flush"]` requests have written so far, for an error that stops it.
+#[derive(Default)]
+struct Written {
+    /// (request line, changes written) of each flush that wrote.
+    flushes: Vec<(usize, usize)>,
+}
+
+impl Written {
+    /// The end of an error message: what is in the file and what is not.
+    fn summary(&self, target: &Target, pending: usize) -> String {
+        let Some(&(last_line, _)) = self.flushes.last() else {
+            return "nothing was written".into();
+        };
+        let changes: usize = self.flushes.iter().map(|&(_, n)| n).sum();
+        let lines: Vec<String> = self.flushes.iter().map(|(l, _)| l.to_string()).collect();
+        let not_written = match pending {
+            0 => "no change after it was pending".to_owned(),
+            1 => "the 1 change after it was not written".to_owned(),
+            n => format!("the {n} changes after it were not written"),
+        };
+        format!(
+            "the flush{} on stdin line{} {} wrote {changes} change{} to {} and {}; {not_written} (last flush: line {last_line})",
+            if lines.len() == 1 { "" } else { "es" },
+            if lines.len() == 1 { "" } else { "s" },
+            lines.join(", "),
+            if changes == 1 { "" } else { "s" },
+            target.display(),
+            if changes == 1 {
+                "it stays"
+            } else {
+                "they stay"
+            },
+        )
+    }
+
+    /// `error` with the summary appended (the kind, and so the exit code, is kept).
+    fn explain(&self, error: Error, target: &Target, pending: usize) -> Error {
+        let summary = self.summary(target, pending);
+        match error {
+            Error::Invalid(m) => Error::Invalid(format!("{m}; {summary}")),
+            Error::Unsupported(m) => Error::Unsupported(format!("{m}; {summary}")),
+            Error::NotFound(m) => Error::NotFound(format!("{m}; {summary}")),
+            Error::Busy(m) => Error::Busy(format!("{m}; {summary}")),
+            Error::Integrity(m) => Error::Integrity(format!("{m}; {summary}")),
+            other if self.flushes.is_empty() => other,
+            Error::Io {
+                action,
+                path,
+                source,
+            } => Error::Io {
+                action,
+                path,
+                source: std::io::Error::new(source.kind(), format!("{source}; {summary}")),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Serves requests from stdin on one session; flushes at end of input.
-fn batch(session: Session) -> Result<()> {
+fn batch(target: &Target, session: Session) -> Result<()> {
     let stdin = std::io::stdin();
     let mut reader = stdin.lock();
     let mut line = Vec::new();
     let mut number = 0;
+    let mut written = Written::default();
     loop {
         number += 1;
         line.clear();
-        (&mut reader)
+        if let Err(e) = (&mut reader)
             .take(MAX_REQUEST_BYTES + 1)
             .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io("reading", "stdin", e))?;
+        {
+            let pending = session.pending();
+            session.discard();
+            return Err(written.explain(Error::io("reading", "stdin", e), target, pending));
+        }
         if line.is_empty() {
             break;
         }
         if line.len() as u64 > MAX_REQUEST_BYTES {
+            let pending = session.pending();
             session.discard();
-            return Err(Error::Invalid(format!(
-                "stdin line {number} is longer than {MAX_REQUEST_BYTES} bytes; nothing was written"
-            )));
+            let e = Error::Invalid(format!(
+                "stdin line {number} is longer than {MAX_REQUEST_BYTES} bytes"
+            ));
+            return Err(written.explain(e, target, pending));
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         match serve(&session, &line) {
-            Ok(answer) => print_text(&format!("{answer}\n"))?,
-            Err(Error::Invalid(why)) => {
-                session.discard();
-                return Err(Error::Invalid(format!(
-                    "stdin line {number}: {why}; nothing was written"
-                )));
+            Ok(Answer::Text(answer)) => print_text(&format!("{answer}\n"))?,
+            Ok(Answer::Flushed(flush)) => {
+                say_notices(target, &flush);
+                if flush.written {
+                    written.flushes.push((number, flush.changes));
+                }
+                print_text("[\"ok\"]\n")?;
             }
             Err(e) => {
+                let pending = session.pending();
                 session.discard();
-                return Err(e);
+                let e = match e {
+                    Error::Invalid(why) => Error::Invalid(format!("stdin line {number}: {why}")),
+                    other => other,
+                };
+                return Err(written.explain(e, target, pending));
             }
         }
     }
-    session.close()
+    let pending = session.pending();
+    match session.close() {
+        Ok(flush) => {
+            say_notices(target, &flush);
+            Ok(())
+        }
+        Err(e) => Err(written.explain(e, target, pending)),
+    }
+}
+
+enum Answer {
+    Text(String),
+    Flushed(Flush),
 }
 
 /// Answers one batch request.
-fn serve(session: &Session, line: &[u8]) -> Result<String> {
+fn serve(session: &Session, line: &[u8]) -> Result<Answer> {
     let usage = "expected [\"get\",NS,OP,INPUTS], [\"set\",NS,OP,INPUTS,VALUE], [\"rm\",NS,OP,INPUTS] or [\"flush\"]";
     let text = std::str::from_utf8(line)
         .map_err(|_| Error::Invalid("request is not valid UTF-8".into()))?;
@@ -243,24 +440,24 @@ fn serve(session: &Session, line: &[u8]) -> Result<String> {
         Some(raw) => string(raw)?,
         None => return Err(Error::Invalid(usage.into())),
     };
+    let text = |s: &str| Ok(Answer::Text(s.to_owned()));
     match (verb.as_str(), parts.as_slice()) {
-        ("get", [_, ns, op, inputs]) => Ok(match session.get(&key(ns, op, inputs)?)? {
-            Some(value) => format!("[\"ok\",{value}]"),
-            None => "[\"absent\"]".into(),
-        }),
+        ("get", [_, ns, op, inputs]) => match session.get(&key(ns, op, inputs)?)? {
+            Some(value) => Ok(Answer::Text(format!("[\"ok\",{value}]"))),
+            None => text("[\"absent\"]"),
+        },
         ("set", [_, ns, op, inputs, value]) => {
             session.set(key(ns, op, inputs)?, parse_json(value.get(), "VALUE")?)?;
-            Ok("[\"ok\"]".into())
+            text("[\"ok\"]")
         }
-        ("rm", [_, ns, op, inputs]) => Ok(if session.delete(&key(ns, op, inputs)?)? {
-            "[\"ok\"]".into()
-        } else {
-            "[\"absent\"]".into()
-        }),
-        ("flush", [_]) => {
-            session.flush()?;
-            Ok("[\"ok\"]".into())
+        ("rm", [_, ns, op, inputs]) => {
+            if session.delete(&key(ns, op, inputs)?)? {
+                text("[\"ok\"]")
+            } else {
+                text("[\"absent\"]")
+            }
         }
+        ("flush", [_]) => Ok(Answer::Flushed(session.flush()?)),
         _ => Err(Error::Invalid(usage.into())),
     }
 }
@@ -286,6 +483,8 @@ fn key_line(key: &Key) -> String {
 /// `Value` would respell `1E5` as `1e+5`).
 #[derive(Serialize)]
 struct EntryDoc<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
     namespace: &'a str,
     operation: &'a str,
     inputs: Box<RawValue>,
@@ -294,17 +493,21 @@ struct EntryDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     changed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    replaced: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     removed: Option<bool>,
 }
 
 impl<'a> EntryDoc<'a> {
     fn new(key: &'a Key, value: Option<&Json>) -> Result<EntryDoc<'a>> {
         Ok(EntryDoc {
+            file: None,
             namespace: key.namespace(),
             operation: key.operation(),
             inputs: raw(key.inputs())?,
             value: value.map(raw).transpose()?,
             changed: None,
+            replaced: None,
             removed: None,
         })
     }
@@ -315,14 +518,15 @@ fn raw(value: &Json) -> Result<Box<RawValue>> {
         .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))
 }
 
-fn absent(key: &Key, session: &Session) -> Error {
+fn absent(key: &Key, target: &Target, session: &Session) -> Error {
+    let missing = if session.file_exists() {
+        ""
+    } else {
+        " (the file does not exist)"
+    };
     Error::NotFound(format!(
-        "no entry {} in {}; `modstate lockfile ls` lists the entries",
+        "no entry {} in {}{missing}; `modstate lockfile ls` lists the entries",
         key_line(key),
-        session.path().display()
+        Path::new(&target.path).display()
     ))
-}
-
-fn file_name(session: &Session) -> String {
-    session.path().display().to_string()
 }

@@ -1,50 +1,50 @@
-//! The `dagger.lock` file format (JSON Lines):
+//! The `dagger.lock` file format, read and written exactly as Dagger's own lockfile package
+//! does (Go, `encoding/json`):
 //!
 //! ```text
-//! # optional comment lines, kept as they are
+//! # an optional leading comment block, kept as it is (a dialect seen in the wild)
 //! [["version","2"]]
 //! ["","git-sha",["github.com/dagger/go","refs/heads/main"],"268add4d…"]
 //! ```
 //!
-//! Each entry is `[namespace, operation, inputs, value]`: two strings, an array of inputs
-//! (scalars and nested arrays; an object anywhere inside is refused, because its key order
-//! would make the same lookup spell two ways) and any JSON value. Version 1 entries may carry
-//! a fifth element, a policy string, which is dropped when the file is rewritten as version 2.
-//! Blank lines after the header are skipped; comments there are refused, since they could not
-//! be kept in place once entries are sorted.
+//! Written form (Dagger's `Marshal`): the header, then one `[namespace,operation,inputs,value]`
+//! line per entry, sorted by namespace, operation, then the inputs' canonical JSON (byte
+//! order); lines joined by `\n` with **no trailing newline**; no entries at all is an empty
+//! (0-byte) file. JSON is spelled as Go's `json.Marshal` spells it (see [`super::json`]).
 //!
-//! Written form: comments, header, then entries sorted by namespace, operation and the compact
-//! JSON of the inputs, one compact line each with `\n` endings. Values and inputs keep their
-//! spelling (see [`Json`]), so a file another tool wrote in this form rewrites byte for byte.
+//! Reading (Dagger's `Parse`): each line is trimmed of surrounding white space (so CRLF is
+//! fine) and blank lines are skipped; the first remaining line is the header; a later entry
+//! with the same key replaces an earlier one. Version 1 entries carry a fifth element, a
+//! `pin`/`float` policy, which is dropped: they are written back as version 2 pins. Any other
+//! version, an entry of the wrong length, an object anywhere in inputs or a line that is not
+//! JSON is refused. Like Go, `null` reads as `""` for a namespace or operation and as `[]` for
+//! inputs.
+//!
+//! Beyond Dagger: `#` lines above the header form a comment block that is kept byte for byte,
+//! with exactly Dagger's bytes below it; what a rewrite collapses or drops silently is
+//! reported as [`Notice`]s.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde_json::Value;
-use serde_json::value::RawValue;
-
-use super::json::Json;
+use super::json::{self, Json, Kind, SyntaxError};
 use crate::error::{Error, Result};
 
 /// The format version this binary writes.
 pub const VERSION: &str = "2";
-/// The versions this binary reads.
-const READABLE: &[&str] = &["1", "2"];
-/// The header line written at the top of every file (after any comments).
+/// The header line, the first line of every file with entries (after any comment block).
 pub const HEADER: &str = r#"[["version","2"]]"#;
 
 /// One lookup: which namespace and operation, with which inputs.
 ///
-/// Identity and order are the namespace, the operation and the *canonical* compact JSON of
-/// the inputs, so `["a"]` and `["\u0061"]` are one key; the spelling last written wins.
-#[derive(Clone, Debug)]
+/// Identity and order are Dagger's: the namespace, the operation, then the canonical JSON of
+/// the inputs, each compared byte by byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
     namespace: String,
     operation: String,
     inputs: Json,
-    canonical_inputs: String,
-    /// `"namespace","operation",inputs` as written: the front of the entry's line.
-    text: String,
 }
 
 impl Key {
@@ -54,26 +54,13 @@ impl Key {
         operation: impl Into<String>,
         inputs: impl Into<Json>,
     ) -> Result<Key> {
-        let (namespace, operation, inputs) = (namespace.into(), operation.into(), inputs.into());
-        check_inputs(inputs.value())
-            .map_err(|why| Error::Invalid(format!("inputs {inputs} {why}")))?;
-        let text = format!(
-            "{},{},{inputs}",
-            Value::from(namespace.as_str()),
-            Value::from(operation.as_str())
-        );
-        Ok(Key::assemble(namespace, operation, inputs, text))
-    }
-
-    fn assemble(namespace: String, operation: String, inputs: Json, text: String) -> Key {
-        let canonical_inputs = inputs.value().to_string();
-        Key {
-            namespace,
-            operation,
+        let inputs = inputs.into();
+        check_inputs(&inputs).map_err(|why| Error::Invalid(format!("inputs {inputs} {why}")))?;
+        Ok(Key {
+            namespace: namespace.into(),
+            operation: operation.into(),
             inputs,
-            canonical_inputs,
-            text,
-        }
+        })
     }
 
     pub fn namespace(&self) -> &str {
@@ -89,22 +76,20 @@ impl Key {
     }
 
     /// `"namespace","operation",inputs` as written in the file.
-    pub fn text(&self) -> &str {
-        &self.text
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        json::quote(&self.namespace, &mut out);
+        out.push(',');
+        json::quote(&self.operation, &mut out);
+        out.push(',');
+        out.push_str(self.inputs.text());
+        out
     }
 
     fn order(&self) -> (&str, &str, &str) {
-        (&self.namespace, &self.operation, &self.canonical_inputs)
+        (&self.namespace, &self.operation, self.inputs.text())
     }
 }
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.order() == other.order()
-    }
-}
-
-impl Eq for Key {}
 
 impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -118,11 +103,59 @@ impl Ord for Key {
     }
 }
 
-/// The contents of one `dagger.lock`: leading comment lines and the entries.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Something a rewrite changes that is not visible in the entries' values: Dagger does it
+/// silently, modstate says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// One key appeared on several lines; only the last one is kept (as in Dagger).
+    DuplicateEntry {
+        /// `["namespace","operation",inputs]`.
+        key: String,
+        /// Every line it appeared on, in file order; the last is the one kept.
+        lines: Vec<usize>,
+    },
+    /// A version 1 file: the `pin`/`float` policies of this many entries are dropped, and the
+    /// entries become version 2 pins.
+    PoliciesDropped { entries: usize, floats: usize },
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::DuplicateEntry { key, lines } => {
+                let (last, earlier) = lines.split_last().map_or((0, &[][..]), |(l, e)| (*l, e));
+                let earlier: Vec<String> = earlier.iter().map(usize::to_string).collect();
+                write!(
+                    f,
+                    "entry {key} appears on lines {} and {last}; kept line {last} (the last one wins, as in Dagger)",
+                    earlier.join(", ")
+                )
+            }
+            Notice::PoliciesDropped { entries, floats } => write!(
+                f,
+                "version 1 lockfile rewritten as version 2: dropped the pin/float policy of {entries} {} ({floats} \"float\"); {} now pins",
+                if *entries == 1 { "entry" } else { "entries" },
+                if *entries == 1 { "it is" } else { "they are" },
+            ),
+        }
+    }
+}
+
+/// The contents of one `dagger.lock`: a leading comment block and the entries.
+#[derive(Clone, Debug, Default)]
 pub struct Lockfile {
-    comments: Vec<String>,
+    /// The bytes above the header, from the start of the file through the end of its last
+    /// `#` line (empty when there is no `#` line there).
+    comments: String,
     entries: BTreeMap<Key, Json>,
+    /// What parsing collapsed or dropped (not part of the lockfile's identity).
+    notices: Vec<Notice>,
+}
+
+impl PartialEq for Lockfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.comments == other.comments && self.entries == other.entries
+    }
 }
 
 impl Lockfile {
@@ -133,68 +166,95 @@ impl Lockfile {
 
     /// Parses a file's bytes. `origin` names the file in error messages.
     ///
-    /// An empty (or all-whitespace) input is an empty lockfile. Malformed input is `Invalid` naming the line; a
-    /// version other than 1 or 2 is `Unsupported`.
+    /// Malformed input is `Invalid`, naming the line; a version other than 1 or 2 is
+    /// `Unsupported`.
+    // A Key's order is its canonical text alone; the lazily made serde view inside its Json
+    // never takes part in comparisons.
+    #[allow(clippy::mutable_key_type)]
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Lockfile> {
         let mut lockfile = Lockfile::new();
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(lockfile);
-        }
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = 1 + bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            invalid(origin, line, "is not valid UTF-8".into())
-        })?;
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let mut version = None;
-        for (index, line) in text.split('\n').enumerate() {
+        let mut version: Option<&'static str> = None;
+        let mut seen: BTreeMap<Key, (Json, Vec<usize>)> = BTreeMap::new();
+        let (mut policies, mut floats) = (0, 0);
+        let mut offset = 0;
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let number = index + 1;
-            // Every trailing CR is line ending, not content: a comment kept with one would be
-            // written back as a CRLF line and read the next time without it.
-            let line = line.trim_end_matches('\r');
-            let blank = line.trim().is_empty();
-            match version {
-                None if blank || line.starts_with('#') => lockfile.comments.push(line.to_owned()),
-                None => version = Some(parse_header(line, origin, number)?),
-                Some(_) if blank => {}
-                Some(_) if line.starts_with('#') => {
-                    return Err(invalid(
-                        origin,
-                        number,
-                        "is a comment after the header; comments are only kept at the top of the file — move it there".into(),
-                    ));
+            let line_start = offset;
+            offset += raw.len() + 1;
+            let (lead, line) = trim_space(raw);
+            if line.is_empty() {
+                continue;
+            }
+            let Some(v) = version else {
+                if line.first() == Some(&b'#') {
+                    if std::str::from_utf8(raw).is_err() {
+                        return Err(invalid(
+                            origin,
+                            number,
+                            "is a comment that is not valid UTF-8".into(),
+                        ));
+                    }
+                    // The block runs through this line and its line ending.
+                    let end = (line_start + raw.len() + 1).min(bytes.len());
+                    lockfile.comments = String::from_utf8_lossy(&bytes[..end]).into_owned();
+                    continue;
                 }
-                Some(v) => {
-                    let (key, value) = parse_entry(line, v, origin, number)?;
-                    lockfile.set(key, value);
+                version = Some(parse_header(line, lead, origin, number)?);
+                continue;
+            };
+            if line.first() == Some(&b'#') {
+                return Err(invalid(
+                    origin,
+                    number,
+                    "is a comment below the header; Dagger refuses it, and modstate keeps comments only above the header — move it there or delete it".into(),
+                ));
+            }
+            let (key, value, policy) = parse_entry(line, lead, v, origin, number)?;
+            if let Some(policy) = policy {
+                policies += 1;
+                floats += usize::from(policy == "float");
+            }
+            match seen.get_mut(&key) {
+                Some((old, lines)) => {
+                    *old = value;
+                    lines.push(number);
+                }
+                None => {
+                    seen.insert(key, (value, vec![number]));
                 }
             }
         }
-        if version.is_none() {
-            let line = text.split('\n').count();
-            return Err(invalid(
-                origin,
-                line,
-                format!("ends without the header line {HEADER}; add it after the comments"),
-            ));
+        for (key, (value, lines)) in seen {
+            if lines.len() > 1 {
+                lockfile.notices.push(Notice::DuplicateEntry {
+                    key: format!("[{}]", key.text()),
+                    lines,
+                });
+            }
+            lockfile.entries.insert(key, value);
+        }
+        if policies > 0 {
+            lockfile.notices.push(Notice::PoliciesDropped {
+                entries: policies,
+                floats,
+            });
         }
         Ok(lockfile)
     }
 
-    /// The file's canonical text: comments, header, sorted entries, `\n` endings.
+    /// The file exactly as Dagger's writer writes it, below the comment block kept as is.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
-        for line in &self.comments {
-            out.push_str(line);
+        let mut out = self.comments.clone();
+        if self.entries.is_empty() {
+            return out;
+        }
+        if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
         out.push_str(HEADER);
-        out.push('\n');
         for (key, value) in &self.entries {
-            out.push_str(&entry_line(key, value));
             out.push('\n');
+            out.push_str(&entry_line(key, value));
         }
         out
     }
@@ -203,11 +263,9 @@ impl Lockfile {
         self.entries.get(key)
     }
 
-    /// Sets `key` to `value` (the key's spelling too); returns the previous value.
+    /// Sets `key` to `value`; returns the previous value.
     pub fn set(&mut self, key: Key, value: Json) -> Option<Json> {
-        let previous = self.entries.remove(&key);
-        self.entries.insert(key, value);
-        previous
+        self.entries.insert(key, value)
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Json> {
@@ -227,138 +285,185 @@ impl Lockfile {
         self.entries.is_empty()
     }
 
-    /// The lines above the header (comments and blank lines), without line endings.
-    pub fn comments(&self) -> &[String] {
+    /// The comment block above the header, byte for byte (line endings included).
+    pub fn comments(&self) -> &str {
         &self.comments
     }
 
-    /// Replaces the lines above the header. Each must start with `#` or be blank, and none
-    /// may contain a line break.
-    pub fn set_comments(&mut self, comments: Vec<String>) -> Result<()> {
-        for line in &comments {
-            if line.contains(['\n', '\r']) || !(line.trim().is_empty() || line.starts_with('#')) {
+    /// Replaces the comment block. It must be empty, or lines that are blank or start with
+    /// `#` (after leading white space), ending with a `#` line and its `\n`: that is the
+    /// block a parse of the written file finds again.
+    pub fn set_comments(&mut self, block: impl Into<String>) -> Result<()> {
+        let block = block.into();
+        if !block.is_empty() {
+            let body = block.strip_suffix('\n').ok_or_else(|| {
+                Error::Invalid("a comment block must end with a line break".into())
+            })?;
+            let lines: Vec<&str> = body.split('\n').collect();
+            let comment = |l: &str| l.trim().starts_with('#');
+            if !lines.iter().all(|l| l.trim().is_empty() || comment(l))
+                || !lines.last().is_some_and(|l| comment(l))
+            {
                 return Err(Error::Invalid(format!(
-                    "comment line {line:?} must start with '#' and be one line"
+                    "comment block {block:?} must be lines starting with '#' (blank lines between them are fine), ending with one"
                 )));
             }
         }
-        self.comments = comments;
+        self.comments = block;
         Ok(())
+    }
+
+    /// What parsing collapsed or dropped, which the next rewrite makes permanent.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
     }
 }
 
-/// One entry as it is written: `[namespace,operation,inputs,value]`.
+/// One entry as Dagger writes it: `[namespace,operation,inputs,value]`.
 pub fn entry_line(key: &Key, value: &Json) -> String {
-    format!("[{},{value}]", key.text)
+    format!("[{},{value}]", key.text())
 }
 
 fn invalid(origin: &str, line: usize, what: String) -> Error {
     Error::Invalid(format!("{origin}:{line}: {what}"))
 }
 
-/// serde_json's message without its " at line 1 column N" tail (every line is line 1 to it).
-fn json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let what = text
-        .rsplit_once(" at line ")
-        .map_or(text.as_str(), |(w, _)| w);
-    format!("{what} at column {}", e.column())
+fn syntax(origin: &str, line: usize, lead: usize, what: &str, e: &SyntaxError) -> Error {
+    invalid(
+        origin,
+        line,
+        format!("{what}: {} at column {}", e.message, lead + e.offset + 1),
+    )
+}
+
+/// Trims what Go's `strings.TrimSpace` trims (Unicode white space); returns how many bytes
+/// came off the front and the rest. An invalid UTF-8 byte is not space.
+fn trim_space(line: &[u8]) -> (usize, &[u8]) {
+    let mut start = 0;
+    while let Some((c, len)) = json::decode_char(&line[start..]) {
+        if !c.is_whitespace() {
+            break;
+        }
+        start += len;
+    }
+    let mut end = line.len();
+    'back: while end > start {
+        for width in 1..=4.min(end - start) {
+            if let Some((c, len)) = json::decode_char(&line[end - width..end])
+                && len == width
+            {
+                if c.is_whitespace() {
+                    end -= width;
+                    continue 'back;
+                }
+                break 'back;
+            }
+        }
+        break;
+    }
+    (start, &line[start..end])
+}
+
+/// The elements of a line that must be one JSON array (`null` reads as no elements, as in Go).
+fn elements(line: &[u8]) -> std::result::Result<Option<Vec<Json>>, SyntaxError> {
+    let start = json::skip_ws(line, 0);
+    if line.get(start) != Some(&b'[') {
+        let value = Json::parse(line)?;
+        return Ok((value.kind() == Kind::Null).then(Vec::new));
+    }
+    let mut items = Vec::new();
+    let mut at = json::skip_ws(line, start + 1);
+    if line.get(at) == Some(&b']') {
+        at += 1;
+    } else {
+        loop {
+            let parsed = json::parse_value(line, at, 1)?;
+            items.push(parsed.json);
+            at = json::skip_ws(line, parsed.end);
+            match line.get(at) {
+                Some(b',') => at = json::skip_ws(line, at + 1),
+                Some(b']') => {
+                    at += 1;
+                    break;
+                }
+                _ => {
+                    return Err(SyntaxError {
+                        offset: at,
+                        message: "expected ',' or ']' after an array element".into(),
+                    });
+                }
+            }
+        }
+    }
+    let end = json::skip_ws(line, at);
+    if end < line.len() {
+        return Err(SyntaxError {
+            offset: end,
+            message: "unexpected content after the closing ']'".into(),
+        });
+    }
+    Ok(Some(items))
 }
 
 /// Reads the header line and returns the version it names, if this binary reads it.
-///
-/// The version is looked at first: a newer writer may shape the rest of its header
-/// differently, and that must read as "unsupported", not "malformed".
-fn parse_header(line: &str, origin: &str, number: usize) -> Result<&'static str> {
-    let expected = || format!("expected the header {HEADER} before any entry");
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        invalid(
-            origin,
-            number,
-            format!("{} ({})", expected(), json_error(&e)),
-        )
-    })?;
-    let pairs = value
-        .as_array()
-        .filter(|items| !items.is_empty() && items.iter().all(Value::is_array))
-        .ok_or_else(|| invalid(origin, number, expected()))?;
-    let field = |pair: &Value| match pair.as_array().map(Vec::as_slice) {
-        Some([Value::String(name), Value::String(val)]) => Some((name.clone(), val.clone())),
-        _ => None,
+fn parse_header(line: &[u8], lead: usize, origin: &str, number: usize) -> Result<&'static str> {
+    let expected = format!("expected the header {HEADER} (or version \"1\") before any entry");
+    let fields = elements(line)
+        .map_err(|e| syntax(origin, number, lead, &expected, &e))?
+        .ok_or_else(|| invalid(origin, number, expected.clone()))?;
+    let pair = match fields.as_slice() {
+        [pair] if pair.kind() == Kind::Array => elements(pair.text().as_bytes())
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        _ => return Err(invalid(origin, number, expected)),
     };
-    let versions: Vec<String> = pairs
+    let strings: Option<Vec<String>> = pair
         .iter()
-        .filter_map(field)
-        .filter(|(name, _)| name == "version")
-        .map(|(_, val)| val)
+        .map(|item| match item.kind() {
+            Kind::Null => Some(String::new()),
+            _ => item.as_string(),
+        })
         .collect();
-    if let Some(version) = versions.iter().find(|v| !READABLE.contains(&v.as_str())) {
-        return Err(Error::Unsupported(format!(
-            "{origin} is lockfile version {version:?}; this modstate reads versions 1 and 2 — upgrade modstate (the file was left untouched)"
-        )));
+    match strings.as_deref() {
+        Some([name, version]) if name == "version" => match version.as_str() {
+            "1" => Ok("1"),
+            "2" => Ok("2"),
+            other => Err(Error::Unsupported(format!(
+                "{origin} is lockfile version {other:?}; this modstate reads versions 1 and 2 — upgrade modstate (the file was left untouched)"
+            ))),
+        },
+        _ => Err(invalid(origin, number, expected)),
     }
-    let mut unknown = Vec::new();
-    for pair in pairs {
-        match field(pair) {
-            None => {
-                return Err(invalid(
-                    origin,
-                    number,
-                    format!("header field {pair} is not a [\"name\",\"value\"] pair of strings"),
-                ));
-            }
-            Some((name, _)) if name != "version" => unknown.push(name),
-            Some(_) => {}
-        }
-    }
-    let version = match versions.as_slice() {
-        [version] => READABLE
-            .iter()
-            .copied()
-            .find(|v| v == version)
-            .ok_or_else(|| invalid(origin, number, expected()))?,
-        [] => {
-            return Err(invalid(
-                origin,
-                number,
-                "header has no version field".into(),
-            ));
-        }
-        _ => {
-            return Err(invalid(
-                origin,
-                number,
-                "header names the version twice".into(),
-            ));
-        }
-    };
-    if !unknown.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "{origin}:{number}: header field(s) {} unknown to this modstate; upgrade modstate (the file was left untouched)",
-            unknown.join(", ")
-        )));
-    }
-    Ok(version)
 }
 
-fn parse_entry(line: &str, version: &str, origin: &str, number: usize) -> Result<(Key, Json)> {
-    let shape = if version == "1" {
-        "[namespace, operation, inputs, value, policy]"
-    } else {
-        "[namespace, operation, inputs, value]"
-    };
-    let parts: Vec<&RawValue> = serde_json::from_str(line).map_err(|e| {
-        invalid(
-            origin,
-            number,
-            format!("expected an entry {shape}: {}", json_error(&e)),
+/// One entry line: its key, its value and (version 1) its policy.
+fn parse_entry(
+    line: &[u8],
+    lead: usize,
+    version: &str,
+    origin: &str,
+    number: usize,
+) -> Result<(Key, Json, Option<String>)> {
+    let (shape, arity) = if version == "1" {
+        (
+            "[namespace, operation, inputs, value, policy] (version 1)",
+            5,
         )
-    })?;
-    let arity_ok = match version {
-        "1" => parts.len() == 4 || parts.len() == 5,
-        _ => parts.len() == 4,
+    } else {
+        ("[namespace, operation, inputs, value]", 4)
     };
-    if !arity_ok {
+    let what = format!("expected an entry {shape}");
+    let parts = elements(line)
+        .map_err(|e| syntax(origin, number, lead, &what, &e))?
+        .ok_or_else(|| {
+            invalid(
+                origin,
+                number,
+                format!("{what}, not a JSON {}", kind_name(line)),
+            )
+        })?;
+    if parts.len() != arity {
         return Err(invalid(
             origin,
             number,
@@ -366,59 +471,56 @@ fn parse_entry(line: &str, version: &str, origin: &str, number: usize) -> Result
         ));
     }
     let string_at = |index: usize, what: &str| -> Result<String> {
-        match serde_json::from_str::<Value>(parts[index].get()) {
-            Ok(Value::String(s)) => Ok(s),
+        let part = &parts[index];
+        match part.kind() {
+            Kind::Null => Ok(String::new()),
+            Kind::String => Ok(part.as_string().unwrap_or_default()),
             _ => Err(invalid(
                 origin,
                 number,
-                format!("{what} {} is not a string", parts[index].get()),
+                format!("{what} {part} is not a string"),
             )),
         }
     };
     let namespace = string_at(0, "namespace")?;
     let operation = string_at(1, "operation")?;
-    if parts.len() == 5 {
-        string_at(4, "policy")?;
-    }
-    let parse = |raw: &RawValue| {
-        Json::parse(raw.get()).map_err(|e| invalid(origin, number, json_error(&e)))
+    let inputs = match parts[2].kind() {
+        Kind::Null => Json::empty_array(),
+        _ => parts[2].clone(),
     };
-    let inputs = parse(parts[2])?;
-    check_inputs(inputs.value())
+    check_inputs(&inputs)
         .map_err(|why| invalid(origin, number, format!("inputs {inputs} {why}")))?;
-    let value = parse(parts[3])?;
-    let text = format!(
-        "{},{},{inputs}",
-        Json::parse(parts[0].get()).map_err(|e| invalid(origin, number, json_error(&e)))?,
-        Json::parse(parts[1].get()).map_err(|e| invalid(origin, number, json_error(&e)))?,
-    );
-    Ok((Key::assemble(namespace, operation, inputs, text), value))
+    let policy = if arity == 5 {
+        Some(string_at(4, "policy")?)
+    } else {
+        None
+    };
+    let key = Key {
+        namespace,
+        operation,
+        inputs,
+    };
+    Ok((key, parts[3].clone(), policy))
+}
+
+fn kind_name(line: &[u8]) -> &'static str {
+    match Json::parse(line).map(|j| j.kind()) {
+        Ok(Kind::Object) => "object",
+        Ok(Kind::String) => "string",
+        Ok(Kind::Number) => "number",
+        Ok(Kind::Bool) => "boolean",
+        _ => "value",
+    }
 }
 
 /// Inputs are an array of scalars and nested arrays; says what is wrong otherwise.
-fn check_inputs(inputs: &Value) -> std::result::Result<(), String> {
-    fn find_object(value: &Value, path: &mut String) -> bool {
-        match value {
-            Value::Object(_) => true,
-            Value::Array(items) => items.iter().enumerate().any(|(i, item)| {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                let found = find_object(item, path);
-                if !found {
-                    path.truncate(len);
-                }
-                found
-            }),
-            _ => false,
-        }
-    }
-    if !inputs.is_array() {
+fn check_inputs(inputs: &Json) -> std::result::Result<(), String> {
+    if inputs.kind() != Kind::Array {
         return Err("are not a JSON array; write them as one, e.g. [\"alpine:3.20\"]".into());
     }
-    let mut path = String::new();
-    if find_object(inputs, &mut path) {
+    if let Some(path) = inputs.object_path() {
         return Err(format!(
-            "hold a JSON object at {path}; objects are refused in inputs (their key order is not canonical) — use nested [name, value] arrays"
+            "hold a JSON object at {path}; Dagger refuses objects in inputs (they have no order) — use nested [name, value] arrays"
         ));
     }
     Ok(())
@@ -432,6 +534,10 @@ mod tests {
         Lockfile::parse(text.as_bytes(), "dagger.lock")
     }
 
+    fn rewrite(text: &str) -> String {
+        parse(text).unwrap().to_text()
+    }
+
     fn message(text: &str) -> String {
         match parse(text) {
             Err(Error::Invalid(m)) => m,
@@ -439,39 +545,128 @@ mod tests {
         }
     }
 
-    #[test]
-    fn round_trips_canonical_text() {
-        let text =
-            "# c\n\n[[\"version\",\"2\"]]\n[\"\",\"a\",[\"x\",[\"k\",1.50]],{\"z\":1,\"a\":1E5}]\n";
-        assert_eq!(parse(text).unwrap().to_text(), text);
-    }
+    const H: &str = r#"[["version","2"]]"#;
 
     #[test]
-    fn sorts_by_compact_inputs() {
-        let text = "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"a\", [\"v\",\"1\"]],2]\n";
+    fn writes_header_sorted_lines_and_no_trailing_newline() {
+        let text = format!(
+            "{H}\n[\"b\",\"x\",[\"1\"],1]\n[\"\",\"z\",[\"2\"],2]\n[\"\",\"a\",[\"3\"],3]\n"
+        );
         assert_eq!(
-            parse(text).unwrap().to_text(),
-            "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\",[\"v\",\"1\"]],2]\n[\"\",\"g\",[\"a\"],1]\n"
+            rewrite(&text),
+            format!("{H}\n[\"\",\"a\",[\"3\"],3]\n[\"\",\"z\",[\"2\"],2]\n[\"b\",\"x\",[\"1\"],1]")
         );
     }
 
     #[test]
-    fn duplicate_keys_last_wins() {
-        let text = "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"\\u0061\"],2]\n";
-        let lockfile = parse(text).unwrap();
-        assert_eq!(lockfile.len(), 1);
+    fn sorts_by_inputs_as_go_marshals_them() {
+        // ',' (0x2c) < ']' (0x5d): the longer inputs sort first.
+        let text = format!("{H}\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"a\", [\"v\",\"1\"]],2]");
+        assert_eq!(
+            rewrite(&text),
+            format!("{H}\n[\"\",\"g\",[\"a\",[\"v\",\"1\"]],2]\n[\"\",\"g\",[\"a\"],1]")
+        );
+        // Sorted by the escaped form: "\u003c" starts with '\\' (0x5c): after "Z", before "a".
+        let text =
+            format!("{H}\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"<\"],2]\n[\"\",\"g\",[\"Z\"],3]");
+        assert_eq!(
+            rewrite(&text),
+            format!(
+                "{H}\n[\"\",\"g\",[\"Z\"],3]\n[\"\",\"g\",[\"\\u003c\"],2]\n[\"\",\"g\",[\"a\"],1]"
+            )
+        );
+    }
+
+    #[test]
+    fn empty_lockfile_is_zero_bytes() {
+        assert_eq!(rewrite(""), "");
+        assert_eq!(rewrite(H), "");
+        assert_eq!(rewrite(&format!("\n \r\n{H}\r\n\n")), "");
+        assert_eq!(rewrite("[[\"version\",\"1\"]]"), "");
+    }
+
+    #[test]
+    fn values_are_canonical_and_numbers_keep_spelling() {
+        let text = format!(
+            "{H}\n[\"<n>\",\"&op\",[\"\\u0061\", 1.0, 1E5, [\"k\", -0]], {{\"z\": 1.50, \"a\": \"\\/é\\u2028\", \"a\": \"last\"}}]"
+        );
+        assert_eq!(
+            rewrite(&text),
+            format!(
+                "{H}\n[\"\\u003cn\\u003e\",\"\\u0026op\",[\"a\",1.0,1E5,[\"k\",-0]],{{\"a\":\"last\",\"z\":1.50}}]"
+            )
+        );
+    }
+
+    #[test]
+    fn reading_trims_lines_skips_blanks_and_last_duplicate_wins() {
+        let text = format!(
+            "\r\n  {H}  \r\n\r\n\t[\"\",\"g\",[\"a\"],\"first\"]\r\n\u{a0}\n[\"\",\"g\",[\"\\u0061\"],\"second\"]\u{2003}\r\n"
+        );
+        let lockfile = parse(&text).unwrap();
         assert_eq!(
             lockfile.to_text(),
-            "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"\\u0061\"],2]\n"
+            format!("{H}\n[\"\",\"g\",[\"a\"],\"second\"]")
+        );
+        assert_eq!(
+            lockfile.notices(),
+            [Notice::DuplicateEntry {
+                key: r#"["","g",["a"]]"#.into(),
+                lines: vec![4, 6],
+            }]
+        );
+        assert_eq!(
+            lockfile.notices()[0].to_string(),
+            r#"entry ["","g",["a"]] appears on lines 4 and 6; kept line 6 (the last one wins, as in Dagger)"#
         );
     }
 
     #[test]
-    fn version_1_drops_policies() {
-        let text = "[[\"version\",\"1\"]]\n[\"\",\"g\",[\"a\"],1,\"pin\"]\n[\"\",\"g\",[\"b\"],2,\"float\"]\n";
+    fn version_1_drops_policies_and_says_so() {
+        let text = "[[\"version\",\"1\"]]\n[\"\",\"g\",[\"b\"],2,\"float\"]\n[\"\",\"g\",[\"a\"],1,\"pin\"]";
+        let lockfile = parse(text).unwrap();
         assert_eq!(
-            parse(text).unwrap().to_text(),
-            "[[\"version\",\"2\"]]\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"b\"],2]\n"
+            lockfile.to_text(),
+            format!("{H}\n[\"\",\"g\",[\"a\"],1]\n[\"\",\"g\",[\"b\"],2]")
+        );
+        assert_eq!(
+            lockfile.notices(),
+            [Notice::PoliciesDropped {
+                entries: 2,
+                floats: 1
+            }]
+        );
+        assert_eq!(
+            lockfile.notices()[0].to_string(),
+            "version 1 lockfile rewritten as version 2: dropped the pin/float policy of 2 entries (1 \"float\"); they are now pins"
+        );
+        // Version 1 entries have exactly five elements; version 2 exactly four.
+        assert!(message("[[\"version\",\"1\"]]\n[\"\",\"g\",[\"a\"],1]").contains("4 elements"));
+        assert!(message(&format!("{H}\n[\"\",\"g\",[\"a\"],1,\"pin\"]")).contains("5 elements"));
+    }
+
+    #[test]
+    fn nulls_read_as_go_reads_them() {
+        let text = format!("{H}\n[null,null,null,null]");
+        assert_eq!(rewrite(&text), format!("{H}\n[\"\",\"\",[],null]"));
+        assert!(message(&format!("{H}\nnull")).contains("0 elements"));
+    }
+
+    #[test]
+    fn comment_block_is_kept_byte_for_byte_above_daggers_bytes() {
+        let text = format!("# a\r\n\n  # b \r\n\n{H}\n[\"\",\"g\",[\"a\"],1]\n");
+        assert_eq!(
+            rewrite(&text),
+            format!("# a\r\n\n  # b \r\n{H}\n[\"\",\"g\",[\"a\"],1]")
+        );
+        // No entries: the comment block alone.
+        assert_eq!(rewrite(&format!("# a\n{H}\n")), "# a\n");
+        assert_eq!(rewrite("# a\n"), "# a\n");
+        assert_eq!(rewrite("# a"), "# a");
+        // Blank lines with no comment after them are not part of the block.
+        assert_eq!(
+            rewrite(&format!("\n\n{H}\n[\"\",\"g\",[],1]")),
+            format!("{H}\n[\"\",\"g\",[],1]")
         );
     }
 
@@ -479,49 +674,44 @@ mod tests {
     fn unknown_version_is_unsupported() {
         let err = parse("[[\"version\",\"3\"]]\n[1]\n").unwrap_err();
         assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
-        let err = parse("[[\"version\",\"2\"],[\"hash\",\"x\"]]\n").unwrap_err();
-        assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+        assert!(err.to_string().contains("version \"3\""), "{err}");
     }
 
     #[test]
-    fn malformed_lines_name_their_line() {
-        let h = "[[\"version\",\"2\"]]\n";
-        assert!(message(&format!("#c\n{h}[\"\",\"g\",[\"a\"],1\n")).starts_with("dagger.lock:3:"));
-        assert!(message(&format!("{h}[\"\",\"g\",[\"a\"]]\n")).starts_with("dagger.lock:2:"));
-        assert!(message(&format!("{h}[\"\",\"g\",[\"a\"],1] x\n")).starts_with("dagger.lock:2:"));
-        assert!(message(&format!("{h}[1,\"g\",[\"a\"],1]\n")).contains("namespace"));
-        assert!(message(&format!("{h}[\"\",\"g\",\"a\",1]\n")).contains("not a JSON array"));
+    fn what_dagger_refuses_is_refused_naming_the_line() {
         assert!(
-            message(&format!("{h}[\"\",\"g\",[[{{\"a\":1}}]],1]\n")).contains("object at [0][0]")
+            message(&format!("#c\n{H}\n[\"\",\"g\",[\"a\"],1\n")).starts_with("dagger.lock:3:")
         );
-        assert!(message(&format!("{h}# late\n")).starts_with("dagger.lock:2:"));
+        assert!(message(&format!("{H}\n[\"\",\"g\",[\"a\"]]\n")).starts_with("dagger.lock:2:"));
+        assert!(message(&format!("{H}\n[\"\",\"g\",[\"a\"],1] x\n")).starts_with("dagger.lock:2:"));
+        assert!(message(&format!("{H}\n[1,\"g\",[\"a\"],1]\n")).contains("namespace"));
+        assert!(message(&format!("{H}\n[\"\",\"g\",\"a\",1]\n")).contains("not a JSON array"));
+        assert!(
+            message(&format!("{H}\n[\"\",\"g\",[[{{\"a\":1}}]],1]\n")).contains("object at [0][0]")
+        );
+        assert!(message(&format!("{H}\n# late\n")).starts_with("dagger.lock:2:"));
         assert!(message("[\"\",\"g\",[\"a\"],1]\n").starts_with("dagger.lock:1:"));
-        assert!(message("# only a comment\n").contains("header"));
-        assert!(message("[[\"version\",2]]\n").contains("pair of strings"));
+        assert!(message("[[\"version\",2]]\n").contains("expected the header"));
+        assert!(
+            message("[[\"version\",\"2\"],[\"hash\",\"x\"]]\n").contains("expected the header")
+        );
+        assert!(message(&format!("{H}\n{{\"a\":1}}\n")).contains("not a JSON object"));
         assert!(message("# a\n\u{0}\n").starts_with("dagger.lock:2:"));
         let bad_utf8 = Lockfile::parse(b"# a\n# \xff\n", "f").unwrap_err();
         assert!(bad_utf8.to_string().starts_with("f:2:"), "{bad_utf8}");
+        let column = message(&format!("{H}\n  [\"\",\"g\",[\"a\"] x]"));
+        assert!(column.contains("column 17"), "{column}");
     }
 
     #[test]
-    fn trailing_carriage_returns_are_line_endings() {
-        // Found by the lockfile fuzz target: "#c\r\r\n" kept "#c\r", which rewrote as
-        // "#c\r\n" and read back as "#c" — a rewrite that was not stable.
-        let text = "## c[\r\r\n\r\r\n[[\"version\",\"1\"]]\r\r\n";
-        let canonical = parse(text).unwrap().to_text();
-        assert_eq!(canonical, "## c[\n\n[[\"version\",\"2\"]]\n");
-        assert_eq!(parse(&canonical).unwrap().to_text(), canonical);
-        // A CR inside a comment is content and survives.
-        let inner = "#a\rb\n[[\"version\",\"2\"]]\n";
-        assert_eq!(parse(inner).unwrap().to_text(), inner);
-    }
-
-    #[test]
-    fn empty_input_is_empty_lockfile() {
-        let lockfile = parse("").unwrap();
-        assert!(lockfile.is_empty());
-        assert!(parse("\n \n").unwrap().is_empty());
-        assert_eq!(lockfile.to_text(), format!("{HEADER}\n"));
+    fn invalid_utf8_inside_strings_reads_as_go_reads_it() {
+        let bytes = [H.as_bytes(), b"\n[\"\",\"g\",[\"\xff\"],\"a\xe2\x82\"]"].concat();
+        let lockfile = Lockfile::parse(&bytes, "f").unwrap();
+        assert_eq!(
+            lockfile.to_text(),
+            format!("{H}\n[\"\",\"g\",[\"\u{FFFD}\"],\"a\u{FFFD}\u{FFFD}\"]")
+        );
+        assert!(Lockfile::parse(&[H.as_bytes(), b"\n\xff"].concat(), "f").is_err());
     }
 
     #[test]
@@ -535,5 +725,14 @@ mod tests {
             Key::new("", "g", serde_json::json!("a")),
             Err(Error::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn comment_blocks_set_through_the_api_must_reparse_the_same() {
+        let mut lockfile = Lockfile::new();
+        assert!(lockfile.set_comments("# a\n\n# b\n").is_ok());
+        for bad in ["# a", "# a\n\n", "x\n", "# a\nx\n"] {
+            assert!(lockfile.set_comments(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -6,8 +6,10 @@
 //! from memory, records its own changes as a delta, and on close writes only if it changed
 //! something: under `<path>.lock` it re-reads the file, applies just its delta on top (entries
 //! other processes wrote meanwhile survive; for one key the last flusher wins), and replaces
-//! the file atomically. A file this binary cannot read (unknown version, malformed) is never
-//! written.
+//! the file atomically, as the exact bytes Dagger's writer would write. A file this binary
+//! cannot read (unknown version, malformed) is never written. What a rewrite changes silently
+//! (duplicates collapsed, version 1 policies dropped) comes back as data in [`Flush`]: the
+//! library prints nothing.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use super::format::{Key, Lockfile};
+use super::format::{Key, Lockfile, Notice};
 use super::json::Json;
 use crate::atomic::write_atomically;
 use crate::error::{Error, Result};
@@ -31,8 +33,9 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One session on one lockfile; `Send + Sync`, so many threads may share it.
 ///
-/// Dropping a session flushes it (best effort, a failure is printed to stderr); call
-/// [`Session::close`] to see the error, or [`Session::discard`] to drop the changes.
+/// Dropping a session flushes it as a safety net, best effort: like `std::io::BufWriter`, a
+/// failure there is lost (the library prints nothing). Call [`Session::close`] to see the
+/// error and what was written, or [`Session::discard`] to drop the changes.
 #[derive(Debug)]
 pub struct Session {
     path: PathBuf,
@@ -41,6 +44,38 @@ pub struct Session {
     state: RwLock<State>,
     file_reads: AtomicU64,
     file_writes: AtomicU64,
+}
+
+/// What a flush (or a `fmt` rewrite) did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flush {
+    /// Whether the file was replaced (false when its bytes would not change).
+    pub written: bool,
+    /// How many of this session's changes (pins set or removed) the flush carried.
+    pub changes: usize,
+    /// What the rewrite changed beyond those changes, silently in Dagger: duplicate entries
+    /// collapsed, version 1 policies dropped. Empty unless `written`.
+    pub notices: Vec<Notice>,
+}
+
+/// What [`Session::set`] found before it pinned the value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetOutcome {
+    /// Already pinned to that value: nothing recorded, nothing to write.
+    Unchanged,
+    /// The lookup was not pinned.
+    Added,
+    /// The lookup was pinned to this other value (as the session saw the file).
+    Replaced(Json),
+}
+
+/// What [`Session::check_format`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FormatCheck {
+    /// The file is byte for byte what Dagger's writer would write (below its comments).
+    pub canonical: bool,
+    /// What a rewrite would collapse or drop.
+    pub notices: Vec<Notice>,
 }
 
 #[derive(Debug, Default)]
@@ -89,18 +124,18 @@ impl Session {
         self.with_view(|view| view.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
-    /// Pins `key` to `value`. Returns false, recording nothing, when the session already sees
-    /// that value: confirming a pin costs no write.
-    pub fn set(&self, key: Key, value: Json) -> Result<bool> {
+    /// Pins `key` to `value` and says what was pinned before. Records nothing when the
+    /// session already sees that value: confirming a pin costs no write.
+    pub fn set(&self, key: Key, value: Json) -> Result<SetOutcome> {
         let mut state = self.write_state();
         let State { view, delta, .. } = &mut *state;
         let view = self.loaded(view)?;
         if view.get(&key) == Some(&value) {
-            return Ok(false);
+            return Ok(SetOutcome::Unchanged);
         }
-        view.set(key.clone(), value.clone());
+        let previous = view.set(key.clone(), value.clone());
         delta.insert(key, Some(value));
-        Ok(true)
+        Ok(previous.map_or(SetOutcome::Added, SetOutcome::Replaced))
     }
 
     /// Removes `key`. Returns false, recording nothing, when the session does not see it.
@@ -120,31 +155,46 @@ impl Session {
         !self.read_state().delta.is_empty()
     }
 
+    /// How many changes (pins set or removed) are waiting for the next flush.
+    pub fn pending(&self) -> usize {
+        self.read_state().delta.len()
+    }
+
     /// Writes this session's changes now (see the module docs); nothing at all when there are
     /// none. On failure the changes stay in the session and the file is left alone. Other
     /// threads' calls on this session wait until it is done.
-    pub fn flush(&self) -> Result<()> {
-        self.write_back(&mut self.write_state(), false).map(|_| ())
+    pub fn flush(&self) -> Result<Flush> {
+        self.write_back(&mut self.write_state(), false)
     }
 
-    /// Flushes, then rewrites the file canonically even when nothing changed (`fmt`).
-    /// Returns whether the file's bytes changed. A missing file is `NotFound`.
-    pub fn rewrite(&self) -> Result<bool> {
+    /// Flushes, then rewrites the file as Dagger would write it even when nothing changed
+    /// (`fmt`). A missing file is `NotFound`.
+    pub fn rewrite(&self) -> Result<Flush> {
         self.write_back(&mut self.write_state(), true)
     }
 
-    /// Whether the file on disk is already in canonical form. Reads it; writes nothing.
-    pub fn is_canonical(&self) -> Result<bool> {
+    /// Whether the file on disk is already byte for byte what Dagger's writer would write,
+    /// and what a rewrite would collapse or drop. Reads the file; writes nothing.
+    pub fn check_format(&self) -> Result<FormatCheck> {
         let bytes = self.read_file()?.ok_or_else(|| self.missing())?;
         let lockfile = Lockfile::parse(&bytes, &self.origin())?;
-        Ok(lockfile.to_text().as_bytes() == bytes.as_slice())
+        Ok(FormatCheck {
+            canonical: lockfile.to_text().as_bytes() == bytes.as_slice(),
+            notices: lockfile.notices().to_vec(),
+        })
+    }
+
+    /// Whether a lockfile exists at the session's path (anything there counts: a directory
+    /// or a dangling symlink is an error later, not an absent file).
+    pub fn file_exists(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok()
     }
 
     /// Flushes and ends the session.
-    pub fn close(self) -> Result<()> {
+    pub fn close(self) -> Result<Flush> {
         let mut state = self.write_state();
         state.finished = true;
-        self.write_back(&mut state, false).map(|_| ())
+        self.write_back(&mut state, false)
     }
 
     /// Ends the session without writing its changes.
@@ -183,9 +233,9 @@ impl Session {
     }
 
     /// Under `<path>.lock`: re-read, apply the delta, write if the bytes differ.
-    fn write_back(&self, state: &mut State, canonicalize: bool) -> Result<bool> {
+    fn write_back(&self, state: &mut State, canonicalize: bool) -> Result<Flush> {
         if state.delta.is_empty() && !canonicalize {
-            return Ok(false);
+            return Ok(Flush::default());
         }
         if canonicalize
             && matches!(std::fs::metadata(&self.path), Err(e) if e.kind() == ErrorKind::NotFound)
@@ -214,14 +264,23 @@ impl Session {
             };
         }
         let text = lockfile.to_text();
-        let changed = before.as_deref() != Some(text.as_bytes());
-        if changed {
+        let written = before.as_deref() != Some(text.as_bytes());
+        if written {
             write_atomically(&self.path, text.as_bytes())?;
             self.file_writes.fetch_add(1, Ordering::Relaxed);
         }
+        let flush = Flush {
+            written,
+            changes: state.delta.len(),
+            notices: if written {
+                lockfile.notices().to_vec()
+            } else {
+                Vec::new()
+            },
+        };
         state.view = Some(lockfile);
         state.delta.clear();
-        Ok(changed)
+        Ok(flush)
     }
 
     fn read_lockfile(&self) -> Result<Option<Lockfile>> {
@@ -257,10 +316,7 @@ impl Session {
     }
 
     fn missing(&self) -> Error {
-        Error::NotFound(format!(
-            "no lockfile at {}; pass --file to name another",
-            self.origin()
-        ))
+        Error::NotFound(format!("no lockfile at {}", self.origin()))
     }
 
     fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -280,11 +336,7 @@ impl Drop for Session {
             return;
         }
         state.finished = true;
-        if let Err(e) = self.write_back(&mut state, false) {
-            eprintln!(
-                "warning: changes to {} were not saved: {e}",
-                self.path.display()
-            );
-        }
+        // Nobody is left to tell: the caller that wanted to know called `close`.
+        let _ = self.write_back(&mut state, false);
     }
 }
