@@ -214,7 +214,7 @@ fn count_fts(conn: &Connection, query: &str) -> i64 {
     .expect("count FTS")
 }
 
-fn codename_in(body: &str) -> Option<String> {
+pub(crate) fn codename_in(body: &str) -> Option<String> {
     body.strip_prefix("Project ")
         .and_then(|rest| rest.split(' ').next())
         .map(str::to_owned)
@@ -222,7 +222,7 @@ fn codename_in(body: &str) -> Option<String> {
 
 /// Generated notes of the kind agents keep: preferences, deploy rules, owners, incidents,
 /// meeting decisions, with a long tail of rare project codenames.
-struct Sentences {
+pub(crate) struct Sentences {
     state: u64,
 }
 
@@ -350,7 +350,7 @@ const SYLLABLES: &[&str] = &[
 ];
 
 impl Sentences {
-    fn new(seed: u64) -> Sentences {
+    pub(crate) fn new(seed: u64) -> Sentences {
         Sentences { state: seed }
     }
 
@@ -445,7 +445,7 @@ impl Sentences {
         }
     }
 
-    fn memory(&mut self) -> NewMemory {
+    pub(crate) fn memory(&mut self) -> NewMemory {
         let sentences = 1 + self.below(3);
         let body = (0..sentences)
             .map(|_| self.sentence())
@@ -457,4 +457,17 @@ impl Sentences {
             body,
         }
     }
+}
+
+/// The least used project codename among `bodies` (alphabetically first among ties): a rare
+/// word of this vocabulary.
+pub(crate) fn rarest_codename<'a>(bodies: impl IntoIterator<Item = &'a str>) -> String {
+    let mut uses = std::collections::BTreeMap::<String, usize>::new();
+    for name in bodies.into_iter().filter_map(codename_in) {
+        *uses.entry(name).or_default() += 1;
+    }
+    uses.iter()
+        .min_by_key(|(_, n)| **n)
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| "zorvex".into())
 }

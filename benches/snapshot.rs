@@ -18,7 +18,10 @@ use modstate::{Digest, Options, SnapshotOptions, Store};
 use rusqlite::Connection;
 
 const WRITERS: usize = 2;
-const RUNS: usize = 3;
+/// Export / cp pairs measured after the warm-up.
+const RUNS: usize = 5;
+/// Idle / busy rounds measured after the warm-up round.
+const PHASE_ROUNDS: usize = 4;
 
 /// Runs the workload in `root` on a database of `default_mb` MiB (or `MODSTATE_BENCH_MB`) and
 /// returns its report section in markdown.
@@ -42,50 +45,108 @@ pub fn run(root: &Path, default_mb: usize) -> String {
     let snap = tmp.path().join("snap.db");
     let copy = tmp.path().join("copy.db");
 
-    // 1. Export vs cp + fsync, alternating, best of RUNS each (page cache warm for both).
-    let (mut export_best, mut cp_best) = (Duration::MAX, Duration::MAX);
-    for _ in 0..RUNS {
+    // 1. Export vs cp + fsync, alternating, one warm-up of each, then RUNS pairs (page cache
+    //    warm for both); medians, min–max, and the median of the paired ratios.
+    let export_once = || {
         let started = Instant::now();
         store
             .snapshot(&snap, &SnapshotOptions::default())
             .expect("export");
-        export_best = export_best.min(started.elapsed());
-
+        started.elapsed().as_secs_f64()
+    };
+    let cp_once = || {
         let started = Instant::now();
         cp_fsync(&db, &copy);
-        cp_best = cp_best.min(started.elapsed());
+        started.elapsed().as_secs_f64()
+    };
+    export_once();
+    cp_once();
+    let (mut exports_s, mut cps_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let (e, c) = if run % 2 == 0 {
+            let e = export_once();
+            (e, cp_once())
+        } else {
+            let c = cp_once();
+            (export_once(), c)
+        };
+        exports_s.push(e);
+        cps_s.push(c);
+        // Throughput ratio export / cp = cp time / export time.
+        ratios.push(c / e);
     }
-    let export_rate = mib(db_bytes) / export_best.as_secs_f64();
-    let cp_rate = mib(db_bytes) / cp_best.as_secs_f64();
+    let row = |label: &str, v: &[f64]| {
+        let (lo, hi) = crate::min_max(v);
+        let m = crate::median(v);
+        format!(
+            "| {label} | {:.0} ms | {:.0}–{:.0} ms | {:.0} MiB/s |\n",
+            m * 1e3,
+            lo * 1e3,
+            hi * 1e3,
+            mib(db_bytes) / m
+        )
+    };
+    let (rlo, rhi) = crate::min_max(&ratios);
     md.push_str(&format!(
-        "Best of {RUNS}, alternating, page cache warm for both.\n\n\
-         | system | time | throughput | ratio to cp + fsync |\n| --- | ---: | ---: | ---: |\n\
-         | cp + fsync | {:.0} ms | {cp_rate:.0} MiB/s | 1.00× |\n\
-         | modstate snapshot export | {:.0} ms | {export_rate:.0} MiB/s | {:.2}× |\n\n",
-        cp_best.as_secs_f64() * 1e3,
-        export_best.as_secs_f64() * 1e3,
-        export_rate / cp_rate
+        "{RUNS} pairs after a warm-up of each, order alternating, page cache warm for both.\n\n\
+         | system | median time | min–max | throughput |\n| --- | ---: | ---: | ---: |\n{}{}\n\
+         Export throughput / cp + fsync throughput, median of the paired ratios: **{:.2}×** \
+         (min–max {rlo:.2}–{rhi:.2}×, {RUNS} pairs; target ≥ 0.8×).\n\n",
+        row("cp + fsync", &cps_s),
+        row("modstate snapshot export", &exports_s),
+        crate::median(&ratios),
     ));
 
-    // 2. Writer commits/s: idle, then while exports run back to back for the same duration.
-    let window = (export_best * 3).max(Duration::from_secs(3));
-    let idle = commits_per_sec(&db, || std::thread::sleep(window));
+    // 2. Writer commits/s, idle vs while exports run back to back: the phases alternate
+    //    (which one goes first alternates too), a warm-up round of both is dropped, and each
+    //    phase starts its writers afresh and lets them commit before the clock starts.
+    let window = Duration::from_secs_f64((crate::median(&exports_s) * 3.0).max(2.0));
     let mut exports = 0;
-    let during = commits_per_sec(&db, || {
-        let until = Instant::now() + window;
-        while Instant::now() < until {
-            store
-                .snapshot(&snap, &SnapshotOptions::default())
-                .expect("export");
-            exports += 1;
+    let (mut idle, mut busy, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..=PHASE_ROUNDS {
+        let idle_phase = || commits_per_sec(&db, || std::thread::sleep(window));
+        let busy_phase = || {
+            let mut n = 0;
+            let rate = commits_per_sec(&db, || {
+                let until = Instant::now() + window;
+                while Instant::now() < until {
+                    store
+                        .snapshot(&snap, &SnapshotOptions::default())
+                        .expect("export");
+                    n += 1;
+                }
+            });
+            (rate, n)
+        };
+        let (i, (b, n)) = if round % 2 == 0 {
+            let i = idle_phase();
+            (i, busy_phase())
+        } else {
+            let b = busy_phase();
+            (idle_phase(), b)
+        };
+        if round > 0 {
+            idle.push(i);
+            busy.push(b);
+            ratios.push(b / i);
+            exports += n;
         }
-    });
+    }
+    let (ilo, ihi) = crate::min_max(&idle);
+    let (blo, bhi) = crate::min_max(&busy);
+    let (rlo, rhi) = crate::min_max(&ratios);
     md.push_str(&format!(
         "## Writer commits/s during snapshot exports ({WRITERS} writers, synchronous=FULL)\n\n\
-         | system | commits/s | ratio to idle |\n| --- | ---: | ---: |\n\
-         | idle | {idle:.1} | 1.00× |\n\
-         | during {exports} exports back to back | {during:.1} | {:.2}× |\n\n",
-        during / idle
+         {PHASE_ROUNDS} rounds of an idle and a busy phase of {:.1} s each (order alternating), \
+         after a dropped warm-up round of both; {exports} exports in the busy phases.\n\n\
+         | phase | median commits/s | min–max |\n| --- | ---: | ---: |\n\
+         | idle | {:.1} | {ilo:.1}–{ihi:.1} |\n\
+         | exports back to back | {:.1} | {blo:.1}–{bhi:.1} |\n\n\
+         Busy / idle, median of the {PHASE_ROUNDS} paired rounds: **{:.2}×** (min–max {rlo:.2}–{rhi:.2}×).\n\n",
+        window.as_secs_f64(),
+        crate::median(&idle),
+        crate::median(&busy),
+        crate::median(&ratios),
     ));
     let rss_snap = tmp.path().join("rss-snap.db");
     let peak = crate::peak_rss_kib(&[
@@ -135,7 +196,7 @@ fn fill(db: &Path, megabytes: usize) {
 
 /// The same work an export's file handling does, with the standard tools: copy, fsync the
 /// file, fsync the directory.
-fn cp_fsync(from: &Path, to: &Path) {
+pub(crate) fn cp_fsync(from: &Path, to: &Path) {
     let status = Command::new("cp").arg(from).arg(to).status().expect("cp");
     assert!(status.success(), "cp failed");
     File::open(to).and_then(|f| f.sync_all()).expect("fsync");
