@@ -9,23 +9,32 @@ use std::path::{Path, PathBuf};
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every failure the library reports, independent of the storage engine behind the store: no
+/// engine's error type appears here, so callers match on kinds, never on SQLite codes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file-system operation failed. `path` names what we were touching.
     #[error("{action} {}: {source}", path.display())]
     Io {
+        /// What was being done, e.g. `reading`.
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
 
-    /// SQLite reported an error that is not contention (contention becomes `Busy`).
+    /// The storage engine reported an error that is not contention (contention becomes
+    /// `Busy`), corruption (`Integrity`) or a missing file (`Io`).
     #[error("database error while {context}: {source}")]
-    Sqlite {
+    Database {
+        /// What the store was doing.
         context: String,
+        /// The engine's own error, kept for its message and source chain.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// The thing asked for does not exist (or an artifact file is not usable as is).
@@ -66,7 +75,7 @@ impl Error {
     }
 
     /// Wraps a SQLite error, turning contention (SQLITE_BUSY / SQLITE_LOCKED) into `Busy`.
-    pub fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         let context = context.into();
         if let rusqlite::Error::SqliteFailure(e, _) = &source {
             if matches!(
@@ -81,11 +90,11 @@ impl Error {
                 e.code,
                 rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
             ) {
-                return Error::Sqlite {
+                return Error::Database {
                     context: format!(
                         "{context} (the disk may be full or a file-size limit reached; free space and retry)"
                     ),
-                    source,
+                    source: Box::new(source),
                 };
             }
             if matches!(
@@ -97,7 +106,10 @@ impl Error {
                 ));
             }
         }
-        Error::Sqlite { context, source }
+        Error::Database {
+            context,
+            source: Box::new(source),
+        }
     }
 }
 
