@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use modstate::lock::LockDir;
-use modstate::{Error, Memory, MemoryFilter, NewMemory, Options, Store};
+use modstate::{Error, Expect, Memory, MemoryFilter, NewMemory, Options, Store};
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -77,6 +77,14 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Expect the namespace to be at generation `g`.
+fn at(g: u64) -> Expect {
+    Expect {
+        generation: Some(g),
+        version: None,
+    }
+}
+
 fn cli_generation(db: &Path) -> u64 {
     let out = modstate(db, &["memory", "generation"]);
     assert_exit(&out, 0);
@@ -89,7 +97,7 @@ fn cli_generation(db: &Path) -> u64 {
 #[test]
 fn crud_round_trip_and_every_write_advances_the_generation() {
     let (_dir, store) = temp_store();
-    assert_eq!(store.memory_generation().unwrap(), 0);
+    assert_eq!(store.memory_generation("agent-a").unwrap(), 0);
 
     let added = store
         .add_memory("agent-a", "The user prefers Rust", "preference")
@@ -100,7 +108,7 @@ fn crud_round_trip_and_every_write_advances_the_generation() {
     assert_eq!(all(&store), vec![added.clone()]);
 
     let updated = store
-        .update_memory(&added.id, "The user prefers Rust and SQLite", None, None)
+        .update_memory(&added.id, "The user prefers Rust and SQLite", None, Expect::default())
         .unwrap();
     assert_eq!(
         updated.category, "preference",
@@ -113,24 +121,24 @@ fn crud_round_trip_and_every_write_advances_the_generation() {
     );
 
     let recategorized = store
-        .update_memory(&added.id, "still Rust", Some("fact"), None)
+        .update_memory(&added.id, "still Rust", Some("fact"), Expect::default())
         .unwrap();
     assert_eq!(recategorized.category, "fact");
-    assert_eq!(store.memory_generation().unwrap(), 3);
+    assert_eq!(store.memory_generation("agent-a").unwrap(), 3);
 
-    assert_eq!(store.delete_memory(&added.id, None).unwrap(), 4);
+    assert_eq!(store.delete_memory(&added.id, Expect::default()).unwrap(), 4);
     assert_eq!(store.get_memory(&added.id).unwrap(), None);
     assert!(all(&store).is_empty());
     assert!(matches!(
-        store.delete_memory(&added.id, None),
+        store.delete_memory(&added.id, Expect::default()),
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        store.update_memory(&added.id, "x", None, None),
+        store.update_memory(&added.id, "x", None, Expect::default()),
         Err(Error::NotFound(_))
     ));
     assert_eq!(
-        store.memory_generation().unwrap(),
+        store.memory_generation("agent-a").unwrap(),
         4,
         "failed writes do not advance the generation"
     );
@@ -143,7 +151,7 @@ fn update_keeps_created_at_and_moves_updated_at() {
     let mut previous = added.clone();
     for round in 0..5 {
         let updated = store
-            .update_memory(&added.id, &format!("text {round}"), None, None)
+            .update_memory(&added.id, &format!("text {round}"), None, Expect::default())
             .unwrap();
         assert_eq!(updated.created_at, added.created_at);
         assert!(
@@ -192,7 +200,7 @@ fn namespaces_isolate() {
 }
 
 #[test]
-fn listing_is_newest_first_and_pages_with_after() {
+fn listing_is_newest_first_and_pages_with_a_cursor() {
     let (_dir, store) = temp_store();
     let added = store
         .add_memories((0..10).map(|i| NewMemory {
@@ -206,20 +214,20 @@ fn listing_is_newest_first_and_pages_with_after() {
     assert_eq!(ids, sorted, "ids increase in the order memories were added");
 
     let mut seen = Vec::new();
-    let mut after = None;
+    let mut cursor = None;
     loop {
         let page = store
-            .list_memories(&MemoryFilter {
+            .list_page(&MemoryFilter {
                 limit: Some(3),
-                after: after.clone(),
+                cursor: cursor.clone(),
                 ..MemoryFilter::default()
             })
             .unwrap();
-        if page.is_empty() {
+        seen.extend(page.page.items.into_iter().map(|m| m.id));
+        cursor = page.page.next_cursor;
+        if cursor.is_none() {
             break;
         }
-        after = page.last().map(|m| m.id.clone());
-        seen.extend(page.into_iter().map(|m| m.id));
     }
     let mut newest_first = ids;
     newest_first.reverse();
@@ -245,14 +253,18 @@ fn add_memories_is_all_or_nothing() {
         Err(Error::Invalid(_))
     ));
     assert!(all(&store).is_empty());
-    assert_eq!(store.memory_generation().unwrap(), 0);
+    assert_eq!(store.memory_generation("bulk").unwrap(), 0);
 
     let added = store.add_memories(batch(false)).unwrap();
     assert_eq!(added.len(), 5);
-    assert_eq!(store.memory_generation().unwrap(), 5, "one per memory");
+    assert_eq!(store.memory_generation("bulk").unwrap(), 5, "one per memory");
     assert_eq!(
-        added.iter().map(|m| m.generation).collect::<Vec<_>>(),
+        added.iter().map(|m| m.version).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
+    );
+    assert!(
+        added.iter().all(|m| m.generation == 5),
+        "each shows the namespace's generation after the batch: {added:?}"
     );
     assert!(store.add_memories(Vec::new()).unwrap().is_empty());
 }
@@ -405,24 +417,34 @@ fn search_table() {
             ));
         }
     }
-    // Queries without a searchable word list everything, newest first.
-    for query in [
-        "",
-        "   ",
-        "*",
-        "-",
-        "\"",
-        "( )",
-        "%",
-        "_",
-        "^",
-        ":",
-        "\"\" * - %",
-    ] {
+    // Blank queries list everything, newest first.
+    for query in ["", "   ", "\t\n"] {
         let got = f.search(query, None);
         if got != all_newest_first {
             failures.push(format!(
                 "empty query {query:?} gave {got:?}, expected {all_newest_first:?}"
+            ));
+        }
+    }
+    // Queries with no letter or digit look for what was typed, never list unrelated memories.
+    let symbols: &[(&str, &[&str])] = &[
+        ("*", &[]),
+        ("-", &[]),
+        ("\"", &[]),
+        ("( )", &[]),
+        ("(", &["m4"]),
+        ("%", &["m5"]),
+        ("_", &["m5"]),
+        ("^", &[]),
+        (":", &["m4"]),
+        ("\"\" * - %", &[]),
+        ("🚀", &[]),
+    ];
+    for (query, expected) in symbols {
+        let got = f.search(query, None);
+        if got != *expected {
+            failures.push(format!(
+                "symbol query {query:?} gave {got:?}, expected {expected:?}"
             ));
         }
     }
@@ -452,7 +474,7 @@ fn search_ranks_better_matches_first() {
         )
         .unwrap();
     let strong = store
-        .add_memory("", "kubernetes kubernetes kubernetes", "")
+        .add_memory("", "Kubernetes cluster runbook", "")
         .unwrap();
     let _other = store.add_memory("", "nothing relevant", "").unwrap();
     let hits = store
@@ -534,10 +556,10 @@ fn limits_are_enforced_with_the_limit_named() {
     );
     let ok = "n".repeat(256);
     let m = store.add_memory(&ok, "body", &ok).unwrap();
-    invalid(store.update_memory(&m.id, "", None, None), "empty");
-    invalid(store.update_memory(&m.id, "body", Some(&long), None), "256");
+    invalid(store.update_memory(&m.id, "", None, Expect::default()), "empty");
+    invalid(store.update_memory(&m.id, "body", Some(&long), Expect::default()), "256");
     assert_eq!(
-        store.memory_generation().unwrap(),
+        store.memory_generation(&ok).unwrap(),
         1,
         "nothing else written"
     );
@@ -570,21 +592,25 @@ fn the_body_limit_is_configurable() {
 fn a_stale_expected_generation_writes_nothing() {
     let (_dir, store) = temp_store();
     let m = store.add_memory("", "original", "keep").unwrap();
-    let seen = store.memory_generation().unwrap();
+    let seen = store.memory_generation("").unwrap();
     store.add_memory("", "someone else moved on", "").unwrap();
 
-    match store.update_memory(&m.id, "lost update", Some("changed"), Some(seen)) {
-        Err(Error::Conflict { expected, found }) => {
+    match store.update_memory(&m.id, "lost update", Some("changed"), at(seen)) {
+        Err(Error::Conflict { expected, found, .. }) => {
             assert_eq!((expected, found), (seen, seen + 1));
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert!(matches!(
-        store.delete_memory(&m.id, Some(seen)),
+        store.delete_memory(&m.id, at(seen)),
         Err(Error::Conflict { .. })
     ));
-    assert_eq!(store.get_memory(&m.id).unwrap().unwrap(), m);
-    assert_eq!(store.memory_generation().unwrap(), seen + 1);
+    let unchanged = Memory {
+        generation: seen + 1,
+        ..m.clone()
+    };
+    assert_eq!(store.get_memory(&m.id).unwrap().unwrap(), unchanged);
+    assert_eq!(store.memory_generation("").unwrap(), seen + 1);
     assert!(
         store
             .search_memories("lost", &MemoryFilter::default())
@@ -592,13 +618,13 @@ fn a_stale_expected_generation_writes_nothing() {
             .is_empty()
     );
 
-    let current = store.memory_generation().unwrap();
+    let current = store.memory_generation("").unwrap();
     let updated = store
-        .update_memory(&m.id, "fresh update", None, Some(current))
+        .update_memory(&m.id, "fresh update", None, at(current))
         .unwrap();
     assert_eq!(updated.generation, current + 1);
     assert_eq!(
-        store.delete_memory(&m.id, Some(current + 1)).unwrap(),
+        store.delete_memory(&m.id, at(current + 1)).unwrap(),
         current + 2
     );
 }
@@ -634,7 +660,7 @@ fn cli_round_trip_and_exit_codes() {
     );
     assert_exit(&out, 0);
     let two = json(&out);
-    assert_eq!(two["body"], "two\nlines\twith tab \\ slash");
+    assert_eq!(two["text"], "two\nlines\twith tab \\ slash");
     assert_eq!(two["namespace"], "");
     assert_eq!(two["generation"], 2);
     let two_id = two["id"].as_str().unwrap().to_owned();
@@ -656,7 +682,7 @@ fn cli_round_trip_and_exit_codes() {
 
     let out = modstate(&db, &["--json", "memory", "get", &tea]);
     assert_exit(&out, 0);
-    assert_eq!(json(&out)["body"], "likes tea");
+    assert_eq!(json(&out)["text"], "likes tea");
 
     let out = modstate(
         &db,
@@ -664,9 +690,11 @@ fn cli_round_trip_and_exit_codes() {
     );
     assert_exit(&out, 0);
     let hits = json(&out);
-    assert_eq!(hits.as_array().unwrap().len(), 1);
-    assert_eq!(hits[0]["id"], tea.as_str());
-    assert!(hits[0]["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(hits["memories"].as_array().unwrap().len(), 1);
+    assert_eq!(hits["memories"][0]["id"], tea.as_str());
+    assert!(hits["memories"][0]["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(hits["generation"], serde_json::Value::Null, "no namespace: no one generation");
+    assert_eq!(hits["memories"][0]["generation"], 1, "namespace a's generation");
 
     let out = modstate(&db, &["memory", "search", "NEAR(\"unbalanced -x:^"]);
     assert_exit(&out, 0);
@@ -677,12 +705,12 @@ fn cli_round_trip_and_exit_codes() {
         &["--json", "memory", "ls", "--namespace", "a", "--limit", "5"],
     );
     assert_exit(&out, 0);
-    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+    assert_eq!(json(&out)["memories"].as_array().unwrap().len(), 1);
 
     let out = modstate(&db, &["memory", "ls", "--limit", "1"]);
     assert_exit(&out, 0);
     assert_eq!(stdout(&out).lines().count(), 1);
-    assert!(stderr(&out).contains("--limit"), "says more exist");
+    assert!(stderr(&out).contains("--cursor"), "says more exist");
 
     assert_eq!(cli_generation(&db), 2);
 
@@ -695,12 +723,12 @@ fn cli_round_trip_and_exit_codes() {
             &tea,
             "likes green tea",
             "--expect-generation",
-            "1",
+            "2",
         ],
     );
     assert_exit(&out, 4);
     assert!(
-        stderr(&out).contains("expected generation 1"),
+        stderr(&out).contains("expected generation of namespace \"a\" 2 but it is 1"),
         "{}",
         stderr(&out)
     );
@@ -713,15 +741,15 @@ fn cli_round_trip_and_exit_codes() {
             &tea,
             "likes green tea",
             "--expect-generation",
-            "2",
+            "1",
         ],
     );
     assert_exit(&out, 0);
-    assert_eq!(json(&out)["body"], "likes green tea");
+    assert_eq!(json(&out)["text"], "likes green tea");
     assert_eq!(json(&out)["category"], "pref");
     assert_eq!(json(&out)["generation"], 3);
 
-    let out = modstate(&db, &["memory", "rm", &two_id, "--expect-generation", "2"]);
+    let out = modstate(&db, &["memory", "rm", &two_id, "--expect-generation", "1"]);
     assert_exit(&out, 4);
     let out = modstate(&db, &["--json", "memory", "rm", &two_id]);
     assert_exit(&out, 0);
@@ -749,7 +777,7 @@ fn cli_round_trip_and_exit_codes() {
     assert_exit(&out, 2);
     assert_eq!(cli_generation(&db), 4, "no failed command wrote");
     let out = modstate(&db, &["--json", "memory", "ls"]);
-    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+    assert_eq!(json(&out)["memories"].as_array().unwrap().len(), 1);
 }
 
 #[test]
@@ -777,7 +805,6 @@ fn eight_processes_adding_at_once_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     assert_exit(&modstate(&db, &["init"]), 0);
-    let before = cli_generation(&db);
 
     let start = Arc::new(Barrier::new(WORKERS));
     let workers: Vec<_> = (0..WORKERS)
@@ -808,7 +835,6 @@ fn eight_processes_adding_at_once_lose_nothing() {
     let total = WORKERS * ADDS;
     let distinct: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), total, "every add got its own id");
-    assert_eq!(cli_generation(&db) - before, total as u64);
 
     let store = Store::open(&db, Options::default()).unwrap();
     let stored = all(&store);
@@ -826,9 +852,15 @@ fn eight_processes_adding_at_once_lose_nothing() {
             .map(|i| format!("worker {w} note {i}"))
             .collect();
         assert_eq!(bodies(&mine), expected, "a worker's memories, newest first");
+        let newest = mine.iter().map(|m| m.version).max().unwrap();
+        assert_eq!(
+            store.memory_generation(&format!("w{w}")).unwrap(),
+            newest,
+            "a namespace's generation is the stamp of its last write"
+        );
     }
-    let generations: BTreeSet<u64> = stored.iter().map(|m| m.generation).collect();
-    assert_eq!(generations.len(), total, "each add had its own generation");
+    let versions: BTreeSet<u64> = stored.iter().map(|m| m.version).collect();
+    assert_eq!(versions.len(), total, "each add had its own version");
 }
 
 /// Waits until `child` reports on stderr that it is blocked on a lock, and hands back the
@@ -932,7 +964,7 @@ fn racing_writers_without_a_held_lock_still_yield_one_winner() {
     let store = Store::open(&db, Options::default()).unwrap();
     let target = store.add_memory("", "contended", "").unwrap();
     for round in 0..5 {
-        let seen = store.memory_generation().unwrap().to_string();
+        let seen = store.memory_generation("").unwrap().to_string();
         let children: Vec<Child> = (0..3)
             .map(|w| {
                 spawn(
@@ -955,7 +987,7 @@ fn racing_writers_without_a_held_lock_still_yield_one_winner() {
         codes.sort();
         assert_eq!(codes, vec![0, 4, 4], "round {round}");
     }
-    assert_eq!(store.memory_generation().unwrap(), 1 + 5);
+    assert_eq!(store.memory_generation("").unwrap(), 1 + 5);
 }
 
 /// A body that proves it was written whole: its version, then that version's words.
@@ -1035,8 +1067,8 @@ fn readers_during_writes_never_error_or_see_half_a_memory() {
         if searches % 5 == 0 {
             let out = modstate(&db, &["--json", "memory", "search", "consistent rec"]);
             assert_exit(&out, 0);
-            for hit in json(&out).as_array().unwrap() {
-                check_whole(hit["body"].as_str().unwrap());
+            for hit in json(&out)["memories"].as_array().unwrap() {
+                check_whole(hit["text"].as_str().unwrap());
             }
         }
         searches += 1;
@@ -1069,7 +1101,7 @@ fn cli_text_and_queries_may_start_with_a_dash() {
         &["--json", "memory", "add", "- bullet item from markdown"],
     );
     assert_exit(&out, 0);
-    assert_eq!(json(&out)["body"], "- bullet item from markdown");
+    assert_eq!(json(&out)["text"], "- bullet item from markdown");
     let id = json(&out)["id"].as_str().unwrap().to_owned();
 
     let out = modstate(
@@ -1077,12 +1109,12 @@ fn cli_text_and_queries_may_start_with_a_dash() {
         &["--json", "memory", "search", "-bullet", "--limit", "5"],
     );
     assert_exit(&out, 0);
-    assert_eq!(json(&out)[0]["id"], id.as_str());
+    assert_eq!(json(&out)["memories"][0]["id"], id.as_str());
 
     let out = modstate(&db, &["memory", "update", &id, "-5 degrees"]);
     assert_exit(&out, 0);
     // No query at all lists, like an empty one.
     let out = modstate(&db, &["--json", "memory", "search"]);
     assert_exit(&out, 0);
-    assert_eq!(json(&out)[0]["body"], "-5 degrees");
+    assert_eq!(json(&out)["memories"][0]["text"], "-5 degrees");
 }
