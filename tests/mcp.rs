@@ -228,6 +228,11 @@ fn open(db: &Path) -> Store {
     Store::open(db, Options::default()).unwrap()
 }
 
+fn json_of(out: &Output) -> Value {
+    assert_success(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn cli(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_modstate"))
         .arg("--db")
@@ -283,10 +288,10 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(
         required,
         vec![
-            ("add_memory".to_owned(), json!(["memory"])),
+            ("add_memory".to_owned(), json!(["text"])),
             ("search_memories".to_owned(), json!([])),
             ("get_memories".to_owned(), json!([])),
-            ("update_memory".to_owned(), json!(["id", "memory"])),
+            ("update_memory".to_owned(), json!(["id", "text"])),
             ("delete_memory".to_owned(), json!(["id"])),
             ("get_module_state".to_owned(), json!(["digest"])),
         ]
@@ -302,11 +307,21 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     };
     assert_eq!(
         properties("search_memories"),
-        set(&["query", "category", "limit"])
+        set(&["query", "category", "limit", "cursor"])
+    );
+    assert_eq!(
+        properties("get_memories"),
+        set(&["category", "limit", "cursor"])
     );
     assert_eq!(
         properties("update_memory"),
-        set(&["id", "memory", "category", "expect_generation"])
+        set(&[
+            "id",
+            "text",
+            "category",
+            "expect_generation",
+            "expect_version"
+        ])
     );
 
     let store = open(&db);
@@ -318,22 +333,28 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // add_memory
     let added = server.call_ok(
         "add_memory",
-        json!({"memory": "The user prefers Rust for CLI tools", "category": "preference"}),
+        json!({"text": "The user prefers Rust for CLI tools", "category": "preference"}),
     );
     let id = added["id"].as_str().unwrap().to_owned();
     let stored = store.get_memory(&id).unwrap().unwrap();
     assert_eq!(stored.namespace, "agent-a");
     assert_eq!(stored.category, "preference");
     assert_eq!(stored.body, "The user prefers Rust for CLI tools");
-    assert_eq!(added["generation"], store.memory_generation().unwrap());
-    server.call_ok("add_memory", json!({"memory": "Deploys happen on Fridays"}));
+    assert_eq!(
+        added["generation"],
+        store.memory_generation("agent-a").unwrap()
+    );
+    // The same shape as `modstate --json memory get`.
+    let cli_shape = json_of(&cli(&db, &["--json", "memory", "get", &id]));
+    assert_eq!(added, cli_shape);
+    server.call_ok("add_memory", json!({"text": "Deploys happen on Fridays"}));
 
     // get_memories: newest first, this namespace only, with the store generation.
     let listed = server.call_ok("get_memories", json!({}));
     let memories = listed["memories"].as_array().unwrap();
     let texts: Vec<&str> = memories
         .iter()
-        .map(|m| m["memory"].as_str().unwrap())
+        .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(
         texts,
@@ -342,8 +363,11 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "The user prefers Rust for CLI tools"
         ]
     );
-    assert_eq!(listed["generation"], store.memory_generation().unwrap());
-    assert_eq!(listed["more"], false);
+    assert_eq!(
+        listed["generation"],
+        store.memory_generation("agent-a").unwrap()
+    );
+    assert_eq!(listed["next_cursor"], Value::Null);
     let by_category = server.call_ok(
         "get_memories",
         json!({"category": "PREFERENCE", "limit": 1}),
@@ -351,7 +375,10 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(by_category["memories"].as_array().unwrap().len(), 1);
     assert_eq!(by_category["memories"][0]["id"], id.as_str());
     let first_only = server.call_ok("get_memories", json!({"limit": 1}));
-    assert_eq!(first_only["more"], true);
+    let cursor = first_only["next_cursor"].as_str().unwrap();
+    let second = server.call_ok("get_memories", json!({"limit": 1, "cursor": cursor}));
+    assert_eq!(second["memories"][0]["id"], id.as_str());
+    assert_eq!(second["next_cursor"], Value::Null);
 
     // search_memories: ranked, prefix on the last word, namespace-scoped.
     let found = server.call_ok("search_memories", json!({"query": "prefers ru"}));
@@ -364,31 +391,32 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // update_memory with the generation it read: written.
     let updated = server.call_ok(
         "update_memory",
-        json!({"id": id, "memory": "The user prefers Rust and SQLite", "expect_generation": generation}),
+        json!({"id": id, "text": "The user prefers Rust and SQLite", "expect_generation": generation}),
     );
     assert_eq!(updated["generation"], generation + 1);
+    assert_eq!(updated["text"], "The user prefers Rust and SQLite");
     let stored = store.get_memory(&id).unwrap().unwrap();
     assert_eq!(stored.body, "The user prefers Rust and SQLite");
     assert_eq!(stored.category, "preference", "category kept when omitted");
 
     // ... and again with the now stale generation: refused, nothing written, and the error
     // says so and gives the current generation.
-    let current = store.memory_generation().unwrap();
+    let current = store.memory_generation("agent-a").unwrap();
     let conflict = server.call_err(
         "update_memory",
-        json!({"id": id, "memory": "lost update", "expect_generation": generation}),
+        json!({"id": id, "text": "lost update", "expect_generation": generation}),
     );
     assert_eq!(
         conflict,
         format!(
-            "conflict: expected generation {generation} but the store is at {current}; nothing was written — re-read and retry"
+            "conflict: expected generation of namespace \"agent-a\" {generation} but it is {current}; nothing was written — re-read and retry"
         )
     );
     assert_eq!(
         store.get_memory(&id).unwrap().unwrap().body,
         "The user prefers Rust and SQLite"
     );
-    assert_eq!(store.memory_generation().unwrap(), current);
+    assert_eq!(store.memory_generation("agent-a").unwrap(), current);
 
     // Another namespace's memory is absent to this server, for every tool.
     let absent = format!(
@@ -396,7 +424,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
         other.id
     );
     assert_eq!(
-        server.call_err("update_memory", json!({"id": other.id, "memory": "x"})),
+        server.call_err("update_memory", json!({"id": other.id, "text": "x"})),
         absent
     );
     assert_eq!(
@@ -413,7 +441,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // delete_memory: a stale generation is refused, the current one deletes.
     let stale = server.call_err("delete_memory", json!({"id": id, "expect_generation": 0}));
     assert!(
-        stale.starts_with("conflict: expected generation 0 but the store is at"),
+        stale.starts_with("conflict: expected generation of namespace \"agent-a\" 0 but it is"),
         "{stale}"
     );
     let deleted = server.call_ok(
@@ -507,12 +535,12 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     // Arguments that do not fit the schema are tool errors the model can act on.
     assert_eq!(
         server.call_err("add_memory", json!({"category": "fact"})),
-        r#"add_memory: missing required argument "memory" (a string)"#
+        r#"add_memory: missing required argument "text" (a string)"#
     );
     server.ping();
     assert_eq!(
-        server.call_err("add_memory", json!({"memory": 42})),
-        r#"add_memory: argument "memory" must be a string, not 42"#
+        server.call_err("add_memory", json!({"text": 42})),
+        r#"add_memory: argument "text" must be a string, not 42"#
     );
     assert_eq!(
         server.call_err("search_memories", json!({"query": "x", "limit": "ten"})),
@@ -521,13 +549,13 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     assert_eq!(
         server.call_err(
             "update_memory",
-            json!({"id": "x", "memory": "y", "expect_generation": -1})
+            json!({"id": "x", "text": "y", "expect_generation": -1})
         ),
         r#"update_memory: argument "expect_generation" must be an integer ≥ 0, not -1"#
     );
     assert_eq!(
-        server.call_err("add_memory", json!({"text": "typo"})),
-        r#"add_memory: unknown argument "text"; it takes memory, category"#
+        server.call_err("add_memory", json!({"memory": "typo"})),
+        r#"add_memory: unknown argument "memory"; it takes text, category"#
     );
     // Arguments that are not an object do not fit CallToolRequest itself: -32602.
     let not_object = server.request(
@@ -543,10 +571,10 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     // written.
     let huge = "m".repeat(1024 * 1024);
     assert_eq!(
-        server.call_err("add_memory", json!({"memory": huge})),
+        server.call_err("add_memory", json!({"text": huge})),
         "memory text is 1048576 bytes, over the 65536-byte limit; shorten it or split it into several memories"
     );
-    assert_eq!(store.memory_generation().unwrap(), 0);
+    assert_eq!(store.memory_generation("").unwrap(), 0);
     server.ping();
 
     // Malformed JSON: Parse error, no id (there is none to give); then business as usual.
@@ -592,7 +620,7 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     server.send_line("   ");
 
     // After all that, the server still does its job.
-    let added = server.call_ok("add_memory", json!({"memory": "still serving"}));
+    let added = server.call_ok("add_memory", json!({"text": "still serving"}));
     let id = added["id"].as_str().unwrap();
     assert_eq!(store.get_memory(id).unwrap().unwrap().body, "still serving");
     let (status, _) = server.close();
@@ -605,14 +633,14 @@ fn an_oversized_line_is_skipped_and_answered() {
     let mut server = Server::ready(&db, &[]);
     // Past the 16 MiB line limit: the line is dropped without being held, and answered.
     let huge = format!(
-        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"add_memory","arguments":{{"memory":"{}"}}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"add_memory","arguments":{{"text":"{}"}}}}}}"#,
         "x".repeat(17 * 1024 * 1024)
     );
     server.send_line(&huge);
     let answer = server.next_message();
     assert_eq!(answer["error"]["code"], -32600, "{answer}");
     server.ping();
-    assert_eq!(open(&db).memory_generation().unwrap(), 0);
+    assert_eq!(open(&db).memory_generation("").unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,7 +685,7 @@ fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
                             "tools/call",
                             Some(json!({
                                 "name": "add_memory",
-                                "arguments": {"memory": format!("server {n} memory {i}")}
+                                "arguments": {"text": format!("server {n} memory {i}")}
                             })),
                         )
                     })
@@ -695,7 +723,10 @@ fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
     }
     assert_eq!(bodies, expected);
     assert_eq!(memories.len(), 3 * EACH, "no duplicates");
-    assert_eq!(store.memory_generation().unwrap(), 3 * EACH as u64);
+    assert_eq!(
+        store.memory_generation("shared").unwrap(),
+        3 * EACH as u64
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,7 +752,7 @@ fn eof_on_stdin_exits_zero_promptly() {
     let mut server = Server::ready(&db, &[]);
     let id = server.send_request(
         "tools/call",
-        Some(json!({"name": "add_memory", "arguments": {"memory": "last words"}})),
+        Some(json!({"name": "add_memory", "arguments": {"text": "last words"}})),
     );
     drop(server.stdin.take());
     let answer = server.next_message();
@@ -729,7 +760,7 @@ fn eof_on_stdin_exits_zero_promptly() {
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     let (status, _) = server.close();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(open(&db).memory_generation().unwrap(), 1);
+    assert_eq!(open(&db).memory_generation("").unwrap(), 1);
 }
 
 /// Every stderr log the servers of this database wrote is a `modstate mcp:` line (nothing of
