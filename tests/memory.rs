@@ -337,8 +337,11 @@ impl Fixture {
             category: category.map(str::to_owned),
             ..MemoryFilter::default()
         };
-        match self.store.search_memories(query, &filter) {
-            Ok(hits) => self.names(hits.into_iter().map(|(m, _)| m)),
+        match self.store.search_page(query, &filter) {
+            // The table is about memories that hold every word; the fallback to some of the
+            // words is tested on its own.
+            Ok(page) if page.some_words => Vec::new(),
+            Ok(page) => self.names(page.page.items.into_iter().map(|h| h.memory)),
             // Shows up as a mismatch in the table, next to the other failures.
             Err(e) => vec![Box::leak(format!("error: {e}").into_boxed_str())],
         }
@@ -1311,7 +1314,7 @@ fn words_inside_cjk_text_are_found() {
         ("데이터베이스", &[3]),
         ("백업", &[3]),
         ("文档", &[]),
-        ("日本 中文", &[]),
+        ("中文文档", &[]),
     ];
     for (query, expected) in cases {
         let page = cli_json(&db, &["memory", "search", query]);
@@ -1624,4 +1627,241 @@ fn mixed_load_with_a_restore_in_the_middle_accepts_no_generation_twice() {
         total,
         "a (namespace, generation) was accepted twice"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// paging, as a property
+
+mod paging_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &["deploy", "rust", "the", "friday", "日本語", "café", "note"];
+
+    fn body() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(WORDS), 1..10).prop_map(|w| w.join(" "))
+    }
+
+    /// Every page of `query`, `limit` at a time, running `between` after each page.
+    fn page_through(
+        store: &Store,
+        query: &str,
+        limit: usize,
+        mut between: impl FnMut(usize),
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        for page_number in 0.. {
+            let page = store
+                .search_page(
+                    query,
+                    &MemoryFilter {
+                        limit: Some(limit),
+                        cursor: cursor.take(),
+                        ..MemoryFilter::default()
+                    },
+                )
+                .unwrap();
+            assert!(page.page.items.len() <= limit);
+            seen.extend(page.page.items.into_iter().map(|h| h.memory.id));
+            between(page_number);
+            match page.page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        seen
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Paging through every match gives the one large query, in order; with adds and
+        /// updates between pages, nothing repeats, the order holds, and every memory that was
+        /// not changed meanwhile is still shown.
+        #[test]
+        fn pages_equal_one_large_query(
+            bodies in prop::collection::vec(body(), 1..40),
+            query in prop::sample::select(vec!["deploy", "the", "rust fri", "日本語", "cafe note", "de"]),
+            limit in 1usize..7,
+            added_between in prop::collection::vec(body(), 0..12),
+            updates in prop::collection::vec((any::<prop::sample::Index>(), body()), 0..6),
+        ) {
+            let (_dir, store) = temp_store();
+            let memories = store
+                .add_memories(bodies.into_iter().map(|body| NewMemory { body, ..NewMemory::default() }))
+                .unwrap();
+            let whole: Vec<String> = store
+                .search_memories(query, &MemoryFilter::default())
+                .unwrap()
+                .into_iter()
+                .map(|(m, _)| m.id)
+                .collect();
+
+            let quiet = page_through(&store, query, limit, |_| {});
+            prop_assert_eq!(&quiet, &whole);
+
+            let mut changed = BTreeSet::new();
+            let mut adds = added_between.into_iter();
+            let mut edits = updates.into_iter();
+            let seen = page_through(&store, query, limit, |_| {
+                if let Some(body) = adds.next() {
+                    store.add_memory("", &body, "").unwrap();
+                }
+                if let Some((index, body)) = edits.next() {
+                    let target = &memories[index.index(memories.len())];
+                    store.update_memory(&target.id, &body, None, Expect::default()).unwrap();
+                    changed.insert(target.id.clone());
+                }
+            });
+            let distinct: BTreeSet<&String> = seen.iter().collect();
+            prop_assert_eq!(distinct.len(), seen.len(), "a result repeated: {:?}", seen);
+            let mut in_order = whole.iter();
+            for id in &seen {
+                prop_assert!(in_order.any(|w| w == id), "{} out of order or new: {:?} vs {:?}", id, seen, whole);
+            }
+            for id in &whole {
+                if !changed.contains(id) {
+                    prop_assert!(seen.contains(id), "{} skipped", id);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ranking you can defend
+
+#[test]
+fn an_exact_phrase_ranks_first_even_in_a_longer_memory() {
+    let (_dir, store) = temp_store();
+    store
+        .add_memory("", "Review the code before merging anything", "")
+        .unwrap();
+    let phrase = store
+        .add_memory(
+            "",
+            "Code review happens in pairs on Tuesdays and Thursdays after lunch",
+            "",
+        )
+        .unwrap();
+    store
+        .add_memory("", "The code of conduct asks for a kind review tone", "")
+        .unwrap();
+    let hits = store
+        .search_memories("code review", &MemoryFilter::default())
+        .unwrap();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].0.id, phrase.id, "{hits:?}");
+}
+
+#[test]
+fn keyword_stuffing_does_not_beat_a_natural_sentence() {
+    let (_dir, store) = temp_store();
+    let natural = store
+        .add_memory("", "Deploys to production happen on Fridays after the standup", "")
+        .unwrap();
+    // Stuffed, and it even holds the query as an exact phrase.
+    store
+        .add_memory(
+            "",
+            "deploy deploy deploy production production production deploy production deploy",
+            "",
+        )
+        .unwrap();
+    store
+        .add_memory("", "production deploy production deploy production deploy", "")
+        .unwrap();
+    for query in ["deploy production", "production deploy", "deploy"] {
+        let hits = store
+            .search_memories(query, &MemoryFilter::default())
+            .unwrap();
+        assert_eq!(hits.len(), 3, "{query}");
+        assert_eq!(hits[0].0.id, natural.id, "{query}: {hits:?}");
+    }
+}
+
+/// The judged fixture: the memory an agent wants is among the first three for at least 90% of
+/// the queries (benches/memory_search.rs prints hit@1 and hit@3 as well).
+#[test]
+fn judged_fixture_scores_hit_at_3_of_at_least_0_9() {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "../fixtures/memories/judged.json"
+    ))
+    .unwrap();
+    let (_dir, store) = temp_store();
+    let mut ids = std::collections::BTreeMap::new();
+    for m in fixture["memories"].as_array().unwrap() {
+        let added = store
+            .add_memory(
+                m["namespace"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+                m["category"].as_str().unwrap(),
+            )
+            .unwrap();
+        ids.insert(added.id, m["key"].as_str().unwrap().to_owned());
+    }
+    let queries = fixture["queries"].as_array().unwrap();
+    let (mut hit1, mut hit3, mut report) = (0, 0, Vec::new());
+    for q in queries {
+        let query = q["query"].as_str().unwrap();
+        let want = q["want"].as_str().unwrap();
+        let top: Vec<String> = store
+            .search_memories(
+                query,
+                &MemoryFilter {
+                    limit: Some(3),
+                    ..MemoryFilter::default()
+                },
+            )
+            .unwrap()
+            .into_iter()
+            .map(|(m, _)| ids[&m.id].clone())
+            .collect();
+        hit1 += usize::from(top.first().is_some_and(|k| k == want));
+        hit3 += usize::from(top.iter().any(|k| k == want));
+        report.push(format!("{query:?} wants {want}: got {top:?}"));
+    }
+    let hit_at_3 = hit3 as f64 / queries.len() as f64;
+    assert!(
+        hit_at_3 >= 0.9,
+        "hit@1 {hit1}/{n}, hit@3 {hit3}/{n}\n{}",
+        report.join("\n"),
+        n = queries.len()
+    );
+    assert!(hit1 <= hit3);
+}
+
+#[test]
+fn when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    for text in [
+        "Kenji Watanabe owns the search service; ask him before changing the ranking",
+        "The search box on the website uses the same service",
+        "Kenji likes ramen",
+    ] {
+        assert_exit(&modstate(&db, &["memory", "add", text]), 0);
+    }
+    let out = modstate(&db, &["--json", "memory", "search", "who owns search"]);
+    assert_exit(&out, 0);
+    let texts = page_texts(&json(&out));
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(texts[0].starts_with("Kenji Watanabe owns"), "{texts:?}");
+    assert!(stderr(&out).contains("no memory holds every word"), "{}", stderr(&out));
+    // Its pages continue in the same mode.
+    let first = cli_json(&db, &["memory", "search", "who owns search", "--limit", "1"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = cli_json(
+        &db,
+        &["memory", "search", "who owns search", "--limit", "1", "--cursor", cursor],
+    );
+    assert_eq!(
+        [page_texts(&first), page_texts(&second)].concat(),
+        texts
+    );
+    // When one memory holds every word, only those are shown.
+    let page = cli_json(&db, &["memory", "search", "kenji ramen"]);
+    assert_eq!(page_texts(&page), ["Kenji likes ramen"]);
+    assert!(page.get("note").is_none());
 }

@@ -65,15 +65,15 @@ impl Cursor {
     }
 
     /// Decodes `token`, which must be a cursor of `kind` for the query and filters whose
-    /// fingerprint is `fingerprint`.
-    pub fn decode(token: &str, kind: Kind, fingerprint: u64) -> Result<Cursor> {
+    /// fingerprint is one of `fingerprints`.
+    pub fn decode(token: &str, kind: Kind, fingerprints: &[u64]) -> Result<Cursor> {
         let cursor = parse(token).ok_or_else(|| {
             Error::Invalid(format!(
                 "cursor {:?} is malformed; pass next_cursor exactly as it was returned, or start again without a cursor",
                 shorten(token)
             ))
         })?;
-        if cursor.kind != kind || cursor.fingerprint != fingerprint {
+        if cursor.kind != kind || !fingerprints.contains(&cursor.fingerprint) {
             return Err(Error::Invalid(
                 "the cursor belongs to a different search or listing (other query, namespace or category); repeat that one, or start again without a cursor".into(),
             ));
@@ -87,7 +87,7 @@ impl Cursor {
 pub fn check_cursor(token: &str) -> Result<()> {
     match parse(token) {
         Some(_) => Ok(()),
-        None => Cursor::decode(token, Kind::List, 0).map(|_| ()),
+        None => Cursor::decode(token, Kind::List, &[]).map(|_| ()),
     }
 }
 
@@ -166,18 +166,18 @@ mod tests {
         };
         let token = cursor.encode();
         assert_eq!(
-            Cursor::decode(&token, Kind::Search, cursor.fingerprint).unwrap(),
+            Cursor::decode(&token, Kind::Search, &[cursor.fingerprint]).unwrap(),
             cursor
         );
-        assert!(Cursor::decode(&token, Kind::List, cursor.fingerprint).is_err());
-        assert!(Cursor::decode(&token, Kind::Search, 7).is_err());
+        assert!(Cursor::decode(&token, Kind::List, &[cursor.fingerprint]).is_err());
+        assert!(Cursor::decode(&token, Kind::Search, &[7]).is_err());
     }
 
     #[test]
     fn malformed_cursors_are_invalid() {
         for token in ["", "nonsense", "zz", "73", "732e312e322e332e34"] {
             assert!(
-                matches!(Cursor::decode(token, Kind::Search, 0), Err(Error::Invalid(_))),
+                matches!(Cursor::decode(token, Kind::Search, &[0]), Err(Error::Invalid(_))),
                 "{token}"
             );
         }

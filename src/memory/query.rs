@@ -18,16 +18,23 @@ use super::grams::{is_cjk, run_bigrams};
 pub enum SearchText {
     /// Nothing typed: every memory, newest first.
     Everything,
-    /// An FTS5 MATCH expression built from the words.
-    Words(String),
+    /// FTS5 MATCH expressions built from the words: `all` holds every word; `any`, for a
+    /// query of two words or more, holds at least one (the fallback when no memory holds
+    /// them all).
+    Words { all: String, any: Option<String> },
     /// No letter or digit: memories whose text contains this, exactly as typed.
     Literal(String),
 }
 
 impl SearchText {
     pub fn parse(text: &str) -> SearchText {
-        if let Some(fts) = fts_query(text) {
-            return SearchText::Words(fts);
+        let terms = terms(text);
+        if !terms.is_empty() {
+            let any = (terms.len() >= 2).then(|| terms.join(" OR "));
+            return SearchText::Words {
+                all: terms.join(" "),
+                any,
+            };
         }
         let literal = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
         if literal.is_empty() {
@@ -38,21 +45,27 @@ impl SearchText {
     }
 }
 
-/// The FTS5 query for `text`, or `None` when it holds no searchable word (blank, or no
-/// letter or digit at all).
+/// The FTS5 query for `text` (every word), or `None` when it holds no searchable word
+/// (blank, or no letter or digit at all).
 pub fn fts_query(text: &str) -> Option<String> {
+    let terms = terms(text);
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+/// The FTS5 expression of each word of `text`, in order.
+fn terms(text: &str) -> Vec<String> {
     // NUL splits words too: SQLite reads the MATCH expression as a C string, so a NUL inside
     // a quoted word would cut it off and leave the string unterminated (found by fuzzing).
     let mut terms: Vec<Term> = Vec::new();
     for word in text.split(|c: char| c.is_whitespace() || c == '\0') {
         split_word(word, &mut terms);
     }
-    let last = terms.len().checked_sub(1)?;
-    let mut query = String::new();
+    let Some(last) = terms.len().checked_sub(1) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(terms.len());
     for (i, term) in terms.iter().enumerate() {
-        if i > 0 {
-            query.push(' ');
-        }
+        let mut query = String::new();
         match term {
             Term::Word(word) => {
                 push_string(&mut query, word);
@@ -69,8 +82,9 @@ pub fn fts_query(text: &str) -> Option<String> {
                 }
             }
         }
+        out.push(query);
     }
-    Some(query)
+    out
 }
 
 enum Term {
@@ -165,6 +179,19 @@ mod tests {
     fn symbols_are_searched_literally_and_blank_lists() {
         assert_eq!(SearchText::parse(" 🚀 "), SearchText::Literal("🚀".into()));
         assert_eq!(SearchText::parse("  "), SearchText::Everything);
-        assert!(matches!(SearchText::parse("deploy"), SearchText::Words(_)));
+        assert_eq!(
+            SearchText::parse("deploy"),
+            SearchText::Words {
+                all: r#""deploy"*"#.into(),
+                any: None
+            }
+        );
+        assert_eq!(
+            SearchText::parse("who owns"),
+            SearchText::Words {
+                all: r#""who" "owns"*"#.into(),
+                any: Some(r#""who" OR "owns"*"#.into())
+            }
+        );
     }
 }

@@ -10,10 +10,11 @@
 //!   beats "Deploys to production happen on Fridays". Here a repeated query word is not a
 //!   better match, and a memory made mostly of repeated query words is penalised.
 //!
-//! Every result holds every query word (the query ANDs them), so what is left to rank is how
-//! closely a memory matches: the query found as one phrase, in order (the strongest signal),
-//! then shorter memories first (a short note about the words is about them; a long one merely
-//! mentions them), then stuffing as a penalty. See [`Features::score`].
+//! First, how many of the query's words a memory holds (normally all: the query ANDs them;
+//! when no memory holds them all, the search falls back to any of them). Then how closely it
+//! matches: the query found as one phrase, in order (the strongest signal), then shorter
+//! memories first (a short note about the words is about them; a long one merely mentions
+//! them), then stuffing as a penalty. See [`Features::score`].
 //!
 //! The function is registered on each connection the first time a search finds it missing
 //! (see `table.rs`), through the `fts5_api` pointer SQLite hands out for `SELECT fts5(?1)`.
@@ -42,9 +43,11 @@ pub struct Features {
 
 impl Features {
     /// Higher is better. Components, by weight:
+    /// * 10 for each query word the memory holds: when every word is required all results
+    ///   share this part; when any word will do (the fallback), more words always rank first;
     /// * 2 when the whole query (two phrases or more) occurs in order as one phrase;
     /// * 1 / (1 + ln length): from 1 for a one-word memory down to ~0.2 at 100 words;
-    /// * −4 × how far the share of the memory that is *repeated* query words exceeds 20%.
+    /// * −8 × how far the share of the memory that is *repeated* query words exceeds 20%.
     ///   Natural text repeats a word now and then (under the threshold, no penalty);
     ///   stuffed text is mostly repeats and loses the phrase bonus and more.
     pub fn score(&self) -> f64 {
@@ -64,7 +67,7 @@ impl Features {
             0.0
         };
         let stuffing = (repeats / length - 0.2).max(0.0);
-        phrase + 1.0 / (1.0 + length.ln()) - 4.0 * stuffing
+        10.0 * distinct as f64 + phrase + 1.0 / (1.0 + length.ln()) - 8.0 * stuffing
     }
 
     /// Whether phrase 0, 1, 2, … occur one right after another somewhere.
@@ -223,6 +226,13 @@ mod tests {
         // "Deploys to production happen on Fridays after the standup"
         let natural = doc(&[1, 1], &[(0, 0), (1, 2)], 9);
         assert!(natural > stuffed, "{natural} vs {stuffed}");
+    }
+
+    #[test]
+    fn more_words_matched_always_rank_first() {
+        let both = doc(&[1, 1, 1], &[(0, 40), (1, 80)], 100);
+        let one = doc(&[1, 1, 1], &[(0, 0), (0, 1)], 2);
+        assert!(both > one, "{both} vs {one}");
     }
 
     #[test]

@@ -126,7 +126,12 @@ impl Store {
             let page = Page::cut(rows, filter.limit, |m: &Memory| {
                 Cursor { kind: Kind::List, snapshot, fingerprint: print, score: 0.0, id: m.id.clone() }.encode()
             });
-            Ok(MemoryPage { page, generation, note: None })
+            Ok(MemoryPage {
+                page,
+                generation,
+                note: None,
+                some_words: false,
+            })
         })
     }
 
@@ -148,70 +153,42 @@ impl Store {
     /// nothing is ranked. Paging: see `cursor.rs`.
     pub fn search_page(&self, query: &str, filter: &MemoryFilter) -> Result<MemoryPage<Hit>> {
         let text = SearchText::parse(query);
-        let (kind_tag, key) = match &text {
-            SearchText::Everything => ("all", None),
-            SearchText::Words(fts) => ("words", Some(fts.as_str())),
-            SearchText::Literal(literal) => ("literal", Some(literal.as_str())),
+        let print = |mode: &str, key: Option<&str>| {
+            fingerprint(&[
+                Some("search"),
+                Some(mode),
+                key,
+                filter.namespace.as_deref(),
+                filter.category.as_deref(),
+            ])
         };
-        let print = fingerprint(&[
-            Some("search"),
-            Some(kind_tag),
-            key,
-            filter.namespace.as_deref(),
-            filter.category.as_deref(),
-        ]);
-        let cursor = decode(filter, Kind::Search, print)?;
-        let mut args = Vec::new();
-        // The ranked source of (seq, score), then the same filters and cursor for every kind.
-        let (source, ranked) = match &text {
-            SearchText::Words(fts) => {
-                args.push(Value::Text(fts.clone()));
-                (
-                    format!(
-                        "(SELECT rowid AS seq, {}(memories_fts) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
-                         JOIN memories m ON m.seq = r.seq WHERE 1 = 1",
-                        rank::NAME
-                    ),
-                    true,
-                )
+        // Each way of searching, with the fingerprint its cursors carry.
+        let mut modes: Vec<(Mode, u64)> = match &text {
+            SearchText::Everything => vec![(Mode::Everything, print("all", None))],
+            SearchText::Literal(literal) => vec![(
+                Mode::Literal(literal.clone()),
+                print("literal", Some(literal)),
+            )],
+            SearchText::Words { all, any } => {
+                let mut modes = vec![(Mode::Ranked(all.clone()), print("words", Some(all)))];
+                if let Some(any) = any {
+                    modes.push((Mode::Ranked(any.clone()), print("some words", Some(any))));
+                }
+                modes
             }
-            SearchText::Literal(literal) => {
-                args.push(Value::Text(literal.clone()));
-                ("memories m WHERE instr(m.body, ?) > 0".to_owned(), false)
-            }
-            SearchText::Everything => ("memories m WHERE 1 = 1".to_owned(), false),
         };
-        let score = if ranked { "r.score" } else { "0.0" };
-        let mut inner = format!("SELECT m.seq AS seq, {score} AS score, m.id AS id FROM {source}");
-        push_filter(&mut inner, &mut args, filter);
+        let prints: Vec<u64> = modes.iter().map(|(_, p)| *p).collect();
+        let cursor = filter
+            .cursor
+            .as_deref()
+            .map(|token| Cursor::decode(token, Kind::Search, &prints))
+            .transpose()?;
+        // A later page continues in the mode of the first; a first page tries every word,
+        // then (if nothing holds them all) any of them.
         if let Some(cursor) = &cursor {
-            // Later pages: only what was there, unchanged, at the first page…
-            inner.push_str(" AND m.version <= ?");
-            args.push(Value::Integer(i64::try_from(cursor.snapshot).unwrap_or(i64::MAX)));
-            // …and strictly after the last result shown.
-            if ranked {
-                inner.push_str(" AND (r.score < ? OR (r.score = ? AND m.id < ?))");
-                args.push(Value::Real(cursor.score));
-                args.push(Value::Real(cursor.score));
-            } else {
-                inner.push_str(" AND m.id < ?");
-            }
-            args.push(Value::Text(cursor.id.clone()));
+            modes.retain(|(_, p)| *p == cursor.fingerprint);
         }
-        inner.push_str(if ranked {
-            " ORDER BY r.score DESC, m.id DESC LIMIT ?"
-        } else {
-            " ORDER BY m.id DESC LIMIT ?"
-        });
-        args.push(probe_limit(filter.limit));
-        // Rank inside the index first and fetch only the winners' rows.
-        let sql = format!(
-            "SELECT s.score, {COLUMNS} FROM ({inner}) s
-             JOIN memories m ON m.seq = s.seq
-             LEFT JOIN memory_namespaces n ON n.namespace = m.namespace
-             ORDER BY s.score DESC, s.id DESC"
-        );
-        let note = match &text {
+        let literal_note = match &text {
             SearchText::Literal(literal) => Some(format!(
                 "the query has no letters or digits, so memories holding {literal:?} exactly as typed are shown, newest first"
             )),
@@ -221,17 +198,25 @@ impl Store {
             let tx = conn.unchecked_transaction().context("searching memories")?;
             let snapshot = cursor.as_ref().map_or(counter(&tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(&tx, filter)?;
-            let rows = with_rank(&tx, || {
-                let mut stmt = tx.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                    Ok(Hit {
-                        score: r.get(0)?,
-                        memory: memory_from_row(r, 1)?,
-                    })
-                })?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .context("searching memories")?;
+            let mut rows = Vec::new();
+            let mut used = 0;
+            for (i, (mode, _)) in modes.iter().enumerate() {
+                rows = search_rows(&tx, mode, filter, cursor.as_ref())?;
+                used = i;
+                if !rows.is_empty() {
+                    break;
+                }
+            }
+            let print = modes.get(used).map_or(0, |(_, p)| *p);
+            let some_words = prints.len() == 2 && print == prints[1];
+            let note = if some_words && !rows.is_empty() {
+                Some(
+                    "no memory holds every word of the query; these hold some of them, those with the most first"
+                        .to_owned(),
+                )
+            } else {
+                literal_note
+            };
             let page = Page::cut(rows, filter.limit, |hit: &Hit| {
                 Cursor {
                     kind: Kind::Search,
@@ -242,7 +227,12 @@ impl Store {
                 }
                 .encode()
             });
-            Ok(MemoryPage { page, generation, note })
+            Ok(MemoryPage {
+                page,
+                generation,
+                note,
+                some_words,
+            })
         })
     }
 
@@ -313,6 +303,87 @@ impl Store {
     }
 }
 
+/// How a search finds its rows.
+enum Mode {
+    /// Every memory, newest first.
+    Everything,
+    /// Memories holding this text as typed, newest first.
+    Literal(String),
+    /// Memories matching this FTS5 expression, best first.
+    Ranked(String),
+}
+
+/// One page (plus one row) of a search in `mode`, inside the caller's read transaction.
+fn search_rows(
+    conn: &Connection,
+    mode: &Mode,
+    filter: &MemoryFilter,
+    cursor: Option<&Cursor>,
+) -> Result<Vec<Hit>> {
+    let mut args = Vec::new();
+    let (source, ranked) = match mode {
+        Mode::Ranked(fts) => {
+            args.push(Value::Text(fts.clone()));
+            (
+                format!(
+                    "(SELECT rowid AS seq, {}(memories_fts) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
+                     JOIN memories m ON m.seq = r.seq WHERE 1 = 1",
+                    rank::NAME
+                ),
+                true,
+            )
+        }
+        Mode::Literal(literal) => {
+            args.push(Value::Text(literal.clone()));
+            ("memories m WHERE instr(m.body, ?) > 0".to_owned(), false)
+        }
+        Mode::Everything => ("memories m WHERE 1 = 1".to_owned(), false),
+    };
+    let score = if ranked { "r.score" } else { "0.0" };
+    let mut inner = format!("SELECT m.seq AS seq, {score} AS score, m.id AS id FROM {source}");
+    push_filter(&mut inner, &mut args, filter);
+    if let Some(cursor) = cursor {
+        // Later pages: only what was there, unchanged, at the first page…
+        inner.push_str(" AND m.version <= ?");
+        args.push(Value::Integer(
+            i64::try_from(cursor.snapshot).unwrap_or(i64::MAX),
+        ));
+        // …and strictly after the last result shown.
+        if ranked {
+            inner.push_str(" AND (r.score < ? OR (r.score = ? AND m.id < ?))");
+            args.push(Value::Real(cursor.score));
+            args.push(Value::Real(cursor.score));
+        } else {
+            inner.push_str(" AND m.id < ?");
+        }
+        args.push(Value::Text(cursor.id.clone()));
+    }
+    inner.push_str(if ranked {
+        " ORDER BY r.score DESC, m.id DESC LIMIT ?"
+    } else {
+        " ORDER BY m.id DESC LIMIT ?"
+    });
+    args.push(probe_limit(filter.limit));
+    // Rank inside the index first and fetch only the winners' rows.
+    let sql = format!(
+        "SELECT s.score, {COLUMNS} FROM ({inner}) s
+         JOIN memories m ON m.seq = s.seq
+         LEFT JOIN memory_namespaces n ON n.namespace = m.namespace
+         ORDER BY s.score DESC, s.id DESC"
+    );
+    with_rank(conn, || {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok(Hit {
+                score: r.get(0)?,
+                memory: memory_from_row(r, 1)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .context("searching memories")
+}
+
 /// Runs `query`; if this connection does not know the ranking function yet, registers it and
 /// runs `query` again. (Read connections are pooled by the store; registering on first use
 /// keeps the store's connection setup free of search details.)
@@ -335,7 +406,7 @@ fn decode(filter: &MemoryFilter, kind: Kind, print: u64) -> Result<Option<Cursor
     filter
         .cursor
         .as_deref()
-        .map(|token| Cursor::decode(token, kind, print))
+        .map(|token| Cursor::decode(token, kind, &[print]))
         .transpose()
 }
 
