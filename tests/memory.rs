@@ -1865,3 +1865,78 @@ fn when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note
     assert_eq!(page_texts(&page), ["Kenji likes ramen"]);
     assert!(page.get("note").is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// migration 0003
+
+#[test]
+fn migrating_a_version_2_database_keeps_every_memory_and_indexes_it_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let bodies = [
+        "Deploys to production happen on Fridays",
+        "提交信息请用中文写",
+        "Dagger的配置文件 and ドキュメント, 데이터베이스를 백업",
+        "Crème brûlée at the café",
+        "𠀀𠀁 rare ideographs ｶﾀｶﾅ",
+        "plain",
+    ];
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_artifacts.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../migrations/0002_memories.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        for (i, body) in bodies.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO memories (id, namespace, category, body, created_at, updated_at, generation)
+                 VALUES (?1, 'old', '', ?2, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', ?3)",
+                rusqlite::params![format!("01900000-0000-7000-8000-00000000000{i}"), body, i as i64 + 1],
+            )
+            .unwrap();
+        }
+        conn.execute("UPDATE memory_generation SET value = 9", [])
+            .unwrap();
+    }
+    let listed = cli_json(&db, &["memory", "ls", "--namespace", "old"]);
+    let mut texts = page_texts(&listed);
+    texts.reverse();
+    assert_eq!(texts, bodies, "every memory kept, as it was");
+    assert_eq!(
+        listed["generation"], 9,
+        "a namespace starts at the generation that guarded it before"
+    );
+    for (query, expected) in [
+        ("deploy production", 0),
+        ("中文", 1),
+        ("配置", 2),
+        ("dagger", 2),
+        ("ドキュメント", 2),
+        ("백업", 2),
+        ("creme", 3),
+        ("𠀁", 4),
+        ("ｶﾀｶﾅ", 4),
+    ] {
+        let page = cli_json(&db, &["memory", "search", query]);
+        assert_eq!(page_texts(&page), [bodies[expected]], "{query}");
+    }
+    // The migration's SQL and the Rust that indexes new writes agree on every row.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT body, grams FROM memories").unwrap();
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), bodies.len());
+    for (body, grams) in rows {
+        assert_eq!(grams, modstate::memory::grams(&body), "{body}");
+    }
+    // The guard keeps working on migrated memories.
+    let id = "01900000-0000-7000-8000-000000000005";
+    let out = modstate(&db, &["memory", "update", id, "changed", "--expect-generation", "8"]);
+    assert_exit(&out, 4);
+    let out = modstate(&db, &["memory", "update", id, "changed", "--expect-generation", "9"]);
+    assert_exit(&out, 0);
+}
