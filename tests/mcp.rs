@@ -791,3 +791,98 @@ fn a_bad_namespace_is_refused_before_serving() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: namespace"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// issue 16: paging, versions, one shape, invalid ids
+
+#[test]
+fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
+    let (_dir, db) = temp_db();
+    let store = open(&db);
+    for i in 0..7 {
+        store
+            .add_memory("agent-a", &format!("deploy note {i}"), "")
+            .unwrap();
+    }
+    let mut server = Server::ready(&db, &["--namespace", "agent-a"]);
+
+    // search_memories pages through every match, in the order of one large query.
+    let whole = server.call_ok("search_memories", json!({"query": "deploy", "limit": 100}));
+    let expected: Vec<Value> = whole["memories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(expected.len(), 7);
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let page = server.call_ok(
+            "search_memories",
+            json!({"query": "deploy", "limit": 3, "cursor": cursor}),
+        );
+        seen.extend(page["memories"].as_array().unwrap().iter().map(|m| m["id"].clone()));
+        // A write between pages changes nothing in what the pages show.
+        server.call_ok("add_memory", json!({"text": "deploy note, newer"}));
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, expected);
+
+    // The same search through the CLI gives the same JSON (but for the moving generation).
+    let cli_page: Value = serde_json::from_slice(
+        &cli(
+            &db,
+            &["--json", "memory", "search", "deploy", "--namespace", "agent-a", "--limit", "2"],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let mcp_page = server.call_ok("search_memories", json!({"query": "deploy", "limit": 2}));
+    assert_eq!(cli_page, mcp_page);
+
+    // expect_version: a stale one is refused with nothing written.
+    let target = &whole["memories"][0];
+    let id = target["id"].as_str().unwrap();
+    let version = target["version"].as_u64().unwrap();
+    let updated = server.call_ok(
+        "update_memory",
+        json!({"id": id, "text": "deploy note, edited", "expect_version": version}),
+    );
+    assert!(updated["version"].as_u64().unwrap() > version);
+    let stale = server.call_err(
+        "update_memory",
+        json!({"id": id, "text": "lost", "expect_version": version}),
+    );
+    assert!(stale.starts_with("conflict: expected version of memory"), "{stale}");
+    assert_eq!(store.get_memory(id).unwrap().unwrap().body, "deploy note, edited");
+
+    // delete_memory answers as `modstate --json memory rm` does.
+    let deleted = server.call_ok("delete_memory", json!({"id": id}));
+    let keys: Vec<&String> = deleted.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "deleted", "generation"]);
+    assert_eq!(deleted["deleted"], true);
+
+    // A malformed id or cursor is invalid params (-32602), not "no memory".
+    for (tool, arguments) in [
+        ("update_memory", json!({"id": "nonsense", "text": "x"})),
+        ("delete_memory", json!({"id": "nonsense"})),
+        ("search_memories", json!({"query": "deploy", "cursor": "nonsense"})),
+        ("get_memories", json!({"cursor": "nonsense"})),
+    ] {
+        let answer = server.request(
+            "tools/call",
+            Some(json!({"name": tool, "arguments": arguments})),
+        );
+        assert_eq!(answer["error"]["code"], -32602, "{tool}: {answer}");
+    }
+    // Symbols only: what was typed, or nothing, with a note.
+    let rocket = server.call_ok("search_memories", json!({"query": "🚀"}));
+    assert_eq!(rocket["memories"], json!([]));
+    assert!(rocket["note"].as_str().unwrap().contains("no letters or digits"));
+    let (status, _) = server.close();
+    assert!(status.success(), "{status:?}");
+}
