@@ -723,10 +723,7 @@ fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
     }
     assert_eq!(bodies, expected);
     assert_eq!(memories.len(), 3 * EACH, "no duplicates");
-    assert_eq!(
-        store.memory_generation("shared").unwrap(),
-        3 * EACH as u64
-    );
+    assert_eq!(store.memory_generation("shared").unwrap(), 3 * EACH as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -822,7 +819,13 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
             "search_memories",
             json!({"query": "deploy", "limit": 3, "cursor": cursor}),
         );
-        seen.extend(page["memories"].as_array().unwrap().iter().map(|m| m["id"].clone()));
+        seen.extend(
+            page["memories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].clone()),
+        );
         // A write between pages changes nothing in what the pages show.
         server.call_ok("add_memory", json!({"text": "deploy note, newer"}));
         cursor = page["next_cursor"].clone();
@@ -836,7 +839,16 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
     let cli_page: Value = serde_json::from_slice(
         &cli(
             &db,
-            &["--json", "memory", "search", "deploy", "--namespace", "agent-a", "--limit", "2"],
+            &[
+                "--json",
+                "memory",
+                "search",
+                "deploy",
+                "--namespace",
+                "agent-a",
+                "--limit",
+                "2",
+            ],
         )
         .stdout,
     )
@@ -857,8 +869,14 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
         "update_memory",
         json!({"id": id, "text": "lost", "expect_version": version}),
     );
-    assert!(stale.starts_with("conflict: expected version of memory"), "{stale}");
-    assert_eq!(store.get_memory(id).unwrap().unwrap().body, "deploy note, edited");
+    assert!(
+        stale.starts_with("conflict: expected version of memory"),
+        "{stale}"
+    );
+    assert_eq!(
+        store.get_memory(id).unwrap().unwrap().body,
+        "deploy note, edited"
+    );
 
     // delete_memory answers as `modstate --json memory rm` does.
     let deleted = server.call_ok("delete_memory", json!({"id": id}));
@@ -870,7 +888,10 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
     for (tool, arguments) in [
         ("update_memory", json!({"id": "nonsense", "text": "x"})),
         ("delete_memory", json!({"id": "nonsense"})),
-        ("search_memories", json!({"query": "deploy", "cursor": "nonsense"})),
+        (
+            "search_memories",
+            json!({"query": "deploy", "cursor": "nonsense"}),
+        ),
         ("get_memories", json!({"cursor": "nonsense"})),
     ] {
         let answer = server.request(
@@ -882,7 +903,12 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
     // Symbols only: what was typed, or nothing, with a note.
     let rocket = server.call_ok("search_memories", json!({"query": "🚀"}));
     assert_eq!(rocket["memories"], json!([]));
-    assert!(rocket["note"].as_str().unwrap().contains("no letters or digits"));
+    assert!(
+        rocket["note"]
+            .as_str()
+            .unwrap()
+            .contains("no letters or digits")
+    );
     let (status, _) = server.close();
     assert!(status.success(), "{status:?}");
 }

@@ -108,7 +108,12 @@ fn crud_round_trip_and_every_write_advances_the_generation() {
     assert_eq!(all(&store), vec![added.clone()]);
 
     let updated = store
-        .update_memory(&added.id, "The user prefers Rust and SQLite", None, Expect::default())
+        .update_memory(
+            &added.id,
+            "The user prefers Rust and SQLite",
+            None,
+            Expect::default(),
+        )
         .unwrap();
     assert_eq!(
         updated.category, "preference",
@@ -126,7 +131,10 @@ fn crud_round_trip_and_every_write_advances_the_generation() {
     assert_eq!(recategorized.category, "fact");
     assert_eq!(store.memory_generation("agent-a").unwrap(), 3);
 
-    assert_eq!(store.delete_memory(&added.id, Expect::default()).unwrap(), 4);
+    assert_eq!(
+        store.delete_memory(&added.id, Expect::default()).unwrap(),
+        4
+    );
     assert_eq!(store.get_memory(&added.id).unwrap(), None);
     assert!(all(&store).is_empty());
     assert!(matches!(
@@ -257,7 +265,11 @@ fn add_memories_is_all_or_nothing() {
 
     let added = store.add_memories(batch(false)).unwrap();
     assert_eq!(added.len(), 5);
-    assert_eq!(store.memory_generation("bulk").unwrap(), 5, "one per memory");
+    assert_eq!(
+        store.memory_generation("bulk").unwrap(),
+        5,
+        "one per memory"
+    );
     assert_eq!(
         added.iter().map(|m| m.version).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5]
@@ -559,8 +571,14 @@ fn limits_are_enforced_with_the_limit_named() {
     );
     let ok = "n".repeat(256);
     let m = store.add_memory(&ok, "body", &ok).unwrap();
-    invalid(store.update_memory(&m.id, "", None, Expect::default()), "empty");
-    invalid(store.update_memory(&m.id, "body", Some(&long), Expect::default()), "256");
+    invalid(
+        store.update_memory(&m.id, "", None, Expect::default()),
+        "empty",
+    );
+    invalid(
+        store.update_memory(&m.id, "body", Some(&long), Expect::default()),
+        "256",
+    );
     assert_eq!(
         store.memory_generation(&ok).unwrap(),
         1,
@@ -599,7 +617,9 @@ fn a_stale_expected_generation_writes_nothing() {
     store.add_memory("", "someone else moved on", "").unwrap();
 
     match store.update_memory(&m.id, "lost update", Some("changed"), at(seen)) {
-        Err(Error::Conflict { expected, found, .. }) => {
+        Err(Error::Conflict {
+            expected, found, ..
+        }) => {
             assert_eq!((expected, found), (seen, seen + 1));
         }
         other => panic!("expected a conflict, got {other:?}"),
@@ -696,8 +716,15 @@ fn cli_round_trip_and_exit_codes() {
     assert_eq!(hits["memories"].as_array().unwrap().len(), 1);
     assert_eq!(hits["memories"][0]["id"], tea.as_str());
     assert!(hits["memories"][0]["score"].as_f64().unwrap() > 0.0);
-    assert_eq!(hits["generation"], serde_json::Value::Null, "no namespace: no one generation");
-    assert_eq!(hits["memories"][0]["generation"], 1, "namespace a's generation");
+    assert_eq!(
+        hits["generation"],
+        serde_json::Value::Null,
+        "no namespace: no one generation"
+    );
+    assert_eq!(
+        hits["memories"][0]["generation"], 1,
+        "namespace a's generation"
+    );
 
     let out = modstate(&db, &["memory", "search", "NEAR(\"unbalanced -x:^"]);
     assert_exit(&out, 0);
@@ -1161,10 +1188,7 @@ fn cli_search_pages_in_rank_order_without_repeats_or_skips_while_others_write() 
     // 28 memories with "the", of very different lengths and shapes, so scores spread.
     let added = store
         .add_memories((0..28).map(|i| NewMemory {
-            body: format!(
-                "the note {i}{}",
-                " with the extra words".repeat(i % 5)
-            ),
+            body: format!("the note {i}{}", " with the extra words".repeat(i % 5)),
             ..NewMemory::default()
         }))
         .unwrap();
@@ -1215,7 +1239,10 @@ fn cli_listing_pages_with_a_cursor_and_the_documented_shape() {
     let db = dir.path().join("state.db");
     for i in 0..7 {
         assert_exit(
-            &modstate(&db, &["memory", "add", "--namespace", "a", &format!("memo {i}")]),
+            &modstate(
+                &db,
+                &["memory", "add", "--namespace", "a", &format!("memo {i}")],
+            ),
             0,
         );
     }
@@ -1241,11 +1268,23 @@ fn cli_listing_pages_with_a_cursor_and_the_documented_shape() {
     let mut cursor = first["next_cursor"].as_str().unwrap().to_owned();
     // A write between pages: the new memory is newer than the first page, so it is not
     // listed; nothing repeats.
-    assert_exit(&modstate(&db, &["memory", "add", "--namespace", "a", "late"]), 0);
+    assert_exit(
+        &modstate(&db, &["memory", "add", "--namespace", "a", "late"]),
+        0,
+    );
     loop {
         let page = cli_json(
             &db,
-            &["memory", "ls", "--namespace", "a", "--limit", "3", "--cursor", &cursor],
+            &[
+                "memory",
+                "ls",
+                "--namespace",
+                "a",
+                "--limit",
+                "3",
+                "--cursor",
+                &cursor,
+            ],
         );
         texts.extend(page_texts(&page));
         match page["next_cursor"].as_str() {
@@ -1256,7 +1295,10 @@ fn cli_listing_pages_with_a_cursor_and_the_documented_shape() {
     let expected: Vec<String> = (0..7).rev().map(|i| format!("memo {i}")).collect();
     assert_eq!(texts, expected);
     // A cursor of one listing does not continue another.
-    let out = modstate(&db, &["memory", "ls", "--namespace", "b", "--cursor", &cursor]);
+    let out = modstate(
+        &db,
+        &["memory", "ls", "--namespace", "b", "--cursor", &cursor],
+    );
     assert_exit(&out, 6);
     let out = modstate(&db, &["memory", "search", "memo", "--cursor", &cursor]);
     assert_exit(&out, 6);
@@ -1275,8 +1317,14 @@ fn stemming_finds_other_forms_of_english_words_and_accents_still_fold() {
         assert_exit(&modstate(&db, &["memory", "add", text]), 0);
     }
     let cases: &[(&str, &str)] = &[
-        ("deploy production", "Deploys to production happen on Fridays"),
-        ("deployed to production", "Deploys to production happen on Fridays"),
+        (
+            "deploy production",
+            "Deploys to production happen on Fridays",
+        ),
+        (
+            "deployed to production",
+            "Deploys to production happen on Fridays",
+        ),
         ("prefer rust", "The user prefers Rust for CLI tools"),
         ("preferring rust", "The user prefers Rust for CLI tools"),
         ("creme brulee", "Crème brûlée recipe from the café"),
@@ -1333,10 +1381,17 @@ fn symbol_queries_find_what_was_typed_or_nothing_with_a_note() {
     let out = modstate(&db, &["--json", "memory", "search", "🚀"]);
     assert_exit(&out, 0);
     assert_eq!(page_texts(&json(&out)), ["Release shipped 🚀"]);
-    assert!(stderr(&out).contains("no letters or digits"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no letters or digits"),
+        "{}",
+        stderr(&out)
+    );
     let out = modstate(&db, &["--json", "memory", "search", "✅"]);
     assert_exit(&out, 0);
-    assert!(page_texts(&json(&out)).is_empty(), "never unrelated memories");
+    assert!(
+        page_texts(&json(&out)).is_empty(),
+        "never unrelated memories"
+    );
     assert!(json(&out)["note"].as_str().unwrap().contains("✅"));
     // Text output: nothing on stdout, the note on stderr.
     let out = modstate(&db, &["memory", "search", "✅"]);
@@ -1388,7 +1443,14 @@ fn generations_are_per_namespace_and_versions_per_memory() {
     let seen_text = seen.to_string();
     let updated = cli_json(
         &db,
-        &["memory", "update", &id, "mine, updated", "--expect-generation", &seen_text],
+        &[
+            "memory",
+            "update",
+            &id,
+            "mine, updated",
+            "--expect-generation",
+            &seen_text,
+        ],
     );
     assert!(updated["version"].as_u64().unwrap() > version);
     assert_eq!(updated["generation"], updated["version"]);
@@ -1396,13 +1458,30 @@ fn generations_are_per_namespace_and_versions_per_memory() {
     let version_text = version.to_string();
     let out = modstate(
         &db,
-        &["memory", "update", &id, "lost", "--expect-version", &version_text],
+        &[
+            "memory",
+            "update",
+            &id,
+            "lost",
+            "--expect-version",
+            &version_text,
+        ],
     );
     assert_exit(&out, 4);
-    assert!(stderr(&out).contains("version of memory"), "{}", stderr(&out));
-    let out = modstate(&db, &["memory", "rm", &id, "--expect-version", &version_text]);
+    assert!(
+        stderr(&out).contains("version of memory"),
+        "{}",
+        stderr(&out)
+    );
+    let out = modstate(
+        &db,
+        &["memory", "rm", &id, "--expect-version", &version_text],
+    );
     assert_exit(&out, 4);
-    assert_eq!(cli_json(&db, &["memory", "get", &id])["text"], "mine, updated");
+    assert_eq!(
+        cli_json(&db, &["memory", "get", &id])["text"],
+        "mine, updated"
+    );
     // The current version: written. Every `generation` shown is usable as expected.
     let current = updated["version"].as_u64().unwrap().to_string();
     let listed = cli_json(&db, &["memory", "ls", "--namespace", "agent-a"]);
@@ -1442,7 +1521,12 @@ fn malformed_ids_and_cursors_are_invalid_input() {
         let out = modstate(&db, args);
         assert_exit(&out, 6);
         assert_eq!(stdout(&out), "", "{args:?}");
-        assert_eq!(stderr(&out).lines().count(), 1, "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     assert_eq!(page_texts(&cli_json(&db, &["memory", "ls"])), ["kept"]);
 }
@@ -1458,12 +1542,21 @@ fn eight_processes_with_one_expected_version_one_wins_and_namespaces_never_confl
         .map(|w| store.add_memory(&format!("ns{w}"), "own", "").unwrap())
         .collect();
     for round in 0..3 {
-        let version = store.get_memory(&target.id).unwrap().unwrap().version.to_string();
+        let version = store
+            .get_memory(&target.id)
+            .unwrap()
+            .unwrap()
+            .version
+            .to_string();
         let start = Arc::new(Barrier::new(WORKERS));
         let workers: Vec<_> = (0..WORKERS)
             .map(|w| {
-                let (db, start, id, version) =
-                    (db.clone(), start.clone(), target.id.clone(), version.clone());
+                let (db, start, id, version) = (
+                    db.clone(),
+                    start.clone(),
+                    target.id.clone(),
+                    version.clone(),
+                );
                 let own = own[w].clone();
                 thread::spawn(move || {
                     start.wait();
@@ -1482,7 +1575,14 @@ fn eight_processes_with_one_expected_version_one_wins_and_namespaces_never_confl
                     .to_owned();
                     let mine = modstate(
                         &db,
-                        &["memory", "update", &own.id, &text, "--expect-generation", &generation],
+                        &[
+                            "memory",
+                            "update",
+                            &own.id,
+                            &text,
+                            "--expect-generation",
+                            &generation,
+                        ],
                     );
                     (contended.status.code(), mine.status.code())
                 })
@@ -1492,13 +1592,20 @@ fn eight_processes_with_one_expected_version_one_wins_and_namespaces_never_confl
             workers.into_iter().map(|w| w.join().unwrap()).collect();
         let wins = codes.iter().filter(|(c, _)| *c == Some(0)).count();
         let conflicts = codes.iter().filter(|(c, _)| *c == Some(4)).count();
-        assert_eq!((wins, conflicts), (1, WORKERS - 1), "round {round}: {codes:?}");
+        assert_eq!(
+            (wins, conflicts),
+            (1, WORKERS - 1),
+            "round {round}: {codes:?}"
+        );
         assert!(
             codes.iter().all(|(_, mine)| *mine == Some(0)),
             "round {round}: a namespace conflicted with another: {codes:?}"
         );
         let stored = store.get_memory(&target.id).unwrap().unwrap();
-        assert!(stored.body.ends_with(&format!("round{round}")), "{stored:?}");
+        assert!(
+            stored.body.ends_with(&format!("round{round}")),
+            "{stored:?}"
+        );
     }
 }
 
@@ -1530,17 +1637,34 @@ fn a_restore_never_brings_back_a_generation_already_handed_out() {
     cli_json(&db, &["memory", "add", "someone else's note"]);
     cli_json(&db, &["memory", "add", "and another"]);
     let now = cli_generation(&db);
-    assert_ne!(now, 3, "the generation came back to a value already handed out");
+    assert_ne!(
+        now, 3,
+        "the generation came back to a value already handed out"
+    );
 
     let out = modstate(
         &db,
-        &["memory", "update", &id, "the agent's stale edit", "--expect-generation", "3"],
+        &[
+            "memory",
+            "update",
+            &id,
+            "the agent's stale edit",
+            "--expect-generation",
+            "3",
+        ],
     );
     assert_exit(&out, 4);
     let version = agent_version.to_string();
     let out = modstate(
         &db,
-        &["memory", "update", &id, "the agent's stale edit", "--expect-version", &version],
+        &[
+            "memory",
+            "update",
+            &id,
+            "the agent's stale edit",
+            "--expect-version",
+            &version,
+        ],
     );
     assert_exit(&out, 4);
     assert_eq!(
@@ -1576,7 +1700,10 @@ fn mixed_load_with_a_restore_in_the_middle_accepts_no_generation_twice() {
                     if w % 4 == 3 {
                         // Plain adds keep the counter moving.
                         let ns = target.namespace.as_str();
-                        assert_exit(&modstate(&db, &["memory", "add", "--namespace", ns, "noise"]), 0);
+                        assert_exit(
+                            &modstate(&db, &["memory", "add", "--namespace", ns, "noise"]),
+                            0,
+                        );
                         continue;
                     }
                     let out = modstate(
@@ -1759,7 +1886,11 @@ fn an_exact_phrase_ranks_first_even_in_a_longer_memory() {
 fn keyword_stuffing_does_not_beat_a_natural_sentence() {
     let (_dir, store) = temp_store();
     let natural = store
-        .add_memory("", "Deploys to production happen on Fridays after the standup", "")
+        .add_memory(
+            "",
+            "Deploys to production happen on Fridays after the standup",
+            "",
+        )
         .unwrap();
     // Stuffed, and it even holds the query as an exact phrase.
     store
@@ -1770,7 +1901,11 @@ fn keyword_stuffing_does_not_beat_a_natural_sentence() {
         )
         .unwrap();
     store
-        .add_memory("", "production deploy production deploy production deploy", "")
+        .add_memory(
+            "",
+            "production deploy production deploy production deploy",
+            "",
+        )
         .unwrap();
     for query in ["deploy production", "production deploy", "deploy"] {
         let hits = store
@@ -1785,10 +1920,8 @@ fn keyword_stuffing_does_not_beat_a_natural_sentence() {
 /// the queries (benches/memory_search.rs prints hit@1 and hit@3 as well).
 #[test]
 fn judged_fixture_scores_hit_at_3_of_at_least_0_9() {
-    let fixture: serde_json::Value = serde_json::from_str(include_str!(
-        "../fixtures/memories/judged.json"
-    ))
-    .unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/memories/judged.json")).unwrap();
     let (_dir, store) = temp_store();
     let mut ids = std::collections::BTreeMap::new();
     for m in fixture["memories"].as_array().unwrap() {
@@ -1848,18 +1981,30 @@ fn when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note
     let texts = page_texts(&json(&out));
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].starts_with("Kenji Watanabe owns"), "{texts:?}");
-    assert!(stderr(&out).contains("no memory holds every word"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no memory holds every word"),
+        "{}",
+        stderr(&out)
+    );
     // Its pages continue in the same mode.
-    let first = cli_json(&db, &["memory", "search", "who owns search", "--limit", "1"]);
+    let first = cli_json(
+        &db,
+        &["memory", "search", "who owns search", "--limit", "1"],
+    );
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = cli_json(
         &db,
-        &["memory", "search", "who owns search", "--limit", "1", "--cursor", cursor],
+        &[
+            "memory",
+            "search",
+            "who owns search",
+            "--limit",
+            "1",
+            "--cursor",
+            cursor,
+        ],
     );
-    assert_eq!(
-        [page_texts(&first), page_texts(&second)].concat(),
-        texts
-    );
+    assert_eq!([page_texts(&first), page_texts(&second)].concat(), texts);
     // When one memory holds every word, only those are shown.
     let page = cli_json(&db, &["memory", "search", "kenji ramen"]);
     assert_eq!(page_texts(&page), ["Kenji likes ramen"]);
@@ -1935,8 +2080,28 @@ fn migrating_a_version_2_database_keeps_every_memory_and_indexes_it_anew() {
     }
     // The guard keeps working on migrated memories.
     let id = "01900000-0000-7000-8000-000000000005";
-    let out = modstate(&db, &["memory", "update", id, "changed", "--expect-generation", "8"]);
+    let out = modstate(
+        &db,
+        &[
+            "memory",
+            "update",
+            id,
+            "changed",
+            "--expect-generation",
+            "8",
+        ],
+    );
     assert_exit(&out, 4);
-    let out = modstate(&db, &["memory", "update", id, "changed", "--expect-generation", "9"]);
+    let out = modstate(
+        &db,
+        &[
+            "memory",
+            "update",
+            id,
+            "changed",
+            "--expect-generation",
+            "9",
+        ],
+    );
     assert_exit(&out, 0);
 }

@@ -177,7 +177,10 @@ mod tests {
     fn malformed_cursors_are_invalid() {
         for token in ["", "nonsense", "zz", "73", "732e312e322e332e34"] {
             assert!(
-                matches!(Cursor::decode(token, Kind::Search, &[0]), Err(Error::Invalid(_))),
+                matches!(
+                    Cursor::decode(token, Kind::Search, &[0]),
+                    Err(Error::Invalid(_))
+                ),
                 "{token}"
             );
         }

@@ -16,12 +16,20 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The first `limit` of `rows` (fetched as `limit + 1` to know whether more exist), and
     /// a cursor made from the last item kept when more do.
-    pub fn cut(mut rows: Vec<T>, limit: Option<usize>, cursor_after: impl Fn(&T) -> String) -> Page<T> {
+    pub fn cut(
+        mut rows: Vec<T>,
+        limit: Option<usize>,
+        cursor_after: impl Fn(&T) -> String,
+    ) -> Page<T> {
         let more = limit.is_some_and(|limit| rows.len() > limit);
         if let Some(limit) = limit {
             rows.truncate(limit);
         }
-        let next_cursor = if more { rows.last().map(cursor_after) } else { None };
+        let next_cursor = if more {
+            rows.last().map(cursor_after)
+        } else {
+            None
+        };
         Page {
             items: rows,
             next_cursor,

@@ -101,7 +101,13 @@ pub fn register(conn: &Connection) -> Result<()> {
     unsafe {
         let db = conn.handle();
         let mut stmt: *mut ffi::sqlite3_stmt = ptr::null_mut();
-        let rc = ffi::sqlite3_prepare_v2(db, c"SELECT fts5(?1)".as_ptr(), -1, &mut stmt, ptr::null_mut());
+        let rc = ffi::sqlite3_prepare_v2(
+            db,
+            c"SELECT fts5(?1)".as_ptr(),
+            -1,
+            &mut stmt,
+            ptr::null_mut(),
+        );
         if rc != ffi::SQLITE_OK {
             return Err(failed("preparing SELECT fts5", rc));
         }
@@ -121,7 +127,13 @@ pub fn register(conn: &Connection) -> Result<()> {
         let Some(create) = (*api).xCreateFunction else {
             return Err(failed("no xCreateFunction", ffi::SQLITE_ERROR));
         };
-        let rc = create(api, c"modstate_rank".as_ptr(), ptr::null_mut(), Some(rank), None);
+        let rc = create(
+            api,
+            c"modstate_rank".as_ptr(),
+            ptr::null_mut(),
+            Some(rank),
+            None,
+        );
         if rc != ffi::SQLITE_OK {
             return Err(failed("xCreateFunction", rc));
         }
@@ -160,7 +172,13 @@ unsafe fn features(
     ) else {
         return Err(missing);
     };
-    let check = |rc: c_int| if rc == ffi::SQLITE_OK { Ok(()) } else { Err(rc) };
+    let check = |rc: c_int| {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(rc)
+        }
+    };
     // SAFETY (all calls): `fts` is the live context of the current row.
     unsafe {
         let phrases = phrase_count(fts).max(0);
@@ -220,7 +238,16 @@ mod tests {
         // "deploy deploy deploy production production production deploy production"
         let stuffed = doc(
             &[1, 1],
-            &[(0, 0), (0, 1), (0, 2), (1, 3), (1, 4), (1, 5), (0, 6), (1, 7)],
+            &[
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (1, 3),
+                (1, 4),
+                (1, 5),
+                (0, 6),
+                (1, 7),
+            ],
             8,
         );
         // "Deploys to production happen on Fridays after the standup"
@@ -238,9 +265,6 @@ mod tests {
     #[test]
     fn shorter_is_better_and_a_mention_repeated_once_is_not_stuffing() {
         assert!(doc(&[1], &[(0, 0)], 5) > doc(&[1], &[(0, 0)], 20));
-        assert_eq!(
-            doc(&[1], &[(0, 0), (0, 9)], 20),
-            doc(&[1], &[(0, 0)], 20)
-        );
+        assert_eq!(doc(&[1], &[(0, 0), (0, 9)], 20), doc(&[1], &[(0, 0)], 20));
     }
 }

@@ -28,7 +28,9 @@ pub fn counter(conn: &Connection) -> Result<u64> {
 /// Takes the next value of the counter inside the writing transaction.
 pub fn next_stamp(tx: &Transaction<'_>) -> Result<u64> {
     let value: i64 = tx
-        .prepare_cached("UPDATE memory_counter SET value = value + 1 WHERE only = 0 RETURNING value")
+        .prepare_cached(
+            "UPDATE memory_counter SET value = value + 1 WHERE only = 0 RETURNING value",
+        )
         .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
         .context("advancing the memory counter")?;
     Ok(u64::try_from(value).unwrap_or(0))

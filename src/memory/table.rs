@@ -20,8 +20,7 @@ use crate::store::Store;
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
 const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0)";
-const FROM: &str =
-    "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
+const FROM: &str = "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
 
 impl Store {
     /// Adds one memory; returns it with its new id.
@@ -103,7 +102,11 @@ impl Store {
     /// Memories matching `filter`, newest first, one page of them. See `cursor.rs` for what
     /// paging guarantees.
     pub fn list_page(&self, filter: &MemoryFilter) -> Result<MemoryPage<Memory>> {
-        let print = fingerprint(&[Some("list"), filter.namespace.as_deref(), filter.category.as_deref()]);
+        let print = fingerprint(&[
+            Some("list"),
+            filter.namespace.as_deref(),
+            filter.category.as_deref(),
+        ]);
         let cursor = decode(filter, Kind::List, print)?;
         let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
         let mut args = Vec::new();
@@ -124,7 +127,14 @@ impl Store {
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .context("listing memories")?;
             let page = Page::cut(rows, filter.limit, |m: &Memory| {
-                Cursor { kind: Kind::List, snapshot, fingerprint: print, score: 0.0, id: m.id.clone() }.encode()
+                Cursor {
+                    kind: Kind::List,
+                    snapshot,
+                    fingerprint: print,
+                    score: 0.0,
+                    id: m.id.clone(),
+                }
+                .encode()
             });
             Ok(MemoryPage {
                 page,
@@ -142,7 +152,12 @@ impl Store {
         filter: &MemoryFilter,
     ) -> Result<Vec<(Memory, f64)>> {
         let page = self.search_page(query, filter)?;
-        Ok(page.page.items.into_iter().map(|h| (h.memory, h.score)).collect())
+        Ok(page
+            .page
+            .items
+            .into_iter()
+            .map(|h| (h.memory, h.score))
+            .collect())
     }
 
     /// Memories whose text holds every word of `query` (case-, accent- and
@@ -389,7 +404,10 @@ fn search_rows(
 /// keeps the store's connection setup free of search details.)
 fn with_rank<T>(conn: &Connection, query: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     match query() {
-        Err(e) if e.to_string().contains(&format!("no such function: {}", rank::NAME)) => {
+        Err(e)
+            if e.to_string()
+                .contains(&format!("no such function: {}", rank::NAME)) =>
+        {
             rank::register(conn).map_err(|e| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
@@ -434,7 +452,9 @@ fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &MemoryFilter) {
 /// SQLite's LIMIT value for one row more than a page, to know whether more exist; negative
 /// means no limit.
 fn probe_limit(limit: Option<usize>) -> Value {
-    Value::Integer(limit.map_or(-1, |n| i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX)))
+    Value::Integer(limit.map_or(-1, |n| {
+        i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX)
+    }))
 }
 
 /// Decodes the [`COLUMNS`] that start at column `first`.
