@@ -87,7 +87,7 @@ pub fn run(default_count: usize) -> String {
     .into_iter()
     .min_by_key(|word| (count_fts(&like, word) - count as i64 / 4).abs())
     .unwrap_or("deploy");
-    let queries = [
+    let mut queries = vec![
         rare.as_str(),
         quarter,
         "deploy",
@@ -97,6 +97,7 @@ pub fn run(default_count: usize) -> String {
         "kube",
         "the user prefers rust",
     ];
+    queries.dedup();
 
     let mut peer_ratios = Vec::new();
     let mut indexed_ratios = Vec::new();
