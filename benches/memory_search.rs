@@ -212,13 +212,16 @@ fn judged() -> String {
     )
 }
 
+/// One measured insert: its time, the word index's bytes, the database's bytes.
+type Insert = (Duration, u64, u64);
+
 /// What the CJK bigram column costs: the same CJK memories inserted with their `grams` (as
 /// modstate does) and with none (the index before it), in the same run.
 fn cjk_cost(count: usize) -> String {
     let count = count.max(1000);
     let mut words = Sentences::new(0xc0ffee);
     let bodies: Vec<String> = (0..count).map(|_| words.cjk_sentence()).collect();
-    let measure = |with_grams: bool| -> (Duration, u64, u64) {
+    let measure = |with_grams: bool| -> Insert {
         let dir = tempfile::tempdir().expect("a temp dir");
         let path = dir.path().join("cjk.db");
         drop(
@@ -270,8 +273,7 @@ fn cjk_cost(count: usize) -> String {
             .expect("page size");
         (took, index as u64, (pages * page) as u64)
     };
-    let mut runs: Vec<((Duration, u64, u64), (Duration, u64, u64))> =
-        (0..3).map(|_| (measure(false), measure(true))).collect();
+    let mut runs: Vec<(Insert, Insert)> = (0..3).map(|_| (measure(false), measure(true))).collect();
     runs.sort_by_key(|(_, with)| with.0);
     let (without, with) = runs[runs.len() / 2];
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);

@@ -92,7 +92,7 @@ pub fn check_cursor(token: &str) -> Result<()> {
 }
 
 fn parse(token: &str) -> Option<Cursor> {
-    if token.len() % 2 != 0 || token.len() > 400 {
+    if !token.len().is_multiple_of(2) || token.len() > 400 {
         return None;
     }
     let bytes = (0..token.len())

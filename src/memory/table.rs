@@ -81,8 +81,8 @@ impl Store {
             }
             // A later memory of the same namespace moved its generation on: show the current
             // one, so every `generation` handed out is usable as `expect_generation`.
-            for i in 0..added.len() {
-                added[i].generation = namespace_generation(tx, &added[i].namespace)?;
+            for memory in &mut added {
+                memory.generation = namespace_generation(tx, &memory.namespace)?;
             }
             Ok(added)
         })
