@@ -35,7 +35,7 @@ pub enum Error {
     /// The drift guard refused a write: what the caller read has changed since. `what` names
     /// the value compared, e.g. `generation of namespace "a"` or `version of memory <id>`.
     #[error(
-        "conflict: expected {what} {expected} but it is {found}; nothing was written — re-read and retry"
+        "conflict: the {what} is {found}, not the expected {expected}; nothing was written — re-read and retry"
     )]
     Conflict {
         what: String,

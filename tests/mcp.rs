@@ -409,7 +409,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(
         conflict,
         format!(
-            "conflict: expected generation of namespace \"agent-a\" {generation} but it is {current}; nothing was written — re-read and retry"
+            "conflict: the generation of namespace \"agent-a\" is {current}, not the expected {generation}; nothing was written — re-read and retry"
         )
     );
     assert_eq!(
@@ -441,7 +441,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // delete_memory: a stale generation is refused, the current one deletes.
     let stale = server.call_err("delete_memory", json!({"id": id, "expect_generation": 0}));
     assert!(
-        stale.starts_with("conflict: expected generation of namespace \"agent-a\" 0 but it is"),
+        stale.starts_with("conflict: the generation of namespace \"agent-a\" is"),
         "{stale}"
     );
     let deleted = server.call_ok(
@@ -870,7 +870,7 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
         json!({"id": id, "text": "lost", "expect_version": version}),
     );
     assert!(
-        stale.starts_with("conflict: expected version of memory"),
+        stale.starts_with("conflict: the version of memory"),
         "{stale}"
     );
     assert_eq!(

@@ -758,7 +758,7 @@ fn cli_round_trip_and_exit_codes() {
     );
     assert_exit(&out, 4);
     assert!(
-        stderr(&out).contains("expected generation of namespace \"a\" 2 but it is 1"),
+        stderr(&out).contains("the generation of namespace \"a\" is 1, not the expected 2"),
         "{}",
         stderr(&out)
     );

@@ -102,10 +102,11 @@ impl Store {
     /// Memories matching `filter`, newest first, one page of them. See `cursor.rs` for what
     /// paging guarantees.
     pub fn list_page(&self, filter: &MemoryFilter) -> Result<MemoryPage<Memory>> {
+        let category = category_key(filter);
         let print = fingerprint(&[
             Some("list"),
             filter.namespace.as_deref(),
-            filter.category.as_deref(),
+            category.as_deref(),
         ]);
         let cursor = decode(filter, Kind::List, print)?;
         let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
@@ -168,13 +169,14 @@ impl Store {
     /// nothing is ranked. Paging: see `cursor.rs`.
     pub fn search_page(&self, query: &str, filter: &MemoryFilter) -> Result<MemoryPage<Hit>> {
         let text = SearchText::parse(query);
+        let category = category_key(filter);
         let print = |mode: &str, key: Option<&str>| {
             fingerprint(&[
                 Some("search"),
                 Some(mode),
                 key,
                 filter.namespace.as_deref(),
-                filter.category.as_deref(),
+                category.as_deref(),
             ])
         };
         // Each way of searching, with the fingerprint its cursors carry.
@@ -426,6 +428,12 @@ fn decode(filter: &MemoryFilter, kind: Kind, print: u64) -> Result<Option<Cursor
         .as_deref()
         .map(|token| Cursor::decode(token, kind, &[print]))
         .transpose()
+}
+
+/// The category as cursors remember it: categories compare ignoring ASCII case, so a cursor
+/// from `--category PREF` continues `--category pref`.
+fn category_key(filter: &MemoryFilter) -> Option<String> {
+    filter.category.as_deref().map(str::to_ascii_lowercase)
 }
 
 /// The namespace's generation when the read is limited to one namespace.
