@@ -29,8 +29,7 @@ pub use cursor::check_cursor;
 pub use grams::grams;
 pub use page::{Hit, MemoryPage, Page};
 pub use query::{SearchText, fts_query};
-pub use rank::Features as RankFeatures;
-pub use stamps::{LiveStamps, advance_after_restore, stamps_before_restore};
+pub(crate) use stamps::{advance_after_restore, stamps_before_restore};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;

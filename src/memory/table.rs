@@ -163,7 +163,9 @@ impl Store {
 
     /// Memories whose text holds every word of `query` (case-, accent- and
     /// inflection-insensitive; CJK words as substrings; the last word also as a prefix), best
-    /// match first, one page of them. User text is never read as FTS5 syntax. A query with no
+    /// match first, one page of them. When no memory holds every word of a query of two or
+    /// more, those holding the most of them, with a note and `some_words` set (later pages
+    /// stay in that mode). User text is never read as FTS5 syntax. A query with no
     /// letter or digit but something else (`🚀`) finds memories holding it as typed, newest
     /// first, with a note; an empty query lists newest first. Scores: see `rank.rs`; 0 where
     /// nothing is ranked. Paging: see `cursor.rs`.
