@@ -1676,7 +1676,7 @@ fn a_restore_never_brings_back_a_generation_already_handed_out() {
 #[test]
 fn mixed_load_with_a_restore_in_the_middle_accepts_no_generation_twice() {
     const WORKERS: usize = 8;
-    const ROUNDS: usize = 12;
+    const ROUNDS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     let snapshot = dir.path().join("early.db");
@@ -1736,15 +1736,29 @@ fn mixed_load_with_a_restore_in_the_middle_accepts_no_generation_twice() {
         })
         .collect();
     start.wait();
-    thread::sleep(Duration::from_millis(400));
+    // Restore once the load is well under way (each namespace written a few times)…
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while store.memory_generation("ns0").unwrap() < 12 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never got going"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
     assert_exit(
         &modstate(&db, &["snapshot", "restore", snapshot.to_str().unwrap()]),
         0,
     );
+    let restored_at = store.memory_generation("ns0").unwrap();
     let mut accepted: Vec<(String, String)> = workers
         .into_iter()
         .flat_map(|w| w.join().unwrap())
         .collect();
+    // …and the load went on after it.
+    assert!(
+        store.memory_generation("ns0").unwrap() > restored_at,
+        "no write after the restore: the test did not exercise it"
+    );
     let total = accepted.len();
     assert!(total > 0);
     accepted.sort();
