@@ -900,6 +900,29 @@ fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
         );
         assert_eq!(answer["error"]["code"], -32602, "{tool}: {answer}");
     }
+    // Stemming and CJK, as in the CLI.
+    server.call_ok(
+        "add_memory",
+        json!({"text": "The user prefers Rust; 提交信息请用中文写"}),
+    );
+    for query in ["prefer rust", "中文", "提交信息"] {
+        let found = server.call_ok("search_memories", json!({"query": query}));
+        assert_eq!(
+            found["memories"][0]["text"], "The user prefers Rust; 提交信息请用中文写",
+            "{query}: {found}"
+        );
+    }
+    // The drift guard is per namespace: a write elsewhere does not refuse this one.
+    let read = server.call_ok("get_memories", json!({"limit": 1}));
+    let generation = read["generation"].as_u64().unwrap();
+    store
+        .add_memory("other", "another agent's note", "")
+        .unwrap();
+    server.call_ok(
+        "update_memory",
+        json!({"id": read["memories"][0]["id"], "text": "still mine", "expect_generation": generation}),
+    );
+
     // Symbols only: what was typed, or nothing, with a note.
     let rocket = server.call_ok("search_memories", json!({"query": "🚀"}));
     assert_eq!(rocket["memories"], json!([]));
