@@ -41,11 +41,16 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
-    /// The drift guard refused a write: the store moved on since the caller looked.
+    /// The drift guard refused a write: what the caller read has changed since. `what` names
+    /// the value compared, e.g. `generation of namespace "a"` or `version of memory <id>`.
     #[error(
-        "conflict: expected generation {expected} but the store is at {found}; nothing was written — re-read and retry"
+        "conflict: the {what} is {found}, not the expected {expected}; nothing was written — re-read and retry"
     )]
-    Conflict { expected: u64, found: u64 },
+    Conflict {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
 
     /// A lock or the database stayed busy past the timeout.
     #[error("{0}")]

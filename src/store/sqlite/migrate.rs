@@ -15,6 +15,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_memories",
         include_str!("../../../migrations/0002_memories.sql"),
     ),
+    (
+        "0003_memory_search",
+        include_str!("../../../migrations/0003_memory_search.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
