@@ -743,7 +743,37 @@ fn memory_rows() -> Vec<Row> {
             "memory get",
             "an id like a path",
             ["memory", "get", "../../x"],
-            3,
+            6,
+        ),
+        Row::new(
+            "memory get",
+            "a malformed id",
+            ["memory", "get", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "a malformed cursor",
+            ["memory", "ls", "--cursor", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory search",
+            "a malformed cursor",
+            ["memory", "search", "x", "--cursor", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory update",
+            "a malformed id",
+            ["memory", "update", "nonsense", "x"],
+            6,
+        ),
+        Row::new(
+            "memory rm",
+            "a malformed id",
+            ["memory", "rm", "nonsense"],
+            6,
         ),
         Row::new("memory get", "no id", ["memory", "get"], 2),
         Row::new(
@@ -797,9 +827,9 @@ fn memory_rows() -> Vec<Row> {
         ),
         Row::new(
             "memory update",
-            "a stale generation",
+            "an absent id, whatever the generation (the guard is per namespace)",
             ["memory", "update", ABSENT, "x", "--expect-generation", "41"],
-            4,
+            3,
         ),
         Row::new("memory rm", "absent id", ["memory", "rm", ABSENT], 3),
         Row::new(
