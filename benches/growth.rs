@@ -207,7 +207,7 @@ fn render(rows: &[Row], built: Duration) -> String {
         built.as_secs_f64()
     );
     let step = |now: f64, before: Option<f64>| match before {
-        None => format!("{}", fmt(now)),
+        None => fmt(now),
         Some(b) => {
             let r = now / b;
             let mark = if r > LOG_N_BOUND { " ▲" } else { "" };

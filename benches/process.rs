@@ -64,7 +64,11 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
     let key = super::key(7);
     let get_args = ["--db", db_arg.as_str(), "artifact", "get", key.as_str()];
     let file_arg = file.display().to_string();
+    // MODSTATE_BENCH_BASELINE_BIN: another build (say, of the previous commit) measured in the
+    // same pairs, for a before/after in one run.
+    let baseline = std::env::var("MODSTATE_BENCH_BASELINE_BIN").ok();
     let (mut get, mut cat, mut version, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let mut before = Vec::new();
     // A warm-up of each, then pairs whose order alternates so neither always runs second.
     wall_ms(bin, &get_args);
     wall_ms("cat", &[&file_arg]);
@@ -81,6 +85,9 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
         cat.push(c);
         ratios.push(g / c);
         version.push(wall_ms(bin, &["--version"]));
+        if let Some(old) = &baseline {
+            before.push(wall_ms(old, &get_args));
+        }
     }
     let mut md = format!(
         "## A whole `modstate artifact get` process vs `cat dagger.moduletypes.json`\n\n\
@@ -89,11 +96,18 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
          | command | p50 ms | p10–p90 ms | ratio of p50 to cat |\n| --- | ---: | ---: | ---: |\n"
     );
     let cat_p50 = quantile(&cat, 0.5);
-    for (label, v) in [
+    let mut rows = vec![
         ("cat dagger.moduletypes.json", &cat),
         ("modstate --version", &version),
         ("modstate artifact get", &get),
-    ] {
+    ];
+    if !before.is_empty() {
+        rows.push((
+            "modstate artifact get, MODSTATE_BENCH_BASELINE_BIN",
+            &before,
+        ));
+    }
+    for (label, v) in rows {
         let _ = writeln!(
             md,
             "| {label} | {:.2} | {:.2}–{:.2} | {:.2}× |",

@@ -1,7 +1,14 @@
 //! The SQLite backend, the embedded default: one database file shared by many processes.
 //!
-//! * Exactly one writer connection per store, behind a mutex, and an r2d2 pool of
-//!   `query_only` connections for reads.
+//! * Exactly one writer connection per store, behind a mutex, and `query_only` connections
+//!   for reads: the one that checked the schema at open, then an r2d2 pool for reads that
+//!   overlap it.
+//! * Nothing is paid for before it is needed: opening an existing, current database opens one
+//!   read-only connection, which checks the schema and then serves reads; the writer connection
+//!   is opened at the first write, and the pool (with its helper threads) at the first read that
+//!   finds that connection busy. A one-shot `artifact get` process thus opens one connection
+//!   and spawns no thread, and on its way out it neither checkpoints nor deletes the WAL (only
+//!   a closing writer does that).
 //! * Every write is one `BEGIN IMMEDIATE` transaction taken while holding the cross-process
 //!   write lock (`<db>.locks/write`). IMMEDIATE, because a deferred transaction that upgrades
 //!   to a write fails in WAL mode with SQLITE_BUSY_SNAPSHOT without consulting the busy handler.
@@ -24,7 +31,7 @@ use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -52,12 +59,19 @@ pub(crate) struct SqliteBackend {
     canonical: PathBuf,
     options: Options,
     locks: LockDir,
-    // Declared before `writer` so it drops first: the writer, closing last, can checkpoint and
-    // remove the -wal and -shm files, which a read-only connection cannot.
-    readers: r2d2::Pool<SqliteConnectionManager>,
-    /// `None` when the database's directory is read-only for this process: reads work,
+    /// How read connections open the file, for the pool built on first need.
+    reader_target: ReaderTarget,
+    // The readers are declared before `writer` so they drop first: the writer, closing last,
+    // can checkpoint and remove the -wal and -shm files, which a read-only connection cannot.
+    /// The read-only connection that checked the schema at open; it serves reads while free.
+    first_reader: Mutex<Option<Connection>>,
+    /// Built at the first read that finds `first_reader` busy (concurrent readers).
+    readers: OnceLock<r2d2::Pool<SqliteConnectionManager>>,
+    /// False when the database's directory is read-only for this process: reads work,
     /// writes fail with a clear error.
-    writer: Option<Mutex<Connection>>,
+    writable: bool,
+    /// Opened at the first write (or at open, when open created or migrated the database).
+    writer: OnceLock<Mutex<Connection>>,
     schema_version: u32,
 }
 
@@ -97,50 +111,66 @@ impl SqliteBackend {
         }
         let locks = LockDir::new(&canonical, options.lock_timeout);
 
-        // 2. The writer: opened with no lock when the database is current, else created or
-        //    migrated under the write lock. None where this user cannot write.
-        let writer = if can_write(&canonical, exists) {
-            Some(open_writer(&canonical, &locks, &options)?)
-        } else {
-            None
-        };
-
-        // 3. The read pool.
+        // 2. The schema check. An existing database at the current schema in WAL mode needs
+        //    no lock and no writer: one read-only connection checks it and then serves reads.
+        //    Anything else (a new file, an older schema, a rollback-journal database) is
+        //    created or migrated by the writer under the write lock, where the state is
+        //    checked again. A directory this user cannot write gets read-only connections.
         let busy_timeout = options.busy_timeout;
-        let reader_target = if writer.is_some() {
-            ReaderTarget::Shared
+        let writable = can_write(&canonical, exists);
+        let writer = OnceLock::new();
+        let (first_reader, reader_target, schema_version) = if writable {
+            let current = if exists {
+                check_existing(&canonical, &options)?
+            } else {
+                None
+            };
+            match current {
+                Some(reader) => (Some(reader), ReaderTarget::Shared, SCHEMA_VERSION),
+                None => {
+                    let (conn, version) = create_or_migrate(&canonical, &locks, &options)?;
+                    let _ = writer.set(Mutex::new(conn));
+                    (None, ReaderTarget::Shared, version)
+                }
+            }
         } else {
-            read_only_target(&canonical, busy_timeout)?
-        };
-        let manager = reader_target.manager(&canonical).with_init(move |conn| {
-            conn.busy_timeout(busy_timeout)?;
-            conn.pragma_update(None, "query_only", true)
-        });
-        let readers = r2d2::Pool::builder()
-            .max_size(options.read_pool_size.max(1))
-            // Connect lazily: a CLI invocation that only writes opens no reader at all.
-            .min_idle(Some(0))
-            // A SQLite connection does not go stale like a network one: skip the per-checkout
-            // validity query on the hot read path.
-            .test_on_check_out(false)
-            .connection_timeout(options.lock_timeout.max(Duration::from_millis(100)))
-            .build(manager)
-            .map_err(|e| Error::Busy(format!("cannot open read connections: {e}")))?;
-
-        let schema_version = match (&writer, reader_target) {
-            (Some((_, version)), _) => *version,
-            (None, ReaderTarget::ReadOnly(version)) => version,
-            (None, ReaderTarget::Shared) => unreachable!("read_only_target never answers Shared"),
+            let (conn, version) = read_only_target(&canonical, busy_timeout)?;
+            (Some(conn), ReaderTarget::ReadOnly, version)
         };
         Ok(SqliteBackend {
             path,
             canonical,
             options,
             locks,
-            readers,
-            writer: writer.map(|(conn, _)| Mutex::new(conn)),
+            reader_target,
+            first_reader: Mutex::new(first_reader),
+            readers: OnceLock::new(),
+            writable,
+            writer,
             schema_version,
         })
+    }
+
+    /// The read pool, built on first need. Connections open lazily, and skip the per-checkout
+    /// validity query: a SQLite connection does not go stale like a network one.
+    fn readers(&self) -> Result<&r2d2::Pool<SqliteConnectionManager>> {
+        if let Some(pool) = self.readers.get() {
+            return Ok(pool);
+        }
+        let busy_timeout = self.options.busy_timeout;
+        let manager = self
+            .reader_target
+            .manager(&self.canonical)
+            .with_init(move |conn| init_reader(conn, busy_timeout));
+        let pool = r2d2::Pool::builder()
+            .max_size(self.options.read_pool_size.max(1))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(self.options.lock_timeout.max(Duration::from_millis(100)))
+            .build(manager)
+            .map_err(|e| Error::Busy(format!("cannot open read connections: {e}")))?;
+        // Two threads may race here; one pool wins and the other is dropped unused.
+        Ok(self.readers.get_or_init(|| pool))
     }
 
     /// Tries to empty the `-wal` file without waiting for anyone: only when the write lock is
@@ -148,15 +178,13 @@ impl SqliteBackend {
     /// such as a snapshot export, which pin the WAL while they run: once they end, the WAL
     /// shrinks back even in a process that stays open, with no further write needed.
     pub(crate) fn shrink_wal(&self) -> Result<()> {
-        let Some(writer) = self.writer.as_ref() else {
+        if !self.writable || fs::metadata(wal_path(&self.canonical)).map_or(0, |m| m.len()) == 0 {
             return Ok(());
-        };
+        }
         let Some(_write) = self.locks.try_write()? else {
             return Ok(());
         };
-        let conn = writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = self.writer()?;
         if fs::metadata(wal_path(&self.canonical)).map_or(0, |m| m.len()) > 0 {
             self.truncate_wal(&conn);
         }
@@ -225,28 +253,48 @@ impl SqliteBackend {
         Ok(out)
     }
 
-    /// Runs `f` on a pooled read-only connection.
+    /// Runs `f` on a read-only connection: the one opened at open when it is free (the common
+    /// case, and the only one in a one-shot command), else one from the pool.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        // A poisoned slot (a panic inside `f`) is simply not used again.
+        if let Ok(slot) = self.first_reader.try_lock()
+            && let Some(conn) = slot.as_ref()
+        {
+            return f(conn);
+        }
         let conn = self
-            .readers
+            .readers()?
             .get()
             .map_err(|e| Error::Busy(format!("no read connection became free: {e}")))?;
         f(&conn)
     }
 
-    /// The writer connection. A panic inside a write rolled its transaction back when the
-    /// transaction dropped, so a poisoned mutex still guards a clean connection.
+    /// The writer connection, opened at the first call. A panic inside a write rolled its
+    /// transaction back when the transaction dropped, so a poisoned mutex still guards a clean
+    /// connection.
     pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Connection>> {
-        let writer = self.writer.as_ref().ok_or_else(|| {
-            Error::io(
+        if let Some(writer) = self.writer.get() {
+            return Ok(writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+        if !self.writable {
+            return Err(Error::io(
                 "writing to",
                 &self.path,
                 std::io::Error::new(
                     ErrorKind::PermissionDenied,
                     "the database is read-only for this user (no write access to its directory); reads work, writes need that access",
                 ),
-            )
-        })?;
+            ));
+        }
+        // The schema was current at open; a newer modstate that migrated it since is refused
+        // here, before this binary writes with its idea of the tables.
+        let conn = connect_writer(&self.canonical, &self.options)?;
+        migrate::check_known(&conn, &format!("database {}", self.path.display()))?;
+        set_writer_pragmas(&conn, &self.options)?;
+        // Two threads may race here; one connection wins and the other is closed unused.
+        let writer = self.writer.get_or_init(|| Mutex::new(conn));
         Ok(writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
@@ -254,26 +302,55 @@ impl SqliteBackend {
 
     /// Whether writes are possible (false when the database's directory is read-only).
     pub(crate) fn is_writable(&self) -> bool {
-        self.writer.is_some()
+        self.writable
     }
 }
 
-/// Opens the writer connection. An existing database at the current schema in WAL mode is
-/// opened with no lock, so opening never waits for writers; anything else (a new file, an
-/// older schema, a rollback-journal database) is created or migrated under the write lock,
-/// where the state is checked again.
-fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32)> {
-    if path.exists() {
-        let conn = connect_writer(path, options)?;
-        let version = migrate::check_known(&conn, &format!("database {}", path.display()))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .context("reading the journal mode")?;
-        if version == SCHEMA_VERSION && mode.eq_ignore_ascii_case("wal") {
-            set_writer_pragmas(&conn, options)?;
-            return Ok((conn, version));
-        }
+/// A read connection's settings: `busy_timeout` first, before anything can meet a lock.
+fn init_reader(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "query_only", true)
+}
+
+/// Opens an existing database with no lock: a read-only connection that reads the schema
+/// version and the journal mode. `Some(connection)`, ready to serve reads, when the database is
+/// at the current schema in WAL mode; `None` when it needs creating or migrating. A newer schema
+/// is refused before anything changes a byte.
+fn open_current_reader(path: &Path, busy_timeout: Duration) -> Result<Option<Connection>> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::sqlite(format!("opening {}", path.display()), e))?;
+    init_reader(&conn, busy_timeout).context("configuring a read connection")?;
+    let version = migrate::check_known(&conn, &format!("database {}", path.display()))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .context("reading the journal mode")?;
+    Ok((version == SCHEMA_VERSION && mode.eq_ignore_ascii_case("wal")).then_some(conn))
+}
+
+/// [`open_current_reader`]; when that fails (a damaged or foreign file), the same check again
+/// through a read-write connection, whose error is the one reported: unlike a read-only
+/// connection, it removes on closing the `-wal` and `-shm` that opening created, so a refused
+/// file is left exactly as it was found.
+fn check_existing(path: &Path, options: &Options) -> Result<Option<Connection>> {
+    if let Ok(found) = open_current_reader(path, options.busy_timeout) {
+        return Ok(found);
     }
+    let conn = connect_writer(path, options)?;
+    migrate::check_known(&conn, &format!("database {}", path.display()))?;
+    conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+        .context("reading the journal mode")?;
+    // The read-only check failed where this one passed (a transient error): take the careful
+    // path, under the write lock.
+    Ok(None)
+}
+
+/// Opens the writer of a database that is new, at an older schema or not in WAL mode, under
+/// the write lock: creates it, switches it to WAL and migrates it, checking the state again
+/// there.
+fn create_or_migrate(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32)> {
     let _write = locks.write()?;
     create_private_file(path)?;
     let mut conn = connect_writer(path, options)?;
@@ -381,8 +458,8 @@ fn wal_path(path: &Path) -> PathBuf {
 enum ReaderTarget {
     /// The normal case: WAL readers alongside this store's writer and other processes.
     Shared,
-    /// A database in a directory this process cannot write, at this schema version.
-    ReadOnly(u32),
+    /// A database in a directory this process cannot write.
+    ReadOnly,
 }
 
 impl ReaderTarget {
@@ -390,15 +467,15 @@ impl ReaderTarget {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         match self {
             ReaderTarget::Shared => SqliteConnectionManager::file(path).with_flags(flags),
-            ReaderTarget::ReadOnly(_) => SqliteConnectionManager::file(read_only_uri(path))
+            ReaderTarget::ReadOnly => SqliteConnectionManager::file(read_only_uri(path))
                 .with_flags(flags | OpenFlags::SQLITE_OPEN_URI),
         }
     }
 }
 
-/// Checks a database in a read-only directory and says how to read it. The schema must be
-/// current: it cannot be migrated from here.
-fn read_only_target(path: &Path, busy_timeout: Duration) -> Result<ReaderTarget> {
+/// Checks a database in a read-only directory; returns the checking connection (it then serves
+/// reads) and the schema version. The schema must be current: it cannot be migrated from here.
+fn read_only_target(path: &Path, busy_timeout: Duration) -> Result<(Connection, u32)> {
     let conn = Connection::open_with_flags(
         read_only_uri(path),
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
@@ -413,7 +490,7 @@ fn read_only_target(path: &Path, busy_timeout: Duration) -> Result<ReaderTarget>
             path.display()
         )));
     }
-    Ok(ReaderTarget::ReadOnly(version))
+    Ok((conn, version))
 }
 
 /// A WAL database needs its -shm file to be read. In a read-only directory it cannot be
@@ -458,5 +535,82 @@ fn create_private_file(path: &Path) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io("creating database", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn existing_database(dir: &Path) -> PathBuf {
+        let path = dir.join("state.db");
+        let created = SqliteBackend::open(&path, Options::default(), true).unwrap();
+        created
+            .write("creating a row", |tx| {
+                tx.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+                    .context("creating a row")
+            })
+            .unwrap();
+        drop(created);
+        path
+    }
+
+    #[test]
+    fn opening_a_current_database_opens_no_writer_and_no_pool_until_needed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = existing_database(dir.path());
+        let backend = SqliteBackend::open(&path, Options::default(), false).unwrap();
+        assert!(backend.writer.get().is_none(), "writer opened at open");
+        let x: i64 = backend
+            .read(|c| {
+                c.query_row("SELECT x FROM t", [], |r| r.get(0))
+                    .context("reading")
+            })
+            .unwrap();
+        assert_eq!(x, 1);
+        assert!(backend.readers.get().is_none(), "pool built for one read");
+        assert!(backend.writer.get().is_none(), "writer opened by a read");
+        // A read while the first reader is busy goes to the pool.
+        let nested: i64 = backend
+            .read(|_| {
+                backend.read(|c| {
+                    c.query_row("SELECT x FROM t", [], |r| r.get(0))
+                        .context("reading")
+                })
+            })
+            .unwrap();
+        assert_eq!(nested, 1);
+        assert!(
+            backend.readers.get().is_some(),
+            "overlapping read without the pool"
+        );
+        backend
+            .write("adding a row", |tx| {
+                tx.execute("INSERT INTO t VALUES (2)", [])
+                    .context("adding a row")
+            })
+            .unwrap();
+        assert!(backend.writer.get().is_some());
+    }
+
+    #[test]
+    fn a_writer_opened_late_refuses_a_schema_migrated_by_a_newer_modstate_since_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = existing_database(dir.path());
+        let backend = SqliteBackend::open(&path, Options::default(), false).unwrap();
+        let newer = Connection::open(&path).unwrap();
+        newer
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(newer);
+        let refused = backend.write("adding a row", |tx| {
+            tx.execute("INSERT INTO t VALUES (2)", [])
+                .context("adding a row")
+        });
+        assert!(
+            matches!(refused, Err(Error::Unsupported(_))),
+            "{:?}",
+            refused.map(|_| ())
+        );
     }
 }
