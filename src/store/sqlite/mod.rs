@@ -330,6 +330,33 @@ fn open_current_reader(path: &Path, busy_timeout: Duration) -> Result<Option<Con
     Ok((version == SCHEMA_VERSION && mode.eq_ignore_ascii_case("wal")).then_some(conn))
 }
 
+impl Drop for SqliteBackend {
+    /// A store that only read leaves the WAL as tidy as one that wrote. When a `-wal` with
+    /// frames is left (writers ran while this store was open), a writer connection is opened
+    /// and closed after this store's readers: if it is the last connection to the database in
+    /// any process, SQLite checkpoints the WAL and removes it, as it does whenever a read-write
+    /// connection closes last (a read-only one cannot). Otherwise every later one-shot process
+    /// would rebuild the WAL index from the whole `-wal` when it opens. With an empty or absent
+    /// `-wal`, the usual case of a one-shot read, nothing is opened.
+    fn drop(&mut self) {
+        if self.writer.get().is_some()
+            || !self.writable
+            || fs::metadata(wal_path(&self.canonical)).map_or(0, |m| m.len()) == 0
+        {
+            return;
+        }
+        drop(self.readers.take());
+        if let Ok(slot) = self.first_reader.get_mut() {
+            drop(slot.take());
+        }
+        if let Ok(conn) = connect_writer(&self.canonical, &self.options) {
+            // Closing checkpoints only a WAL this connection has opened: read something.
+            let _ = conn.query_row("PRAGMA user_version", [], |_| Ok(()));
+            drop(conn);
+        }
+    }
+}
+
 /// [`open_current_reader`]; when that fails (a damaged or foreign file), the same check again
 /// through a read-write connection, whose error is the one reported: unlike a read-only
 /// connection, it removes on closing the `-wal` and `-shm` that opening created, so a refused
@@ -611,6 +638,37 @@ mod tests {
             matches!(refused, Err(Error::Unsupported(_))),
             "{:?}",
             refused.map(|_| ())
+        );
+    }
+
+    #[test]
+    fn a_store_that_only_read_still_removes_a_wal_left_with_frames_when_it_closes_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = existing_database(dir.path());
+        // A writer that died without closing leaves its frames in the -wal: here, a copy of
+        // the -wal taken before a clean close, put back after it.
+        let wal = wal_path(&path);
+        let saved = dir.path().join("saved-wal");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint=0; INSERT INTO t VALUES (2);")
+            .unwrap();
+        fs::copy(&wal, &saved).unwrap();
+        drop(writer);
+        fs::copy(&saved, &wal).unwrap();
+        assert!(fs::metadata(&wal).unwrap().len() > 0);
+        let backend = SqliteBackend::open(&path, Options::default(), false).unwrap();
+        let n: i64 = backend
+            .read(|c| {
+                c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                    .context("reading")
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        drop(backend);
+        assert!(
+            fs::metadata(&wal).map_or(0, |m| m.len()) == 0,
+            "the WAL stayed"
         );
     }
 }
