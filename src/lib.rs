@@ -17,6 +17,7 @@ pub mod lockfile;
 pub mod memory;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;

@@ -19,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -637,10 +637,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// The current time as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
+pub use crate::time::now_rfc3339;
 
 fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();

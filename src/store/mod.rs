@@ -21,9 +21,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::LockDir;
 
-pub use backend::{Backend, StoredArtifact};
+pub(crate) use backend::{Backend, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
+pub use sqlite::fts::fts5_query;
 pub(crate) use sqlite::migrate_restored;
 
 use sqlite::SqliteBackend;
@@ -138,20 +139,8 @@ impl Store {
         self.backend.shrink_wal()
     }
 
-    // Transitional: memories and snapshots still reach SQLite through these until they move
-    // behind the boundary.
-
-    pub(crate) fn write<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.backend.write(what, f)
-    }
-
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-        self.backend.read(f)
-    }
+    // Transitional: the snapshot restore still reaches SQLite's writer connection until it
+    // moves behind the boundary.
 
     pub(crate) fn writer(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
         self.backend.writer()

@@ -18,7 +18,11 @@
 //! This is the only module (with its children) that names `rusqlite`.
 
 mod artifacts;
+pub(crate) mod fts;
+mod memories;
 mod migrate;
+pub(crate) mod rank;
+pub(crate) mod stamps;
 
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
