@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::fill;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -80,34 +82,6 @@ fn put_ok(db: &Path, label: &str, state: Value) {
         "put {label}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Adds `megabytes` 1 MiB artifacts. Set-up only, so it inserts the rows in one transaction
-/// with plain SQL (hashing and parsing 1 MiB envelopes in a debug build is slow) — each row is
-/// still a valid artifact with its correct sha256, so verify accepts it.
-fn fill(db: &Path, megabytes: usize) {
-    drop(Store::open(db, Options::default()).unwrap());
-    let blob = "abcdefghijklmnopqrstuvwxyz".repeat((1024 * 1024 - 64) / 26);
-    let envelope = serde_json::json!({"type": "Module", "version": 1, "state": {"blob": blob}})
-        .to_string()
-        .into_bytes();
-    let sha = Digest::of(&envelope).hex().to_owned();
-    let mut conn = Connection::open(db).unwrap();
-    let tx = conn.transaction().unwrap();
-    for i in 0..megabytes {
-        tx.execute(
-            "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'Module', 1, '2026-01-01T00:00:00.000Z')",
-            rusqlite::params![
-                digest(&format!("filler-{i}")).as_str(),
-                envelope,
-                sha,
-                envelope.len() as i64
-            ],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
 }
 
 /// The snapshot is one self-contained file: integrity ok, rollback journal in the header, no

@@ -95,12 +95,7 @@ impl Store {
 
     /// `<db stem>-<now>.db`, not yet taken in `dir`.
     fn timestamped_name(&self, dir: &Path) -> String {
-        let prefix = self
-            .path()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "modstate".to_owned());
+        let prefix = self.snapshot_prefix();
         loop {
             let name = snapshot_file_name(&prefix, SystemTime::now());
             if !dir.join(&name).exists() {
@@ -108,6 +103,15 @@ impl Store {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The name prefix of this database's snapshots: the database file's stem.
+    pub(super) fn snapshot_prefix(&self) -> String {
+        self.path()
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "modstate".to_owned())
     }
 
     /// Whether `dest` is the database or one of SQLite's files beside it.
@@ -132,7 +136,7 @@ impl Store {
 }
 
 /// The prefix retention applies to: the pattern the destination name follows.
-fn retention_prefix(dest: &Path) -> Result<String> {
+pub(super) fn retention_prefix(dest: &Path) -> Result<String> {
     dest.file_name()
         .and_then(|n| n.to_str())
         .and_then(prefix_of)
@@ -147,7 +151,7 @@ fn retention_prefix(dest: &Path) -> Result<String> {
 
 /// Copies the live database into the empty file at `temp` and checks the copy. Returns the
 /// copy's facts (path filled in by the caller). Both connections are closed on return.
-fn copy_into(
+pub(super) fn copy_into(
     store: &Store,
     temp_file: &TempSnapshot,
     progress: Option<&ProgressFn>,

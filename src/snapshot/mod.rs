@@ -15,6 +15,7 @@
 
 mod export;
 mod names;
+mod remote;
 mod restore;
 mod temp;
 mod verify;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use crate::error::{Result, SqlContext};
 
 pub use names::{is_snapshot_name, snapshot_file_name};
+pub use remote::{S3Location, SnapshotEntry, SnapshotLocation};
 
 /// How far a copy has got, for a progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,6 +74,17 @@ impl TempSnapshot {
         &self.path
     }
 
+    /// The open file, for writing a download into it (never for SQLite's use).
+    pub(crate) fn file(&self) -> Result<&File> {
+        self.lock.as_ref().ok_or_else(|| {
+            Error::io(
+                "writing",
+                &self.path,
+                std::io::Error::other("the temp file was already persisted"),
+            )
+        })
+    }
+
     /// fsyncs the file. Call only after SQLite has closed its connection to it.
     pub(crate) fn sync(&self) -> Result<()> {
         match &self.lock {
