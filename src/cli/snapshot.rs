@@ -1,9 +1,9 @@
 //! `modstate snapshot …`: export, ls, verify, restore, to and from local paths or
 //! `s3://bucket/prefix/`.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
-use std::ffi::OsString;
 use std::sync::{Arc, OnceLock};
 
 use clap::Subcommand;

@@ -287,4 +287,3 @@ pub fn fill(db: &std::path::Path, megabytes: usize) {
     }
     tx.commit().unwrap();
 }
-

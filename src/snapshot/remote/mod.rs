@@ -155,7 +155,11 @@ impl Store {
         }
     }
 
-    fn snapshot_to_s3(&self, target: &S3Location, options: &SnapshotOptions) -> Result<SnapshotReport> {
+    fn snapshot_to_s3(
+        &self,
+        target: &S3Location,
+        options: &SnapshotOptions,
+    ) -> Result<SnapshotReport> {
         let started = Instant::now();
         let client = s3::Client::connect(target)?;
         let prefix = self.snapshot_prefix();
@@ -225,7 +229,9 @@ impl Store {
     pub fn list_snapshots(location: &SnapshotLocation) -> Result<Vec<SnapshotEntry>> {
         let mut entries = match location {
             SnapshotLocation::Local(dir) => file::list(dir)?,
-            SnapshotLocation::S3(target) => s3::Client::connect(target)?.list(&target.as_prefix())?,
+            SnapshotLocation::S3(target) => {
+                s3::Client::connect(target)?.list(&target.as_prefix())?
+            }
         };
         sort_by_time(&mut entries);
         Ok(entries)
@@ -278,9 +284,10 @@ impl Downloaded {
     fn fetch(target: &S3Location) -> Result<Downloaded> {
         let client = s3::Client::connect(target)?;
         let source = if target.is_prefix() {
-            let newest = client.list(target)?.into_iter().max_by(|a, b| {
-                a.taken_at.cmp(&b.taken_at).then(a.name.cmp(&b.name))
-            });
+            let newest = client
+                .list(target)?
+                .into_iter()
+                .max_by(|a, b| a.taken_at.cmp(&b.taken_at).then(a.name.cmp(&b.name)));
             match newest {
                 Some(entry) => target.join(&entry.name),
                 None => {
@@ -327,7 +334,12 @@ mod tests {
         };
         assert_eq!(s3.to_string(), "s3://backups/team/");
         assert!(s3.is_prefix());
-        for bad in ["gs://b/p/", "https://example.com/x", "S4://b/", "file:///tmp/x"] {
+        for bad in [
+            "gs://b/p/",
+            "https://example.com/x",
+            "S4://b/",
+            "file:///tmp/x",
+        ] {
             let err = parse(bad).unwrap_err();
             assert!(matches!(err, Error::Invalid(_)), "{bad}: {err}");
         }

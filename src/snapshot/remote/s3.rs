@@ -438,21 +438,35 @@ impl Client {
             path: key.to_string().into(),
             source: std::io::Error::other(message),
         };
+        // Some requests (listings) report a missing bucket as a generic error: its S3 code
+        // is the reliable sign.
+        let missing_bucket = chain.contains("NoSuchBucket");
+        let denied = [
+            "AccessDenied",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "ExpiredToken",
+            "InvalidToken",
+            "AuthorizationHeaderMalformed",
+        ]
+        .iter()
+        .any(|code| chain.contains(code));
         match e {
-            object_store::Error::NotFound { .. } => {
-                if chain.contains("NoSuchBucket") || op != Op::Download {
-                    Error::NotFound(format!(
-                        "bucket {bucket} does not exist at {endpoint}; create it, or fix the bucket name or AWS_ENDPOINT_URL{untouched}"
-                    ))
-                } else {
-                    Error::NotFound(format!(
-                        "no snapshot at {key}; `modstate snapshot ls {}` lists those there",
-                        key.parent()
-                    ))
-                }
-            }
+            _ if missing_bucket => Error::NotFound(format!(
+                "bucket {bucket} does not exist at {endpoint}; create it, or fix the bucket name or AWS_ENDPOINT_URL{untouched}"
+            )),
+            object_store::Error::NotFound { .. } if op == Op::Download => Error::NotFound(format!(
+                "no snapshot at {key}; `modstate snapshot ls {}` lists those there",
+                key.parent()
+            )),
+            object_store::Error::NotFound { .. } => Error::NotFound(format!(
+                "bucket {bucket} does not exist at {endpoint}; create it, or fix the bucket name or AWS_ENDPOINT_URL{untouched}"
+            )),
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => io(format!(
+                "{endpoint} refused the credentials ({cause}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, and the bucket's policy{untouched}"
+            )),
+            _ if denied => io(format!(
                 "{endpoint} refused the credentials ({cause}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, and the bucket's policy{untouched}"
             )),
             _ if is_unreachable(&chain) => io(format!(
@@ -489,7 +503,8 @@ async fn send_parts(
 }
 
 fn sha256_of(file: &Path) -> Result<String> {
-    let mut input = File::open(file).map_err(|e| Error::io("reading the snapshot copy", file, e))?;
+    let mut input =
+        File::open(file).map_err(|e| Error::io("reading the snapshot copy", file, e))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; CHUNK];
     loop {
