@@ -507,6 +507,46 @@ fn killed_exporter_keeps_the_old_snapshot_and_the_next_export_sweeps() {
 }
 
 #[test]
+fn sigint_or_sigterm_mid_copy_removes_the_temp_file_and_keeps_the_old_snapshot() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db/state.db");
+    let snaps = tmp.path().join("snaps");
+    fs::create_dir_all(&snaps).unwrap();
+    put_ok(&db, "small", serde_json::json!({"n": 1}));
+    let dest = snaps.join("nightly.db");
+    run_ok(&db, &["snapshot", "export", dest.to_str().unwrap()]);
+    let old = fs::read(&dest).unwrap();
+    fill(&db, 96);
+
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let interrupted = (0..5).any(|_| match export_caught_mid_copy(&db, &snaps, &dest) {
+            Some(mut child) => {
+                signal(&child, sig);
+                let status = wait_with_deadline(&mut child);
+                // It dies of the signal, as before: a job runner sees 128 + N.
+                assert_eq!(status.signal(), Some(sig), "{status:?}");
+                true
+            }
+            None => {
+                fs::write(&dest, &old).unwrap();
+                false
+            }
+        });
+        assert!(
+            interrupted,
+            "the export always finished before signal {sig}"
+        );
+        assert_eq!(
+            temp_files(&snaps),
+            Vec::<String>::new(),
+            "signal {sig} left the temp file"
+        );
+        assert!(fs::read(&dest).unwrap() == old, "old snapshot changed");
+    }
+}
+
+#[test]
 fn retention_keeps_the_newest_n_and_leaves_unrelated_files() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db/state.db");

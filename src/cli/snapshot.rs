@@ -53,6 +53,9 @@ pub enum SnapshotCommand {
 }
 
 pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
+    // Ctrl-C or a TERM from a job runner must not leave a half-written copy (an export's, a
+    // restore's safety snapshot, a download) behind.
+    modstate::snapshot::remove_temp_files_on_signal()?;
     match cmd {
         SnapshotCommand::Export { path, keep } => {
             // A bad location is refused before the database is even opened.

@@ -32,6 +32,7 @@ use crate::error::{Result, SqlContext};
 
 pub use names::{is_snapshot_name, snapshot_file_name};
 pub use remote::{S3Location, SnapshotEntry, SnapshotLocation};
+pub use temp::remove_temp_files_on_signal;
 
 /// How far a copy has got, for a progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
