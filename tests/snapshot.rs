@@ -546,6 +546,81 @@ fn sigint_or_sigterm_mid_copy_removes_the_temp_file_and_keeps_the_old_snapshot()
     }
 }
 
+/// `cmd` runs as `nobody` when we are root (as root, permissions do not bind).
+fn as_unprivileged(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_backup_user_with_read_access_only_can_export() {
+    use std::os::unix::fs::chown;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = data.join("state.db");
+    put_ok(&db, "backed-up", serde_json::json!({"n": 1}));
+    let dest = tmp.path().join("backups");
+    fs::create_dir_all(&dest).unwrap();
+    // The backup user may read the database (and write its destination), nothing more.
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        chown(&dest, Some(65534), Some(65534)).unwrap();
+    }
+    let export = |name: &str| {
+        let mut cmd = command(&db);
+        cmd.args(["--json", "snapshot", "export"])
+            .arg(dest.join(name));
+        as_unprivileged(&mut cmd);
+        cmd.output().unwrap()
+    };
+
+    // No process has the database open: no -shm to read through, and none can be created.
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(!Path::new(&wal).exists());
+    let out = export("idle.db");
+    assert!(
+        out.status.success(),
+        "export by a read-only user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["artifacts"], 1);
+    assert_self_contained(&dest.join("idle.db"));
+
+    // A process has it open (its -shm exists, readable): the export sees its last commit.
+    let live = Connection::open(&db).unwrap();
+    live.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    put_ok(&db, "while-open", serde_json::json!({"n": 2}));
+    let out = export("live.db");
+    assert!(
+        out.status.success(),
+        "export by a read-only user while the database is open: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["artifacts"], 2);
+    drop(live);
+    assert_eq!(
+        fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+}
+
 #[test]
 fn retention_keeps_the_newest_n_and_leaves_unrelated_files() {
     let tmp = tempfile::tempdir().unwrap();

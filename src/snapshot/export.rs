@@ -7,6 +7,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::names::{prefix_of, retain, snapshot_file_name};
+use super::source::Source;
 use super::temp::{TempSnapshot, sweep};
 use super::{
     CopyProgress, ProgressFn, SnapshotInfo, SnapshotOptions, SnapshotReport, counts,
@@ -158,23 +159,9 @@ pub(super) fn copy_into(
 ) -> Result<SnapshotInfo> {
     let temp = temp_file.path();
     let busy_timeout = store.options().busy_timeout;
-    let source = Connection::open_with_flags(
-        store.path(),
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| Error::sqlite(format!("opening {}", store.path().display()), e))?;
-    source
-        .busy_timeout(busy_timeout)
-        .context("setting busy_timeout")?;
-    // Pin one read snapshot for the whole copy: later commits by any other connection are
-    // invisible to it, so the backup never restarts and never mixes two states.
-    source
-        .execute_batch("BEGIN")
-        .context("starting the snapshot's read transaction")?;
-    source
-        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .context("starting the snapshot's read transaction")?;
-    let (_, page_size) = page_count(&source)?;
+    // One read transaction for the whole copy (see `Source`), also for a read-only user.
+    let source = Source::open(store.path(), busy_timeout)?;
+    let (_, page_size) = page_count(&source.conn)?;
 
     let mut dest = Connection::open_with_flags(
         temp,
@@ -186,7 +173,7 @@ pub(super) fn copy_into(
         .context("configuring the snapshot copy")?;
 
     {
-        let backup = Backup::new(&source, &mut dest).context("starting the backup")?;
+        let backup = Backup::new(&source.conn, &mut dest).context("starting the backup")?;
         let deadline = Instant::now() + busy_timeout;
         loop {
             match backup
@@ -219,7 +206,7 @@ pub(super) fn copy_into(
         }
     }
     // End the read transaction now: it holds back WAL checkpoints for everyone.
-    drop(source);
+    source.finish(store.path())?;
 
     // The copy's header still says WAL (copied from the source); make it a self-contained
     // single file that needs no -wal to be read.

@@ -17,6 +17,7 @@ mod export;
 mod names;
 mod remote;
 mod restore;
+mod source;
 mod temp;
 mod verify;
 
