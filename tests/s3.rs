@@ -252,6 +252,15 @@ fn a_large_snapshot_goes_up_in_parts_and_comes_back_whole() {
     assert_eq!(verified["pages"], report["pages"]);
 }
 
+/// `(name, environment change, bucket, exit code, what the one line says)`.
+type Fault = (
+    &'static str,
+    Box<dyn Fn(&mut Command)>,
+    &'static str,
+    i32,
+    &'static str,
+);
+
 #[test]
 fn unreachable_endpoint_missing_bucket_and_wrong_credentials_fail_cleanly() {
     let Some(world) = World::start() else { return };
@@ -263,7 +272,7 @@ fn unreachable_endpoint_missing_bucket_and_wrong_credentials_fail_cleanly() {
 
     // Each fault, for each command that talks to the server.
     let closed_port = common::free_port();
-    let faults: Vec<(&str, Box<dyn Fn(&mut Command)>, &str, i32, &str)> = vec![
+    let faults: Vec<Fault> = vec![
         (
             "unreachable endpoint",
             Box::new(move |cmd: &mut Command| {
