@@ -119,6 +119,8 @@ pub struct SeaweedFs {
     pub endpoint: String,
     /// The filer's HTTP API, for looking at in-progress multipart uploads.
     pub filer: String,
+    /// Every port it was given: it names unix sockets in /tmp after them.
+    ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -180,6 +182,7 @@ impl SeaweedFs {
                 "-master.telemetry=false",
             ])
             .arg(format!("-bucket={}", buckets.join(",")));
+        let mut ports = vec![s3, filer];
         for flag in [
             "-master.port",
             "-master.port.grpc",
@@ -190,11 +193,15 @@ impl SeaweedFs {
             "-admin.port",
             "-admin.port.grpc",
         ] {
-            cmd.arg(format!("{flag}={}", free_port()));
+            let port = free_port();
+            ports.push(port);
+            cmd.arg(format!("{flag}={port}"));
         }
         let log_path = dir.path().join("weed.log");
         let log = std::fs::File::create(&log_path).expect("weed log");
+        // Its unix sockets without a flag of their own go to $TMPDIR: keep them in the temp dir.
         cmd.current_dir(dir.path())
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("weed log"))
             .stderr(log)
@@ -205,6 +212,7 @@ impl SeaweedFs {
             child,
             endpoint: format!("http://127.0.0.1:{s3}"),
             filer: format!("http://127.0.0.1:{filer}"),
+            ports,
             _dir: dir,
         };
         // Ready when every bucket answers a listing through the real client.
@@ -242,9 +250,41 @@ impl SeaweedFs {
 }
 
 impl Drop for SeaweedFs {
+    /// SIGTERM first (it then removes most of its sockets), SIGKILL if it lingers, then the
+    /// sockets it names in /tmp whatever its flags say.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.wait();
+        for port in &self.ports {
+            for part in [
+                "admin",
+                "admin-grpc",
+                "filer",
+                "filer-grpc",
+                "master",
+                "master-grpc",
+                "s3",
+                "s3-grpc",
+                "volume",
+                "volume-grpc",
+            ] {
+                let socket = format!("/tmp/seaweedfs-{part}-{port}.sock");
+                let is_socket = std::fs::symlink_metadata(&socket)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+                if is_socket {
+                    let _ = std::fs::remove_file(&socket);
+                }
+            }
+        }
     }
 }
 
