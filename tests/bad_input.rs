@@ -902,6 +902,12 @@ fn snapshot_rows() -> Vec<Row> {
             6,
         ),
         Row::new(
+            "snapshot export",
+            "an s3 key that is neither a prefix nor a .db file",
+            ["snapshot", "export", "s3://backups/team"],
+            6,
+        ),
+        Row::new(
             "snapshot verify",
             "an unsupported URL scheme",
             ["snapshot", "verify", "https://example.com/x.db"],

@@ -161,6 +161,14 @@ impl Store {
         options: &SnapshotOptions,
     ) -> Result<SnapshotReport> {
         let started = Instant::now();
+        // `s3://bucket/team` most likely means the prefix `team/`: an object named `team`
+        // would be a snapshot nobody finds. A key must say it is a database file.
+        if !target.is_prefix() && !target.name().ends_with(".db") {
+            return Err(Error::Invalid(format!(
+                "{target} is neither a prefix nor a .db key; write {}/ for a timestamped snapshot under it, or a key ending in .db",
+                target.to_string().trim_end_matches('/')
+            )));
+        }
         let client = s3::Client::connect(target)?;
         let prefix = self.snapshot_prefix();
         let (key, retention) = if target.is_prefix() {
