@@ -12,6 +12,11 @@
 //! * [`Store::restore`] verifies first, then under the global lock (exclusive) and the write
 //!   lock copies the snapshot INTO the live database with the backup API — never a rename over
 //!   a file other processes hold open.
+//! * [`SnapshotLocation`] says where a snapshot lives, a path or `s3://bucket/key`; `remote`
+//!   ships the verified temp file to S3 and checks downloads against their sha256 before any
+//!   of the above opens them.
+//! * A backup user who may only read the database can export (`source`), and a snapshot
+//!   command interrupted by SIGINT/SIGTERM/SIGHUP leaves no temp file (`temp`).
 
 mod export;
 mod names;
