@@ -222,6 +222,16 @@ fn export_ls_verify_restore_round_trip_through_seaweedfs() {
     let verified = json_of(&world.run_ok(&["--json", "snapshot", "verify", "s3://backups/team/"]));
     assert_eq!(verified["path"], newest.as_str());
 
+    // From a prefix, restore takes this database's newest snapshot, never another
+    // database's that happens to be newer.
+    world.run_ok(&[
+        "snapshot",
+        "export",
+        "s3://backups/team/zzz-20991231T000000.000Z.db",
+    ]);
+    let restored = json_of(&world.run_ok(&["--json", "snapshot", "restore", "s3://backups/team/"]));
+    assert_eq!(restored["restored"]["path"], newest.as_str());
+
     // An explicit key is put-if-absent: never overwritten.
     world.run_ok(&["snapshot", "export", "s3://backups/fixed/nightly.db"]);
     world.memory_add("changes the next snapshot");

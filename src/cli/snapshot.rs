@@ -42,7 +42,7 @@ pub enum SnapshotCommand {
     },
     /// Replace the database's content with a verified snapshot; the current state is first
     /// saved beside the database as <db name>-pre-restore-<UTC timestamp>.db.
-    /// s3://bucket/prefix/ restores the newest snapshot there.
+    /// s3://bucket/prefix/ restores this database's newest snapshot there.
     Restore {
         #[arg(value_name = "PATH|s3://BUCKET/KEY")]
         path: OsString,

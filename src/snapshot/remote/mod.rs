@@ -252,7 +252,7 @@ impl Store {
         match location {
             SnapshotLocation::Local(path) => Store::verify_snapshot(path),
             SnapshotLocation::S3(target) => {
-                let downloaded = Downloaded::fetch(target)?;
+                let downloaded = Downloaded::fetch(target, None)?;
                 let mut info = verify(downloaded.temp.path(), Options::default().busy_timeout)?;
                 info.path = PathBuf::from(downloaded.source.to_string());
                 Ok(info)
@@ -272,7 +272,9 @@ impl Store {
             SnapshotLocation::Local(path) => self.restore(path, options),
             SnapshotLocation::S3(target) => {
                 let started = Instant::now();
-                let downloaded = Downloaded::fetch(target)?;
+                // From a prefix, only this database's own snapshots are candidates: another
+                // database sharing the prefix must never be restored over this one by accident.
+                let downloaded = Downloaded::fetch(target, Some(&self.snapshot_prefix()))?;
                 let mut report = self.restore(downloaded.temp.path(), options)?;
                 report.restored.path = PathBuf::from(downloaded.source.to_string());
                 report.elapsed_ms = millis(started.elapsed());
@@ -289,18 +291,26 @@ struct Downloaded {
 }
 
 impl Downloaded {
-    fn fetch(target: &S3Location) -> Result<Downloaded> {
+    /// `target` is an object, or a prefix meaning its newest snapshot (of the name prefix
+    /// `only`, when given).
+    fn fetch(target: &S3Location, only: Option<&str>) -> Result<Downloaded> {
         let client = s3::Client::connect(target)?;
         let source = if target.is_prefix() {
             let newest = client
                 .list(target)?
                 .into_iter()
+                .filter(|e| only.is_none_or(|p| split(&e.name).is_some_and(|(q, _)| q == p)))
                 .max_by(|a, b| a.taken_at.cmp(&b.taken_at).then(a.name.cmp(&b.name)));
-            match newest {
-                Some(entry) => target.join(&entry.name),
-                None => {
+            match (newest, only) {
+                (Some(entry), _) => target.join(&entry.name),
+                (None, None) => {
                     return Err(Error::NotFound(format!(
                         "no snapshot under {target}; export one with `modstate snapshot export {target}`"
+                    )));
+                }
+                (None, Some(prefix)) => {
+                    return Err(Error::NotFound(format!(
+                        "no snapshot of this database ({prefix}-<UTC timestamp>.db) under {target}; `modstate snapshot ls {target}` lists what is there, and a full key restores any of them"
                     )));
                 }
             }
