@@ -913,6 +913,56 @@ fn snapshot_rows() -> Vec<Row> {
             2,
         ),
         Row::new("snapshot export", "no path", ["snapshot", "export"], 2),
+        // A URL is never taken as a local path (no `gs:` directory appears).
+        Row::new(
+            "snapshot export",
+            "an unsupported URL scheme",
+            ["snapshot", "export", "gs://backups/team/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 URL with an invalid bucket name",
+            ["snapshot", "export", "s3://Bad_Bucket/team/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 URL with an empty key segment",
+            ["snapshot", "export", "s3://backups/a//b/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 key that is neither a prefix nor a .db file",
+            ["snapshot", "export", "s3://backups/team"],
+            6,
+        ),
+        Row::new(
+            "snapshot verify",
+            "an unsupported URL scheme",
+            ["snapshot", "verify", "https://example.com/x.db"],
+            6,
+        ),
+        Row::new(
+            "snapshot restore",
+            "an unsupported URL scheme",
+            ["snapshot", "restore", "ftp://example.com/x.db"],
+            6,
+        ),
+        Row::new(
+            "snapshot ls",
+            "an unsupported URL scheme",
+            ["snapshot", "ls", "gs://backups/"],
+            6,
+        ),
+        Row::new(
+            "snapshot ls",
+            "a missing directory",
+            ["snapshot", "ls", "absent"],
+            1,
+        ),
+        Row::new("snapshot ls", "no path", ["snapshot", "ls"], 2),
     ]
 }
 

@@ -1,14 +1,15 @@
-//! `modstate snapshot …`: export, verify, restore.
+//! `modstate snapshot …`: export, ls, verify, restore, to and from local paths or
+//! `s3://bucket/prefix/`.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use modstate::snapshot::{CopyProgress, ProgressFn};
+use modstate::snapshot::{CopyProgress, ProgressFn, SnapshotLocation};
 use modstate::{RestoreOptions, Result, SnapshotInfo, SnapshotOptions, Store};
 
 use super::{Context, print_json, print_text};
@@ -19,19 +20,32 @@ const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
     /// Export a consistent snapshot while writers keep writing. PATH is a file, or a
-    /// directory in which the snapshot is named <db name>-<UTC timestamp>.db.
+    /// directory in which the snapshot is named <db name>-<UTC timestamp>.db; or
+    /// s3://bucket/prefix/ (credentials and endpoint from AWS_* variables, see the README).
     Export {
-        path: PathBuf,
+        #[arg(value_name = "PATH|s3://BUCKET/PREFIX/")]
+        path: OsString,
         /// Keep only the newest N snapshots of this name pattern in PATH's directory.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         keep: Option<u64>,
     },
-    /// Check a snapshot: exit 0 ok, 7 corrupt, 6 unknown schema.
-    Verify { path: PathBuf },
+    /// List the snapshots in a directory or under s3://bucket/prefix/, oldest first.
+    Ls {
+        #[arg(value_name = "DIR|s3://BUCKET/PREFIX/")]
+        path: OsString,
+    },
+    /// Check a snapshot: exit 0 ok, 7 corrupt (or an S3 object whose sha256 does not match),
+    /// 6 unknown schema. s3://bucket/prefix/ checks the newest snapshot there.
+    Verify {
+        #[arg(value_name = "PATH|s3://BUCKET/KEY")]
+        path: OsString,
+    },
     /// Replace the database's content with a verified snapshot; the current state is first
     /// saved beside the database as <db name>-pre-restore-<UTC timestamp>.db.
+    /// s3://bucket/prefix/ restores this database's newest snapshot there.
     Restore {
-        path: PathBuf,
+        #[arg(value_name = "PATH|s3://BUCKET/KEY")]
+        path: OsString,
         /// Do not save the current state before restoring.
         #[arg(long)]
         no_safety_snapshot: bool,
@@ -39,8 +53,13 @@ pub enum SnapshotCommand {
 }
 
 pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
+    // Ctrl-C or a TERM from a job runner must not leave a half-written copy (an export's, a
+    // restore's safety snapshot, a download) behind.
+    modstate::snapshot::remove_temp_files_on_signal()?;
     match cmd {
         SnapshotCommand::Export { path, keep } => {
+            // A bad location is refused before the database is even opened.
+            let location = SnapshotLocation::parse(&path)?;
             let store = ctx.open()?;
             let bar = Arc::new(OnceLock::<ProgressBar>::new());
             let options = SnapshotOptions {
@@ -49,7 +68,7 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
                     .is_terminal()
                     .then(|| progress_bar(Arc::clone(&bar))),
             };
-            let result = store.snapshot(&path, &options);
+            let result = store.snapshot_to(&location, &options);
             if let Some(bar) = bar.get() {
                 bar.finish_and_clear();
             }
@@ -73,8 +92,21 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
             }
             Ok(0)
         }
+        SnapshotCommand::Ls { path } => {
+            let entries = Store::list_snapshots(&SnapshotLocation::parse(&path)?)?;
+            if ctx.json {
+                print_json(&entries)?;
+            } else {
+                let text: String = entries
+                    .iter()
+                    .map(|e| format!("{}\t{}\t{}\n", e.taken_at, e.bytes, e.location))
+                    .collect();
+                print_text(&text)?;
+            }
+            Ok(0)
+        }
         SnapshotCommand::Verify { path } => {
-            let info = Store::verify_snapshot(&path)?;
+            let info = Store::verify_snapshot_at(&SnapshotLocation::parse(&path)?)?;
             if ctx.json {
                 print_json(&info)?;
             } else {
@@ -86,9 +118,10 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
             path,
             no_safety_snapshot,
         } => {
+            let location = SnapshotLocation::parse(&path)?;
             let store = ctx.open()?;
-            let report = store.restore(
-                &path,
+            let report = store.restore_from(
+                &location,
                 &RestoreOptions {
                     safety_snapshot: !no_safety_snapshot,
                 },

@@ -3,9 +3,9 @@
 //!
 //! * Search: English stemming and folded accents (`porter unicode61 remove_diacritics 2`),
 //!   words inside CJK text through bigrams ([`grams`]), symbol-only queries searched
-//!   literally ([`query`]), and a ranking that depends only on the memory and the query
-//!   ([`rank`]), so pages continue exactly ([`cursor`]).
-//! * Drift guard ([`stamps`]): every write takes the next value of one store-wide counter;
+//!   literally (`query.rs`), and a ranking that depends only on the memory and the query
+//!   (`rank.rs`), so pages continue exactly (`cursor.rs`).
+//! * Drift guard (the backend's stamps): every write takes the next value of one store-wide counter;
 //!   it becomes the memory's `version` and its namespace's `generation`. A write may carry the
 //!   generation and/or version its caller saw; the checks and the write happen inside one
 //!   `BEGIN IMMEDIATE` under the cross-process write lock, so of two writers that saw the same
@@ -17,19 +17,23 @@ mod id;
 mod page;
 mod query;
 mod rank;
-mod stamps;
-mod table;
+mod store;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+pub(crate) use crate::time::{later_than, timestamp};
+pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
 pub use grams::grams;
+pub(crate) use grams::run_bigrams;
+pub(crate) use id::next_id;
 pub use page::{Hit, MemoryPage, Page};
-pub use query::{SearchText, fts_query};
-pub(crate) use stamps::{advance_after_restore, stamps_before_restore};
+pub use query::{SearchText, Term, terms};
+pub use rank::Features;
+pub use store::{Rows, SearchMode};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
@@ -39,7 +43,9 @@ pub const MAX_LABEL_BYTES: usize = 256;
 pub struct Memory {
     /// Time-sortable identifier (UUIDv7), strictly increasing in commit order in one store.
     pub id: String,
+    /// The namespace it belongs to (`""` is the default one).
     pub namespace: String,
+    /// Its category (`""` when none).
     pub category: String,
     /// The remembered text.
     #[serde(rename = "text")]
@@ -58,8 +64,11 @@ pub struct Memory {
 /// A memory to add with [`Store::add_memories`](crate::Store::add_memories).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewMemory {
+    /// The namespace it belongs to (`""` is the default one).
     pub namespace: String,
+    /// Its category (`""` when none).
     pub category: String,
+    /// The text to remember.
     pub body: String,
 }
 
@@ -138,7 +147,31 @@ pub fn check_label(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn not_found(id: &str) -> Error {
+/// The drift guard's checks, inside the writing transaction, against the memory as it is.
+pub(crate) fn check_expected(current: &Memory, expect: Expect) -> Result<()> {
+    if let Some(expected) = expect.generation
+        && expected != current.generation
+    {
+        return Err(Error::Conflict {
+            what: format!("generation of namespace {:?}", current.namespace),
+            expected,
+            found: current.generation,
+        });
+    }
+    if let Some(expected) = expect.version
+        && expected != current.version
+    {
+        return Err(Error::Conflict {
+            what: format!("version of memory {}", current.id),
+            expected,
+            found: current.version,
+        });
+    }
+    Ok(())
+}
+
+/// The error for an absent memory.
+pub(crate) fn not_found(id: &str) -> Error {
     Error::NotFound(format!(
         "no memory with id {id:?}; `modstate memory ls` lists memories"
     ))

@@ -11,11 +11,16 @@
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::Result;
+use std::path::Path;
+
+use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::snapshot::{CopyProgress, SnapshotInfo};
+use crate::store::SnapshotFile;
 
 /// An artifact as a backend returns it: the stored bytes and what was recorded about them,
 /// not yet checked against the recorded hash (the caller checks, whatever the engine).
 #[derive(Clone, Debug)]
-pub struct StoredArtifact {
+pub(crate) struct StoredArtifact {
     /// The envelope's bytes exactly as stored.
     pub bytes: Vec<u8>,
     /// The sha256 (hex) recorded when the bytes were stored.
@@ -27,7 +32,7 @@ pub struct StoredArtifact {
 }
 
 /// What a storage engine provides to the store.
-pub trait Backend: Send + Sync {
+pub(crate) trait Backend: Send + Sync {
     /// Stores each `(digest, envelope, sha256 of the envelope)` in one transaction. Identical
     /// bytes, or other bytes of the same JSON, are `Unchanged` and not written.
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>>;
@@ -40,4 +45,63 @@ pub trait Backend: Send + Sync {
 
     /// Removes `digest`; `false` if it was not stored.
     fn delete_artifact(&self, digest: &Digest) -> Result<bool>;
+
+    /// Adds validated memories in one transaction, each with a new id (time-sortable, larger
+    /// than every id before) and the next stamp as its version and its namespace's generation.
+    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>>;
+
+    /// The memory with this (well-formed) id.
+    fn get_memory(&self, id: &str) -> Result<Option<Memory>>;
+
+    /// Memories matching the filter, newest first, after the cursor: up to one more than the
+    /// filter's limit, read in one transaction.
+    fn list_memories(&self, filter: &MemoryFilter, after: Option<&Cursor>) -> Result<Rows<Memory>>;
+
+    /// Tries each mode in order in one read transaction and answers with the first that finds
+    /// anything (its index) — by score then id, strictly after the cursor, among memories not
+    /// written since the cursor's snapshot; up to one more than the filter's limit.
+    fn search_memories(
+        &self,
+        modes: &[SearchMode],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<(usize, Rows<Hit>)>;
+
+    /// Replaces a memory's body (and category), checking `expect` against the memory as it is
+    /// inside the writing transaction.
+    fn update_memory(
+        &self,
+        id: &str,
+        body: &str,
+        category: Option<&str>,
+        expect: Expect,
+    ) -> Result<Memory>;
+
+    /// Removes a memory, checking `expect` inside the writing transaction; answers the
+    /// namespace's new generation.
+    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64>;
+
+    /// A namespace's generation (0 if never written).
+    fn memory_generation(&self, namespace: &str) -> Result<u64>;
+
+    /// Copies the whole store, as of one instant and while writers go on, into the empty file
+    /// `into` in the portable snapshot format (a self-contained SQLite database), and checks
+    /// the copy. `after_step` runs after each chunk, for progress.
+    fn export_snapshot(
+        &self,
+        into: &Path,
+        after_step: &mut dyn FnMut(CopyProgress),
+    ) -> Result<SnapshotInfo>;
+
+    /// Replaces the store's content with the verified snapshot `file` in one transaction,
+    /// migrated to this binary's schema, with every generation and version moved past what
+    /// the store handed out before. `staging` is an empty private file the backend may use.
+    /// The caller holds the global lock exclusively; `before_copy` runs once nothing else can
+    /// write and before anything changes. Returns the schema version afterwards.
+    fn restore_snapshot(
+        &self,
+        file: &SnapshotFile,
+        staging: &Path,
+        before_copy: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<u32>;
 }

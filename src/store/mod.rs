@@ -2,7 +2,7 @@
 //!
 //! [`Store`] keeps the rules that do not depend on the engine (envelope validation, hashing,
 //! query parsing, retention live in `artifact/`, `memory/` and `snapshot/`) and reaches the
-//! data only through the [`Backend`] boundary in `backend.rs`. Each engine is a sibling module
+//! data only through the `Backend` boundary in `backend.rs`. Each engine is a sibling module
 //! behind that boundary:
 //!
 //! * `sqlite/` — the embedded default: WAL, one writer connection, a read pool, `flock` locks
@@ -21,10 +21,12 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::LockDir;
 
-pub use backend::{Backend, StoredArtifact};
+pub(crate) use backend::{Backend, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
-pub(crate) use sqlite::migrate_restored;
+pub(crate) use sqlite::errors::is_storage_failure;
+pub use sqlite::fts::fts5_query;
+pub(crate) use sqlite::snapshot::SnapshotFile;
 
 use sqlite::SqliteBackend;
 
@@ -136,25 +138,6 @@ impl Store {
     /// Tries to empty the write-ahead log without waiting for anyone; see the backend.
     pub fn shrink_wal(&self) -> Result<()> {
         self.backend.shrink_wal()
-    }
-
-    // Transitional: memories and snapshots still reach SQLite through these until they move
-    // behind the boundary.
-
-    pub(crate) fn write<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.backend.write(what, f)
-    }
-
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-        self.backend.read(f)
-    }
-
-    pub(crate) fn writer(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
-        self.backend.writer()
     }
 }
 
