@@ -37,6 +37,7 @@ fn wall_ms(bin: &str, args: &[&str]) -> f64 {
         .args(args)
         .env_remove("MODSTATE_DB")
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -287,7 +288,7 @@ fn mcp_round_trips(bin: &str, dir: &Path, calls: usize) -> String {
         let started = Instant::now();
         server.call(
             "add_memory",
-            json!({"memory": format!("Round trip {i}: {}", words.memory().body)}),
+            json!({"text": format!("Round trip {i}: {}", words.memory().body)}),
         );
         let a = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();

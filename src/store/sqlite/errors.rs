@@ -54,9 +54,17 @@ impl<T> SqlContext<T> for rusqlite::Result<T> {
     }
 }
 
-/// Whether `error` is SQLite failing to write for lack of space or a failing disk: the caller
+/// Whether `error` is a write failing for lack of space or a failing disk: the caller
 /// can then say which of its files was left as it was.
 pub(crate) fn is_storage_failure(error: &Error) -> bool {
+    // The fast export path writes the copy itself (see `pinned`), so the same failures also
+    // come as plain I/O errors.
+    if let Error::Io { source, .. } = error {
+        return matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT | libc::EIO)
+        );
+    }
     let Error::Database { source, .. } = error else {
         return false;
     };

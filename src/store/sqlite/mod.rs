@@ -29,6 +29,7 @@ pub(crate) mod errors;
 pub(crate) mod fts;
 mod memories;
 mod migrate;
+mod pinned;
 pub(crate) mod rank;
 pub(crate) mod snapshot;
 mod source;

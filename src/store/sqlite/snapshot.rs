@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::pinned;
 use super::source::Source;
 use super::stamps::{advance_after_restore, stamps_before_restore};
 use super::{SqliteBackend, migrate};
@@ -129,7 +130,32 @@ impl SqliteBackend {
     ) -> Result<SnapshotInfo> {
         let busy_timeout = self.options().busy_timeout;
         // One read transaction for the whole copy (see `Source`), also for a read-only user.
+        // When it can be started with the WAL empty, the database file alone holds its state
+        // and is copied in large chunks outside SQLite's pager (see `pinned`); else the
+        // backup API copies it page by page.
+        let empty_wal = pinned::empty_wal(self)?;
         let source = Source::open(self.canonical_path(), busy_timeout)?;
+        let file_holds_snapshot = empty_wal.is_some()
+            && source.is_shared()
+            && pinned::wal_is_empty(self.canonical_path());
+        // Writers wait only for the checkpoint, not for the copy.
+        drop(empty_wal);
+        if file_holds_snapshot {
+            let (pages, page_size) = page_count(&source.conn)?;
+            pinned::copy_file(
+                &source.conn,
+                self.canonical_path(),
+                pages * page_size,
+                into,
+                |copied| {
+                    after_step(CopyProgress {
+                        copied_pages: copied / page_size.max(1),
+                        total_pages: pages,
+                        page_size,
+                    })
+                },
+            )?;
+        }
         let mut dest = Connection::open_with_flags(
             into,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -138,13 +164,15 @@ impl SqliteBackend {
         // The file is fsynced once, after the copy; a crash before that leaves a temp file only.
         dest.pragma_update(None, "synchronous", "OFF")
             .context("configuring the snapshot copy")?;
-        backup(
-            &source.conn,
-            &mut dest,
-            PAGES_PER_STEP,
-            busy_timeout,
-            after_step,
-        )?;
+        if !file_holds_snapshot {
+            backup(
+                &source.conn,
+                &mut dest,
+                PAGES_PER_STEP,
+                busy_timeout,
+                after_step,
+            )?;
+        }
         // End the read transaction now: it holds back WAL checkpoints for everyone.
         source.finish(self.canonical_path())?;
 
@@ -158,6 +186,15 @@ impl SqliteBackend {
                 "the snapshot copy stayed in journal mode {mode}; it was not kept"
             )));
         }
+        // Checked through a memory map of the copy (this export's own temp file, which nothing
+        // else opens): the check reads every page, and a page read from the map costs no
+        // system call.
+        let copy_bytes = into
+            .metadata()
+            .map_err(|e| Error::io("reading the size of", into, e))?
+            .len();
+        dest.query_row(&format!("PRAGMA mmap_size={copy_bytes}"), [], |_| Ok(()))
+            .context("mapping the snapshot copy")?;
         integrity_check(&dest, "the snapshot copy")?;
         let (pages, _) = page_count(&dest)?;
         let schema_version: u32 = dest

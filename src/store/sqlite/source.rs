@@ -52,6 +52,12 @@ impl Source {
         }
     }
 
+    /// Whether the read goes through the `-shm` with the other connections (not `immutable`):
+    /// then SQLite's WAL locks protect it.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.unguarded_since.is_none()
+    }
+
     /// Ends the read transaction; for an `immutable` read, checks nothing changed the file
     /// while it was copied.
     pub(crate) fn finish(self, db: &Path) -> Result<()> {

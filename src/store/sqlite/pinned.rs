@@ -32,54 +32,35 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ffi};
 
-use crate::error::{Error, Result, SqlContext};
-use crate::store::Store;
+use super::SqliteBackend;
+use super::errors::SqlContext;
+use crate::error::{Error, Result};
+use crate::lock::LockGuard;
 
 /// Bytes read and written per call: large enough that syscalls cost nothing next to the copy.
 const CHUNK: usize = 1 << 20;
 /// How long the export tries for the write lock before it falls back to the backup API.
 const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 
-/// Starts the snapshot's read transaction on `source`, and says whether the database file
-/// alone holds that snapshot (see the module documentation). The read transaction is started
-/// in every case; `false` means the caller copies through the backup API.
-pub(crate) fn begin_pinned_read(store: &Store, source: &Connection) -> Result<bool> {
-    let file_holds_snapshot = match try_empty_wal(store)? {
-        // Still under the write lock: no modstate commit can come between the checkpoint
-        // and the start of the read transaction.
-        Some(_write) => {
-            begin_read(source)?;
-            wal_is_empty(store)
-        }
-        None => {
-            begin_read(source)?;
-            false
-        }
-    };
-    Ok(file_holds_snapshot)
-}
-
-fn begin_read(source: &Connection) -> Result<()> {
-    // Pin one read snapshot for the whole copy: later commits by any other connection are
-    // invisible to it, so the copy never restarts and never mixes two states.
-    source
-        .execute_batch("BEGIN")
-        .context("starting the snapshot's read transaction")?;
-    source
-        .query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .context("starting the snapshot's read transaction")
+/// The first half of the fast path, before the export's read transaction starts: takes the
+/// write lock and empties the WAL. `Some(guard)` when the WAL is empty: the caller starts its
+/// read transaction while holding the guard, then asks [`wal_is_empty`] again and drops the
+/// guard. `None` (a read-only user, the lock busy for long, a reader holding WAL frames): the
+/// caller copies through the backup API.
+pub(crate) fn empty_wal(backend: &SqliteBackend) -> Result<Option<LockGuard>> {
+    try_empty_wal(backend)
 }
 
 /// Takes the write lock (trying for a short while, never the full lock timeout: the backup API
 /// is the fallback) and empties the WAL with a TRUNCATE checkpoint that waits for nobody.
 /// Returns the lock guard when the WAL is empty, `None` otherwise.
-fn try_empty_wal(store: &Store) -> Result<Option<crate::lock::LockGuard>> {
-    if !store.is_writable() {
+fn try_empty_wal(backend: &SqliteBackend) -> Result<Option<LockGuard>> {
+    if !backend.is_writable() {
         return Ok(None);
     }
     let deadline = Instant::now() + LOCK_PATIENCE;
     let guard = loop {
-        if let Some(guard) = store.locks().try_write()? {
+        if let Some(guard) = backend.locks().try_write()? {
             break guard;
         }
         if Instant::now() >= deadline {
@@ -88,8 +69,8 @@ fn try_empty_wal(store: &Store) -> Result<Option<crate::lock::LockGuard>> {
         std::thread::sleep(Duration::from_millis(2));
     };
     {
-        let conn = store.writer()?;
-        let busy = store.options().busy_timeout;
+        let conn = backend.writer()?;
+        let busy = backend.options().busy_timeout;
         conn.busy_timeout(Duration::ZERO)
             .context("configuring the checkpoint")?;
         // (busy, frames in the log, frames checkpointed): busy = 0 and an empty log.
@@ -103,12 +84,12 @@ fn try_empty_wal(store: &Store) -> Result<Option<crate::lock::LockGuard>> {
             _ => return Ok(None),
         }
     }
-    Ok(wal_is_empty(store).then_some(guard))
+    Ok(wal_is_empty(backend.canonical_path()).then_some(guard))
 }
 
-/// Whether the `-wal` beside the database is empty or absent.
-fn wal_is_empty(store: &Store) -> bool {
-    let mut wal = store.canonical_path().as_os_str().to_owned();
+/// Whether the `-wal` beside the database `db` is empty or absent.
+pub(crate) fn wal_is_empty(db: &Path) -> bool {
+    let mut wal = db.as_os_str().to_owned();
     wal.push("-wal");
     match std::fs::metadata(&wal) {
         Ok(meta) => meta.len() == 0,
@@ -117,10 +98,11 @@ fn wal_is_empty(store: &Store) -> bool {
 }
 
 /// Copies the first `bytes` bytes of `source`'s database file into the file at `temp`, in
-/// chunks, calling `after_chunk(copied)` after each. `source` must hold a read transaction for
-/// which [`begin_pinned_read`] answered `true`.
+/// chunks, calling `after_chunk(copied)` after each. `source` must hold a read transaction
+/// started under the guard of [`empty_wal`], with [`wal_is_empty`] true once it had started.
 pub(crate) fn copy_file(
     source: &Connection,
+    db: &Path,
     bytes: u64,
     temp: &Path,
     mut after_chunk: impl FnMut(u64),
@@ -143,7 +125,13 @@ pub(crate) fn copy_file(
         .filter(|methods| !methods.is_null())
         // SAFETY: a non-null io_methods table of an open file.
         .and_then(|methods| unsafe { (*methods).xRead })
-        .ok_or_else(|| Error::Integrity("the database file handle is not readable".into()))?;
+        .ok_or_else(|| {
+            Error::io(
+                "reading",
+                db,
+                std::io::Error::other("SQLite gave no readable handle on the database file"),
+            )
+        })?;
     let mut out = OpenOptions::new()
         .write(true)
         .open(temp)
@@ -163,9 +151,13 @@ pub(crate) fn copy_file(
             )
         };
         if rc != ffi::SQLITE_OK {
-            return Err(Error::Integrity(format!(
-                "reading the database file at byte {copied} failed (SQLite code {rc}); the snapshot was not kept"
-            )));
+            return Err(Error::io(
+                "reading",
+                db,
+                std::io::Error::other(format!(
+                    "reading {n} bytes at offset {copied} failed (SQLite code {rc}); the snapshot was not kept"
+                )),
+            ));
         }
         out.write_all(&buf[..n])
             .map_err(|e| Error::io("writing the snapshot copy", temp, e))?;
