@@ -194,7 +194,11 @@ impl SqliteBackend {
         let Some(_write) = self.locks.try_write()? else {
             return Ok(());
         };
-        let conn = self.writer()?;
+        // Never wait for the writer connection while holding the lock: a thread of this
+        // process (or this very thread, inside a restore) may hold it and wait for the lock.
+        let Some(conn) = self.try_writer()? else {
+            return Ok(());
+        };
         if fs::metadata(wal_path(&self.canonical)).map_or(0, |m| m.len()) > 0 {
             self.truncate_wal(&conn);
         }
@@ -279,14 +283,31 @@ impl SqliteBackend {
         f(&conn)
     }
 
+    /// The writer connection if no one holds it right now (`None` then), opened if needed. For
+    /// maintenance taken while holding the write lock, which must not wait for a writer that
+    /// waits for that lock in turn (another thread, or this one further up the stack).
+    pub(crate) fn try_writer(&self) -> Result<Option<MutexGuard<'_, Connection>>> {
+        match self.writer_slot()?.try_lock() {
+            Ok(conn) => Ok(Some(conn)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Ok(Some(poisoned.into_inner())),
+            Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+        }
+    }
+
     /// The writer connection, opened at the first call. A panic inside a write rolled its
     /// transaction back when the transaction dropped, so a poisoned mutex still guards a clean
     /// connection.
     pub(crate) fn writer(&self) -> Result<MutexGuard<'_, Connection>> {
+        Ok(self
+            .writer_slot()?
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// The writer connection's mutex, the connection opened at the first call.
+    fn writer_slot(&self) -> Result<&Mutex<Connection>> {
         if let Some(writer) = self.writer.get() {
-            return Ok(writer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()));
+            return Ok(writer);
         }
         if !self.writable {
             return Err(Error::io(
@@ -304,10 +325,7 @@ impl SqliteBackend {
         migrate::check_known(&conn, &format!("database {}", self.path.display()))?;
         set_writer_pragmas(&conn, &self.options)?;
         // Two threads may race here; one connection wins and the other is closed unused.
-        let writer = self.writer.get_or_init(|| Mutex::new(conn));
-        Ok(writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Ok(self.writer.get_or_init(|| Mutex::new(conn)))
     }
 
     /// Whether writes are possible (false when the database's directory is read-only).

@@ -43,18 +43,12 @@ const CHUNK: usize = 1 << 20;
 const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 
 /// The first half of the fast path, before the export's read transaction starts: takes the
-/// write lock and empties the WAL. `Some(guard)` when the WAL is empty: the caller starts its
-/// read transaction while holding the guard, then asks [`wal_is_empty`] again and drops the
-/// guard. `None` (a read-only user, the lock busy for long, a reader holding WAL frames): the
-/// caller copies through the backup API.
+/// write lock (trying for a short while, never the full lock timeout: the backup API is the
+/// fallback) and empties the WAL with a TRUNCATE checkpoint that waits for nobody. `Some(guard)`
+/// when the WAL is empty: the caller starts its read transaction while holding the guard, then
+/// asks [`wal_is_empty`] again and drops the guard. `None` (a read-only user, the lock busy for
+/// long, a reader holding WAL frames): the caller copies through the backup API.
 pub(crate) fn empty_wal(backend: &SqliteBackend) -> Result<Option<LockGuard>> {
-    try_empty_wal(backend)
-}
-
-/// Takes the write lock (trying for a short while, never the full lock timeout: the backup API
-/// is the fallback) and empties the WAL with a TRUNCATE checkpoint that waits for nobody.
-/// Returns the lock guard when the WAL is empty, `None` otherwise.
-fn try_empty_wal(backend: &SqliteBackend) -> Result<Option<LockGuard>> {
     if !backend.is_writable() {
         return Ok(None);
     }
@@ -68,23 +62,22 @@ fn try_empty_wal(backend: &SqliteBackend) -> Result<Option<LockGuard>> {
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    {
-        let conn = backend.writer()?;
-        let busy = backend.options().busy_timeout;
-        conn.busy_timeout(Duration::ZERO)
-            .context("configuring the checkpoint")?;
-        // (busy, frames in the log, frames checkpointed): busy = 0 and an empty log.
-        let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        });
-        conn.busy_timeout(busy)
-            .context("configuring the writer after the checkpoint")?;
-        match result {
-            Ok((0, 0)) => {}
-            _ => return Ok(None),
-        }
-    }
-    Ok(wal_is_empty(backend.canonical_path()).then_some(guard))
+    // Never wait for the writer connection while holding the lock: a thread of this process
+    // (or this very thread: a restore's safety snapshot) may hold it and wait for the lock.
+    let Some(conn) = backend.try_writer()? else {
+        return Ok(None);
+    };
+    let busy = backend.options().busy_timeout;
+    conn.busy_timeout(Duration::ZERO)
+        .context("configuring the checkpoint")?;
+    // (busy, frames in the log, frames checkpointed): busy = 0 and an empty log.
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    });
+    conn.busy_timeout(busy)
+        .context("configuring the writer after the checkpoint")?;
+    let emptied = matches!(result, Ok((0, 0))) && wal_is_empty(backend.canonical_path());
+    Ok(emptied.then_some(guard))
 }
 
 /// Whether the `-wal` beside the database `db` is empty or absent.
