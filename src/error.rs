@@ -74,7 +74,7 @@ impl Error {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) {
                 return Error::Busy(format!(
-                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or raise --lock-timeout"
+                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or allow a longer lock timeout"
                 ));
             }
             if matches!(

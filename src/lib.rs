@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod lock;
 pub mod lockfile;
+pub mod maintenance;
 pub mod memory;
 pub mod snapshot;
 pub mod store;

@@ -355,7 +355,10 @@ fn wait_for_lock(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if !told && Instant::now() < deadline {
-                    eprintln!(
+                    // A record, not a print: the library writes nothing itself. The CLI's logger
+                    // turns it into cargo's familiar stderr line; an embedder decides.
+                    log::warn!(
+                        target: "modstate::lock",
                         "Blocking waiting for lock on {label}{}",
                         describe_holder(path, label)
                     );
@@ -365,7 +368,7 @@ fn wait_for_lock(
         }
     }
     Err(Error::Busy(format!(
-        "timed out after {:.1}s waiting for lock on {label}{}; retry later or raise --lock-timeout",
+        "timed out after {:.1}s waiting for lock on {label}{}; retry later, or allow a longer lock timeout",
         timeout.as_secs_f64(),
         describe_holder(path, label)
     )))
@@ -635,9 +638,10 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// The current time as RFC 3339 UTC with milliseconds.
+/// The current time as RFC 3339 UTC with microseconds: the one timestamp format of every
+/// stored and printed time (memories use it too).
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 fn host() -> &'static str {

@@ -31,7 +31,10 @@ pub enum MemoryCommand {
         text: OsString,
     },
     /// Print one memory (exit 3 if absent).
-    Get { id: String },
+    Get {
+        /// The memory's id, as `add` printed it.
+        id: String,
+    },
     /// List memories, newest first.
     Ls {
         #[command(flatten)]
@@ -54,6 +57,7 @@ pub enum MemoryCommand {
     },
     /// Replace a memory's text (and category, if given).
     Update {
+        /// The memory's id, as `add` printed it.
         id: String,
         /// The new text; `-` reads it from stdin.
         #[arg(allow_hyphen_values = true)]
@@ -68,6 +72,7 @@ pub enum MemoryCommand {
     },
     /// Remove a memory (exit 3 if absent).
     Rm {
+        /// The memory's id, as `add` printed it.
         id: String,
         /// Remove only if the store is still at this generation (exit 4 otherwise).
         #[arg(long, value_name = "G")]
@@ -143,7 +148,9 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
         } => {
             let store = ctx.open_existing()?;
             if fts_query(&query).is_none() && !query.trim().is_empty() {
-                eprintln!("the query has no letters or digits to search for; listing newest first");
+                super::notice(
+                    "the query has no letters or digits to search for; listing newest first",
+                );
             }
             let mut hits = store.search_memories(&query, &filter.with_probe(limit))?;
             note_more(&mut hits, limit);
@@ -222,7 +229,7 @@ fn read_text(store: &Store, text: OsString) -> Result<String> {
 fn note_more<T>(rows: &mut Vec<T>, limit: usize) {
     if rows.len() > limit {
         rows.truncate(limit);
-        eprintln!("more memories match; raise --limit, or page on with --after <last id>");
+        super::notice("more memories match; raise --limit, or page on with --after <last id>");
     }
 }
 

@@ -21,21 +21,36 @@ pub enum SnapshotCommand {
     /// Export a consistent snapshot while writers keep writing. PATH is a file, or a
     /// directory in which the snapshot is named <db name>-<UTC timestamp>.db.
     Export {
+        /// Where to write: a snapshot file, or a directory to name it in.
         path: PathBuf,
         /// Keep only the newest N snapshots of this name pattern in PATH's directory.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = parse_keep)]
         keep: Option<u64>,
     },
     /// Check a snapshot: exit 0 ok, 7 corrupt, 6 unknown schema.
-    Verify { path: PathBuf },
+    Verify {
+        /// The snapshot file to check.
+        path: PathBuf,
+    },
     /// Replace the database's content with a verified snapshot; the current state is first
     /// saved beside the database as <db name>-pre-restore-<UTC timestamp>.db.
     Restore {
+        /// The snapshot file to restore (it is verified first).
         path: PathBuf,
         /// Do not save the current state before restoring.
         #[arg(long)]
         no_safety_snapshot: bool,
     },
+}
+
+/// `--keep N`: at least 1, said in words rather than as a range of integers.
+fn parse_keep(text: &str) -> std::result::Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "--keep needs a whole number of snapshots to keep, 1 or more (the newest N stay), not {text:?}"
+        )),
+    }
 }
 
 pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
@@ -56,7 +71,7 @@ pub fn run(ctx: &Context, cmd: SnapshotCommand) -> Result<i32> {
             let report = result?;
             if ctx.json {
                 print_json(&report)?;
-            } else {
+            } else if !super::quiet() {
                 let mut text = format!("wrote {}\n", report.info.path.display());
                 text.push_str(&describe(&report.info));
                 text.push_str(&format!("  took {} ms\n", report.elapsed_ms));

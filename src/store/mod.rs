@@ -104,6 +104,8 @@ struct Inner {
     /// writes fail with a clear error.
     writer: Option<Mutex<Connection>>,
     schema_version: u32,
+    /// Whether this open created the database file.
+    created: bool,
 }
 
 impl Store {
@@ -183,8 +185,9 @@ impl Store {
             .build(manager)
             .map_err(|e| Error::Busy(format!("cannot open read connections: {e}")))?;
 
+        let created = writer.as_ref().is_some_and(|(_, _, created)| *created);
         let schema_version = match (&writer, reader_target) {
-            (Some((_, version)), _) => *version,
+            (Some((_, version, _)), _) => *version,
             (None, ReaderTarget::ReadOnly(version)) => version,
             (None, ReaderTarget::Shared) => unreachable!("read_only_target never answers Shared"),
         };
@@ -195,8 +198,9 @@ impl Store {
                 options,
                 locks,
                 readers,
-                writer: writer.map(|(conn, _)| Mutex::new(conn)),
+                writer: writer.map(|(conn, _, _)| Mutex::new(conn)),
                 schema_version,
+                created,
             }),
         })
     }
@@ -255,7 +259,13 @@ impl Store {
         &self.inner.options
     }
 
-    /// The schema version after opening.
+    /// Whether opening created the database file: true for exactly one opener of a new
+    /// database. The library says nothing itself; a front end may tell its user.
+    pub fn created(&self) -> bool {
+        self.inner.created
+    }
+
+    /// The schema version of the open database.
     pub fn schema_version(&self) -> u32 {
         self.inner.schema_version
     }
@@ -321,7 +331,9 @@ impl Store {
 /// opened with no lock, so opening never waits for writers; anything else (a new file, an
 /// older schema, a rollback-journal database) is created or migrated under the write lock,
 /// where the state is checked again.
-fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32)> {
+/// The third element says whether this call created the database file (exactly one opener
+/// does, `O_EXCL`), so a front end can say so once.
+fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32, bool)> {
     if path.exists() {
         let conn = connect_writer(path, options)?;
         let version = migrate::check_known(&conn, &format!("database {}", path.display()))?;
@@ -330,11 +342,11 @@ fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Conne
             .context("reading the journal mode")?;
         if version == SCHEMA_VERSION && mode.eq_ignore_ascii_case("wal") {
             set_writer_pragmas(&conn, options)?;
-            return Ok((conn, version));
+            return Ok((conn, version, false));
         }
     }
     let _write = locks.write()?;
-    create_private_file(path)?;
+    let created = create_private_file(path)?;
     let mut conn = connect_writer(path, options)?;
     // Refuse a newer schema before WAL mode or anything else changes a byte.
     migrate::check_known(&conn, &format!("database {}", path.display()))?;
@@ -349,7 +361,7 @@ fn open_writer(path: &Path, locks: &LockDir, options: &Options) -> Result<(Conne
     }
     set_writer_pragmas(&conn, options)?;
     let version = migrate::migrate(&mut conn)?;
-    Ok((conn, version))
+    Ok((conn, version, created))
 }
 
 /// A read-write connection with `busy_timeout` set first, before anything can meet a lock.
@@ -524,15 +536,15 @@ pub(crate) fn migrate_restored(conn: &mut Connection) -> Result<u32> {
 /// secrets are never world-readable; SQLite gives -wal and -shm the same mode. Only a file that
 /// does not exist yet is touched: closing a descriptor of a database this process has open
 /// would drop its SQLite locks.
-fn create_private_file(path: &Path) -> Result<()> {
+fn create_private_file(path: &Path) -> Result<bool> {
     match OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("creating database", path, e)),
     }
 }

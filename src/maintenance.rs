@@ -1,0 +1,320 @@
+//! Looking after a store: counts and sizes, health checks, pruning old artifacts, and
+//! rebuilding the file to give freed space back.
+//!
+//! The SQL of these operations lives here, in one place, going through `Store`'s read and
+//! write helpers like every other operation. Nothing here prints; each function returns facts
+//! and the front end decides how to say them.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::error::{Error, Result, SqlContext};
+use crate::lock::Mode;
+use crate::store::Store;
+
+/// Counts and sizes of one store.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    /// Stored artifacts.
+    pub artifacts: u64,
+    /// Bytes of their envelopes.
+    pub artifact_bytes: u64,
+    /// Memories, per namespace (sorted by namespace).
+    pub memories: Vec<NamespaceCount>,
+    /// The memory generation (advances on every memory write).
+    pub memory_generation: u64,
+    /// Size of the database file.
+    pub db_bytes: u64,
+    /// Size of its write-ahead log.
+    pub wal_bytes: u64,
+    /// Pages in the file that hold nothing (given back by a vacuum).
+    pub free_pages: u64,
+    /// Page size.
+    pub page_size: u64,
+}
+
+/// How many memories one namespace holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct NamespaceCount {
+    pub namespace: String,
+    pub memories: u64,
+}
+
+/// What a vacuum did.
+#[derive(Clone, Debug, Serialize)]
+pub struct VacuumReport {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The outcome of the database's own checks.
+#[derive(Clone, Debug, Serialize)]
+pub struct IntegrityReport {
+    /// `None` when SQLite's integrity check says ok, else its first findings.
+    pub integrity_problem: Option<String>,
+    /// `None` when the full-text index matches the memory rows, else what is wrong; `Some`
+    /// with "skipped…" when the check could not run (a read-only database).
+    pub fts_problem: Option<String>,
+}
+
+impl Store {
+    /// Counts and sizes; reads only.
+    pub fn stats(&self) -> Result<Stats> {
+        let (artifacts, artifact_bytes, memories, memory_generation, free_pages, page_size) =
+            self.read(|conn| {
+                let (artifacts, bytes): (i64, i64) = conn
+                    .query_row(
+                        "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .context("counting artifacts")?;
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT namespace, count(*) FROM memories GROUP BY namespace ORDER BY namespace",
+                    )
+                    .context("counting memories")?;
+                let memories = stmt
+                    .query_map([], |r| {
+                        Ok(NamespaceCount {
+                            namespace: r.get(0)?,
+                            memories: r.get::<_, i64>(1)? as u64,
+                        })
+                    })
+                    .context("counting memories")?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .context("counting memories")?;
+                let generation: i64 = conn
+                    .query_row("SELECT value FROM memory_generation", [], |r| r.get(0))
+                    .context("reading the memory generation")?;
+                let free: i64 = conn
+                    .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                    .context("reading the free page count")?;
+                let page_size: i64 = conn
+                    .query_row("PRAGMA page_size", [], |r| r.get(0))
+                    .context("reading the page size")?;
+                Ok((
+                    artifacts as u64,
+                    bytes as u64,
+                    memories,
+                    generation as u64,
+                    free as u64,
+                    page_size as u64,
+                ))
+            })?;
+        Ok(Stats {
+            artifacts,
+            artifact_bytes,
+            memories,
+            memory_generation,
+            db_bytes: file_len(self.canonical_path()),
+            wal_bytes: file_len(&self.wal_path()),
+            free_pages,
+            page_size,
+        })
+    }
+
+    /// The `-wal` file beside the database.
+    pub fn wal_path(&self) -> PathBuf {
+        suffixed(self.canonical_path(), "-wal")
+    }
+
+    /// SQLite's full integrity check, and the full-text index checked against the memory rows
+    /// (FTS5's `integrity-check` with rank 1). The index check is a write statement that
+    /// changes nothing, so it runs as a write; on a read-only database it is skipped.
+    pub fn check_integrity(&self) -> Result<IntegrityReport> {
+        let findings = self.read(|conn| {
+            let mut stmt = conn
+                .prepare("PRAGMA integrity_check(10)")
+                .context("checking integrity")?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .context("checking integrity")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("checking integrity")?;
+            Ok(rows)
+        });
+        let integrity_problem = match findings {
+            Ok(rows) if rows.len() == 1 && rows[0] == "ok" => None,
+            Ok(rows) => Some(rows.join("; ")),
+            Err(Error::Integrity(m)) => Some(m),
+            Err(e) => return Err(e),
+        };
+        let fts_problem = if !self.is_writable() {
+            Some("skipped: the database is read-only for this user".to_owned())
+        } else {
+            let checked = self.write("checking the full-text index", |tx| {
+                tx.execute(
+                    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)",
+                    [],
+                )
+                .context("checking the full-text index")?;
+                Ok(())
+            });
+            match checked {
+                Ok(()) => None,
+                Err(Error::Integrity(m)) => Some(m),
+                Err(Error::Sqlite { source, .. }) => Some(source.to_string()),
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(IntegrityReport {
+            integrity_problem,
+            fts_problem,
+        })
+    }
+
+    /// Removes artifacts created before `older_than` (when given) that are not among the
+    /// `keep_newest` newest (when given); returns the digests removed, oldest first. One
+    /// transaction: all or nothing.
+    pub fn prune_artifacts(
+        &self,
+        older_than: Option<SystemTime>,
+        keep_newest: Option<u64>,
+    ) -> Result<Vec<String>> {
+        let rule = PruneRule::new(older_than, keep_newest)?;
+        self.write("pruning artifacts", |tx| {
+            let digests = rule.select(tx)?;
+            let mut delete = tx
+                .prepare("DELETE FROM artifacts WHERE digest = ?1")
+                .context("pruning artifacts")?;
+            for digest in &digests {
+                delete.execute([digest]).context("pruning artifacts")?;
+            }
+            Ok(digests)
+        })
+    }
+
+    /// The digests [`Store::prune_artifacts`] would remove now, removing nothing.
+    pub fn prunable_artifacts(
+        &self,
+        older_than: Option<SystemTime>,
+        keep_newest: Option<u64>,
+    ) -> Result<Vec<String>> {
+        let rule = PruneRule::new(older_than, keep_newest)?;
+        self.read(|conn| rule.select(conn))
+    }
+
+    /// Rebuilds the database file so the pages of removed rows go back to the file system,
+    /// then empties the WAL. Holds the global lock exclusively (no keyed work runs meanwhile)
+    /// and the write lock; readers of other processes keep reading.
+    pub fn vacuum(&self) -> Result<VacuumReport> {
+        let bytes_before = file_len(self.canonical_path());
+        let _global = self.locks().global(Mode::Exclusive)?;
+        let conn = self.writer()?;
+        let _write = self.locks().write()?;
+        conn.execute_batch("VACUUM").context("vacuuming")?;
+        // Copy the rebuilt pages back and empty the WAL, if no reader still needs it.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(VacuumReport {
+            bytes_before,
+            bytes_after: file_len(self.canonical_path()),
+        })
+    }
+}
+
+/// Which artifacts a prune removes.
+struct PruneRule {
+    /// RFC 3339 UTC: stored times of one precision compare as text.
+    cutoff: Option<String>,
+    keep: i64,
+}
+
+impl PruneRule {
+    fn new(older_than: Option<SystemTime>, keep_newest: Option<u64>) -> Result<PruneRule> {
+        if older_than.is_none() && keep_newest.is_none() {
+            return Err(Error::Invalid(
+                "pruning needs an age or a number of artifacts to keep".to_owned(),
+            ));
+        }
+        Ok(PruneRule {
+            cutoff: older_than.map(|t| humantime::format_rfc3339_micros(t).to_string()),
+            keep: keep_newest.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        })
+    }
+
+    fn select(&self, conn: &rusqlite::Connection) -> Result<Vec<String>> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT digest FROM artifacts
+                 WHERE (?1 IS NULL OR created_at < ?1)
+                   AND digest NOT IN (SELECT digest FROM artifacts
+                                      ORDER BY created_at DESC, digest DESC LIMIT ?2)
+                 ORDER BY created_at, digest",
+            )
+            .context("choosing artifacts to prune")?;
+        stmt.query_map(params![self.cutoff, self.keep], |r| r.get::<_, String>(0))
+            .context("choosing artifacts to prune")?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .context("choosing artifacts to prune")
+    }
+}
+
+/// A file's length, 0 when it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// The permission bits of a file, when it exists.
+pub fn file_mode(path: &Path) -> Option<u32> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+/// `path` with `suffix` appended to its file name (`state.db` → `state.db-wal`).
+pub fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Temp files in `dir` left by writers that died: snapshot temps
+/// (`.modstate-snapshot-<pid>-….tmp`) and atomic-replace temps (`.<name>.tmp-<pid>-…`). A
+/// file whose writer is still running is not a leftover.
+pub fn leftover_temps(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(pid) = temp_pid(name)
+            && !crate::atomic::process_alive(pid)
+        {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The writer pid in a temp file's name, if the name is one of ours.
+fn temp_pid(name: &str) -> Option<u32> {
+    let rest = if let Some(rest) = name.strip_prefix(".modstate-snapshot-") {
+        rest
+    } else {
+        let (_, rest) = name.strip_prefix('.')?.split_once(".tmp-")?;
+        rest
+    };
+    rest.split('-').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_give_their_writer_pid() {
+        assert_eq!(temp_pid(".modstate-snapshot-42-abc-0.tmp"), Some(42));
+        assert_eq!(temp_pid(".state.db.tmp-7-1f2e"), Some(7));
+        assert_eq!(temp_pid("state.db"), None);
+        assert_eq!(temp_pid(".hidden"), None);
+    }
+}
