@@ -66,6 +66,7 @@ const GROUPS: &[(&str, Rows)] = &[
     ("memory", memory_rows),
     ("snapshot", snapshot_rows),
     ("mcp", mcp_rows),
+    ("maintenance", maintenance_rows),
 ];
 
 #[test]
@@ -101,6 +102,11 @@ fn snapshot_bad_input() {
 #[test]
 fn mcp_bad_input() {
     check_group("mcp");
+}
+
+#[test]
+fn maintenance_bad_input() {
+    check_group("maintenance");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +236,7 @@ fn artifact_rows() -> Vec<Row> {
         artifact_export_rows(),
         artifact_check_rows(),
         artifact_resolve_rows(),
+        artifact_prune_rows(),
     ]
     .into_iter()
     .flatten()
@@ -886,6 +893,76 @@ fn snapshot_rows() -> Vec<Row> {
     ]
 }
 
+/// `artifact prune`: it needs a rule, and the rule must read.
+fn artifact_prune_rows() -> Vec<Row> {
+    let mut rows = global_option_rows(
+        "artifact prune",
+        &["artifact", "prune", "--keep-newest", "1"],
+    );
+    rows.extend([
+        Row::new("artifact prune", "no rule", ["artifact", "prune"], 2),
+        Row::new(
+            "artifact prune",
+            "a duration that is not one",
+            ["artifact", "prune", "--older-than", "soon"],
+            2,
+        ),
+        Row::new(
+            "artifact prune",
+            "a negative count",
+            ["artifact", "prune", "--keep-newest=-1"],
+            2,
+        ),
+        Row::new(
+            "artifact prune",
+            "an age before 1970",
+            ["artifact", "prune", "--older-than", "100000years"],
+            6,
+        ),
+        Row::new(
+            "artifact prune",
+            "no database",
+            ["artifact", "prune", "--keep-newest", "1"],
+            3,
+        )
+        .db("missing/state.db"),
+    ]);
+    rows
+}
+
+/// `doctor`, `stats`, `vacuum`, `completions`, `man`.
+fn maintenance_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    rows.extend(global_option_rows("stats", &["stats"]));
+    rows.extend(global_option_rows("vacuum", &["vacuum"]));
+    rows.extend([
+        Row::new("stats", "an extra argument", ["stats", "x"], 2),
+        Row::new("stats", "no database", ["stats"], 3).db("missing/state.db"),
+        Row::new("vacuum", "an extra argument", ["vacuum", "x"], 2),
+        Row::new("vacuum", "no database", ["vacuum"], 3).db("missing/state.db"),
+        Row::new("doctor", "an extra argument", ["doctor", "x"], 2),
+        Row::new(
+            "doctor",
+            "--lock-timeout words",
+            ["doctor", "--lock-timeout", "soon"],
+            2,
+        ),
+        // doctor reports a bad database as a failed check: exit 1, one line on stderr.
+        Row::new("doctor", "no database", ["doctor"], 1).db("missing/state.db"),
+        Row::new("doctor", "database is not a SQLite file", ["doctor"], 1).db("junk.db"),
+        Row::new("doctor", "database path is a directory", ["doctor"], 1).db("dir"),
+        Row::new("completions", "no shell", ["completions"], 2),
+        Row::new(
+            "completions",
+            "an unknown shell",
+            ["completions", "tcsh"],
+            2,
+        ),
+        Row::new("man", "an extra argument", ["man", "x"], 2),
+    ]);
+    rows
+}
+
 /// `mcp`: bad options; protocol-level bad input is tested in tests/mcp.rs.
 fn mcp_rows() -> Vec<Row> {
     vec![
@@ -1517,6 +1594,77 @@ fn run_row(template: &Template, row: &Row) -> Result<(), String> {
     }
     if let Some(check) = &row.check {
         check(root, &out)?;
+    }
+    if code != 0 {
+        json_twin(template, row, code)?;
+    }
+    Ok(())
+}
+
+/// The row again with `--json`, in a fresh workspace: the same exit, its one line on stderr,
+/// and exactly one JSON document on stdout — `{"error": {"exit", "kind", "message"}}` whose
+/// exit is the exit code and whose message is the stderr line, unless the command's own
+/// output document reports the failure (`artifact check`, `lockfile fmt --check`, `doctor`).
+/// `lockfile batch` answers one document a line, and its error document is the last line.
+fn json_twin(template: &Template, row: &Row, code: i32) -> Result<(), String> {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    copy_tree(template.root(), root);
+    if let Some(setup) = &row.setup {
+        setup(root);
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(root)
+        .env_remove("MODSTATE_DB")
+        .arg("--db")
+        .arg(row.db)
+        .arg("--json")
+        .args(&row.args);
+    let out = run_bounded(cmd, &row.stdin)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(code) {
+        return Err(format!(
+            "with --json: exit {:?}, expected {code}; stderr: {stderr}",
+            out.status.code()
+        ));
+    }
+    if stderr.lines().count() != 1 {
+        return Err(format!("with --json: stderr is not one line: {stderr:?}"));
+    }
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            format!(
+                "with --json: stdout is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+    // `lockfile batch` streams one answer document a line; a failure ends the stream with
+    // the error document.
+    let docs = if row.command == "lockfile batch" {
+        docs.into_iter().last().into_iter().collect()
+    } else {
+        docs
+    };
+    if docs.len() != 1 || !out.stdout.ends_with(b"\n") {
+        return Err(format!(
+            "with --json: stdout holds {} documents, expected one: {:?}",
+            docs.len(),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let Some(error) = docs[0].get("error") else {
+        return Ok(());
+    };
+    let message = stderr.trim_end().strip_prefix("error: ").unwrap_or(&stderr);
+    if error["exit"] != code
+        || !error["kind"].as_str().is_some_and(|k| !k.is_empty())
+        || error["message"] != message
+    {
+        return Err(format!(
+            "with --json: error document {error} does not match exit {code} and stderr {stderr:?}"
+        ));
     }
     Ok(())
 }

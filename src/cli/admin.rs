@@ -107,6 +107,15 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
         Ok(store) => store_checks(ctx, &store, &mut checks)?,
     }
     let healthy = checks.iter().all(|c| c.ok);
+    if !healthy {
+        let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+        eprintln!(
+            "error: doctor found {} problem{}: {} (see the FAIL lines)",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join(", ")
+        );
+    }
     if ctx.json {
         print_json(&json!({"healthy": healthy, "checks": checks}))?;
     } else {

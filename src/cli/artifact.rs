@@ -261,9 +261,10 @@ fn check(ctx: &Context, file: &Path, digest: &str) -> Result<i32> {
         print_json(&doc)?;
     } else {
         print_text(&format!("{}\n", outcome.word()))?;
-        if let Some(reason) = outcome.reason() {
-            notice(&format!("{}: {reason}", file.display()));
-        }
+    }
+    // The reason is the one stderr line of a non-zero exit, with --json too.
+    if let Some(reason) = outcome.reason() {
+        notice(&format!("{}: {reason}", file.display()));
     }
     Ok(if matches!(outcome, Outcome::Loaded(_)) {
         0
@@ -281,12 +282,15 @@ fn prune(
     let store = ctx.open_existing()?;
     let cutoff = older_than
         .map(|age| {
-            SystemTime::now().checked_sub(age).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "--older-than {} reaches before 1970; give a shorter duration",
-                    humantime::format_duration(age)
-                ))
-            })
+            SystemTime::now()
+                .checked_sub(age)
+                .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "--older-than {} reaches before 1970; give a shorter duration",
+                        humantime::format_duration(age)
+                    ))
+                })
         })
         .transpose()?;
     let removed = if dry_run {

@@ -1,8 +1,9 @@
 //! `modstate memory …`: agent memories.
 //!
-//! Text output is one memory a line, tab-separated: id, namespace, category, updated_at,
-//! body — with backslash, tab, newline and carriage return in the body escaped as `\\`, `\t`,
-//! `\n`, `\r`, so a memory never spans lines. `--json` prints the memory objects as they are.
+//! Text output is one memory a line: id, namespace, category, updated_at, body — aligned
+//! under a header on a terminal, tab-separated with separators escaped when piped (see
+//! `cli::output`), so a memory never spans lines. `--json` prints the memory objects as they
+//! are.
 
 use std::ffi::OsString;
 
@@ -242,34 +243,20 @@ fn print_memory(ctx: &Context, memory: &Memory) -> Result<()> {
     }
 }
 
+/// One memory a row: aligned under a header on a terminal, tab-separated when piped (see
+/// `cli::output`).
 fn print_lines(memories: &[Memory]) -> Result<()> {
-    let mut text = String::new();
+    let mut table = super::Table::new(&["ID", "NAMESPACE", "CATEGORY", "UPDATED", "BODY"]);
     for m in memories {
-        text.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
-            m.id,
-            m.namespace,
-            m.category,
-            m.updated_at,
-            escape_line(&m.body)
-        ));
+        table.row(vec![
+            m.id.clone(),
+            m.namespace.clone(),
+            m.category.clone(),
+            m.updated_at.clone(),
+            m.body.clone(),
+        ]);
     }
-    print_text(&text)
-}
-
-/// Escapes what would break one-memory-a-line output.
-fn escape_line(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    for c in body.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
+    table.print()
 }
 
 fn absent(id: &str) -> Error {

@@ -136,6 +136,9 @@ pub struct Context {
     pub json: bool,
     pub lock_timeout: Duration,
     pub synchronous: Synchronous,
+    /// "created database …", said once the command has succeeded: a failing command keeps
+    /// to its one error line.
+    created: std::cell::RefCell<Option<String>>,
 }
 
 impl Context {
@@ -177,12 +180,17 @@ impl Context {
             store.schema_version()
         ));
         if store.created() {
-            notice(&format!(
+            *self.created.borrow_mut() = Some(format!(
                 "created database {} ({})",
                 store.path().display(),
                 self.db_source.describe()
             ));
         }
+    }
+
+    /// The "created database" notice, if this command created it and has not said so yet.
+    pub fn take_created_notice(&self) -> Option<String> {
+        self.created.borrow_mut().take()
     }
 
     pub fn options(&self) -> Options {
@@ -286,9 +294,15 @@ fn run() -> i32 {
         json,
         lock_timeout: resolved.lock_timeout,
         synchronous: resolved.synchronous,
+        created: std::cell::RefCell::new(None),
     };
     match command.run(&ctx) {
-        Ok(code) => code,
+        Ok(code) => {
+            if let Some(created) = ctx.take_created_notice() {
+                notice(&created);
+            }
+            code
+        }
         Err(e) => {
             let e = busy_hint(e, "--lock-timeout");
             output::fail(json, exit_code(&e), output::error_kind(&e), &e.to_string())

@@ -64,3 +64,21 @@ pub fn as_nobody(cmd: &mut Command) -> &mut Command {
     }
     cmd
 }
+
+/// A finished command's stdout, as text.
+#[allow(dead_code)]
+pub fn stdout_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A finished command's stderr, as text.
+#[allow(dead_code)]
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A finished command's exit code (-1 when a signal ended it).
+#[allow(dead_code)]
+pub fn exit_code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
