@@ -1,5 +1,6 @@
 //! Memory search: modstate's ranked FTS5 search against the `LIKE '%word%'` scan that today's
-//! peers run, on the same rows in the same run.
+//! peers run, on the same rows in the same run; the ranking's quality on the judged fixture
+//! (hit@1, hit@3); and what the CJK bigram index costs in size and insert time.
 //!
 //! A workload of `benches/compare.rs` (`BENCH_ONLY=memory-search cargo bench --bench compare`):
 //! fills a fresh store with generated but realistic memories (100,000 at full scale, 10,000 at
@@ -16,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use modstate::memory::fts_query;
+use modstate::memory::{fts_query, grams};
 use modstate::{MemoryFilter, NewMemory, Options, Store, Synchronous};
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
@@ -78,8 +79,17 @@ pub fn run(default_count: usize) -> String {
         .min_by_key(|(_, n)| **n)
         .map(|(name, _)| name.clone())
         .unwrap_or_else(|| "zorvex".into());
-    let queries = [
+    // A word in about a quarter of all memories.
+    let quarter = [
+        "deploy", "prefers", "owns", "incident", "meeting", "remember", "project", "friday",
+        "billing",
+    ]
+    .into_iter()
+    .min_by_key(|word| (count_fts(&like, word) - count as i64 / 4).abs())
+    .unwrap_or("deploy");
+    let mut queries = vec![
         rare.as_str(),
+        quarter,
         "deploy",
         "postgres timeout",
         "alice kubernetes",
@@ -87,6 +97,7 @@ pub fn run(default_count: usize) -> String {
         "kube",
         "the user prefers rust",
     ];
+    queries.dedup();
 
     let mut peer_ratios = Vec::new();
     let mut indexed_ratios = Vec::new();
@@ -126,11 +137,163 @@ pub fn run(default_count: usize) -> String {
         ));
     }
     md.push_str(&format!(
-        "\nMedian ratio: {:.1}× against the peers' query (newest by created_at, a full scan), {:.2}× against LIKE walking the id index newest first (it stops after {RESULTS} matches).\n\n",
+        "\nMedian ratio: {:.1}× against the peers' query (newest by created_at, a full scan), {:.2}× against LIKE walking the id index newest first (it stops after {RESULTS} matches). The first row is the rarest word (a project codename), the second a word in about a quarter of all memories ({quarter:?}).\n\n",
         middle(&mut peer_ratios),
         middle(&mut indexed_ratios)
     ));
+    md.push_str(&judged());
+    md.push_str(&cjk_cost(count / 10));
     md
+}
+
+/// hit@1 and hit@3 over the judged fixture: for each query, whether the memory an agent
+/// wants is first, or among the first three.
+fn judged() -> String {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/memories/judged.json"))
+            .expect("the judged fixture is JSON");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = Store::open(dir.path().join("judged.db"), Options::default()).expect("open");
+    let mut keys = std::collections::HashMap::new();
+    let memories = fixture["memories"].as_array().expect("memories");
+    for m in memories {
+        let text = |field: &str| m[field].as_str().expect("a string field");
+        let added = store
+            .add_memory(text("namespace"), text("text"), text("category"))
+            .expect("add");
+        keys.insert(added.id, text("key").to_owned());
+    }
+    let queries = fixture["queries"].as_array().expect("queries");
+    let (mut hit1, mut hit3) = (0usize, 0usize);
+    let mut misses = Vec::new();
+    for q in queries {
+        let query = q["query"].as_str().expect("query");
+        let want = q["want"].as_str().expect("want");
+        let top: Vec<String> = store
+            .search_memories(
+                query,
+                &MemoryFilter {
+                    limit: Some(3),
+                    ..MemoryFilter::default()
+                },
+            )
+            .expect("search")
+            .into_iter()
+            .map(|(m, _)| keys[&m.id].clone())
+            .collect();
+        if top.first().is_some_and(|k| *k == want) {
+            hit1 += 1;
+        } else if top.iter().any(|k| *k == want) {
+            misses.push(format!(
+                "{query:?} (at {})",
+                1 + top.iter().position(|k| *k == want).unwrap_or(0)
+            ));
+        } else {
+            misses.push(format!("{query:?} (not in the top 3)"));
+        }
+        if top.iter().any(|k| *k == want) {
+            hit3 += 1;
+        }
+    }
+    let n = queries.len();
+    format!(
+        "### Ranking on the judged fixture\n\n\
+         {} realistic memories (preferences, deploy facts, people, errors; English, French, German, Spanish, Chinese, Japanese, Korean) and {n} queries, each with the memory an agent asking it would want (`fixtures/memories/judged.json`).\n\n\
+         | hit@1 | hit@3 |\n| ---: | ---: |\n| {:.2} ({hit1}/{n}) | {:.2} ({hit3}/{n}) |\n\n\
+         Not first: {}.\n\n",
+        memories.len(),
+        hit1 as f64 / n as f64,
+        hit3 as f64 / n as f64,
+        if misses.is_empty() {
+            "none".to_owned()
+        } else {
+            misses.join(", ")
+        }
+    )
+}
+
+/// One measured insert: its time, the word index's bytes, the database's bytes.
+type Insert = (Duration, u64, u64);
+
+/// What the CJK bigram column costs: the same CJK memories inserted with their `grams` (as
+/// modstate does) and with none (the index before it), in the same run.
+fn cjk_cost(count: usize) -> String {
+    let count = count.max(1000);
+    let mut words = Sentences::new(0xc0ffee);
+    let bodies: Vec<String> = (0..count).map(|_| words.cjk_sentence()).collect();
+    let measure = |with_grams: bool| -> Insert {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("cjk.db");
+        drop(
+            Store::open(
+                &path,
+                Options {
+                    synchronous: Synchronous::Normal,
+                    ..Options::default()
+                },
+            )
+            .expect("create the schema"),
+        );
+        let mut conn = Connection::open(&path).expect("open");
+        let started = Instant::now();
+        let tx = conn.transaction().expect("begin");
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
+                     VALUES (?1, '', '', ?2, ?3, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', ?4)",
+                )
+                .expect("prepare");
+            for (i, body) in bodies.iter().enumerate() {
+                let grams = if with_grams {
+                    grams(body)
+                } else {
+                    String::new()
+                };
+                stmt.execute(rusqlite::params![format!("{i:08}"), body, grams, i as i64])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+        let took = started.elapsed();
+        let index: i64 = conn
+            .query_row(
+                "SELECT coalesce(sum(length(block)), 0) FROM memories_fts_data",
+                [],
+                |r| r.get(0),
+            )
+            .expect("index size");
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("checkpoint");
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("pages");
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .expect("page size");
+        (took, index as u64, (pages * page) as u64)
+    };
+    let mut runs: Vec<(Insert, Insert)> = (0..3).map(|_| (measure(false), measure(true))).collect();
+    runs.sort_by_key(|(_, with)| with.0);
+    let (without, with) = runs[runs.len() / 2];
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "### What finding words inside CJK text costs ({count} Chinese/Japanese memories)\n\n\
+         The same memories inserted in one transaction, median of 3 alternating runs. Memories without CJK store no grams and pay nothing.\n\n\
+         | index | insert time | word-index size | database size |\n| --- | ---: | ---: | ---: |\n\
+         | words only (before) | {} | {:.2} MiB | {:.2} MiB |\n\
+         | words + CJK bigrams | {} | {:.2} MiB | {:.2} MiB |\n\
+         | ratio | {:.2}× | {:.2}× | {:.2}× |\n\n",
+        millis(without.0),
+        mib(without.1),
+        mib(without.2),
+        millis(with.0),
+        mib(with.1),
+        mib(with.2),
+        with.0.as_secs_f64() / without.0.as_secs_f64(),
+        with.1 as f64 / without.1.max(1) as f64,
+        with.2 as f64 / without.2.max(1) as f64,
+    )
 }
 
 fn millis(d: Duration) -> String {
@@ -162,7 +325,7 @@ fn median(mut run: impl FnMut() -> usize) -> Duration {
 /// first in `order`, the same columns decoded.
 fn like_search(conn: &Connection, query: &str, order: &str) -> usize {
     let (sql, args) = like_sql(
-        "SELECT id, namespace, category, body, created_at, updated_at, generation FROM memories",
+        "SELECT id, namespace, category, body, created_at, updated_at, version FROM memories",
         query,
     );
     let sql = format!("{sql} ORDER BY {order} LIMIT {RESULTS}");
@@ -442,6 +605,46 @@ impl Sentences {
                 self.pick(TASKS),
                 self.pick(SERVICES)
             ),
+        }
+    }
+
+    /// A Chinese or Japanese note of the same kinds, written without spaces.
+    fn cjk_sentence(&mut self) -> String {
+        const ZH_WHO: &[&str] = &["李明", "王芳", "张伟", "刘洋", "陈静"];
+        const ZH_WHAT: &[&str] = &[
+            "数据库备份",
+            "提交信息",
+            "部署流程",
+            "代码审查",
+            "监控告警",
+            "缓存配置",
+        ];
+        const ZH_WHEN: &[&str] = &["每天凌晨两点", "每周五下午", "发布之前", "月底"];
+        const JA_WHAT: &[&str] = &[
+            "ドキュメント",
+            "テスト",
+            "デプロイ",
+            "バックアップ",
+            "設定ファイル",
+        ];
+        const JA_WHEN: &[&str] = &["毎朝", "リリース前に", "金曜日に", "週に一度"];
+        if self.below(2) == 0 {
+            format!(
+                "{}负责{}，{}运行，{}需要{}确认。",
+                self.pick(ZH_WHO),
+                self.pick(ZH_WHAT),
+                self.pick(ZH_WHEN),
+                self.pick(ZH_WHAT),
+                self.pick(ZH_WHO)
+            )
+        } else {
+            format!(
+                "{}は{}更新し、{}の{}を確認する。",
+                self.pick(JA_WHAT),
+                self.pick(JA_WHEN),
+                self.pick(JA_WHAT),
+                self.pick(JA_WHAT)
+            )
         }
     }
 

@@ -38,6 +38,7 @@ impl Digest {
         Digest(format!("{PREFIX}{}", hex(&Sha256::digest(bytes))))
     }
 
+    /// The digest as text: `sha256:` and 64 lowercase hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -9,34 +9,48 @@ use std::path::{Path, PathBuf};
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every failure the library reports, independent of the storage engine behind the store: no
+/// engine's error type appears here, so callers match on kinds, never on SQLite codes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file-system operation failed. `path` names what we were touching.
     #[error("{action} {}: {source}", path.display())]
     Io {
+        /// What was being done, e.g. `reading`.
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
 
-    /// SQLite reported an error that is not contention (contention becomes `Busy`).
+    /// The storage engine reported an error that is not contention (contention becomes
+    /// `Busy`), corruption (`Integrity`) or a missing file (`Io`).
     #[error("database error while {context}: {source}")]
-    Sqlite {
+    Database {
+        /// What the store was doing.
         context: String,
+        /// The engine's own error, kept for its message and source chain.
         #[source]
-        source: rusqlite::Error,
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// The thing asked for does not exist (or an artifact file is not usable as is).
     #[error("{0}")]
     NotFound(String),
 
-    /// The drift guard refused a write: the store moved on since the caller looked.
+    /// The drift guard refused a write: what the caller read has changed since. `what` names
+    /// the value compared, e.g. `generation of namespace "a"` or `version of memory <id>`.
     #[error(
-        "conflict: expected generation {expected} but the store is at {found}; nothing was written — re-read and retry"
+        "conflict: the {what} is {found}, not the expected {expected}; nothing was written — re-read and retry"
     )]
-    Conflict { expected: u64, found: u64 },
+    Conflict {
+        what: String,
+        expected: u64,
+        found: u64,
+    },
 
     /// A lock or the database stayed busy past the timeout.
     #[error("{0}")]
@@ -66,7 +80,7 @@ impl Error {
     }
 
     /// Wraps a SQLite error, turning contention (SQLITE_BUSY / SQLITE_LOCKED) into `Busy`.
-    pub fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
+    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
         let context = context.into();
         if let rusqlite::Error::SqliteFailure(e, _) = &source {
             if matches!(
@@ -81,11 +95,11 @@ impl Error {
                 e.code,
                 rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
             ) {
-                return Error::Sqlite {
+                return Error::Database {
                     context: format!(
                         "{context} (the disk may be full or a file-size limit reached; free space and retry)"
                     ),
-                    source,
+                    source: Box::new(source),
                 };
             }
             if matches!(
@@ -97,7 +111,10 @@ impl Error {
                 ));
             }
         }
-        Error::Sqlite { context, source }
+        Error::Database {
+            context,
+            source: Box::new(source),
+        }
     }
 }
 

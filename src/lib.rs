@@ -22,6 +22,6 @@ pub mod store;
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use memory::{Memory, MemoryFilter, NewMemory};
+pub use memory::{Expect, Hit, Memory, MemoryFilter, MemoryPage, NewMemory, Page};
 pub use snapshot::{RestoreOptions, RestoreReport, SnapshotInfo, SnapshotOptions, SnapshotReport};
 pub use store::{Options, Store, Synchronous};

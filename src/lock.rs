@@ -41,7 +41,9 @@ const KEY_PREFIX: &str = "key-";
 /// Shared or exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    /// Many holders at once, none exclusive.
     Shared,
+    /// One holder, no shared holders.
     Exclusive,
 }
 

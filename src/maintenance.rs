@@ -24,10 +24,8 @@ pub struct Stats {
     pub artifacts: u64,
     /// Bytes of their envelopes.
     pub artifact_bytes: u64,
-    /// Memories, per namespace (sorted by namespace).
+    /// Memories and generation, per namespace (sorted by namespace).
     pub memories: Vec<NamespaceCount>,
-    /// The memory generation (advances on every memory write).
-    pub memory_generation: u64,
     /// Size of the database file.
     pub db_bytes: u64,
     /// Size of its write-ahead log.
@@ -38,11 +36,15 @@ pub struct Stats {
     pub page_size: u64,
 }
 
-/// How many memories one namespace holds.
+/// How many memories one namespace holds, and its generation.
 #[derive(Clone, Debug, Serialize)]
 pub struct NamespaceCount {
+    /// The namespace ("" is the default one).
     pub namespace: String,
+    /// Memories in it.
     pub memories: u64,
+    /// Its memory generation: advances on every write in the namespace.
+    pub generation: u64,
 }
 
 /// What a vacuum did.
@@ -65,53 +67,50 @@ pub struct IntegrityReport {
 impl Store {
     /// Counts and sizes; reads only.
     pub fn stats(&self) -> Result<Stats> {
-        let (artifacts, artifact_bytes, memories, memory_generation, free_pages, page_size) =
-            self.read(|conn| {
-                let (artifacts, bytes): (i64, i64) = conn
-                    .query_row(
-                        "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
-                        [],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .context("counting artifacts")?;
-                let mut stmt = conn
-                    .prepare(
-                        "SELECT namespace, count(*) FROM memories GROUP BY namespace ORDER BY namespace",
-                    )
-                    .context("counting memories")?;
-                let memories = stmt
-                    .query_map([], |r| {
-                        Ok(NamespaceCount {
-                            namespace: r.get(0)?,
-                            memories: r.get::<_, i64>(1)? as u64,
-                        })
+        let (artifacts, artifact_bytes, memories, free_pages, page_size) = self.read(|conn| {
+            let (artifacts, bytes): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .context("counting artifacts")?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT m.namespace, count(*), coalesce(n.generation, 0)
+                         FROM memories m LEFT JOIN memory_namespaces n USING (namespace)
+                         GROUP BY m.namespace ORDER BY m.namespace",
+                )
+                .context("counting memories")?;
+            let memories = stmt
+                .query_map([], |r| {
+                    Ok(NamespaceCount {
+                        namespace: r.get(0)?,
+                        memories: r.get::<_, i64>(1)? as u64,
+                        generation: r.get::<_, i64>(2)? as u64,
                     })
-                    .context("counting memories")?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .context("counting memories")?;
-                let generation: i64 = conn
-                    .query_row("SELECT value FROM memory_generation", [], |r| r.get(0))
-                    .context("reading the memory generation")?;
-                let free: i64 = conn
-                    .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-                    .context("reading the free page count")?;
-                let page_size: i64 = conn
-                    .query_row("PRAGMA page_size", [], |r| r.get(0))
-                    .context("reading the page size")?;
-                Ok((
-                    artifacts as u64,
-                    bytes as u64,
-                    memories,
-                    generation as u64,
-                    free as u64,
-                    page_size as u64,
-                ))
-            })?;
+                })
+                .context("counting memories")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("counting memories")?;
+            let free: i64 = conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .context("reading the free page count")?;
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .context("reading the page size")?;
+            Ok((
+                artifacts as u64,
+                bytes as u64,
+                memories,
+                free as u64,
+                page_size as u64,
+            ))
+        })?;
         Ok(Stats {
             artifacts,
             artifact_bytes,
             memories,
-            memory_generation,
             db_bytes: file_len(self.canonical_path()),
             wal_bytes: file_len(&self.wal_path()),
             free_pages,
@@ -159,7 +158,7 @@ impl Store {
             match checked {
                 Ok(()) => None,
                 Err(Error::Integrity(m)) => Some(m),
-                Err(Error::Sqlite { source, .. }) => Some(source.to_string()),
+                Err(Error::Database { source, .. }) => Some(source.to_string()),
                 Err(e) => return Err(e),
             }
         };
@@ -317,4 +316,216 @@ mod tests {
         assert_eq!(temp_pid("state.db"), None);
         assert_eq!(temp_pid(".hidden"), None);
     }
+}
+
+// ---------------------------------------------------------------- memory export and import
+
+/// One memory as `memory export` writes it and `memory import` reads it: one JSON object a
+/// line, every stored field that is the memory's own (its namespace's generation is the
+/// store's, and is not carried).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedMemory {
+    /// The memory's id (a UUIDv7), kept as it is.
+    pub id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its category.
+    pub category: String,
+    /// The remembered text.
+    pub text: String,
+    /// RFC 3339 UTC, as stored.
+    pub created_at: String,
+    /// RFC 3339 UTC, as stored.
+    pub updated_at: String,
+    /// Its version, as stored.
+    pub version: u64,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// Memories added.
+    pub imported: usize,
+    /// Memories already here exactly as in the file.
+    pub unchanged: usize,
+}
+
+const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version";
+
+fn exported_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedMemory> {
+    Ok(ExportedMemory {
+        id: r.get(0)?,
+        namespace: r.get(1)?,
+        category: r.get(2)?,
+        text: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+        version: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+    })
+}
+
+impl Store {
+    /// Every memory (or every memory of `namespace`), oldest id first.
+    pub fn export_memories(&self, namespace: Option<&str>) -> Result<Vec<ExportedMemory>> {
+        self.read(|conn| {
+            let sql = format!(
+                "SELECT {EXPORT_COLUMNS} FROM memories WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id"
+            );
+            let mut stmt = conn.prepare(&sql).context("exporting memories")?;
+            stmt.query_map([namespace], exported_from_row)
+                .context("exporting memories")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("exporting memories")
+        })
+    }
+
+    /// Imports memories written by [`Store::export_memories`] (JSON Lines): ids, namespaces,
+    /// categories, texts, timestamps and versions kept. All or nothing: every line is checked
+    /// first, and any error names its line. Idempotent: a memory already here exactly as in
+    /// the file is left alone; one here with other content is refused. Each namespace that
+    /// gains memories takes a new generation, and the store's counter moves past every
+    /// imported version, so no version or generation is handed out twice.
+    pub fn import_memories(&self, input: impl std::io::BufRead) -> Result<ImportReport> {
+        let memories = self.read_import(input)?;
+        self.write("importing memories", |tx| {
+            let mut report = ImportReport::default();
+            let mut touched = std::collections::BTreeSet::new();
+            let mut newest_version = 0;
+            for (line, m) in &memories {
+                let existing = tx
+                    .prepare_cached(&format!("SELECT {EXPORT_COLUMNS} FROM memories WHERE id = ?1"))
+                    .and_then(|mut stmt| {
+                        rusqlite::OptionalExtension::optional(
+                            stmt.query_row([&m.id], exported_from_row),
+                        )
+                    })
+                    .context("importing memories")?;
+                match existing {
+                    Some(here) if here == *m => report.unchanged += 1,
+                    Some(here) => {
+                        return Err(Error::Invalid(format!(
+                            "line {line}: memory {} is already in this store with other content (version {} here, {} in the file); nothing was imported — remove that line, or the memory here, and retry",
+                            m.id, here.version, m.version
+                        )));
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![
+                                m.id,
+                                m.namespace,
+                                m.category,
+                                m.text,
+                                crate::memory::grams(&m.text),
+                                m.created_at,
+                                m.updated_at,
+                                i64::try_from(m.version).unwrap_or(i64::MAX)
+                            ])
+                        })
+                        .context("importing memories")?;
+                        report.imported += 1;
+                        newest_version = newest_version.max(m.version);
+                        touched.insert(m.namespace.clone());
+                    }
+                }
+            }
+            if report.imported > 0 {
+                tx.execute(
+                    "UPDATE memory_counter SET value = max(value, ?1) WHERE only = 0",
+                    [i64::try_from(newest_version).unwrap_or(i64::MAX)],
+                )
+                .context("importing memories")?;
+                for namespace in &touched {
+                    let stamp = crate::memory::next_stamp(tx)?;
+                    crate::memory::set_namespace_generation(tx, namespace, stamp)?;
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    /// Reads and checks every line of an import before anything is written.
+    fn read_import(
+        &self,
+        mut input: impl std::io::BufRead,
+    ) -> Result<Vec<(usize, ExportedMemory)>> {
+        use std::io::{BufRead, Read};
+        let max_body = self.options().max_memory_bytes;
+        // A JSON escape spells a byte in at most six; the rest of a line is small.
+        let max_line = (max_body as u64) * 6 + 16 * 1024;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            number += 1;
+            line.clear();
+            (&mut input)
+                .take(max_line + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::io("reading", "the memories to import", e))?;
+            if line.is_empty() {
+                break;
+            }
+            if line.len() as u64 > max_line {
+                return Err(Error::Invalid(format!(
+                    "line {number} is longer than {max_line} bytes; nothing was imported"
+                )));
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let m = parse_exported(&line, max_body).map_err(|why| {
+                Error::Invalid(format!("line {number}: {why}; nothing was imported"))
+            })?;
+            if let Some(first) = seen.insert(m.id.clone(), number) {
+                return Err(Error::Invalid(format!(
+                    "line {number}: memory {} is also on line {first}; nothing was imported",
+                    m.id
+                )));
+            }
+            out.push((number, m));
+        }
+        Ok(out)
+    }
+}
+
+/// One import line, checked as a write through the API would be.
+fn parse_exported(line: &[u8], max_body: usize) -> std::result::Result<ExportedMemory, String> {
+    let m: ExportedMemory = serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "not a memory as `memory export` writes it ({e}); expected {{\"id\",\"namespace\",\"category\",\"text\",\"created_at\",\"updated_at\",\"version\"}}"
+        )
+    })?;
+    let id = crate::memory::check_id(&m.id).map_err(|e| e.to_string())?;
+    if id != m.id {
+        return Err(format!("id {:?} is not in stored form ({id})", m.id));
+    }
+    crate::memory::check_label("namespace", &m.namespace).map_err(|e| e.to_string())?;
+    crate::memory::check_label("category", &m.category).map_err(|e| e.to_string())?;
+    crate::memory::check_body(&m.text, max_body).map_err(|e| e.to_string())?;
+    for (what, stamp) in [("created_at", &m.created_at), ("updated_at", &m.updated_at)] {
+        if humantime::parse_rfc3339(stamp).is_err() || !stamp.ends_with('Z') {
+            return Err(format!(
+                "{what} {stamp:?} is not an RFC 3339 UTC time such as 2026-01-01T12:00:00.123456Z"
+            ));
+        }
+    }
+    if m.updated_at < m.created_at {
+        return Err(format!(
+            "updated_at {} is before created_at {}",
+            m.updated_at, m.created_at
+        ));
+    }
+    if m.version == 0 || i64::try_from(m.version).is_err() {
+        return Err(format!(
+            "version {} is out of range (1 to 2^63-1)",
+            m.version
+        ));
+    }
+    Ok(m)
 }

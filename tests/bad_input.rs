@@ -750,7 +750,37 @@ fn memory_rows() -> Vec<Row> {
             "memory get",
             "an id like a path",
             ["memory", "get", "../../x"],
-            3,
+            6,
+        ),
+        Row::new(
+            "memory get",
+            "a malformed id",
+            ["memory", "get", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "a malformed cursor",
+            ["memory", "ls", "--cursor", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory search",
+            "a malformed cursor",
+            ["memory", "search", "x", "--cursor", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory update",
+            "a malformed id",
+            ["memory", "update", "nonsense", "x"],
+            6,
+        ),
+        Row::new(
+            "memory rm",
+            "a malformed id",
+            ["memory", "rm", "nonsense"],
+            6,
         ),
         Row::new("memory get", "no id", ["memory", "get"], 2),
         Row::new(
@@ -804,9 +834,9 @@ fn memory_rows() -> Vec<Row> {
         ),
         Row::new(
             "memory update",
-            "a stale generation",
+            "an absent id, whatever the generation (the guard is per namespace)",
             ["memory", "update", ABSENT, "x", "--expect-generation", "41"],
-            4,
+            3,
         ),
         Row::new("memory rm", "absent id", ["memory", "rm", ABSENT], 3),
         Row::new(
@@ -822,6 +852,7 @@ fn memory_rows() -> Vec<Row> {
             2,
         ),
     ]);
+    rows.extend(memory_transfer_rows());
     rows
 }
 
@@ -928,6 +959,67 @@ fn artifact_prune_rows() -> Vec<Row> {
         .db("missing/state.db"),
     ]);
     rows
+}
+
+/// `memory export` and `memory import`: an import is all or nothing, and names its bad line.
+fn memory_transfer_rows() -> Vec<Row> {
+    const ID: &str = "0190aaaa-0000-7000-8000-000000000001";
+    let line = |id: &str, text: &str, version: u64| {
+        format!(
+            "{{\"id\":\"{id}\",\"namespace\":\"a\",\"category\":\"\",\"text\":\"{text}\",\"created_at\":\"2026-01-01T00:00:00.000001Z\",\"updated_at\":\"2026-01-01T00:00:00.000001Z\",\"version\":{version}}}\n"
+        )
+    };
+    let good = line(ID, "kept", 3);
+    let import = |why: &'static str, stdin: String| {
+        Row::new("memory import", why, ["memory", "import", "-"], 6).stdin(stdin)
+    };
+    vec![
+        Row::new(
+            "memory export",
+            "an extra argument",
+            ["memory", "export", "x"],
+            2,
+        ),
+        Row::new("memory export", "no database", ["memory", "export"], 3).db("missing/state.db"),
+        Row::new(
+            "memory export",
+            "a namespace with a newline",
+            ["memory", "export", "--namespace", "a\nb"],
+            6,
+        ),
+        Row::new("memory import", "no file", ["memory", "import"], 2),
+        Row::new(
+            "memory import",
+            "a missing file",
+            ["memory", "import", "nope.jsonl"],
+            1,
+        ),
+        Row::new(
+            "memory import",
+            "a directory",
+            ["memory", "import", "dir"],
+            1,
+        ),
+        import("not JSON", format!("{good}{{oops\n")),
+        import(
+            "an unknown field",
+            good.replace("\"version\"", "\"extra\":1,\"version\""),
+        ),
+        import("a missing field", good.replace(",\"version\":3", "")),
+        import("a malformed id", line("not-an-id", "x", 3)),
+        import("an empty text", line(ID, "", 3)),
+        import("version 0", line(ID, "x", 0)),
+        import("a version past i64", line(ID, "x", u64::MAX)),
+        import(
+            "a time that is not RFC 3339",
+            good.replace("2026-01-01T00:00:00.000001Z", "yesterday"),
+        ),
+        import(
+            "the same id twice",
+            format!("{good}{}", line(ID, "other", 4)),
+        ),
+        import("a NUL in the text", line(ID, "a\\u0000b", 3)),
+    ]
 }
 
 /// `doctor`, `stats`, `vacuum`, `completions`, `man`.

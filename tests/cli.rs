@@ -724,11 +724,19 @@ fn stats_counts_artifacts_memories_and_sizes() {
     let stats = &doc["stats"];
     assert_eq!(stats["artifacts"], 3);
     assert_eq!(stats["artifact_bytes"], 3 * envelope(1, 10).len());
+    let generation = |ns: &str| -> u64 {
+        stdout_text(&h.run(&["memory", "generation", "--namespace", ns]))
+            .trim()
+            .parse()
+            .unwrap()
+    };
     assert_eq!(
         stats["memories"],
-        serde_json::json!([{"namespace": "a", "memories": 2}, {"namespace": "b", "memories": 1}])
+        serde_json::json!([
+            {"namespace": "a", "memories": 2, "generation": generation("a")},
+            {"namespace": "b", "memories": 1, "generation": generation("b")}
+        ])
     );
-    assert_eq!(stats["memory_generation"], 3);
     assert!(stats["db_bytes"].as_u64().unwrap() > 0);
     let text = stdout_text(&h.run(&["stats"]));
     assert!(text.contains("memories[a]\t2\n"), "{text}");
@@ -803,4 +811,110 @@ fn vacuum_gives_the_space_of_removed_rows_back() {
     let out = h.run(&["-q", "vacuum"]);
     assert!(ok(&out).stdout.is_empty() && out.stderr.is_empty());
     assert_eq!(doctor(&h).0, 0);
+}
+
+// ---------------------------------------------------------------- memory export and import
+
+#[test]
+fn memory_export_import_is_lossless_idempotent_and_all_or_nothing() {
+    let h = Home::new();
+    let a = json(ok(&h.run(&[
+        "--json",
+        "memory",
+        "add",
+        "--namespace",
+        "a",
+        "--category",
+        "fact",
+        "tabs\tand\nnewlines",
+    ])));
+    ok(&h.run(&["memory", "add", "--namespace", "b", "second"]));
+    let id = a["id"].as_str().unwrap();
+    ok(&h.run(&["memory", "update", id, "tabs, updated"]));
+    let exported = stdout_text(ok(&h.run(&["memory", "export"])));
+    assert_eq!(exported.lines().count(), 2, "{exported}");
+    let only_a = stdout_text(ok(&h.run(&["memory", "export", "--namespace", "a"])));
+    assert_eq!(only_a.lines().count(), 1);
+    assert!(only_a.contains(id));
+
+    let other = h.home.join("other.db");
+    let other_db = other.to_str().unwrap();
+    let out = h.run_in(
+        &["--db", other_db, "--json", "memory", "import", "-"],
+        exported.as_bytes(),
+    );
+    assert_eq!(
+        json(ok(&out)),
+        serde_json::json!({"imported": 2, "unchanged": 0})
+    );
+    let again = stdout_text(ok(&h.run(&["--db", other_db, "memory", "export"])));
+    assert_eq!(again, exported, "the round trip changed something");
+    let generation_before: u64 =
+        stdout_text(&h.run(&["--db", other_db, "memory", "generation", "--namespace", "a"]))
+            .trim()
+            .parse()
+            .unwrap();
+    assert!(generation_before > 0);
+
+    // Twice: nothing changes, not even a generation.
+    let file = h.home.join("memories.jsonl");
+    fs::write(&file, &exported).unwrap();
+    let out = h.run(&[
+        "--db",
+        other_db,
+        "--json",
+        "memory",
+        "import",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        json(ok(&out)),
+        serde_json::json!({"imported": 0, "unchanged": 2})
+    );
+    let generation_after: u64 =
+        stdout_text(&h.run(&["--db", other_db, "memory", "generation", "--namespace", "a"]))
+            .trim()
+            .parse()
+            .unwrap();
+    assert_eq!(generation_after, generation_before);
+
+    // A later write in the new store takes a version past every imported one.
+    let imported_version = a["version"].as_u64().unwrap();
+    let updated =
+        json(ok(&h.run(&[
+            "--db", other_db, "--json", "memory", "update", id, "again",
+        ])));
+    assert!(
+        updated["version"].as_u64().unwrap() > imported_version + 1,
+        "{updated}"
+    );
+
+    // All or nothing, the bad line named.
+    let third = h.home.join("third.db");
+    let bad = format!("{exported}{{\"id\": 1}}\n");
+    let out = h.run_in(
+        &["--db", third.to_str().unwrap(), "memory", "import", "-"],
+        bad.as_bytes(),
+    );
+    assert_eq!(exit_code(&out), 6);
+    assert!(
+        stderr_text(&out).contains("line 3:"),
+        "{}",
+        stderr_text(&out)
+    );
+    let left = h.run(&["--db", third.to_str().unwrap(), "memory", "export"]);
+    assert_eq!(stdout_text(&left), "", "a failed import left memories");
+
+    // A memory already here with other content is refused, naming its line.
+    let changed = exported.replacen("second", "changed", 1);
+    let out = h.run_in(
+        &["--db", other_db, "memory", "import", "-"],
+        changed.as_bytes(),
+    );
+    assert_eq!(exit_code(&out), 6);
+    assert!(
+        stderr_text(&out).contains("other content"),
+        "{}",
+        stderr_text(&out)
+    );
 }

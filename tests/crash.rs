@@ -86,13 +86,15 @@ fn run_worker(db: &Path, seed: u64) {
                     .unwrap();
                     out.flush().unwrap();
                     store
-                        .update_memory(&id, &body, None, None)
+                        .update_memory(&id, &body, None, Default::default())
                         .expect("update memory");
                 } else {
                     let id = memories.swap_remove(at);
                     writeln!(out, "begin {}", json!({"op": "mdelete", "id": id})).unwrap();
                     out.flush().unwrap();
-                    store.delete_memory(&id, None).expect("delete memory");
+                    store
+                        .delete_memory(&id, Default::default())
+                        .expect("delete memory");
                 }
             }
         } else if roll == 0 {
@@ -217,7 +219,7 @@ impl MemoryModel {
             self.apply(op, payload);
         }
         assert_eq!(
-            store.memory_generation().unwrap(),
+            store.memory_generation("").unwrap(),
             self.writes,
             "{ctx}: generation drifted"
         );

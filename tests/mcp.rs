@@ -228,6 +228,11 @@ fn open(db: &Path) -> Store {
     Store::open(db, Options::default()).unwrap()
 }
 
+fn json_of(out: &Output) -> Value {
+    assert_success(out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn cli(db: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_modstate"))
         .arg("--db")
@@ -283,10 +288,10 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(
         required,
         vec![
-            ("add_memory".to_owned(), json!(["memory"])),
+            ("add_memory".to_owned(), json!(["text"])),
             ("search_memories".to_owned(), json!([])),
             ("get_memories".to_owned(), json!([])),
-            ("update_memory".to_owned(), json!(["id", "memory"])),
+            ("update_memory".to_owned(), json!(["id", "text"])),
             ("delete_memory".to_owned(), json!(["id"])),
             ("get_module_state".to_owned(), json!(["digest"])),
         ]
@@ -302,11 +307,21 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     };
     assert_eq!(
         properties("search_memories"),
-        set(&["query", "category", "limit"])
+        set(&["query", "category", "limit", "cursor"])
+    );
+    assert_eq!(
+        properties("get_memories"),
+        set(&["category", "limit", "cursor"])
     );
     assert_eq!(
         properties("update_memory"),
-        set(&["id", "memory", "category", "expect_generation"])
+        set(&[
+            "id",
+            "text",
+            "category",
+            "expect_generation",
+            "expect_version"
+        ])
     );
 
     let store = open(&db);
@@ -318,22 +333,28 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // add_memory
     let added = server.call_ok(
         "add_memory",
-        json!({"memory": "The user prefers Rust for CLI tools", "category": "preference"}),
+        json!({"text": "The user prefers Rust for CLI tools", "category": "preference"}),
     );
     let id = added["id"].as_str().unwrap().to_owned();
     let stored = store.get_memory(&id).unwrap().unwrap();
     assert_eq!(stored.namespace, "agent-a");
     assert_eq!(stored.category, "preference");
     assert_eq!(stored.body, "The user prefers Rust for CLI tools");
-    assert_eq!(added["generation"], store.memory_generation().unwrap());
-    server.call_ok("add_memory", json!({"memory": "Deploys happen on Fridays"}));
+    assert_eq!(
+        added["generation"],
+        store.memory_generation("agent-a").unwrap()
+    );
+    // The same shape as `modstate --json memory get`.
+    let cli_shape = json_of(&cli(&db, &["--json", "memory", "get", &id]));
+    assert_eq!(added, cli_shape);
+    server.call_ok("add_memory", json!({"text": "Deploys happen on Fridays"}));
 
     // get_memories: newest first, this namespace only, with the store generation.
     let listed = server.call_ok("get_memories", json!({}));
     let memories = listed["memories"].as_array().unwrap();
     let texts: Vec<&str> = memories
         .iter()
-        .map(|m| m["memory"].as_str().unwrap())
+        .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(
         texts,
@@ -342,8 +363,11 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "The user prefers Rust for CLI tools"
         ]
     );
-    assert_eq!(listed["generation"], store.memory_generation().unwrap());
-    assert_eq!(listed["more"], false);
+    assert_eq!(
+        listed["generation"],
+        store.memory_generation("agent-a").unwrap()
+    );
+    assert_eq!(listed["next_cursor"], Value::Null);
     let by_category = server.call_ok(
         "get_memories",
         json!({"category": "PREFERENCE", "limit": 1}),
@@ -351,7 +375,10 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(by_category["memories"].as_array().unwrap().len(), 1);
     assert_eq!(by_category["memories"][0]["id"], id.as_str());
     let first_only = server.call_ok("get_memories", json!({"limit": 1}));
-    assert_eq!(first_only["more"], true);
+    let cursor = first_only["next_cursor"].as_str().unwrap();
+    let second = server.call_ok("get_memories", json!({"limit": 1, "cursor": cursor}));
+    assert_eq!(second["memories"][0]["id"], id.as_str());
+    assert_eq!(second["next_cursor"], Value::Null);
 
     // search_memories: ranked, prefix on the last word, namespace-scoped.
     let found = server.call_ok("search_memories", json!({"query": "prefers ru"}));
@@ -364,31 +391,32 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // update_memory with the generation it read: written.
     let updated = server.call_ok(
         "update_memory",
-        json!({"id": id, "memory": "The user prefers Rust and SQLite", "expect_generation": generation}),
+        json!({"id": id, "text": "The user prefers Rust and SQLite", "expect_generation": generation}),
     );
     assert_eq!(updated["generation"], generation + 1);
+    assert_eq!(updated["text"], "The user prefers Rust and SQLite");
     let stored = store.get_memory(&id).unwrap().unwrap();
     assert_eq!(stored.body, "The user prefers Rust and SQLite");
     assert_eq!(stored.category, "preference", "category kept when omitted");
 
     // ... and again with the now stale generation: refused, nothing written, and the error
     // says so and gives the current generation.
-    let current = store.memory_generation().unwrap();
+    let current = store.memory_generation("agent-a").unwrap();
     let conflict = server.call_err(
         "update_memory",
-        json!({"id": id, "memory": "lost update", "expect_generation": generation}),
+        json!({"id": id, "text": "lost update", "expect_generation": generation}),
     );
     assert_eq!(
         conflict,
         format!(
-            "conflict: expected generation {generation} but the store is at {current}; nothing was written — re-read and retry"
+            "conflict: the generation of namespace \"agent-a\" is {current}, not the expected {generation}; nothing was written — re-read and retry"
         )
     );
     assert_eq!(
         store.get_memory(&id).unwrap().unwrap().body,
         "The user prefers Rust and SQLite"
     );
-    assert_eq!(store.memory_generation().unwrap(), current);
+    assert_eq!(store.memory_generation("agent-a").unwrap(), current);
 
     // Another namespace's memory is absent to this server, for every tool.
     let absent = format!(
@@ -396,7 +424,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
         other.id
     );
     assert_eq!(
-        server.call_err("update_memory", json!({"id": other.id, "memory": "x"})),
+        server.call_err("update_memory", json!({"id": other.id, "text": "x"})),
         absent
     );
     assert_eq!(
@@ -413,7 +441,7 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     // delete_memory: a stale generation is refused, the current one deletes.
     let stale = server.call_err("delete_memory", json!({"id": id, "expect_generation": 0}));
     assert!(
-        stale.starts_with("conflict: expected generation 0 but the store is at"),
+        stale.starts_with("conflict: the generation of namespace \"agent-a\" is"),
         "{stale}"
     );
     let deleted = server.call_ok(
@@ -507,12 +535,12 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     // Arguments that do not fit the schema are tool errors the model can act on.
     assert_eq!(
         server.call_err("add_memory", json!({"category": "fact"})),
-        r#"add_memory: missing required argument "memory" (a string)"#
+        r#"add_memory: missing required argument "text" (a string)"#
     );
     server.ping();
     assert_eq!(
-        server.call_err("add_memory", json!({"memory": 42})),
-        r#"add_memory: argument "memory" must be a string, not 42"#
+        server.call_err("add_memory", json!({"text": 42})),
+        r#"add_memory: argument "text" must be a string, not 42"#
     );
     assert_eq!(
         server.call_err("search_memories", json!({"query": "x", "limit": "ten"})),
@@ -521,13 +549,13 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     assert_eq!(
         server.call_err(
             "update_memory",
-            json!({"id": "x", "memory": "y", "expect_generation": -1})
+            json!({"id": "x", "text": "y", "expect_generation": -1})
         ),
         r#"update_memory: argument "expect_generation" must be an integer ≥ 0, not -1"#
     );
     assert_eq!(
-        server.call_err("add_memory", json!({"text": "typo"})),
-        r#"add_memory: unknown argument "text"; it takes memory, category"#
+        server.call_err("add_memory", json!({"memory": "typo"})),
+        r#"add_memory: unknown argument "memory"; it takes text, category"#
     );
     // Arguments that are not an object do not fit CallToolRequest itself: -32602.
     let not_object = server.request(
@@ -543,10 +571,10 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     // written.
     let huge = "m".repeat(1024 * 1024);
     assert_eq!(
-        server.call_err("add_memory", json!({"memory": huge})),
+        server.call_err("add_memory", json!({"text": huge})),
         "memory text is 1048576 bytes, over the 65536-byte limit; shorten it or split it into several memories"
     );
-    assert_eq!(store.memory_generation().unwrap(), 0);
+    assert_eq!(store.memory_generation("").unwrap(), 0);
     server.ping();
 
     // Malformed JSON: Parse error, no id (there is none to give); then business as usual.
@@ -592,7 +620,7 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     server.send_line("   ");
 
     // After all that, the server still does its job.
-    let added = server.call_ok("add_memory", json!({"memory": "still serving"}));
+    let added = server.call_ok("add_memory", json!({"text": "still serving"}));
     let id = added["id"].as_str().unwrap();
     assert_eq!(store.get_memory(id).unwrap().unwrap().body, "still serving");
     let (status, _) = server.close();
@@ -605,14 +633,14 @@ fn an_oversized_line_is_skipped_and_answered() {
     let mut server = Server::ready(&db, &[]);
     // Past the 16 MiB line limit: the line is dropped without being held, and answered.
     let huge = format!(
-        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"add_memory","arguments":{{"memory":"{}"}}}}}}"#,
+        r#"{{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{{"name":"add_memory","arguments":{{"text":"{}"}}}}}}"#,
         "x".repeat(17 * 1024 * 1024)
     );
     server.send_line(&huge);
     let answer = server.next_message();
     assert_eq!(answer["error"]["code"], -32600, "{answer}");
     server.ping();
-    assert_eq!(open(&db).memory_generation().unwrap(), 0);
+    assert_eq!(open(&db).memory_generation("").unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,7 +685,7 @@ fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
                             "tools/call",
                             Some(json!({
                                 "name": "add_memory",
-                                "arguments": {"memory": format!("server {n} memory {i}")}
+                                "arguments": {"text": format!("server {n} memory {i}")}
                             })),
                         )
                     })
@@ -695,7 +723,7 @@ fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
     }
     assert_eq!(bodies, expected);
     assert_eq!(memories.len(), 3 * EACH, "no duplicates");
-    assert_eq!(store.memory_generation().unwrap(), 3 * EACH as u64);
+    assert_eq!(store.memory_generation("shared").unwrap(), 3 * EACH as u64);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,7 +749,7 @@ fn eof_on_stdin_exits_zero_promptly() {
     let mut server = Server::ready(&db, &[]);
     let id = server.send_request(
         "tools/call",
-        Some(json!({"name": "add_memory", "arguments": {"memory": "last words"}})),
+        Some(json!({"name": "add_memory", "arguments": {"text": "last words"}})),
     );
     drop(server.stdin.take());
     let answer = server.next_message();
@@ -729,7 +757,7 @@ fn eof_on_stdin_exits_zero_promptly() {
     assert_eq!(answer["result"]["isError"], false, "{answer}");
     let (status, _) = server.close();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(open(&db).memory_generation().unwrap(), 1);
+    assert_eq!(open(&db).memory_generation("").unwrap(), 1);
 }
 
 /// Every stderr log the servers of this database wrote is a `modstate mcp:` line (nothing of
@@ -759,4 +787,151 @@ fn a_bad_namespace_is_refused_before_serving() {
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: namespace"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// issue 16: paging, versions, one shape, invalid ids
+
+#[test]
+fn tools_page_with_cursors_guard_versions_and_share_the_cli_shapes() {
+    let (_dir, db) = temp_db();
+    let store = open(&db);
+    for i in 0..7 {
+        store
+            .add_memory("agent-a", &format!("deploy note {i}"), "")
+            .unwrap();
+    }
+    let mut server = Server::ready(&db, &["--namespace", "agent-a"]);
+
+    // search_memories pages through every match, in the order of one large query.
+    let whole = server.call_ok("search_memories", json!({"query": "deploy", "limit": 100}));
+    let expected: Vec<Value> = whole["memories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
+    assert_eq!(expected.len(), 7);
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let page = server.call_ok(
+            "search_memories",
+            json!({"query": "deploy", "limit": 3, "cursor": cursor}),
+        );
+        seen.extend(
+            page["memories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].clone()),
+        );
+        // A write between pages changes nothing in what the pages show.
+        server.call_ok("add_memory", json!({"text": "deploy note, newer"}));
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, expected);
+
+    // The same search through the CLI gives the same JSON (but for the moving generation).
+    let cli_page: Value = serde_json::from_slice(
+        &cli(
+            &db,
+            &[
+                "--json",
+                "memory",
+                "search",
+                "deploy",
+                "--namespace",
+                "agent-a",
+                "--limit",
+                "2",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let mcp_page = server.call_ok("search_memories", json!({"query": "deploy", "limit": 2}));
+    assert_eq!(cli_page, mcp_page);
+
+    // expect_version: a stale one is refused with nothing written.
+    let target = &whole["memories"][0];
+    let id = target["id"].as_str().unwrap();
+    let version = target["version"].as_u64().unwrap();
+    let updated = server.call_ok(
+        "update_memory",
+        json!({"id": id, "text": "deploy note, edited", "expect_version": version}),
+    );
+    assert!(updated["version"].as_u64().unwrap() > version);
+    let stale = server.call_err(
+        "update_memory",
+        json!({"id": id, "text": "lost", "expect_version": version}),
+    );
+    assert!(
+        stale.starts_with("conflict: the version of memory"),
+        "{stale}"
+    );
+    assert_eq!(
+        store.get_memory(id).unwrap().unwrap().body,
+        "deploy note, edited"
+    );
+
+    // delete_memory answers as `modstate --json memory rm` does.
+    let deleted = server.call_ok("delete_memory", json!({"id": id}));
+    let keys: Vec<&String> = deleted.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "deleted", "generation"]);
+    assert_eq!(deleted["deleted"], true);
+
+    // A malformed id or cursor is invalid params (-32602), not "no memory".
+    for (tool, arguments) in [
+        ("update_memory", json!({"id": "nonsense", "text": "x"})),
+        ("delete_memory", json!({"id": "nonsense"})),
+        (
+            "search_memories",
+            json!({"query": "deploy", "cursor": "nonsense"}),
+        ),
+        ("get_memories", json!({"cursor": "nonsense"})),
+    ] {
+        let answer = server.request(
+            "tools/call",
+            Some(json!({"name": tool, "arguments": arguments})),
+        );
+        assert_eq!(answer["error"]["code"], -32602, "{tool}: {answer}");
+    }
+    // Stemming and CJK, as in the CLI.
+    server.call_ok(
+        "add_memory",
+        json!({"text": "The user prefers Rust; 提交信息请用中文写"}),
+    );
+    for query in ["prefer rust", "中文", "提交信息"] {
+        let found = server.call_ok("search_memories", json!({"query": query}));
+        assert_eq!(
+            found["memories"][0]["text"], "The user prefers Rust; 提交信息请用中文写",
+            "{query}: {found}"
+        );
+    }
+    // The drift guard is per namespace: a write elsewhere does not refuse this one.
+    let read = server.call_ok("get_memories", json!({"limit": 1}));
+    let generation = read["generation"].as_u64().unwrap();
+    store
+        .add_memory("other", "another agent's note", "")
+        .unwrap();
+    server.call_ok(
+        "update_memory",
+        json!({"id": read["memories"][0]["id"], "text": "still mine", "expect_generation": generation}),
+    );
+
+    // Symbols only: what was typed, or nothing, with a note.
+    let rocket = server.call_ok("search_memories", json!({"query": "🚀"}));
+    assert_eq!(rocket["memories"], json!([]));
+    assert!(
+        rocket["note"]
+            .as_str()
+            .unwrap()
+            .contains("no letters or digits")
+    );
+    let (status, _) = server.close();
+    assert!(status.success(), "{status:?}");
 }

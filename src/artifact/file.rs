@@ -38,7 +38,10 @@ pub enum Outcome {
     /// No file at the path.
     Missing,
     /// A well-formed file for another module source.
-    Stale { found: String },
+    Stale {
+        /// The module source digest the file names.
+        found: String,
+    },
     /// Not JSON, or not the shape of an artifact file.
     Malformed(String),
     /// An artifactVersion, state type or state version this binary does not know.

@@ -3,7 +3,7 @@
 
 pub mod file;
 mod resolve;
-mod table;
+mod store;
 
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ pub use resolve::{Resolved, Served};
 pub const STATE_TYPE: &str = "Module";
 /// The one state envelope version modstate stores and loads.
 pub const STATE_VERSION: i64 = 1;
-pub use table::{ArtifactInfo, PutOutcome};
+pub use store::{ArtifactInfo, PutOutcome};
 
 /// A validated saved state envelope `{"type": "Module", "version": 1, "state": {…}}`, kept as
 /// the exact bytes it was given.
@@ -110,6 +110,7 @@ impl Envelope {
         &self.bytes
     }
 
+    /// The exact bytes, taking them.
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

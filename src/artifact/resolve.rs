@@ -24,6 +24,7 @@ pub enum Served {
 }
 
 impl Served {
+    /// `file`, `store` or `computed`, as the CLI prints it.
     pub fn word(self) -> &'static str {
         match self {
             Served::File => "file",

@@ -311,7 +311,6 @@ pub fn stats(ctx: &Context) -> Result<i32> {
             .sum::<u64>()
             .to_string(),
     );
-    row("memory_generation", stats.memory_generation.to_string());
     row("db_bytes", stats.db_bytes.to_string());
     row("wal_bytes", stats.wal_bytes.to_string());
     row(

@@ -2,20 +2,20 @@
 //!
 //! Text output is one memory a line: id, namespace, category, updated_at, body — aligned
 //! under a header on a terminal, tab-separated with separators escaped when piped (see
-//! `cli::output`), so a memory never spans lines. `--json` prints the memory objects as they
-//! are.
+//! `cli::output`), so a memory never spans lines; when more match, stderr says how to continue.
+//! `--json` prints the library's shapes as they are, the same the MCP tools return: a memory
+//! object, or for `ls` and `search` `{"memories": [...], "generation", "next_cursor"}`.
 
 use std::ffi::OsString;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 use serde_json::json;
 
-use modstate::memory::fts_query;
-use modstate::{Error, Memory, MemoryFilter, Result, Store};
+use modstate::memory::{check_id, check_label};
+use modstate::{Error, Expect, Memory, MemoryFilter, Page, Result, Store};
 
 use super::input::read_limited;
-use super::{Context, print_json, print_text};
+use super::{Context, Table, notice, print_json, print_text, quiet};
 
 #[derive(Subcommand)]
 pub enum MemoryCommand {
@@ -27,16 +27,16 @@ pub enum MemoryCommand {
         /// Category, e.g. preference, fact, decision.
         #[arg(long, default_value = "")]
         category: String,
-        /// The text; `-` reads it from stdin.
+        /// The text; `-` reads it from stdin (one trailing newline is dropped).
         #[arg(allow_hyphen_values = true)]
         text: OsString,
     },
-    /// Print one memory (exit 3 if absent).
+    /// Print one memory (exit 3 if absent, 6 if the id is malformed).
     Get {
         /// The memory's id, as `add` printed it.
         id: String,
     },
-    /// List memories, newest first.
+    /// List memories, newest first, a page at a time.
     Ls {
         #[command(flatten)]
         filter: FilterArgs,
@@ -44,10 +44,12 @@ pub enum MemoryCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Search memories: every word must occur (case-insensitive), the last one as a prefix;
-    /// best match first. An empty query lists newest first.
+    /// Search memories: every word must occur (ignoring case, accents and English word
+    /// endings; words inside Chinese/Japanese text are found too), the last one also as a
+    /// prefix; best match first. An empty query lists newest first.
     Search {
         /// Plain words; quotes, operators and punctuation are taken literally, never as syntax.
+        /// A query of symbols only (🚀) finds memories holding it exactly as typed.
         #[arg(default_value = "", allow_hyphen_values = true)]
         query: String,
         #[command(flatten)]
@@ -60,27 +62,48 @@ pub enum MemoryCommand {
     Update {
         /// The memory's id, as `add` printed it.
         id: String,
-        /// The new text; `-` reads it from stdin.
+        /// The new text; `-` reads it from stdin (one trailing newline is dropped).
         #[arg(allow_hyphen_values = true)]
         text: OsString,
         /// New category; the old one stays if omitted.
         #[arg(long)]
         category: Option<String>,
-        /// Write only if the store is still at this generation (exit 4 otherwise, nothing
-        /// written). Read it with `modstate memory generation`.
-        #[arg(long, value_name = "G")]
-        expect_generation: Option<u64>,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
     /// Remove a memory (exit 3 if absent).
     Rm {
         /// The memory's id, as `add` printed it.
         id: String,
-        /// Remove only if the store is still at this generation (exit 4 otherwise).
-        #[arg(long, value_name = "G")]
-        expect_generation: Option<u64>,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
-    /// Print the store's memory generation (it advances on every add, update and remove).
-    Generation,
+    /// Write memories as JSON Lines on stdout, one memory a line, oldest first.
+    ///
+    /// Each line holds id, namespace, category, text, created_at, updated_at and version,
+    /// exactly as stored: `memory import` in another database brings them back as they were.
+    /// With --json: one JSON array instead.
+    Export {
+        /// Only this namespace; every namespace if omitted.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Add memories written by `memory export`, keeping their ids, times and versions.
+    ///
+    /// All or nothing: every line is checked first, and a bad one is named by its number.
+    /// Importing the same file twice changes nothing; a memory already here with other
+    /// content is refused. Each namespace that gains memories takes a new generation.
+    Import {
+        /// The file `memory export` wrote; `-` reads stdin.
+        file: String,
+    },
+    /// Print a namespace's memory generation (it advances on every add, update and remove in
+    /// that namespace, and never repeats).
+    Generation {
+        /// The namespace; the default namespace ("") if omitted.
+        #[arg(long, default_value = "")]
+        namespace: String,
+    },
 }
 
 #[derive(Args)]
@@ -91,19 +114,39 @@ pub struct FilterArgs {
     /// Only this category (exact, case-insensitive).
     #[arg(long)]
     category: Option<String>,
-    /// Only memories older than this id: pass the last id of the previous page.
-    #[arg(long, value_name = "ID")]
-    after: Option<String>,
+    /// Continue after the previous page: pass the `next_cursor` it printed.
+    #[arg(long, value_name = "TOKEN")]
+    cursor: Option<String>,
 }
 
 impl FilterArgs {
-    /// The library filter, asking for one row more than `limit` to tell whether more exist.
-    fn with_probe(self, limit: usize) -> MemoryFilter {
+    fn with_limit(self, limit: usize) -> MemoryFilter {
         MemoryFilter {
             namespace: self.namespace,
             category: self.category,
-            limit: Some(limit.saturating_add(1)),
-            after: self.after,
+            limit: Some(limit),
+            cursor: self.cursor,
+        }
+    }
+}
+
+/// The drift guard's options of `update` and `rm`.
+#[derive(Args)]
+pub struct ExpectArgs {
+    /// Write only if the memory's namespace is still at this generation (exit 4 otherwise,
+    /// nothing written). Any `generation` modstate printed for that namespace will do.
+    #[arg(long, value_name = "G")]
+    expect_generation: Option<u64>,
+    /// Write only if the memory is still at this version (exit 4 otherwise, nothing written).
+    #[arg(long, value_name = "V")]
+    expect_version: Option<u64>,
+}
+
+impl From<ExpectArgs> for Expect {
+    fn from(args: ExpectArgs) -> Expect {
+        Expect {
+            generation: args.expect_generation,
+            version: args.expect_version,
         }
     }
 }
@@ -114,106 +157,159 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             namespace,
             category,
             text,
-        } => {
-            let store = ctx.open()?;
-            let body = read_text(&store, text)?;
-            let memory = store.add_memory(&namespace, &body, &category)?;
-            if ctx.json {
-                print_json(&memory)?;
-            } else {
-                print_text(&format!("{}\n", memory.id))?;
-            }
-            Ok(0)
-        }
-        MemoryCommand::Get { id } => {
-            let store = ctx.open_existing()?;
-            let memory = store.get_memory(&id)?.ok_or_else(|| absent(&id))?;
-            print_memory(ctx, &memory)?;
-            Ok(0)
-        }
-        MemoryCommand::Ls { filter, limit } => {
-            let store = ctx.open_existing()?;
-            let mut memories = store.list_memories(&filter.with_probe(limit))?;
-            note_more(&mut memories, limit);
-            if ctx.json {
-                print_json(&memories)?;
-            } else {
-                print_lines(&memories)?;
-            }
-            Ok(0)
-        }
+        } => add(ctx, &namespace, &category, text),
+        MemoryCommand::Get { id } => get(ctx, &id),
+        MemoryCommand::Ls { filter, limit } => ls(ctx, filter, limit),
         MemoryCommand::Search {
             query,
             filter,
             limit,
-        } => {
-            let store = ctx.open_existing()?;
-            if fts_query(&query).is_none() && !query.trim().is_empty() {
-                super::notice(
-                    "the query has no letters or digits to search for; listing newest first",
-                );
-            }
-            let mut hits = store.search_memories(&query, &filter.with_probe(limit))?;
-            note_more(&mut hits, limit);
-            if ctx.json {
-                let hits: Vec<Hit<'_>> = hits
-                    .iter()
-                    .map(|(memory, score)| Hit {
-                        memory,
-                        score: *score,
-                    })
-                    .collect();
-                print_json(&hits)?;
-            } else {
-                let memories: Vec<Memory> = hits.into_iter().map(|(m, _)| m).collect();
-                print_lines(&memories)?;
-            }
-            Ok(0)
-        }
+        } => search(ctx, &query, filter, limit),
         MemoryCommand::Update {
             id,
             text,
             category,
-            expect_generation,
-        } => {
-            let store = ctx.open()?;
-            let body = read_text(&store, text)?;
-            let memory = store.update_memory(&id, &body, category.as_deref(), expect_generation)?;
-            print_memory(ctx, &memory)?;
-            Ok(0)
-        }
-        MemoryCommand::Rm {
-            id,
-            expect_generation,
-        } => {
-            let store = ctx.open()?;
-            let generation = store.delete_memory(&id, expect_generation)?;
-            if ctx.json {
-                print_json(&json!({"id": id, "removed": true, "generation": generation}))?;
-            } else {
-                print_text(&format!("removed {id}\n"))?;
-            }
-            Ok(0)
-        }
-        MemoryCommand::Generation => {
-            let store = ctx.open_existing()?;
-            let generation = store.memory_generation()?;
-            if ctx.json {
-                print_json(&json!({"generation": generation}))?;
-            } else {
-                print_text(&format!("{generation}\n"))?;
-            }
-            Ok(0)
-        }
+            expect,
+        } => update(ctx, &id, text, category.as_deref(), expect),
+        MemoryCommand::Rm { id, expect } => rm(ctx, &id, expect),
+        MemoryCommand::Generation { namespace } => generation(ctx, &namespace),
+        MemoryCommand::Export { namespace } => export(ctx, namespace.as_deref()),
+        MemoryCommand::Import { file } => import(ctx, &file),
+    }?;
+    Ok(0)
+}
+
+fn add(ctx: &Context, namespace: &str, category: &str, text: OsString) -> Result<()> {
+    let store = ctx.open()?;
+    let body = read_text(&store, text)?;
+    let memory = store.add_memory(namespace, &body, category)?;
+    if ctx.json {
+        print_json(&memory)
+    } else {
+        print_text(&format!("{}\n", memory.id))
     }
 }
 
-/// A search result in `--json` output: the memory's fields and its score.
-#[derive(Serialize)]
-struct Hit<'a> {
-    #[serde(flatten)]
-    memory: &'a Memory,
-    score: f64,
+fn get(ctx: &Context, id: &str) -> Result<()> {
+    check_id(id)?;
+    let store = ctx.open_existing()?;
+    let memory = store.get_memory(id)?.ok_or_else(|| absent(id))?;
+    print_memory(ctx, &memory)
+}
+
+fn ls(ctx: &Context, filter: FilterArgs, limit: usize) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let page = store.list_page(&filter.with_limit(limit))?;
+    if ctx.json {
+        return print_json(&page);
+    }
+    print_lines(page.page.items.iter())?;
+    note_more(&page.page);
+    Ok(())
+}
+
+fn search(ctx: &Context, query: &str, filter: FilterArgs, limit: usize) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let page = store.search_page(query, &filter.with_limit(limit))?;
+    if let Some(note) = &page.note {
+        notice(note);
+    }
+    if ctx.json {
+        return print_json(&page);
+    }
+    print_lines(page.page.items.iter().map(|hit| &hit.memory))?;
+    note_more(&page.page);
+    Ok(())
+}
+
+fn update(
+    ctx: &Context,
+    id: &str,
+    text: OsString,
+    category: Option<&str>,
+    expect: ExpectArgs,
+) -> Result<()> {
+    check_id(id)?;
+    let store = ctx.open()?;
+    let body = read_text(&store, text)?;
+    let memory = store.update_memory(id, &body, category, expect.into())?;
+    print_memory(ctx, &memory)
+}
+
+fn rm(ctx: &Context, id: &str, expect: ExpectArgs) -> Result<()> {
+    let id = check_id(id)?;
+    let store = ctx.open()?;
+    let generation = store.delete_memory(&id, expect.into())?;
+    if ctx.json {
+        print_json(&json!({"id": id, "deleted": true, "generation": generation}))
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!("deleted {id}\n"))
+    }
+}
+
+fn generation(ctx: &Context, namespace: &str) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let generation = store.memory_generation(namespace)?;
+    if ctx.json {
+        print_json(&json!({"namespace": namespace, "generation": generation}))
+    } else {
+        print_text(&format!("{generation}\n"))
+    }
+}
+
+fn export(ctx: &Context, namespace: Option<&str>) -> Result<()> {
+    if let Some(namespace) = namespace {
+        check_label("namespace", namespace)?;
+    }
+    let store = ctx.open_existing()?;
+    let memories = store.export_memories(namespace)?;
+    if ctx.json {
+        return print_json(&memories);
+    }
+    let mut text = String::new();
+    for m in &memories {
+        text.push_str(
+            &serde_json::to_string(m)
+                .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?,
+        );
+        text.push('\n');
+    }
+    print_text(&text)?;
+    notice(&format!(
+        "exported {} memor{}",
+        memories.len(),
+        if memories.len() == 1 { "y" } else { "ies" }
+    ));
+    Ok(())
+}
+
+fn import(ctx: &Context, file: &str) -> Result<()> {
+    let store = ctx.open()?;
+    let report = if file == "-" {
+        store.import_memories(std::io::stdin().lock())?
+    } else {
+        let opened = std::fs::File::open(file).map_err(|e| Error::io("opening", file, e))?;
+        if opened.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::io(
+                "reading",
+                file,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+            ));
+        }
+        store.import_memories(std::io::BufReader::new(opened))?
+    };
+    if ctx.json {
+        print_json(&report)
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!(
+            "imported {} memories ({} already here)\n",
+            report.imported, report.unchanged
+        ))
+    }
 }
 
 /// The memory text from the argument, or from stdin for `-`; it must be UTF-8.
@@ -223,14 +319,23 @@ fn read_text(store: &Store, text: OsString) -> Result<String> {
         return text.into_string().map_err(|_| not_utf8());
     }
     let bytes = read_limited("-", store.options().max_memory_bytes, "memory text")?;
-    String::from_utf8(bytes).map_err(|_| not_utf8())
+    let mut text = String::from_utf8(bytes).map_err(|_| not_utf8())?;
+    // `echo text | modstate memory add -` means "text": drop the line ending echo adds.
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
-/// Drops the probe row past `limit` and says on stderr that there is more.
-fn note_more<T>(rows: &mut Vec<T>, limit: usize) {
-    if rows.len() > limit {
-        rows.truncate(limit);
-        super::notice("more memories match; raise --limit, or page on with --after <last id>");
+/// Says on stderr how to get the next page, when there is one.
+fn note_more<T>(page: &Page<T>) {
+    if let Some(cursor) = &page.next_cursor {
+        notice(&format!(
+            "more memories match; continue with --cursor {cursor}"
+        ));
     }
 }
 
@@ -239,14 +344,14 @@ fn print_memory(ctx: &Context, memory: &Memory) -> Result<()> {
     if ctx.json {
         print_json(memory)
     } else {
-        print_lines(std::slice::from_ref(memory))
+        print_lines(std::iter::once(memory))
     }
 }
 
 /// One memory a row: aligned under a header on a terminal, tab-separated when piped (see
 /// `cli::output`).
-fn print_lines(memories: &[Memory]) -> Result<()> {
-    let mut table = super::Table::new(&["ID", "NAMESPACE", "CATEGORY", "UPDATED", "BODY"]);
+fn print_lines<'a>(memories: impl Iterator<Item = &'a Memory>) -> Result<()> {
+    let mut table = Table::new(&["ID", "NAMESPACE", "CATEGORY", "UPDATED", "BODY"]);
     for m in memories {
         table.row(vec![
             m.id.clone(),

@@ -401,11 +401,13 @@ fn usage_error_line(e: &clap::Error) -> String {
 /// The exit code of each error kind (the table is in `modstate --help` and README.md).
 pub fn exit_code(error: &Error) -> i32 {
     match error {
-        Error::Io { .. } | Error::Sqlite { .. } => 1,
+        Error::Io { .. } | Error::Database { .. } => 1,
         Error::NotFound(_) => 3,
         Error::Conflict { .. } => 4,
         Error::Busy(_) => 5,
         Error::Invalid(_) | Error::Unsupported(_) => 6,
         Error::Integrity(_) => 7,
+        // A kind added to the library later: a failure like any other.
+        _ => 1,
     }
 }

@@ -96,13 +96,15 @@ pub fn one_line(text: &str) -> String {
 pub fn error_kind(error: &Error) -> &'static str {
     match error {
         Error::Io { .. } => "io",
-        Error::Sqlite { .. } => "database",
+        Error::Database { .. } => "database",
         Error::NotFound(_) => "not_found",
         Error::Conflict { .. } => "conflict",
         Error::Busy(_) => "busy",
         Error::Invalid(_) => "invalid",
         Error::Unsupported(_) => "unsupported",
         Error::Integrity(_) => "integrity",
+        // A kind added to the library later.
+        _ => "other",
     }
 }
 

@@ -63,14 +63,17 @@ impl Key {
         })
     }
 
+    /// The entry's namespace, e.g. `core`.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
 
+    /// The entry's operation, e.g. `container.from`.
     pub fn operation(&self) -> &str {
         &self.operation
     }
 
+    /// The entry's inputs: a JSON array, spelled as read.
     pub fn inputs(&self) -> &Json {
         &self.inputs
     }
@@ -116,7 +119,12 @@ pub enum Notice {
     },
     /// A version 1 file: the `pin`/`float` policies of this many entries are dropped, and the
     /// entries become version 2 pins.
-    PoliciesDropped { entries: usize, floats: usize },
+    PoliciesDropped {
+        /// How many entries lost their policy.
+        entries: usize,
+        /// How many of those were `float`.
+        floats: usize,
+    },
 }
 
 impl fmt::Display for Notice {
@@ -259,6 +267,7 @@ impl Lockfile {
         out
     }
 
+    /// The value pinned for `key`, if any.
     pub fn get(&self, key: &Key) -> Option<&Json> {
         self.entries.get(key)
     }
@@ -268,6 +277,7 @@ impl Lockfile {
         self.entries.insert(key, value)
     }
 
+    /// Removes the entry for `key`, returning its value.
     pub fn remove(&mut self, key: &Key) -> Option<Json> {
         self.entries.remove(key)
     }
@@ -277,10 +287,12 @@ impl Lockfile {
         self.entries.iter()
     }
 
+    /// How many entries the lockfile holds.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the lockfile holds no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

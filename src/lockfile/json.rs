@@ -67,18 +67,26 @@ impl Hash for Json {
 /// What kind of JSON value a [`Json`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `null`
     Null,
+    /// `true` or `false`
     Bool,
+    /// A number, spelled as read.
     Number,
+    /// A string.
     String,
+    /// An array.
     Array,
+    /// An object.
     Object,
 }
 
 /// A JSON syntax error: what is wrong, at which byte of the input (0-based).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// Byte offset in the line where the error was found.
     pub offset: usize,
+    /// What is wrong there.
     pub message: String,
 }
 
@@ -137,6 +145,7 @@ impl Json {
         &self.text
     }
 
+    /// What kind of JSON value this is.
     pub fn kind(&self) -> Kind {
         match self.text.as_bytes().first() {
             Some(b'[') => Kind::Array,
@@ -162,6 +171,7 @@ impl Json {
             .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null))
     }
 
+    /// The value as `serde_json` sees it (number spellings kept).
     pub fn into_value(self) -> serde_json::Value {
         let Json { text, value } = self;
         value

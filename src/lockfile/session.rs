@@ -110,6 +110,7 @@ impl Session {
         self
     }
 
+    /// The lockfile this session reads and writes.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -17,14 +17,17 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Serialize;
 use serde_json::json;
 
-use modstate::{Digest, Error, Memory, MemoryFilter, Result, Store};
+use modstate::memory::{check_cursor, check_id};
+use modstate::{Digest, Error, MemoryFilter, Result, Store};
 
 use super::tools::{self, Call};
 
 const INSTRUCTIONS: &str = "Long-term memory shared with other agents and sessions on this machine. \
 Search or list before adding, to avoid duplicates; update a memory rather than adding a near-copy. \
-Searches and listings return the store generation: pass it as expect_generation to update_memory \
-or delete_memory to refuse the write if someone else changed memories meanwhile.";
+Every result carries a generation (of this server's namespace) and each memory a version: pass \
+expect_version to update_memory or delete_memory to refuse the write if that memory changed since \
+you read it, or expect_generation if any memory of the namespace did. Long results come in pages: \
+pass next_cursor back as cursor.";
 
 /// The server: one store, one namespace for every memory tool.
 #[derive(Clone)]
@@ -82,6 +85,7 @@ impl ServerHandler for MemoryServer {
             Ok(call) => call,
             Err(message) => return Ok(failure(message).into()),
         };
+        check_ids(&call)?;
         let store = self.store.clone();
         let namespace = self.namespace.clone();
         let outcome = tokio::task::spawn_blocking(move || run(&store, &namespace, call)).await;
@@ -109,95 +113,37 @@ fn success(value: impl Serialize) -> Result<CallToolResult> {
     Ok(CallToolResult::structured(value))
 }
 
-/// A memory as the tools show it: its namespace is the server's, so it is left out.
-#[derive(Serialize)]
-struct MemoryView<'a> {
-    id: &'a str,
-    memory: &'a str,
-    category: &'a str,
-    created_at: &'a str,
-    updated_at: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    score: Option<f64>,
-}
-
-impl<'a> MemoryView<'a> {
-    fn of(memory: &'a Memory, score: Option<f64>) -> MemoryView<'a> {
-        MemoryView {
-            id: &memory.id,
-            memory: &memory.body,
-            category: &memory.category,
-            created_at: &memory.created_at,
-            updated_at: &memory.updated_at,
-            score,
-        }
-    }
-}
-
-/// A search or a listing: the store generation, then the memories, and whether more match.
-#[derive(Serialize)]
-struct Listing<'a> {
-    generation: u64,
-    memories: Vec<MemoryView<'a>>,
-    more: bool,
-}
-
-/// Runs one checked call against the store (on a blocking thread).
+/// Runs one checked call against the store (on a blocking thread). Results have the shapes
+/// the CLI prints under `--json`: a memory, a page `{memories, generation, next_cursor}`, or
+/// `{id, deleted, generation}`.
 fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
     match call {
-        Call::AddMemory { memory, category } => {
-            let added = store.add_memory(namespace, &memory, &category)?;
-            success(json!({"id": added.id, "generation": added.generation}))
+        Call::AddMemory { text, category } => {
+            success(store.add_memory(namespace, &text, &category)?)
         }
         Call::SearchMemories {
             query,
             category,
             limit,
-        } => {
-            // The generation is read before the memories: if a write slips in between, the
-            // caller's expect_generation is refused (a needless retry), never let through
-            // against memories it has not seen.
-            let generation = store.memory_generation()?;
-            let mut hits = store.search_memories(&query, &filter(namespace, category, limit))?;
-            let more = hits.len() > limit;
-            hits.truncate(limit);
-            success(Listing {
-                generation,
-                memories: hits
-                    .iter()
-                    .map(|(memory, score)| MemoryView::of(memory, Some(*score)))
-                    .collect(),
-                more,
-            })
-        }
-        Call::GetMemories { category, limit } => {
-            let generation = store.memory_generation()?;
-            let mut memories = store.list_memories(&filter(namespace, category, limit))?;
-            let more = memories.len() > limit;
-            memories.truncate(limit);
-            success(Listing {
-                generation,
-                memories: memories.iter().map(|m| MemoryView::of(m, None)).collect(),
-                more,
-            })
-        }
+            cursor,
+        } => success(store.search_page(&query, &filter(namespace, category, limit, cursor))?),
+        Call::GetMemories {
+            category,
+            limit,
+            cursor,
+        } => success(store.list_page(&filter(namespace, category, limit, cursor))?),
         Call::UpdateMemory {
             id,
-            memory,
+            text,
             category,
-            expect_generation,
+            expect,
         } => {
             check_namespace(store, namespace, &id)?;
-            let updated =
-                store.update_memory(&id, &memory, category.as_deref(), expect_generation)?;
-            success(json!({"id": updated.id, "generation": updated.generation}))
+            success(store.update_memory(&id, &text, category.as_deref(), expect)?)
         }
-        Call::DeleteMemory {
-            id,
-            expect_generation,
-        } => {
+        Call::DeleteMemory { id, expect } => {
             check_namespace(store, namespace, &id)?;
-            let generation = store.delete_memory(&id, expect_generation)?;
+            let generation = store.delete_memory(&id, expect)?;
             success(json!({"id": id, "deleted": true, "generation": generation}))
         }
         Call::GetModuleState { digest } => {
@@ -219,14 +165,38 @@ fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
     }
 }
 
-/// The filter for this server's namespace, asking one row more than `limit` to tell whether
-/// more match.
-fn filter(namespace: &str, category: Option<String>, limit: usize) -> MemoryFilter {
+/// A malformed memory id or cursor is invalid input to the protocol (-32602), as it is exit 6
+/// for the CLI; the message says what is wrong.
+fn check_ids(call: &Call) -> std::result::Result<(), ErrorData> {
+    let (id, cursor) = match call {
+        Call::UpdateMemory { id, .. } | Call::DeleteMemory { id, .. } => (Some(id), None),
+        Call::SearchMemories { cursor, .. } | Call::GetMemories { cursor, .. } => {
+            (None, cursor.as_ref())
+        }
+        _ => (None, None),
+    };
+    let invalid = |e: Error| ErrorData::invalid_params(e.to_string(), None);
+    if let Some(id) = id {
+        check_id(id).map_err(invalid)?;
+    }
+    if let Some(cursor) = cursor {
+        check_cursor(cursor).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+/// The filter for this server's namespace.
+fn filter(
+    namespace: &str,
+    category: Option<String>,
+    limit: usize,
+    cursor: Option<String>,
+) -> MemoryFilter {
     MemoryFilter {
         namespace: Some(namespace.to_owned()),
         category,
-        limit: Some(limit.saturating_add(1)),
-        after: None,
+        limit: Some(limit),
+        cursor,
     }
 }
 

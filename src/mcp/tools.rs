@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use modstate::Expect;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
@@ -24,8 +25,8 @@ enum Kind {
     Text,
     /// An integer from 1 to [`MAX_LIMIT`].
     Limit,
-    /// A memory generation: an integer ≥ 0.
-    Generation,
+    /// A namespace generation or a memory version: an integer ≥ 0.
+    Stamp,
 }
 
 struct Param {
@@ -66,21 +67,33 @@ const LIMIT: Param = param(
     false,
     "Most memories returned, 1 to 1000 (default 20).",
 );
+const CURSOR: Param = param(
+    "cursor",
+    Kind::Text,
+    false,
+    "Continue after the previous page: its next_cursor, exactly as returned. Omit for the first page.",
+);
 const EXPECT_GENERATION: Param = param(
     "expect_generation",
-    Kind::Generation,
+    Kind::Stamp,
     false,
-    "Write only if the store is still at this generation (the `generation` a search or listing returned); otherwise nothing is written and the error gives the current generation.",
+    "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.",
+);
+const EXPECT_VERSION: Param = param(
+    "expect_version",
+    Kind::Stamp,
+    false,
+    "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.",
 );
 
 /// Every tool, in the order `tools/list` gives them.
 pub const TOOLS: &[ToolSpec] = &[
     ToolSpec {
         name: "add_memory",
-        description: "Save a memory: a short note worth recalling in a later session (a user preference, a fact, a decision). Returns its id and the new store generation.",
+        description: "Save a memory: a short note worth recalling in a later session (a user preference, a fact, a decision). Returns the memory, with its id, version and the namespace's new generation.",
         params: &[
             param(
-                "memory",
+                "text",
                 Kind::Text,
                 true,
                 "The text to remember: non-empty, at most 64 KiB.",
@@ -98,16 +111,17 @@ pub const TOOLS: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "search_memories",
-        description: "Search saved memories by words, best match first. Every word must occur (case-insensitive); the last word also matches as a prefix. Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Also returns the store generation, for expect_generation.",
+        description: "Search saved memories by words, best match first. Every word must occur, ignoring case, accents and English word endings (deploy finds Deploys); words inside Chinese or Japanese text are found too; the last word also matches as a prefix. Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
         params: &[
             param(
                 "query",
                 Kind::Text,
                 false,
-                "The words to look for. Omit to list newest first.",
+                "The words to look for. Omit to list newest first. Symbols only (an emoji) find memories holding them as typed.",
             ),
             CATEGORY_FILTER,
             LIMIT,
+            CURSOR,
         ],
         read_only: true,
         destructive: false,
@@ -115,15 +129,15 @@ pub const TOOLS: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "get_memories",
-        description: "List saved memories, newest first, optionally of one category. Also returns the store generation, for expect_generation.",
-        params: &[CATEGORY_FILTER, LIMIT],
+        description: "List saved memories, newest first, optionally of one category. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
+        params: &[CATEGORY_FILTER, LIMIT, CURSOR],
         read_only: true,
         destructive: false,
         idempotent: true,
     },
     ToolSpec {
         name: "update_memory",
-        description: "Replace the text of a memory by id, and its category if given. Pass expect_generation to refuse the write if any memory changed since you read.",
+        description: "Replace the text of a memory by id, and its category if given. Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
         params: &[
             param(
                 "id",
@@ -132,7 +146,7 @@ pub const TOOLS: &[ToolSpec] = &[
                 "The memory's id, as returned by add_memory, search_memories or get_memories.",
             ),
             param(
-                "memory",
+                "text",
                 Kind::Text,
                 true,
                 "The new text: non-empty, at most 64 KiB.",
@@ -144,6 +158,7 @@ pub const TOOLS: &[ToolSpec] = &[
                 "The new category; omit to keep the current one.",
             ),
             EXPECT_GENERATION,
+            EXPECT_VERSION,
         ],
         read_only: false,
         destructive: true,
@@ -151,10 +166,11 @@ pub const TOOLS: &[ToolSpec] = &[
     },
     ToolSpec {
         name: "delete_memory",
-        description: "Delete a memory by id. Pass expect_generation to refuse if any memory changed since you read.",
+        description: "Delete a memory by id. Pass expect_version to refuse if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns {id, deleted, generation}.",
         params: &[
             param("id", Kind::Text, true, "The memory's id."),
             EXPECT_GENERATION,
+            EXPECT_VERSION,
         ],
         read_only: false,
         destructive: true,
@@ -189,27 +205,29 @@ pub fn list() -> Vec<Tool> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Call {
     AddMemory {
-        memory: String,
+        text: String,
         category: String,
     },
     SearchMemories {
         query: String,
         category: Option<String>,
         limit: usize,
+        cursor: Option<String>,
     },
     GetMemories {
         category: Option<String>,
         limit: usize,
+        cursor: Option<String>,
     },
     UpdateMemory {
         id: String,
-        memory: String,
+        text: String,
         category: Option<String>,
-        expect_generation: Option<u64>,
+        expect: Expect,
     },
     DeleteMemory {
         id: String,
-        expect_generation: Option<u64>,
+        expect: Expect,
     },
     GetModuleState {
         digest: String,
@@ -233,7 +251,7 @@ impl ToolSpec {
             let mut schema = match p.kind {
                 Kind::Text => json!({"type": "string"}),
                 Kind::Limit => json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                Kind::Generation => json!({"type": "integer", "minimum": 0}),
+                Kind::Stamp => json!({"type": "integer", "minimum": 0}),
             };
             schema["description"] = json!(p.description);
             properties.insert(p.name.into(), schema);
@@ -260,27 +278,29 @@ impl ToolSpec {
         let args = Args::check(self, arguments.unwrap_or_default())?;
         Ok(match self.name {
             "add_memory" => Call::AddMemory {
-                memory: args.text("memory").unwrap_or_default(),
+                text: args.text("text").unwrap_or_default(),
                 category: args.text("category").unwrap_or_default(),
             },
             "search_memories" => Call::SearchMemories {
                 query: args.text("query").unwrap_or_default(),
                 category: args.text("category").filter(|c| !c.is_empty()),
                 limit: args.limit(),
+                cursor: args.text("cursor"),
             },
             "get_memories" => Call::GetMemories {
                 category: args.text("category").filter(|c| !c.is_empty()),
                 limit: args.limit(),
+                cursor: args.text("cursor"),
             },
             "update_memory" => Call::UpdateMemory {
                 id: args.text("id").unwrap_or_default(),
-                memory: args.text("memory").unwrap_or_default(),
+                text: args.text("text").unwrap_or_default(),
                 category: args.text("category"),
-                expect_generation: args.integer("expect_generation"),
+                expect: args.expect(),
             },
             "delete_memory" => Call::DeleteMemory {
                 id: args.text("id").unwrap_or_default(),
-                expect_generation: args.integer("expect_generation"),
+                expect: args.expect(),
             },
             "get_module_state" => Call::GetModuleState {
                 digest: args.text("digest").unwrap_or_default(),
@@ -325,7 +345,7 @@ impl Args {
             let fits = match p.kind {
                 Kind::Text => value.is_string(),
                 Kind::Limit => value.as_u64().is_some_and(|n| (1..=MAX_LIMIT).contains(&n)),
-                Kind::Generation => value.as_u64().is_some(),
+                Kind::Stamp => value.as_u64().is_some(),
             };
             if !fits {
                 return Err(format!(
@@ -350,6 +370,13 @@ impl Args {
         self.values.get(name).and_then(Value::as_u64)
     }
 
+    fn expect(&self) -> Expect {
+        Expect {
+            generation: self.integer("expect_generation"),
+            version: self.integer("expect_version"),
+        }
+    }
+
     fn limit(&self) -> usize {
         let limit = self.integer("limit").unwrap_or(DEFAULT_LIMIT);
         usize::try_from(limit).unwrap_or(usize::MAX)
@@ -360,7 +387,7 @@ fn expected(kind: Kind) -> String {
     match kind {
         Kind::Text => "a string".into(),
         Kind::Limit => format!("an integer from 1 to {MAX_LIMIT}"),
-        Kind::Generation => "an integer ≥ 0".into(),
+        Kind::Stamp => "an integer ≥ 0".into(),
     }
 }
 
@@ -391,47 +418,52 @@ mod tests {
     #[test]
     fn every_tool_parses_its_own_arguments() {
         assert_eq!(
-            parse("add_memory", json!({"memory": "m", "category": null})),
+            parse("add_memory", json!({"text": "m", "category": null})),
             Ok(Call::AddMemory {
-                memory: "m".into(),
+                text: "m".into(),
                 category: String::new()
             })
         );
         assert_eq!(
             parse(
                 "search_memories",
-                json!({"query": "q", "category": "", "limit": 5})
+                json!({"query": "q", "category": "", "limit": 5, "cursor": "c"})
             ),
             Ok(Call::SearchMemories {
                 query: "q".into(),
                 category: None,
-                limit: 5
+                limit: 5,
+                cursor: Some("c".into())
             })
         );
         assert_eq!(
             find("get_memories").unwrap().parse(None),
             Ok(Call::GetMemories {
                 category: None,
-                limit: 20
+                limit: 20,
+                cursor: None
             })
         );
         assert_eq!(
             parse(
                 "update_memory",
-                json!({"id": "i", "memory": "m", "category": "c", "expect_generation": 0})
+                json!({"id": "i", "text": "m", "category": "c", "expect_generation": 0, "expect_version": 7})
             ),
             Ok(Call::UpdateMemory {
                 id: "i".into(),
-                memory: "m".into(),
+                text: "m".into(),
                 category: Some("c".into()),
-                expect_generation: Some(0)
+                expect: Expect {
+                    generation: Some(0),
+                    version: Some(7)
+                }
             })
         );
         assert_eq!(
             parse("delete_memory", json!({"id": "i"})),
             Ok(Call::DeleteMemory {
                 id: "i".into(),
-                expect_generation: None
+                expect: Expect::default()
             })
         );
         assert_eq!(
@@ -445,7 +477,7 @@ mod tests {
         let missing = parse("add_memory", json!({})).unwrap_err();
         assert_eq!(
             missing,
-            r#"add_memory: missing required argument "memory" (a string)"#
+            r#"add_memory: missing required argument "text" (a string)"#
         );
         let wrong = parse("search_memories", json!({"limit": "ten"})).unwrap_err();
         assert_eq!(
@@ -455,10 +487,10 @@ mod tests {
         assert!(parse("get_memories", json!({"limit": 0})).is_err());
         assert!(parse("get_memories", json!({"limit": 2.5})).is_err());
         assert!(parse("delete_memory", json!({"id": "i", "expect_generation": -1})).is_err());
-        let unknown = parse("add_memory", json!({"text": "m"})).unwrap_err();
+        let unknown = parse("add_memory", json!({"memory": "m"})).unwrap_err();
         assert_eq!(
             unknown,
-            r#"add_memory: unknown argument "text"; it takes memory, category"#
+            r#"add_memory: unknown argument "memory"; it takes text, category"#
         );
     }
 

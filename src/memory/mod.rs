@@ -1,38 +1,59 @@
-//! Agent memories: namespaced notes with a category, ranked full-text search, and a drift
-//! guard.
+//! Agent memories: namespaced notes with a category, ranked full-text search with paging, and
+//! a drift guard per namespace and per memory.
 //!
-//! The drift guard is one store-wide generation number that every memory write (add, update,
-//! delete) increments in the same transaction. A write may carry the generation its caller
-//! last saw (`expect`); the check and the write happen inside one `BEGIN IMMEDIATE` under the
-//! cross-process write lock, so when two writers both saw generation G, exactly one of them
-//! writes and the other gets [`Error::Conflict`] with nothing written.
+//! * Search: English stemming and folded accents (`porter unicode61 remove_diacritics 2`),
+//!   words inside CJK text through bigrams ([`grams`]), symbol-only queries searched
+//!   literally ([`query`]), and a ranking that depends only on the memory and the query
+//!   ([`rank`]), so pages continue exactly ([`cursor`]).
+//! * Drift guard ([`stamps`]): every write takes the next value of one store-wide counter;
+//!   it becomes the memory's `version` and its namespace's `generation`. A write may carry the
+//!   generation and/or version its caller saw; the checks and the write happen inside one
+//!   `BEGIN IMMEDIATE` under the cross-process write lock, so of two writers that saw the same
+//!   value exactly one writes and the other gets [`Error::Conflict`] with nothing written.
 
+mod cursor;
+mod grams;
 mod id;
+mod page;
 mod query;
+mod rank;
+mod stamps;
 mod table;
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
-pub use query::fts_query;
+pub use cursor::check_cursor;
+pub use grams::grams;
+pub use page::{Hit, MemoryPage, Page};
+pub use query::{SearchText, fts_query};
+pub(crate) use stamps::{
+    advance_after_restore, next_stamp, set_namespace_generation, stamps_before_restore,
+};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
 
-/// One stored memory.
+/// One stored memory, as every front end shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Memory {
     /// Time-sortable identifier (UUIDv7), strictly increasing in commit order in one store.
     pub id: String,
     pub namespace: String,
     pub category: String,
+    /// The remembered text.
+    #[serde(rename = "text")]
     pub body: String,
     /// RFC 3339, UTC, microseconds.
     pub created_at: String,
     /// RFC 3339, UTC, microseconds; moves forward on every update.
     pub updated_at: String,
-    /// The store generation right after this memory was last written.
+    /// This memory's version: a new, larger value on every update (for `expect_version`).
+    pub version: u64,
+    /// Its namespace's generation when this was read or written (for `expect_generation`):
+    /// the namespace's current value, never an older one.
     pub generation: u64,
 }
 
@@ -44,17 +65,39 @@ pub struct NewMemory {
     pub body: String,
 }
 
-/// Which memories a listing or a search considers. `None` means "any".
+/// Which memories a listing or a search considers, and which page. `None` means "any".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryFilter {
     /// Exact namespace.
     pub namespace: Option<String>,
     /// Exact category, compared case-insensitively (ASCII).
     pub category: Option<String>,
-    /// Most results returned.
+    /// Most results in a page; `None`: all of them in one page.
     pub limit: Option<usize>,
-    /// Only memories older than this id (a cursor: pass the last id of the previous page).
-    pub after: Option<String>,
+    /// Continue after the page that returned this `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// What a write expects to find, for the drift guard. `None`: not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expect {
+    /// The generation of the memory's namespace.
+    pub generation: Option<u64>,
+    /// The memory's version.
+    pub version: Option<u64>,
+}
+
+/// Checks that `id` is a memory id (a UUID) and returns it in the stored form (lowercase,
+/// hyphenated). A malformed id is invalid input, not an absent memory.
+pub fn check_id(id: &str) -> Result<String> {
+    Uuid::parse_str(id.trim())
+        .map(|uuid| uuid.hyphenated().to_string())
+        .map_err(|_| {
+            Error::Invalid(format!(
+                "{:?} is not a memory id; ids are UUIDs such as 0192f0c4-5b7e-7c1a-9d3e-4f5a6b7c8d9e, as listings return them",
+                shorten(id)
+            ))
+        })
 }
 
 /// Checks a memory body: non-empty, at most `max_bytes` bytes, no NUL byte (SQLite's text
@@ -101,4 +144,11 @@ fn not_found(id: &str) -> Error {
     Error::NotFound(format!(
         "no memory with id {id:?}; `modstate memory ls` lists memories"
     ))
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }

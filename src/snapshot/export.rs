@@ -254,10 +254,13 @@ fn copy_into(
 
 /// A failed copy says what happened to the destination and what to do.
 fn explain_write_failure(error: Error, dir: &Path, dest: &Path) -> Error {
-    let Error::Sqlite { source, context } = &error else {
+    let Error::Database { source, context } = &error else {
         return error;
     };
-    let Some(code) = source.sqlite_error_code() else {
+    let Some(code) = source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+    else {
         return error;
     };
     match code {

@@ -62,9 +62,12 @@ impl Store {
         } else {
             None
         };
+        let live_stamps = crate::memory::stamps_before_restore(&writer)?;
         copy_in(&source, &mut writer, busy_timeout)?;
         drop(source);
         let schema_version = migrate_restored(&mut writer)?;
+        // No generation or version handed out before may be handed out again (no ABA).
+        crate::memory::advance_after_restore(&mut writer, live_stamps)?;
         // Best effort: fold the restored pages from the WAL into the file now rather than at
         // the next write. Readers still on the old state make this partial; that is fine.
         let _ = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));

@@ -1,67 +1,25 @@
-//! The artifacts table: put, get (hash-checked), contains, list, delete.
+//! The artifacts table in SQLite.
 
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
-use super::Envelope;
+use super::SqliteBackend;
+use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Result, SqlContext};
 use crate::lock::now_rfc3339;
-use crate::store::Store;
+use crate::store::{Backend, StoredArtifact};
 
-/// What a put did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PutOutcome {
-    /// The digest was new.
-    Inserted,
-    /// The same bytes were already stored; nothing was written.
-    Unchanged,
-    /// A different payload was stored under this digest and has been replaced.
-    Replaced,
-}
-
-/// One row of `artifact ls`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ArtifactInfo {
-    pub digest: String,
-    #[serde(rename = "type")]
-    pub state_type: String,
-    pub version: i64,
-    pub bytes: i64,
-    pub sha256: String,
-    pub created_at: String,
-}
-
-impl Store {
-    /// Parses and validates `bytes` as an envelope under this store's size limit.
-    pub fn envelope(&self, bytes: Vec<u8>) -> Result<Envelope> {
-        Envelope::parse(bytes, self.options().max_artifact_bytes)
-    }
-
-    /// Stores `envelope` under `digest`. Identical bytes are a no-op; different bytes replace
-    /// the stored payload and say so.
-    pub fn put(&self, digest: &Digest, envelope: &Envelope) -> Result<PutOutcome> {
-        let sha = Digest::of(envelope.as_bytes());
+impl Backend for SqliteBackend {
+    fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>> {
         // No read before the write: an identical payload is found inside the transaction and
         // nothing is written (an empty commit costs no fsync), while a pooled read up front
         // cost every put a quarter of its throughput.
-        self.write("storing an artifact", |tx| {
-            put_row(tx, digest, envelope, &sha)
-        })
-    }
-
-    /// Stores many artifacts in one transaction under one write-lock hold: all or nothing.
-    /// The items are validated envelopes already, so only the database can refuse the batch.
-    pub fn put_many<'a>(
-        &self,
-        items: impl IntoIterator<Item = (&'a Digest, &'a Envelope)>,
-    ) -> Result<Vec<PutOutcome>> {
-        let items: Vec<(&Digest, &Envelope, Digest)> = items
-            .into_iter()
-            .map(|(digest, envelope)| (digest, envelope, Digest::of(envelope.as_bytes())))
-            .collect();
-        self.write("storing a batch of artifacts", |tx| {
+        let what = if items.len() == 1 {
+            "storing an artifact"
+        } else {
+            "storing a batch of artifacts"
+        };
+        self.write(what, |tx| {
             items
                 .iter()
                 .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
@@ -69,43 +27,27 @@ impl Store {
         })
     }
 
-    /// The stored envelope, its hash verified; `None` if absent.
-    pub fn get(&self, digest: &Digest) -> Result<Option<Envelope>> {
-        type Row = (Vec<u8>, String, String, i64);
-        let row: Option<Row> = self.read(|conn| {
+    fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
+        self.read(|conn| {
             conn.prepare_cached(
                 "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = ?1",
             )
             .and_then(|mut stmt| {
                 stmt.query_row([digest.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok(StoredArtifact {
+                        bytes: r.get(0)?,
+                        sha256: r.get(1)?,
+                        state_type: r.get(2)?,
+                        state_version: r.get(3)?,
+                    })
                 })
                 .optional()
             })
             .context("reading an artifact")
-        })?;
-        let Some((bytes, stored_sha, state_type, state_version)) = row else {
-            return Ok(None);
-        };
-        if Digest::of(&bytes).hex() != stored_sha {
-            return Err(Error::Integrity(format!(
-                "artifact {digest} is corrupted: its payload no longer matches its stored sha256; remove it with `modstate artifact rm` and store it again, or restore a snapshot"
-            )));
-        }
-        Ok(Some(Envelope::from_stored(
-            bytes,
-            state_type,
-            state_version,
-        )))
+        })
     }
 
-    /// Whether `digest` is stored.
-    pub fn contains(&self, digest: &Digest) -> Result<bool> {
-        Ok(self.stored_sha(digest)?.is_some())
-    }
-
-    /// Every stored artifact, by digest.
-    pub fn list(&self) -> Result<Vec<ArtifactInfo>> {
+    fn list_artifacts(&self) -> Result<Vec<ArtifactInfo>> {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -130,21 +72,12 @@ impl Store {
         })
     }
 
-    /// Removes `digest`; `false` if it was not stored.
-    pub fn delete(&self, digest: &Digest) -> Result<bool> {
+    fn delete_artifact(&self, digest: &Digest) -> Result<bool> {
         self.write("deleting an artifact", |tx| {
             let n = tx
                 .execute("DELETE FROM artifacts WHERE digest = ?1", [digest.as_str()])
                 .context("deleting an artifact")?;
             Ok(n > 0)
-        })
-    }
-
-    fn stored_sha(&self, digest: &Digest) -> Result<Option<String>> {
-        self.read(|conn| {
-            conn.prepare_cached("SELECT sha256 FROM artifacts WHERE digest = ?1")
-                .and_then(|mut stmt| stmt.query_row([digest.as_str()], |r| r.get(0)).optional())
-                .context("looking up an artifact")
         })
     }
 }
@@ -164,7 +97,7 @@ fn same_json_stored(
 }
 
 /// Inserts or replaces one artifact row inside the caller's write transaction.
-pub(crate) fn put_row(
+fn put_row(
     tx: &rusqlite::Transaction<'_>,
     digest: &Digest,
     envelope: &Envelope,

@@ -9,11 +9,15 @@ use crate::error::{Error, Result, SqlContext};
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_artifacts",
-        include_str!("../../migrations/0001_artifacts.sql"),
+        include_str!("../../../migrations/0001_artifacts.sql"),
     ),
     (
         "0002_memories",
-        include_str!("../../migrations/0002_memories.sql"),
+        include_str!("../../../migrations/0002_memories.sql"),
+    ),
+    (
+        "0003_memory_search",
+        include_str!("../../../migrations/0003_memory_search.sql"),
     ),
 ];
 
