@@ -17,7 +17,8 @@
 
 use std::time::{Duration, Instant};
 
-use modstate::memory::{fts_query, grams};
+use modstate::memory::grams;
+use modstate::store::fts5_query as fts_query;
 use modstate::{MemoryFilter, NewMemory, Options, Store, Synchronous};
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 

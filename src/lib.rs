@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod memory;
 pub mod snapshot;
 pub mod store;
+pub mod time;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;

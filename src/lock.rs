@@ -19,7 +19,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -640,11 +640,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// The current time as RFC 3339 UTC with microseconds: the one timestamp format of every
-/// stored and printed time (memories use it too).
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-}
+pub use crate::time::now_rfc3339;
 
 fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();

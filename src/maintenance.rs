@@ -1,20 +1,19 @@
 //! Looking after a store: counts and sizes, health checks, pruning old artifacts, and
 //! rebuilding the file to give freed space back.
 //!
-//! The SQL of these operations lives here, in one place, going through `Store`'s read and
-//! write helpers like every other operation. Nothing here prints; each function returns facts
-//! and the front end decides how to say them.
+//! The rules live here (what a prune removes, what an export line must hold, which temp files
+//! are leftovers); the engine's side is the [`Maintenance`](crate::store::Maintenance)
+//! boundary, which the SQLite backend implements in `store/sqlite/maintenance.rs`. Nothing
+//! here prints; each function returns facts and the front end decides how to say them.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use crate::error::{Error, Result, SqlContext};
-use crate::lock::Mode;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// Counts and sizes of one store.
@@ -67,55 +66,7 @@ pub struct IntegrityReport {
 impl Store {
     /// Counts and sizes; reads only.
     pub fn stats(&self) -> Result<Stats> {
-        let (artifacts, artifact_bytes, memories, free_pages, page_size) = self.read(|conn| {
-            let (artifacts, bytes): (i64, i64) = conn
-                .query_row(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .context("counting artifacts")?;
-            let mut stmt = conn
-                .prepare(
-                    "SELECT m.namespace, count(*), coalesce(n.generation, 0)
-                         FROM memories m LEFT JOIN memory_namespaces n USING (namespace)
-                         GROUP BY m.namespace ORDER BY m.namespace",
-                )
-                .context("counting memories")?;
-            let memories = stmt
-                .query_map([], |r| {
-                    Ok(NamespaceCount {
-                        namespace: r.get(0)?,
-                        memories: r.get::<_, i64>(1)? as u64,
-                        generation: r.get::<_, i64>(2)? as u64,
-                    })
-                })
-                .context("counting memories")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context("counting memories")?;
-            let free: i64 = conn
-                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
-                .context("reading the free page count")?;
-            let page_size: i64 = conn
-                .query_row("PRAGMA page_size", [], |r| r.get(0))
-                .context("reading the page size")?;
-            Ok((
-                artifacts as u64,
-                bytes as u64,
-                memories,
-                free as u64,
-                page_size as u64,
-            ))
-        })?;
-        Ok(Stats {
-            artifacts,
-            artifact_bytes,
-            memories,
-            db_bytes: file_len(self.canonical_path()),
-            wal_bytes: file_len(&self.wal_path()),
-            free_pages,
-            page_size,
-        })
+        self.maintenance().stats()
     }
 
     /// The `-wal` file beside the database.
@@ -123,49 +74,11 @@ impl Store {
         suffixed(self.canonical_path(), "-wal")
     }
 
-    /// SQLite's full integrity check, and the full-text index checked against the memory rows
-    /// (FTS5's `integrity-check` with rank 1). The index check is a write statement that
-    /// changes nothing, so it runs as a write; on a read-only database it is skipped.
+    /// The engine's own integrity check, and the full-text index checked against the memory
+    /// rows. The index check may need write access; where there is none it is reported as
+    /// skipped.
     pub fn check_integrity(&self) -> Result<IntegrityReport> {
-        let findings = self.read(|conn| {
-            let mut stmt = conn
-                .prepare("PRAGMA integrity_check(10)")
-                .context("checking integrity")?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .context("checking integrity")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context("checking integrity")?;
-            Ok(rows)
-        });
-        let integrity_problem = match findings {
-            Ok(rows) if rows.len() == 1 && rows[0] == "ok" => None,
-            Ok(rows) => Some(rows.join("; ")),
-            Err(Error::Integrity(m)) => Some(m),
-            Err(e) => return Err(e),
-        };
-        let fts_problem = if !self.is_writable() {
-            Some("skipped: the database is read-only for this user".to_owned())
-        } else {
-            let checked = self.write("checking the full-text index", |tx| {
-                tx.execute(
-                    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)",
-                    [],
-                )
-                .context("checking the full-text index")?;
-                Ok(())
-            });
-            match checked {
-                Ok(()) => None,
-                Err(Error::Integrity(m)) => Some(m),
-                Err(Error::Database { source, .. }) => Some(source.to_string()),
-                Err(e) => return Err(e),
-            }
-        };
-        Ok(IntegrityReport {
-            integrity_problem,
-            fts_problem,
-        })
+        self.maintenance().check_integrity()
     }
 
     /// Removes artifacts created before `older_than` (when given) that are not among the
@@ -177,16 +90,7 @@ impl Store {
         keep_newest: Option<u64>,
     ) -> Result<Vec<String>> {
         let rule = PruneRule::new(older_than, keep_newest)?;
-        self.write("pruning artifacts", |tx| {
-            let digests = rule.select(tx)?;
-            let mut delete = tx
-                .prepare("DELETE FROM artifacts WHERE digest = ?1")
-                .context("pruning artifacts")?;
-            for digest in &digests {
-                delete.execute([digest]).context("pruning artifacts")?;
-            }
-            Ok(digests)
-        })
+        self.maintenance().prune_artifacts(&rule, false)
     }
 
     /// The digests [`Store::prune_artifacts`] would remove now, removing nothing.
@@ -196,20 +100,16 @@ impl Store {
         keep_newest: Option<u64>,
     ) -> Result<Vec<String>> {
         let rule = PruneRule::new(older_than, keep_newest)?;
-        self.read(|conn| rule.select(conn))
+        self.maintenance().prune_artifacts(&rule, true)
     }
 
-    /// Rebuilds the database file so the pages of removed rows go back to the file system,
-    /// then empties the WAL. Holds the global lock exclusively (no keyed work runs meanwhile)
-    /// and the write lock; readers of other processes keep reading.
+    /// Rebuilds the database file so the space of removed rows goes back to the file system.
+    /// Holds the global lock exclusively (no keyed work runs meanwhile) and the write lock;
+    /// readers of other processes keep reading.
     pub fn vacuum(&self) -> Result<VacuumReport> {
         let bytes_before = file_len(self.canonical_path());
-        let _global = self.locks().global(Mode::Exclusive)?;
-        let conn = self.writer()?;
-        let _write = self.locks().write()?;
-        conn.execute_batch("VACUUM").context("vacuuming")?;
-        // Copy the rebuilt pages back and empty the WAL, if no reader still needs it.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _global = self.locks().global(crate::lock::Mode::Exclusive)?;
+        self.maintenance().vacuum()?;
         Ok(VacuumReport {
             bytes_before,
             bytes_after: file_len(self.canonical_path()),
@@ -217,11 +117,13 @@ impl Store {
     }
 }
 
-/// Which artifacts a prune removes.
-struct PruneRule {
-    /// RFC 3339 UTC: stored times of one precision compare as text.
-    cutoff: Option<String>,
-    keep: i64,
+/// Which artifacts a prune removes: those stored before `cutoff` (when set) that are not
+/// among the `keep` newest (by stored time, then digest).
+pub(crate) struct PruneRule {
+    /// RFC 3339 UTC with microseconds, as stored: such times compare as text.
+    pub cutoff: Option<String>,
+    /// How many of the newest to keep (0: none kept for that reason).
+    pub keep: u64,
 }
 
 impl PruneRule {
@@ -232,25 +134,9 @@ impl PruneRule {
             ));
         }
         Ok(PruneRule {
-            cutoff: older_than.map(|t| humantime::format_rfc3339_micros(t).to_string()),
-            keep: keep_newest.map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+            cutoff: older_than.map(crate::time::timestamp),
+            keep: keep_newest.unwrap_or(0),
         })
-    }
-
-    fn select(&self, conn: &rusqlite::Connection) -> Result<Vec<String>> {
-        let mut stmt = conn
-            .prepare(
-                "SELECT digest FROM artifacts
-                 WHERE (?1 IS NULL OR created_at < ?1)
-                   AND digest NOT IN (SELECT digest FROM artifacts
-                                      ORDER BY created_at DESC, digest DESC LIMIT ?2)
-                 ORDER BY created_at, digest",
-            )
-            .context("choosing artifacts to prune")?;
-        stmt.query_map(params![self.cutoff, self.keep], |r| r.get::<_, String>(0))
-            .context("choosing artifacts to prune")?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .context("choosing artifacts to prune")
     }
 }
 
@@ -351,33 +237,10 @@ pub struct ImportReport {
     pub unchanged: usize,
 }
 
-const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version";
-
-fn exported_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedMemory> {
-    Ok(ExportedMemory {
-        id: r.get(0)?,
-        namespace: r.get(1)?,
-        category: r.get(2)?,
-        text: r.get(3)?,
-        created_at: r.get(4)?,
-        updated_at: r.get(5)?,
-        version: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-    })
-}
-
 impl Store {
     /// Every memory (or every memory of `namespace`), oldest id first.
     pub fn export_memories(&self, namespace: Option<&str>) -> Result<Vec<ExportedMemory>> {
-        self.read(|conn| {
-            let sql = format!(
-                "SELECT {EXPORT_COLUMNS} FROM memories WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id"
-            );
-            let mut stmt = conn.prepare(&sql).context("exporting memories")?;
-            stmt.query_map([namespace], exported_from_row)
-                .context("exporting memories")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context("exporting memories")
-        })
+        self.maintenance().export_memories(namespace)
     }
 
     /// Imports memories written by [`Store::export_memories`] (JSON Lines): ids, namespaces,
@@ -388,64 +251,7 @@ impl Store {
     /// imported version, so no version or generation is handed out twice.
     pub fn import_memories(&self, input: impl std::io::BufRead) -> Result<ImportReport> {
         let memories = self.read_import(input)?;
-        self.write("importing memories", |tx| {
-            let mut report = ImportReport::default();
-            let mut touched = std::collections::BTreeSet::new();
-            let mut newest_version = 0;
-            for (line, m) in &memories {
-                let existing = tx
-                    .prepare_cached(&format!("SELECT {EXPORT_COLUMNS} FROM memories WHERE id = ?1"))
-                    .and_then(|mut stmt| {
-                        rusqlite::OptionalExtension::optional(
-                            stmt.query_row([&m.id], exported_from_row),
-                        )
-                    })
-                    .context("importing memories")?;
-                match existing {
-                    Some(here) if here == *m => report.unchanged += 1,
-                    Some(here) => {
-                        return Err(Error::Invalid(format!(
-                            "line {line}: memory {} is already in this store with other content (version {} here, {} in the file); nothing was imported — remove that line, or the memory here, and retry",
-                            m.id, here.version, m.version
-                        )));
-                    }
-                    None => {
-                        tx.prepare_cached(
-                            "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        )
-                        .and_then(|mut stmt| {
-                            stmt.execute(params![
-                                m.id,
-                                m.namespace,
-                                m.category,
-                                m.text,
-                                crate::memory::grams(&m.text),
-                                m.created_at,
-                                m.updated_at,
-                                i64::try_from(m.version).unwrap_or(i64::MAX)
-                            ])
-                        })
-                        .context("importing memories")?;
-                        report.imported += 1;
-                        newest_version = newest_version.max(m.version);
-                        touched.insert(m.namespace.clone());
-                    }
-                }
-            }
-            if report.imported > 0 {
-                tx.execute(
-                    "UPDATE memory_counter SET value = max(value, ?1) WHERE only = 0",
-                    [i64::try_from(newest_version).unwrap_or(i64::MAX)],
-                )
-                .context("importing memories")?;
-                for namespace in &touched {
-                    let stamp = crate::memory::next_stamp(tx)?;
-                    crate::memory::set_namespace_generation(tx, namespace, stamp)?;
-                }
-            }
-            Ok(report)
-        })
+        self.maintenance().import_memories(&memories)
     }
 
     /// Reads and checks every line of an import before anything is written.

@@ -918,3 +918,50 @@ fn memory_export_import_is_lossless_idempotent_and_all_or_nothing() {
         stderr_text(&out)
     );
 }
+
+// ---------------------------------------------------------------- messages
+
+#[test]
+fn messages_say_what_to_do_and_only_what_can_be_done() {
+    let h = Home::new();
+    // snapshot verify of a non-database: says so, no "restore a snapshot".
+    let junk = h.home.join("junk.db");
+    fs::write(
+        &junk,
+        b"not a database at all, just text that is long enough to be read\n".repeat(100),
+    )
+    .unwrap();
+    let out = h.run(&["snapshot", "verify", junk.to_str().unwrap()]);
+    assert_eq!(exit_code(&out), 7, "{}", stderr_text(&out));
+    let err = stderr_text(&out);
+    assert!(
+        err.contains("not a SQLite database") && !err.contains("restore a snapshot"),
+        "{err}"
+    );
+    // --keep 0 says what --keep needs.
+    let out = h.run(&["snapshot", "export", "snaps/", "--keep", "0"]);
+    assert_eq!(exit_code(&out), 2);
+    assert!(
+        stderr_text(&out).contains("--keep needs a whole number of snapshots to keep, 1 or more"),
+        "{}",
+        stderr_text(&out)
+    );
+    // The INPUTS hint shows an array.
+    let out = h.run(&["lockfile", "get", "", "op", "alpine"]);
+    assert_eq!(exit_code(&out), 6);
+    assert!(
+        stderr_text(&out).contains(r#"'["docker.io/library/alpine:3.20"]'"#),
+        "{}",
+        stderr_text(&out)
+    );
+    // No flag raises the envelope limit: the message does not offer one.
+    let big = envelope(1, 17 << 20);
+    let out = h.run_in(&["artifact", "put", &digest(1)], big.as_bytes());
+    assert_eq!(exit_code(&out), 6);
+    assert!(
+        !stderr_text(&out).contains("raise the limit"),
+        "{}",
+        stderr_text(&out)
+    );
+    assert!(!h.cwd.join("dagger.lock").exists());
+}

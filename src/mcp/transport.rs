@@ -262,7 +262,16 @@ fn check_params(message: ClientJsonRpcMessage) -> Incoming {
     };
     let method = custom.method.as_str();
     if !SERVED_METHODS.contains(&method) {
-        return Incoming::Message(message);
+        // A method rmcp does not know at all: say which, rather than rmcp's bare "Method not
+        // found".
+        return reject(
+            ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                format!("unknown method {method}"),
+                None,
+            ),
+            Some(id.clone()),
+        );
     }
     let params = custom.params.clone().unwrap_or(Value::Null);
     let detail = match method {

@@ -5,7 +5,7 @@
 //!   words inside CJK text through bigrams ([`grams`]), symbol-only queries searched
 //!   literally ([`query`]), and a ranking that depends only on the memory and the query
 //!   ([`rank`]), so pages continue exactly ([`cursor`]).
-//! * Drift guard ([`stamps`]): every write takes the next value of one store-wide counter;
+//! * Drift guard (the backend's stamps): every write takes the next value of one store-wide counter;
 //!   it becomes the memory's `version` and its namespace's `generation`. A write may carry the
 //!   generation and/or version its caller saw; the checks and the write happen inside one
 //!   `BEGIN IMMEDIATE` under the cross-process write lock, so of two writers that saw the same
@@ -17,21 +17,25 @@ mod id;
 mod page;
 mod query;
 mod rank;
-mod stamps;
-mod table;
+mod store;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
 pub use grams::grams;
+pub(crate) use grams::run_bigrams;
+pub(crate) use id::next_id;
 pub use page::{Hit, MemoryPage, Page};
-pub use query::{SearchText, fts_query};
-pub(crate) use stamps::{
-    advance_after_restore, next_stamp, set_namespace_generation, stamps_before_restore,
-};
+pub use query::{SearchText, Term, terms};
+pub use rank::Features;
+pub use store::{Rows, SearchMode};
+// Transitional: the restore still calls the SQLite stamps directly.
+pub(crate) use crate::store::sqlite::stamps::{advance_after_restore, stamps_before_restore};
+pub(crate) use crate::time::{later_than, timestamp};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
@@ -140,10 +144,33 @@ pub fn check_label(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn not_found(id: &str) -> Error {
-    Error::NotFound(format!(
-        "no memory with id {id:?}; `modstate memory ls` lists memories"
-    ))
+/// The drift guard's checks, inside the writing transaction, against the memory as it is.
+pub(crate) fn check_expected(current: &Memory, expect: Expect) -> Result<()> {
+    if let Some(expected) = expect.generation
+        && expected != current.generation
+    {
+        return Err(Error::Conflict {
+            what: format!("generation of namespace {:?}", current.namespace),
+            expected,
+            found: current.generation,
+        });
+    }
+    if let Some(expected) = expect.version
+        && expected != current.version
+    {
+        return Err(Error::Conflict {
+            what: format!("version of memory {}", current.id),
+            expected,
+            found: current.version,
+        });
+    }
+    Ok(())
+}
+
+/// The error for an absent memory. It names no command: each front end knows how its users
+/// list memories.
+pub(crate) fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("no memory with id {id:?}"))
 }
 
 fn shorten(text: &str) -> String {

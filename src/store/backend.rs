@@ -11,11 +11,12 @@
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
 
 /// An artifact as a backend returns it: the stored bytes and what was recorded about them,
 /// not yet checked against the recorded hash (the caller checks, whatever the engine).
 #[derive(Clone, Debug)]
-pub struct StoredArtifact {
+pub(crate) struct StoredArtifact {
     /// The envelope's bytes exactly as stored.
     pub bytes: Vec<u8>,
     /// The sha256 (hex) recorded when the bytes were stored.
@@ -27,7 +28,7 @@ pub struct StoredArtifact {
 }
 
 /// What a storage engine provides to the store.
-pub trait Backend: Send + Sync {
+pub(crate) trait Backend: Send + Sync {
     /// Stores each `(digest, envelope, sha256 of the envelope)` in one transaction. Identical
     /// bytes, or other bytes of the same JSON, are `Unchanged` and not written.
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>>;
@@ -40,4 +41,79 @@ pub trait Backend: Send + Sync {
 
     /// Removes `digest`; `false` if it was not stored.
     fn delete_artifact(&self, digest: &Digest) -> Result<bool>;
+
+    /// Adds validated memories in one transaction, each with a new id (time-sortable, larger
+    /// than every id before) and the next stamp as its version and its namespace's generation.
+    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>>;
+
+    /// The memory with this (well-formed) id.
+    fn get_memory(&self, id: &str) -> Result<Option<Memory>>;
+
+    /// Memories matching the filter, newest first, after the cursor: up to one more than the
+    /// filter's limit, read in one transaction.
+    fn list_memories(&self, filter: &MemoryFilter, after: Option<&Cursor>) -> Result<Rows<Memory>>;
+
+    /// Tries each mode in order in one read transaction and answers with the first that finds
+    /// anything (its index) — by score then id, strictly after the cursor, among memories not
+    /// written since the cursor's snapshot; up to one more than the filter's limit.
+    fn search_memories(
+        &self,
+        modes: &[SearchMode],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<(usize, Rows<Hit>)>;
+
+    /// Replaces a memory's body (and category), checking `expect` against the memory as it is
+    /// inside the writing transaction.
+    fn update_memory(
+        &self,
+        id: &str,
+        body: &str,
+        category: Option<&str>,
+        expect: Expect,
+    ) -> Result<Memory>;
+
+    /// Removes a memory, checking `expect` inside the writing transaction; answers the
+    /// namespace's new generation.
+    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64>;
+
+    /// A namespace's generation (0 if never written).
+    fn memory_generation(&self, namespace: &str) -> Result<u64>;
+}
+
+/// What an engine provides for looking after a store (`doctor`, `stats`, `artifact prune`,
+/// `vacuum`, `memory export`/`import`). Kept apart from [`Backend`] so the everyday data path
+/// stays small; the rules (what a prune removes, what an import line must hold) stay in
+/// `maintenance.rs`.
+pub(crate) trait Maintenance: Send + Sync {
+    /// Counts and sizes.
+    fn stats(&self) -> Result<crate::maintenance::Stats>;
+
+    /// The engine's integrity check and the full-text index against the memory rows.
+    fn check_integrity(&self) -> Result<crate::maintenance::IntegrityReport>;
+
+    /// The artifacts `rule` selects, oldest first; removed in one transaction unless
+    /// `dry_run`.
+    fn prune_artifacts(
+        &self,
+        rule: &crate::maintenance::PruneRule,
+        dry_run: bool,
+    ) -> Result<Vec<String>>;
+
+    /// Rebuilds the storage so freed space goes back to the file system. The caller holds
+    /// the global lock.
+    fn vacuum(&self) -> Result<()>;
+
+    /// Every memory (of `namespace`), oldest id first, with its own fields.
+    fn export_memories(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<crate::maintenance::ExportedMemory>>;
+
+    /// Adds checked memories (with the line each came from) in one transaction; see
+    /// [`Store::import_memories`](crate::Store::import_memories).
+    fn import_memories(
+        &self,
+        memories: &[(usize, crate::maintenance::ExportedMemory)],
+    ) -> Result<crate::maintenance::ImportReport>;
 }

@@ -21,9 +21,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::lock::LockDir;
 
-pub use backend::{Backend, StoredArtifact};
+pub(crate) use backend::{Backend, Maintenance, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
+pub use sqlite::fts::fts5_query;
 pub(crate) use sqlite::migrate_restored;
 
 use sqlite::SqliteBackend;
@@ -98,6 +99,11 @@ impl Store {
         })
     }
 
+    /// The engine's side of looking after the store (see `maintenance.rs`).
+    pub(crate) fn maintenance(&self) -> &dyn Maintenance {
+        &*self.backend
+    }
+
     /// The storage backend: every read and write of data goes through this boundary.
     pub(crate) fn backend(&self) -> &dyn Backend {
         &*self.backend
@@ -144,20 +150,8 @@ impl Store {
         self.backend.shrink_wal()
     }
 
-    // Transitional: memories and snapshots still reach SQLite through these until they move
-    // behind the boundary.
-
-    pub(crate) fn write<T>(
-        &self,
-        what: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
-    ) -> Result<T> {
-        self.backend.write(what, f)
-    }
-
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
-        self.backend.read(f)
-    }
+    // Transitional: the snapshot restore still reaches SQLite's writer connection until it
+    // moves behind the boundary.
 
     pub(crate) fn writer(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
         self.backend.writer()

@@ -1,4 +1,5 @@
-//! The artifacts table in SQLite.
+//! The artifacts table in SQLite, and the one `Backend` implementation of this engine (the
+//! memory methods forward to `memories.rs`).
 
 use rusqlite::{OptionalExtension, params};
 
@@ -6,8 +7,9 @@ use super::SqliteBackend;
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::{Result, SqlContext};
-use crate::lock::now_rfc3339;
+use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
 use crate::store::{Backend, StoredArtifact};
+use crate::time::now_rfc3339;
 
 impl Backend for SqliteBackend {
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>> {
@@ -79,6 +81,45 @@ impl Backend for SqliteBackend {
                 .context("deleting an artifact")?;
             Ok(n > 0)
         })
+    }
+
+    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
+        self.add_memories_sql(memories)
+    }
+
+    fn get_memory(&self, id: &str) -> Result<Option<Memory>> {
+        self.get_memory_sql(id)
+    }
+
+    fn list_memories(&self, filter: &MemoryFilter, after: Option<&Cursor>) -> Result<Rows<Memory>> {
+        self.list_memories_sql(filter, after)
+    }
+
+    fn search_memories(
+        &self,
+        modes: &[SearchMode],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<(usize, Rows<Hit>)> {
+        self.search_memories_sql(modes, filter, after)
+    }
+
+    fn update_memory(
+        &self,
+        id: &str,
+        body: &str,
+        category: Option<&str>,
+        expect: Expect,
+    ) -> Result<Memory> {
+        self.update_memory_sql(id, body, category, expect)
+    }
+
+    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64> {
+        self.delete_memory_sql(id, expect)
+    }
+
+    fn memory_generation(&self, namespace: &str) -> Result<u64> {
+        self.memory_generation_sql(namespace)
     }
 }
 

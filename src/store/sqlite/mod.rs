@@ -18,7 +18,12 @@
 //! This is the only module (with its children) that names `rusqlite`.
 
 mod artifacts;
+pub(crate) mod fts;
+mod maintenance;
+mod memories;
 mod migrate;
+pub(crate) mod rank;
+pub(crate) mod stamps;
 
 use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;

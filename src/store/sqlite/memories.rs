@@ -1,0 +1,329 @@
+//! The memories tables in SQLite: the rows, the FTS5 index (body and CJK bigrams, ranked by
+//! `modstate_rank`), and the stamp counter of the drift guard.
+
+use std::time::SystemTime;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+
+use super::stamps::{counter, namespace_generation, next_stamp, set_namespace_generation};
+use super::{SqliteBackend, fts, rank};
+use crate::error::{Result, SqlContext};
+use crate::memory::{
+    Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode, check_expected, grams,
+    later_than, next_id, not_found, timestamp,
+};
+
+/// The memory's columns and its namespace's generation, on aliases `m` and `n`.
+const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0)";
+const FROM: &str = "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
+
+impl SqliteBackend {
+    pub(crate) fn add_memories_sql(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
+        self.write("adding memories", |tx| {
+            let mut newest = newest_id(tx)?;
+            let mut added = Vec::with_capacity(memories.len());
+            for m in memories {
+                let stamp = next_stamp(tx)?;
+                let id = next_id(newest.as_deref());
+                let now = timestamp(SystemTime::now());
+                tx.prepare_cached(
+                    "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![id, m.namespace, m.category, m.body, grams(&m.body), now, stamp as i64])
+                })
+                .context("adding a memory")?;
+                set_namespace_generation(tx, &m.namespace, stamp)?;
+                newest = Some(id.clone());
+                added.push(Memory {
+                    id,
+                    namespace: m.namespace,
+                    category: m.category,
+                    body: m.body,
+                    created_at: now.clone(),
+                    updated_at: now,
+                    version: stamp,
+                    generation: stamp,
+                });
+            }
+            // A later memory of the same namespace moved its generation on: show the current
+            // one, so every `generation` handed out is usable as `expect_generation`.
+            for memory in &mut added {
+                memory.generation = namespace_generation(tx, &memory.namespace)?;
+            }
+            Ok(added)
+        })
+    }
+
+    pub(crate) fn get_memory_sql(&self, id: &str) -> Result<Option<Memory>> {
+        self.read(|conn| select_by_id(conn, id))
+    }
+
+    pub(crate) fn list_memories_sql(
+        &self,
+        filter: &MemoryFilter,
+        cursor: Option<&Cursor>,
+    ) -> Result<Rows<Memory>> {
+        let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
+        let mut args = Vec::new();
+        push_filter(&mut sql, &mut args, filter);
+        if let Some(cursor) = cursor {
+            sql.push_str(" AND m.id < ?");
+            args.push(Value::Text(cursor.id.clone()));
+        }
+        sql.push_str(" ORDER BY m.id DESC LIMIT ?");
+        args.push(probe_limit(filter.limit));
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction().context("listing memories")?;
+            let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
+            let generation = envelope_generation(&tx, filter)?;
+            let mut stmt = tx.prepare_cached(&sql).context("listing memories")?;
+            let rows = stmt
+                .query_map(params_from_iter(args), |r| memory_from_row(r, 0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing memories")?;
+            Ok(Rows {
+                rows,
+                snapshot,
+                generation,
+            })
+        })
+    }
+
+    pub(crate) fn search_memories_sql(
+        &self,
+        modes: &[SearchMode],
+        filter: &MemoryFilter,
+        cursor: Option<&Cursor>,
+    ) -> Result<(usize, Rows<Hit>)> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction().context("searching memories")?;
+            let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
+            let generation = envelope_generation(&tx, filter)?;
+            let mut rows = Vec::new();
+            let mut used = 0;
+            for (i, mode) in modes.iter().enumerate() {
+                rows = search_rows(&tx, mode, filter, cursor)?;
+                used = i;
+                if !rows.is_empty() {
+                    break;
+                }
+            }
+            Ok((
+                used,
+                Rows {
+                    rows,
+                    snapshot,
+                    generation,
+                },
+            ))
+        })
+    }
+
+    pub(crate) fn update_memory_sql(
+        &self,
+        id: &str,
+        body: &str,
+        category: Option<&str>,
+        expect: Expect,
+    ) -> Result<Memory> {
+        self.write("updating a memory", |tx| {
+            let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
+            check_expected(&old, expect)?;
+            let stamp = next_stamp(tx)?;
+            let updated_at = later_than(&old.updated_at);
+            let category = category.map_or(old.category, str::to_owned);
+            tx.prepare_cached(
+                "UPDATE memories SET body = ?1, grams = ?2, category = ?3, updated_at = ?4, version = ?5
+                 WHERE id = ?6",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![body, grams(body), category, updated_at, stamp as i64, id])
+            })
+            .context("updating a memory")?;
+            set_namespace_generation(tx, &old.namespace, stamp)?;
+            Ok(Memory {
+                id: old.id,
+                namespace: old.namespace,
+                category,
+                body: body.to_owned(),
+                created_at: old.created_at,
+                updated_at,
+                version: stamp,
+                generation: stamp,
+            })
+        })
+    }
+
+    pub(crate) fn delete_memory_sql(&self, id: &str, expect: Expect) -> Result<u64> {
+        self.write("deleting a memory", |tx| {
+            let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
+            check_expected(&old, expect)?;
+            tx.prepare_cached("DELETE FROM memories WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id]))
+                .context("deleting a memory")?;
+            let stamp = next_stamp(tx)?;
+            set_namespace_generation(tx, &old.namespace, stamp)?;
+            Ok(stamp)
+        })
+    }
+
+    pub(crate) fn memory_generation_sql(&self, namespace: &str) -> Result<u64> {
+        self.read(|conn| namespace_generation(conn, namespace))
+    }
+}
+
+/// One page (plus one row) of a search in `mode`, inside the caller's read transaction.
+fn search_rows(
+    conn: &Connection,
+    mode: &SearchMode,
+    filter: &MemoryFilter,
+    cursor: Option<&Cursor>,
+) -> Result<Vec<Hit>> {
+    let mut args = Vec::new();
+    let fts = match mode {
+        SearchMode::AllTerms(terms) => Some(fts::all(terms)),
+        SearchMode::AnyTerm(terms) => Some(fts::any(terms)),
+        _ => None,
+    };
+    let (source, ranked) = match (mode, fts) {
+        (_, Some(fts)) => {
+            args.push(Value::Text(fts));
+            (
+                format!(
+                    "(SELECT rowid AS seq, {}(memories_fts) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
+                     JOIN memories m ON m.seq = r.seq WHERE 1 = 1",
+                    rank::NAME
+                ),
+                true,
+            )
+        }
+        (SearchMode::Literal(literal), None) => {
+            args.push(Value::Text(literal.clone()));
+            ("memories m WHERE instr(m.body, ?) > 0".to_owned(), false)
+        }
+        _ => ("memories m WHERE 1 = 1".to_owned(), false),
+    };
+    let score = if ranked { "r.score" } else { "0.0" };
+    let mut inner = format!("SELECT m.seq AS seq, {score} AS score, m.id AS id FROM {source}");
+    push_filter(&mut inner, &mut args, filter);
+    if let Some(cursor) = cursor {
+        // Later pages: only what was there, unchanged, at the first page…
+        inner.push_str(" AND m.version <= ?");
+        args.push(Value::Integer(
+            i64::try_from(cursor.snapshot).unwrap_or(i64::MAX),
+        ));
+        // …and strictly after the last result shown.
+        if ranked {
+            inner.push_str(" AND (r.score < ? OR (r.score = ? AND m.id < ?))");
+            args.push(Value::Real(cursor.score));
+            args.push(Value::Real(cursor.score));
+        } else {
+            inner.push_str(" AND m.id < ?");
+        }
+        args.push(Value::Text(cursor.id.clone()));
+    }
+    inner.push_str(if ranked {
+        " ORDER BY r.score DESC, m.id DESC LIMIT ?"
+    } else {
+        " ORDER BY m.id DESC LIMIT ?"
+    });
+    args.push(probe_limit(filter.limit));
+    // Rank inside the index first and fetch only the winners' rows.
+    let sql = format!(
+        "SELECT s.score, {COLUMNS} FROM ({inner}) s
+         JOIN memories m ON m.seq = s.seq
+         LEFT JOIN memory_namespaces n ON n.namespace = m.namespace
+         ORDER BY s.score DESC, s.id DESC"
+    );
+    with_rank(conn, || {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok(Hit {
+                score: r.get(0)?,
+                memory: memory_from_row(r, 1)?,
+            })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .context("searching memories")
+}
+
+/// Runs `query`; if this connection does not know the ranking function yet, registers it and
+/// runs `query` again. (Read connections are pooled by the store; registering on first use
+/// keeps the store's connection setup free of search details.)
+fn with_rank<T>(conn: &Connection, query: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    match query() {
+        Err(e)
+            if e.to_string()
+                .contains(&format!("no such function: {}", rank::NAME)) =>
+        {
+            rank::register(conn).map_err(|e| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                    Some(e.to_string()),
+                )
+            })?;
+            query()
+        }
+        other => other,
+    }
+}
+
+/// The namespace's generation when the read is limited to one namespace.
+fn envelope_generation(conn: &Connection, filter: &MemoryFilter) -> Result<Option<u64>> {
+    filter
+        .namespace
+        .as_deref()
+        .map(|namespace| namespace_generation(conn, namespace))
+        .transpose()
+}
+
+/// Appends the filter's conditions (on alias `m`) and their values.
+fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &MemoryFilter) {
+    if let Some(namespace) = &filter.namespace {
+        sql.push_str(" AND m.namespace = ?");
+        args.push(Value::Text(namespace.clone()));
+    }
+    if let Some(category) = &filter.category {
+        sql.push_str(" AND m.category = ?");
+        args.push(Value::Text(category.clone()));
+    }
+}
+
+/// SQLite's LIMIT value for one row more than a page, to know whether more exist; negative
+/// means no limit.
+fn probe_limit(limit: Option<usize>) -> Value {
+    Value::Integer(limit.map_or(-1, |n| {
+        i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX)
+    }))
+}
+
+/// Decodes the [`COLUMNS`] that start at column `first`.
+fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
+    let version: i64 = r.get(first + 6)?;
+    let generation: i64 = r.get(first + 7)?;
+    Ok(Memory {
+        id: r.get(first)?,
+        namespace: r.get(first + 1)?,
+        category: r.get(first + 2)?,
+        body: r.get(first + 3)?,
+        created_at: r.get(first + 4)?,
+        updated_at: r.get(first + 5)?,
+        version: u64::try_from(version).unwrap_or(0),
+        generation: u64::try_from(generation).unwrap_or(0),
+    })
+}
+
+fn select_by_id(conn: &Connection, id: &str) -> Result<Option<Memory>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE m.id = ?1"))
+        .and_then(|mut stmt| stmt.query_row([id], |r| memory_from_row(r, 0)).optional())
+        .context("reading a memory")
+}
+
+fn newest_id(tx: &Transaction<'_>) -> Result<Option<String>> {
+    tx.query_row("SELECT max(id) FROM memories", [], |r| r.get(0))
+        .context("reading the newest memory id")
+}
