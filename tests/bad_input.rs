@@ -1751,7 +1751,7 @@ fn json_twin(template: &Template, row: &Row, code: i32) -> Result<(), String> {
     };
     let message = stderr.trim_end().strip_prefix("error: ").unwrap_or(&stderr);
     if error["exit"] != code
-        || !error["kind"].as_str().is_some_and(|k| !k.is_empty())
+        || error["kind"].as_str().is_none_or(|k| k.is_empty())
         || error["message"] != message
     {
         return Err(format!(

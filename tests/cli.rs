@@ -178,7 +178,7 @@ fn help_shows_exit_codes_and_every_group_has_examples() {
     }
     assert!(root.contains("{\"error\": {\"exit\": N"), "{root}");
     for group in subcommands(&[]) {
-        let text = help(&[group.clone()]);
+        let text = help(std::slice::from_ref(&group));
         assert!(
             text.contains("Examples:\n  modstate"),
             "{group} has no examples:\n{text}"
