@@ -965,3 +965,49 @@ fn messages_say_what_to_do_and_only_what_can_be_done() {
     );
     assert!(!h.cwd.join("dagger.lock").exists());
 }
+
+#[test]
+fn doctor_names_lock_holders_and_the_nearest_db_flag_wins() {
+    let h = Home::new();
+    ok(&h.run(&["init"]));
+    let mut holder = h
+        .cmd(&["lock", "run", "deploy", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let line = loop {
+        let out = h.run(&["doctor"]);
+        let text = stdout_text(&out);
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("locks") && l.contains("pid"))
+        {
+            assert_eq!(exit_code(&out), 0, "a held lock is not a problem: {text}");
+            break line.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "holder never seen: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(line.contains(&format!("pid {}", holder.id())), "{line}");
+    stop(&mut holder);
+
+    // `--db` after the group beats `--db` before it, which beats MODSTATE_DB.
+    let before = h.home.join("before.db");
+    let after = h.home.join("after.db");
+    let out = h
+        .cmd(&[
+            "--db",
+            before.to_str().unwrap(),
+            "init",
+            "--db",
+            after.to_str().unwrap(),
+        ])
+        .env("MODSTATE_DB", h.home.join("env.db"))
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(after.exists() && !before.exists() && !h.home.join("env.db").exists());
+}
