@@ -2,8 +2,8 @@
 //! rebuilding the file to give freed space back.
 //!
 //! The rules live here (what a prune removes, what an export line must hold, which temp files
-//! are leftovers); the engine's side is the [`Maintenance`](crate::store::Maintenance)
-//! boundary, which the SQLite backend implements in `store/sqlite/maintenance.rs`. Nothing
+//! are leftovers); the engine's side is the `Maintenance` boundary in `store/backend.rs`,
+//! which the SQLite backend implements in `store/sqlite/maintenance.rs`. Nothing
 //! here prints; each function returns facts and the front end decides how to say them.
 
 use std::fs;
