@@ -58,29 +58,45 @@ pub fn create_temp_beside(target: &Path) -> Result<(File, PathBuf)> {
         .file_name()
         .ok_or_else(|| Error::Invalid(format!("{} does not name a file", target.display())))?;
     sweep_dead_temps(target);
+    let dir = parent_dir(target);
+    create_unique(dir, |pid, unique| {
+        let mut temp_name = OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!("{TEMP_INFIX}{pid}-{unique:x}"));
+        temp_name
+    })
+    .map_err(|e| Error::io("creating a temp file beside", target, e))
+}
+
+/// Creates a new file (0600, exclusively: a planted file or symlink is never followed, never
+/// reused) in `dir`, named by `name(pid, unique)` where `unique` differs on every call in this
+/// process and across time. The one place temp files are made: atomic replacement and
+/// snapshot temp files alike carry their writer's pid, so a sweep can tell a dead writer's
+/// leftovers from a live one's.
+pub(crate) fn create_unique(
+    dir: &Path,
+    name: impl Fn(u32, u64) -> OsString,
+) -> std::io::Result<(File, PathBuf)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let mut attempts = 0;
     loop {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(
-            "{TEMP_INFIX}{}-{nanos:x}{unique:x}",
-            std::process::id()
-        ));
-        let temp = target.with_file_name(temp_name);
+            .map_or(0, |d| d.as_nanos() as u64);
+        let unique = nanos.rotate_left(16) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(name(pid, unique));
         match OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)
+            .open(&path)
         {
-            Ok(file) => return Ok((file, temp)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("creating a temp file beside", target, e)),
+            Ok(file) => return Ok((file, path)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -88,6 +104,7 @@ pub fn create_temp_beside(target: &Path) -> Result<(File, PathBuf)> {
 /// Renames a complete, fsynced temp file over `target` and fsyncs the directory, so the rename
 /// itself survives power loss.
 pub fn rename_into_place(temp: &Path, target: &Path) -> Result<()> {
+    #[allow(clippy::disallowed_methods)] // this module is the one place files are renamed
     fs::rename(temp, target).map_err(|e| Error::io("renaming into place", target, e))?;
     let dir = parent_dir(target);
     File::open(dir)

@@ -47,8 +47,11 @@ pub enum Error {
         "conflict: the {what} is {found}, not the expected {expected}; nothing was written — re-read and retry"
     )]
     Conflict {
+        /// What was compared, e.g. `generation of namespace "a"`.
         what: String,
+        /// The value the caller expected.
         expected: u64,
+        /// The value found.
         found: u64,
     },
 
@@ -77,58 +80,5 @@ impl Error {
             path: path.as_ref().to_path_buf(),
             source,
         }
-    }
-
-    /// Wraps a SQLite error, turning contention (SQLITE_BUSY / SQLITE_LOCKED) into `Busy`.
-    pub(crate) fn sqlite(context: impl Into<String>, source: rusqlite::Error) -> Self {
-        let context = context.into();
-        if let rusqlite::Error::SqliteFailure(e, _) = &source {
-            if matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) {
-                return Error::Busy(format!(
-                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or allow a longer lock timeout"
-                ));
-            }
-            if matches!(
-                e.code,
-                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
-            ) {
-                return Error::Database {
-                    context: format!(
-                        "{context} (the disk may be full or a file-size limit reached; free space and retry)"
-                    ),
-                    source: Box::new(source),
-                };
-            }
-            // A file that is no database at all is a wrong path more often than damage:
-            // say so, and do not send the user to a snapshot they may not need.
-            if e.code == rusqlite::ErrorCode::NotADatabase {
-                return Error::Integrity(format!(
-                    "the file is not a SQLite database (while {context}: {source}); check the path"
-                ));
-            }
-            if e.code == rusqlite::ErrorCode::DatabaseCorrupt {
-                return Error::Integrity(format!(
-                    "database is corrupt while {context}: {source}; restore a snapshot"
-                ));
-            }
-        }
-        Error::Database {
-            context,
-            source: Box::new(source),
-        }
-    }
-}
-
-/// Adds SQLite context to a rusqlite result, the one way errors leave `rusqlite`.
-pub(crate) trait SqlContext<T> {
-    fn context(self, what: &str) -> Result<T>;
-}
-
-impl<T> SqlContext<T> for rusqlite::Result<T> {
-    fn context(self, what: &str) -> Result<T> {
-        self.map_err(|e| Error::sqlite(what, e))
     }
 }

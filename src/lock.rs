@@ -6,6 +6,9 @@
 //! its own descriptor, so two acquisitions inside one process conflict exactly as two
 //! processes do.
 //!
+//! This is the one module that takes file locks (`clippy.toml` refuses the lock calls
+//! elsewhere), so every lock in the program is found here.
+//!
 //! Lock order, to rule out deadlock: `global` → keys (sorted, deduplicated) → `write`.
 //!
 //! * `write`  — exclusive, for the span of one write transaction.
@@ -13,9 +16,11 @@
 //!   structural work waits for running keyed work and keeps new keyed work out, without polling.
 //! * keys     — one file per key, named by the sha256 of the key, so no key can name a path.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+#![allow(clippy::disallowed_methods)] // the one place allowed to take file locks
+
+use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{DirBuilderExt, FileExt as _, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt as _, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::mpsc;
@@ -25,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::private::create_private_dir;
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -528,6 +534,17 @@ fn process_command_line(pid: u32) -> String {
     }
 }
 
+/// Locks `file` exclusively, waiting if needed: for a private temp file whose lock only tells
+/// sweepers that its writer is alive.
+pub(crate) fn hold_exclusive(file: &File) -> std::io::Result<()> {
+    fs2::FileExt::lock_exclusive(file)
+}
+
+/// Locks `file` exclusively if nobody holds it; `false` when someone does.
+pub(crate) fn try_hold_exclusive(file: &File) -> std::io::Result<bool> {
+    try_lock(file, Mode::Exclusive)
+}
+
 fn try_lock(file: &File, mode: Mode) -> std::io::Result<bool> {
     let result = match mode {
         Mode::Shared => fs2::FileExt::try_lock_shared(file),
@@ -630,14 +647,6 @@ fn read_holder(file: &File) -> Option<Holder> {
     let reader = file;
     reader.take(16 * 1024).read_to_end(&mut text).ok()?;
     serde_json::from_slice(&text).ok()
-}
-
-/// Creates `dir` (and missing parents) with mode 0700.
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) => Err(Error::io("creating directory", dir, e)),
-    }
 }
 
 pub use crate::time::now_rfc3339;

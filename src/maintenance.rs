@@ -49,7 +49,9 @@ pub struct NamespaceCount {
 /// What a vacuum did.
 #[derive(Clone, Debug, Serialize)]
 pub struct VacuumReport {
+    /// The database file's size before.
     pub bytes_before: u64,
+    /// Its size after.
     pub bytes_after: u64,
 }
 

@@ -921,6 +921,99 @@ fn snapshot_rows() -> Vec<Row> {
             2,
         ),
         Row::new("snapshot export", "no path", ["snapshot", "export"], 2),
+        // A URL is never taken as a local path (no `gs:` directory appears).
+        Row::new(
+            "snapshot export",
+            "an unsupported URL scheme",
+            ["snapshot", "export", "gs://backups/team/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 URL with an invalid bucket name",
+            ["snapshot", "export", "s3://Bad_Bucket/team/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 URL with an empty key segment",
+            ["snapshot", "export", "s3://backups/a//b/"],
+            6,
+        ),
+        Row::new(
+            "snapshot export",
+            "an s3 key that is neither a prefix nor a .db file",
+            ["snapshot", "export", "s3://backups/team"],
+            6,
+        ),
+        Row::new(
+            "snapshot verify",
+            "an unsupported URL scheme",
+            ["snapshot", "verify", "https://example.com/x.db"],
+            6,
+        ),
+        Row::new(
+            "snapshot restore",
+            "an unsupported URL scheme",
+            ["snapshot", "restore", "ftp://example.com/x.db"],
+            6,
+        ),
+        Row::new(
+            "snapshot ls",
+            "an unsupported URL scheme",
+            ["snapshot", "ls", "gs://backups/"],
+            6,
+        ),
+        Row::new(
+            "snapshot ls",
+            "a missing directory",
+            ["snapshot", "ls", "absent"],
+            1,
+        ),
+        Row::new("snapshot ls", "no path", ["snapshot", "ls"], 2),
+        // --verify: one bad snapshot fails the listing (exit 7, one line naming it); the
+        // listing itself still prints.
+        Row::new(
+            "snapshot ls",
+            "--verify over a snapshot that is not a database",
+            ["snapshot", "ls", "snaps", "--verify"],
+            7,
+        )
+        .setup(|root| {
+            fs::create_dir(root.join("snaps")).unwrap();
+            fs::write(
+                root.join("snaps/state-20260101T000000.000Z.db"),
+                b"not a database\n".repeat(300),
+            )
+            .unwrap();
+        })
+        .check(|_, out| {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if stdout.contains("state-20260101T000000.000Z.db") {
+                Ok(())
+            } else {
+                Err(format!("the listing is missing: {stdout:?}"))
+            }
+        }),
+        Row::new(
+            "snapshot restore",
+            "--keep-pre-restore 0",
+            ["snapshot", "restore", "junk.db", "--keep-pre-restore", "0"],
+            2,
+        ),
+        Row::new(
+            "snapshot restore",
+            "--keep-pre-restore with --no-safety-snapshot",
+            [
+                "snapshot",
+                "restore",
+                "junk.db",
+                "--keep-pre-restore",
+                "2",
+                "--no-safety-snapshot",
+            ],
+            2,
+        ),
     ]
 }
 

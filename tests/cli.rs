@@ -1011,3 +1011,112 @@ fn doctor_names_lock_holders_and_the_nearest_db_flag_wins() {
     ok(&out);
     assert!(after.exists() && !before.exists() && !h.home.join("env.db").exists());
 }
+
+// ---------------------------------------------------------------- snapshot ls, --keep-pre-restore
+
+#[test]
+fn snapshot_ls_shows_time_size_counts_and_verifies() {
+    let h = Home::new();
+    let snaps = h.home.join("snaps");
+    fs::create_dir(&snaps).unwrap();
+    ok(&h.run_in(&["artifact", "put", &digest(1)], envelope(1, 1).as_bytes()));
+    ok(&h.run(&["memory", "add", "one"]));
+    ok(&h.run(&["-q", "snapshot", "export", snaps.to_str().unwrap()]));
+    std::thread::sleep(Duration::from_millis(5));
+    ok(&h.run(&["memory", "add", "two"]));
+    ok(&h.run(&["-q", "snapshot", "export", snaps.to_str().unwrap()]));
+    let out = h.run(&["snapshot", "ls", snaps.to_str().unwrap()]);
+    let text = stdout_text(ok(&out));
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(is_timestamp_millis(rows[0][0]), "{text}");
+    assert_eq!((rows[0][2], rows[0][3]), ("1", "1"), "{text}");
+    assert_eq!((rows[1][2], rows[1][3]), ("1", "2"), "{text}");
+    let size = fs::metadata(rows[1][4]).unwrap().len();
+    assert_eq!(rows[1][1], size.to_string());
+
+    let out = h.run(&[
+        "--json",
+        "snapshot",
+        "ls",
+        snaps.to_str().unwrap(),
+        "--verify",
+    ]);
+    let doc = json(ok(&out));
+    assert!(
+        doc.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["verified"] == true),
+        "{doc}"
+    );
+
+    // A damaged copy: listed, marked FAILED, exit 7.
+    let newest = PathBuf::from(rows[1][4]);
+    let mut bytes = fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes.truncate(mid);
+    fs::write(&newest, &bytes).unwrap();
+    let out = h.run(&["snapshot", "ls", snaps.to_str().unwrap(), "--verify"]);
+    assert_eq!(exit_code(&out), 7, "{}", stderr_text(&out));
+    let text = stdout_text(&out);
+    assert!(text.lines().next().unwrap().contains("\tok\t"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().contains("\tFAILED\t"),
+        "{text}"
+    );
+    assert_eq!(
+        stderr_text(&out).lines().count(),
+        1,
+        "{}",
+        stderr_text(&out)
+    );
+}
+
+/// A snapshot name's time as `snapshot ls` shows it: RFC 3339 UTC, from the file name.
+fn is_timestamp_millis(text: &str) -> bool {
+    text.len() == 24 && text.ends_with('Z') && text.as_bytes()[10] == b'T'
+}
+
+#[test]
+fn restore_keeps_only_the_newest_safety_copies() {
+    let h = Home::new();
+    let snap = h.home.join("snap.db");
+    ok(&h.run(&["memory", "add", "kept"]));
+    ok(&h.run(&["-q", "snapshot", "export", snap.to_str().unwrap()]));
+    let dir = h.default_db().parent().unwrap().to_path_buf();
+    let safety = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("state-pre-restore-"))
+            .collect();
+        names.sort();
+        names
+    };
+    for _ in 0..3 {
+        ok(&h.run(&["-q", "snapshot", "restore", snap.to_str().unwrap()]));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(safety().len(), 3);
+    let before = safety();
+    let out = h.run(&[
+        "--json",
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--keep-pre-restore",
+        "2",
+    ]);
+    let doc = json(ok(&out));
+    let after = safety();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], before[2], "the newest older copy stays");
+    assert_eq!(
+        doc["removed_safety_snapshots"].as_array().unwrap().len(),
+        2,
+        "{doc}"
+    );
+    // Unrelated files beside the database are never touched.
+    assert!(h.default_db().exists());
+}

@@ -1023,6 +1023,7 @@ fn a_flush_refuses_a_file_that_became_unreadable_and_leaves_it_alone() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // the test holds the lock itself, as a foreign process would
 fn a_held_lock_makes_a_writer_wait_then_time_out_with_exit_5() {
     let (_dir, path) = workspace(&fixture());
     let before = snapshot(&path);

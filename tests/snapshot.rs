@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::fill;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -80,34 +82,6 @@ fn put_ok(db: &Path, label: &str, state: Value) {
         "put {label}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Adds `megabytes` 1 MiB artifacts. Set-up only, so it inserts the rows in one transaction
-/// with plain SQL (hashing and parsing 1 MiB envelopes in a debug build is slow) — each row is
-/// still a valid artifact with its correct sha256, so verify accepts it.
-fn fill(db: &Path, megabytes: usize) {
-    drop(Store::open(db, Options::default()).unwrap());
-    let blob = "abcdefghijklmnopqrstuvwxyz".repeat((1024 * 1024 - 64) / 26);
-    let envelope = serde_json::json!({"type": "Module", "version": 1, "state": {"blob": blob}})
-        .to_string()
-        .into_bytes();
-    let sha = Digest::of(&envelope).hex().to_owned();
-    let mut conn = Connection::open(db).unwrap();
-    let tx = conn.transaction().unwrap();
-    for i in 0..megabytes {
-        tx.execute(
-            "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'Module', 1, '2026-01-01T00:00:00.000Z')",
-            rusqlite::params![
-                digest(&format!("filler-{i}")).as_str(),
-                envelope,
-                sha,
-                envelope.len() as i64
-            ],
-        )
-        .unwrap();
-    }
-    tx.commit().unwrap();
 }
 
 /// The snapshot is one self-contained file: integrity ok, rollback journal in the header, no
@@ -530,6 +504,121 @@ fn killed_exporter_keeps_the_old_snapshot_and_the_next_export_sweeps() {
         .query_row("SELECT count(*) FROM artifacts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 97);
+}
+
+#[test]
+fn sigint_or_sigterm_mid_copy_removes_the_temp_file_and_keeps_the_old_snapshot() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db/state.db");
+    let snaps = tmp.path().join("snaps");
+    fs::create_dir_all(&snaps).unwrap();
+    put_ok(&db, "small", serde_json::json!({"n": 1}));
+    let dest = snaps.join("nightly.db");
+    run_ok(&db, &["snapshot", "export", dest.to_str().unwrap()]);
+    let old = fs::read(&dest).unwrap();
+    fill(&db, 96);
+
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let interrupted = (0..5).any(|_| match export_caught_mid_copy(&db, &snaps, &dest) {
+            Some(mut child) => {
+                signal(&child, sig);
+                let status = wait_with_deadline(&mut child);
+                // It dies of the signal, as before: a job runner sees 128 + N.
+                assert_eq!(status.signal(), Some(sig), "{status:?}");
+                true
+            }
+            None => {
+                fs::write(&dest, &old).unwrap();
+                false
+            }
+        });
+        assert!(
+            interrupted,
+            "the export always finished before signal {sig}"
+        );
+        assert_eq!(
+            temp_files(&snaps),
+            Vec::<String>::new(),
+            "signal {sig} left the temp file"
+        );
+        assert!(fs::read(&dest).unwrap() == old, "old snapshot changed");
+    }
+}
+
+/// `cmd` runs as `nobody` when we are root (as root, permissions do not bind).
+fn as_unprivileged(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing else runs before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_backup_user_with_read_access_only_can_export() {
+    use std::os::unix::fs::chown;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = data.join("state.db");
+    put_ok(&db, "backed-up", serde_json::json!({"n": 1}));
+    let dest = tmp.path().join("backups");
+    fs::create_dir_all(&dest).unwrap();
+    // The backup user may read the database (and write its destination), nothing more.
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        chown(&dest, Some(65534), Some(65534)).unwrap();
+    }
+    let export = |name: &str| {
+        let mut cmd = command(&db);
+        cmd.args(["--json", "snapshot", "export"])
+            .arg(dest.join(name));
+        as_unprivileged(&mut cmd);
+        cmd.output().unwrap()
+    };
+
+    // No process has the database open: no -shm to read through, and none can be created.
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    assert!(!Path::new(&wal).exists());
+    let out = export("idle.db");
+    assert!(
+        out.status.success(),
+        "export by a read-only user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["artifacts"], 1);
+    assert_self_contained(&dest.join("idle.db"));
+
+    // A process has it open (its -shm exists, readable): the export sees its last commit.
+    let live = Connection::open(&db).unwrap();
+    live.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+    put_ok(&db, "while-open", serde_json::json!({"n": 2}));
+    let out = export("live.db");
+    assert!(
+        out.status.success(),
+        "export by a read-only user while the database is open: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["artifacts"], 2);
+    drop(live);
+    assert_eq!(
+        fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
 }
 
 #[test]

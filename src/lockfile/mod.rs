@@ -1,6 +1,6 @@
 //! `dagger.lock`: the lookup lockfile Dagger pins image digests and git commits in.
 //!
-//! * [`format`] — the JSON Lines file, read and written exactly as Dagger's own lockfile
+//! * [`format`](mod@format) — the JSON Lines file, read and written exactly as Dagger's own lockfile
 //!   package does (v1 read as v2; a leading comment block kept);
 //! * [`json`] — JSON spelled as Go's `json.Marshal` spells it;
 //! * [`session`] — read once, serve from memory, flush a merged delta once.

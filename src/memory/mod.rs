@@ -3,8 +3,8 @@
 //!
 //! * Search: English stemming and folded accents (`porter unicode61 remove_diacritics 2`),
 //!   words inside CJK text through bigrams ([`grams`]), symbol-only queries searched
-//!   literally ([`query`]), and a ranking that depends only on the memory and the query
-//!   ([`rank`]), so pages continue exactly ([`cursor`]).
+//!   literally (`query.rs`), and a ranking that depends only on the memory and the query
+//!   (`rank.rs`), so pages continue exactly (`cursor.rs`).
 //! * Drift guard (the backend's stamps): every write takes the next value of one store-wide counter;
 //!   it becomes the memory's `version` and its namespace's `generation`. A write may carry the
 //!   generation and/or version its caller saw; the checks and the write happen inside one
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+pub(crate) use crate::time::{later_than, timestamp};
 pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
 pub use grams::grams;
@@ -33,9 +34,6 @@ pub use page::{Hit, MemoryPage, Page};
 pub use query::{SearchText, Term, terms};
 pub use rank::Features;
 pub use store::{Rows, SearchMode};
-// Transitional: the restore still calls the SQLite stamps directly.
-pub(crate) use crate::store::sqlite::stamps::{advance_after_restore, stamps_before_restore};
-pub(crate) use crate::time::{later_than, timestamp};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
@@ -45,7 +43,9 @@ pub const MAX_LABEL_BYTES: usize = 256;
 pub struct Memory {
     /// Time-sortable identifier (UUIDv7), strictly increasing in commit order in one store.
     pub id: String,
+    /// The namespace it belongs to (`""` is the default one).
     pub namespace: String,
+    /// Its category (`""` when none).
     pub category: String,
     /// The remembered text.
     #[serde(rename = "text")]
@@ -64,8 +64,11 @@ pub struct Memory {
 /// A memory to add with [`Store::add_memories`](crate::Store::add_memories).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewMemory {
+    /// The namespace it belongs to (`""` is the default one).
     pub namespace: String,
+    /// Its category (`""` when none).
     pub category: String,
+    /// The text to remember.
     pub body: String,
 }
 

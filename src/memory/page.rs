@@ -9,7 +9,9 @@ use super::Memory;
 /// Items in order, and the cursor of the page after them (`None`: this was the last page).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page<T> {
+    /// The items of this page, in order.
     pub items: Vec<T>,
+    /// The cursor of the next page; `None` on the last one.
     pub next_cursor: Option<String>,
 }
 
@@ -41,7 +43,9 @@ impl<T> Page<T> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Hit {
     #[serde(flatten)]
+    /// The memory found.
     pub memory: Memory,
+    /// Its score: higher is a better match.
     pub score: f64,
 }
 
@@ -49,6 +53,7 @@ pub struct Hit {
 /// `{"memories": [...], "generation": G | null, "next_cursor": "…" | null, "note"?: "…"}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MemoryPage<T> {
+    /// The items and the cursor of the next page.
     pub page: Page<T>,
     /// The current generation of the namespace the read was limited to, for
     /// `expect_generation`; `None` when it spanned every namespace (each memory then carries

@@ -1,20 +1,26 @@
 //! Snapshots: consistent point-in-time copies made while writers keep writing, checked,
 //! kept to the last N, and restored through the same backup API.
 //!
-//! * [`Store::snapshot`] copies the database with SQLite's online backup from a dedicated
+//! * [`Store::snapshot`](crate::Store::snapshot) copies the database with SQLite's online backup from a dedicated
 //!   read connection inside ONE read transaction, so commits made meanwhile by other
 //!   connections neither restart nor tear the copy and no writer waits for it (no write lock
 //!   is taken). The copy goes into a private temp file beside the destination, is checked,
 //!   switched to a self-contained rollback-journal file, fsynced and renamed into place: the
 //!   destination is the complete old snapshot or the complete new one, never a mix.
-//! * [`Store::verify_snapshot`] opens a snapshot read-only: integrity, schema version, the
+//! * [`Store::verify_snapshot`](crate::Store::verify_snapshot) opens a snapshot read-only: integrity, schema version, the
 //!   artifacts' own hashes, counts.
-//! * [`Store::restore`] verifies first, then under the global lock (exclusive) and the write
+//! * [`Store::restore`](crate::Store::restore) verifies first, then under the global lock (exclusive) and the write
 //!   lock copies the snapshot INTO the live database with the backup API — never a rename over
 //!   a file other processes hold open.
+//! * [`SnapshotLocation`] says where a snapshot lives, a path or `s3://bucket/key`; `remote`
+//!   ships the verified temp file to S3 and checks downloads against their sha256 before any
+//!   of the above opens them.
+//! * A backup user who may only read the database can export (`source`), and a snapshot
+//!   command interrupted by SIGINT/SIGTERM/SIGHUP leaves no temp file (`temp`).
 
 mod export;
 mod names;
+mod remote;
 mod restore;
 mod temp;
 mod verify;
@@ -24,26 +30,30 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::error::{Result, SqlContext};
-
 pub use names::{is_snapshot_name, snapshot_file_name};
+pub use remote::{S3Location, SnapshotEntry, SnapshotLocation};
+pub use temp::remove_temp_files_on_signal;
 
 /// How far a copy has got, for a progress display.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyProgress {
+    /// Pages copied so far.
     pub copied_pages: u64,
+    /// Pages in all.
     pub total_pages: u64,
+    /// Bytes per page.
     pub page_size: u64,
 }
 
 impl CopyProgress {
+    /// Bytes in all.
     pub fn total_bytes(&self) -> u64 {
         self.total_pages * self.page_size
     }
 
+    /// Bytes copied so far.
     pub fn copied_bytes(&self) -> u64 {
         self.copied_pages * self.page_size
     }
@@ -52,7 +62,7 @@ impl CopyProgress {
 /// Called between copy steps; cheap, and must not touch the store.
 pub type ProgressFn = Arc<dyn Fn(CopyProgress) + Send + Sync>;
 
-/// Settings for [`Store::snapshot`](crate::Store::snapshot).
+/// Settings for [`Store::snapshot`](crate::Store::snapshot)(crate::Store::snapshot).
 #[derive(Clone, Default)]
 pub struct SnapshotOptions {
     /// After a successful export, keep only the newest N snapshots of the same name pattern
@@ -74,10 +84,15 @@ impl fmt::Debug for SnapshotOptions {
 /// What a snapshot file holds, as found by opening it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SnapshotInfo {
+    /// Where the snapshot is.
     pub path: PathBuf,
+    /// Its size in bytes.
     pub bytes: u64,
+    /// Its size in database pages.
     pub pages: u64,
+    /// Its schema version.
     pub schema_version: u32,
+    /// How many artifacts it holds.
     pub artifacts: u64,
     /// `None` when the schema has no memories table (yet).
     pub memories: Option<u64>,
@@ -87,7 +102,9 @@ pub struct SnapshotInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SnapshotReport {
     #[serde(flatten)]
+    /// The snapshot written.
     pub info: SnapshotInfo,
+    /// How long it took, in milliseconds.
     pub elapsed_ms: u64,
     /// Older snapshots deleted by `keep`, oldest first.
     pub removed: Vec<PathBuf>,
@@ -95,7 +112,7 @@ pub struct SnapshotReport {
     pub swept: Vec<PathBuf>,
 }
 
-/// Settings for [`Store::restore`](crate::Store::restore).
+/// Settings for [`Store::restore`](crate::Store::restore)(crate::Store::restore).
 #[derive(Clone, Debug)]
 pub struct RestoreOptions {
     /// Export the current state next to the database before overwriting it.
@@ -119,50 +136,8 @@ pub struct RestoreReport {
     pub safety_snapshot: Option<PathBuf>,
     /// The live database's schema version afterwards (older snapshots are migrated).
     pub schema_version: u32,
+    /// How long it took, in milliseconds.
     pub elapsed_ms: u64,
-}
-
-/// Row counts of the tables a report names; `memories` only where that table exists, so this
-/// works on schemas from before and after it was added.
-fn counts(conn: &Connection) -> Result<(u64, Option<u64>)> {
-    let artifacts: i64 = conn
-        .query_row("SELECT count(*) FROM artifacts", [], |r| r.get(0))
-        .context("counting artifacts")?;
-    let has_memories: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'memories')",
-            [],
-            |r| r.get(0),
-        )
-        .context("looking for the memories table")?;
-    let memories = if has_memories {
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
-            .context("counting memories")?;
-        Some(n as u64)
-    } else {
-        None
-    };
-    Ok((artifacts as u64, memories))
-}
-
-/// `PRAGMA integrity_check` → `ok`, or an Integrity error quoting the first problems.
-fn integrity_check(conn: &Connection, what: &str) -> Result<()> {
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check(20)")
-        .context("running integrity_check")?;
-    let problems = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .context("running integrity_check")?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("running integrity_check")?;
-    if problems.len() == 1 && problems[0] == "ok" {
-        return Ok(());
-    }
-    Err(crate::Error::Integrity(format!(
-        "{what} failed integrity_check: {}",
-        problems.join("; ")
-    )))
 }
 
 /// Whether two paths name the same file (same device and inode), looked at without opening.
@@ -171,35 +146,5 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
     match (a.metadata(), b.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
-    }
-}
-
-fn page_count(conn: &Connection) -> Result<(u64, u64)> {
-    let pages: i64 = conn
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .context("reading the page count")?;
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .context("reading the page size")?;
-    Ok((pages as u64, page_size as u64))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memories_are_counted_only_where_the_table_exists() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE artifacts (digest TEXT); INSERT INTO artifacts VALUES ('a');",
-        )
-        .unwrap();
-        assert_eq!(counts(&conn).unwrap(), (1, None));
-        conn.execute_batch(
-            "CREATE TABLE memories (id INTEGER); INSERT INTO memories VALUES (1), (2);",
-        )
-        .unwrap();
-        assert_eq!(counts(&conn).unwrap(), (1, Some(2)));
     }
 }

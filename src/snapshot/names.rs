@@ -31,7 +31,7 @@ pub(crate) fn prefix_of(name: &str) -> Option<&str> {
 }
 
 /// `(prefix, timestamp)` of a name that follows the pattern.
-fn split(name: &str) -> Option<(&str, &str)> {
+pub(crate) fn split(name: &str) -> Option<(&str, &str)> {
     let stem = name.strip_suffix(EXTENSION)?;
     let split_at = stem.len().checked_sub(TIMESTAMP_LEN + 1)?;
     if !stem.is_char_boundary(split_at) {

@@ -2,32 +2,30 @@
 //!
 //! Never a rename over the live file: other processes hold it open, and a rename would leave
 //! them reading and writing the old inode (and their -wal would be applied to the wrong file).
-//! The backup API instead writes the snapshot's pages through the writer connection as one
-//! write transaction, so every connection elsewhere sees the old state or the restored one,
-//! at its next transaction.
+//! The backend writes the snapshot's content in as one write transaction, so every connection
+//! elsewhere sees the old state or the restored one, at its next transaction, and a crash
+//! leaves one or the other.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
-
-use rusqlite::Connection;
-use rusqlite::backup::{Backup, StepResult};
+use std::time::{Instant, SystemTime};
 
 use super::export::millis;
 use super::names::snapshot_file_name;
-use super::verify::{open_read_only, regular_file_len, verify_open};
-use super::{RestoreOptions, RestoreReport, SnapshotOptions, page_count, same_file};
-use crate::error::{Error, Result, SqlContext};
+use super::temp::TempSnapshot;
+use super::{RestoreOptions, RestoreReport, SnapshotOptions, same_file};
+use crate::error::{Error, Result};
 use crate::lock::Mode;
-use crate::store::{Store, migrate_restored};
+use crate::store::{SnapshotFile, Store};
 
 impl Store {
     /// Replaces the database's content with the snapshot at `snapshot`.
     ///
     /// Verifies the snapshot first (`Integrity` if corrupt, `Unsupported` if its schema is
     /// newer) and changes nothing if that fails. Then takes the global lock exclusive (waits
-    /// for running keyed work, keeps new work out) and the write lock, exports a safety
-    /// snapshot of the current state next to the database unless told not to, copies the
-    /// snapshot in, and migrates it to this binary's schema if it is older.
+    /// for running keyed work, keeps new work out), stages the snapshot in a private file
+    /// beside the database, exports a safety snapshot of the current state unless told not to,
+    /// and copies the staged content in (migrated to this binary's schema, every generation and
+    /// version moved past what the live database handed out) as one transaction.
     pub fn restore(
         &self,
         snapshot: impl AsRef<Path>,
@@ -35,49 +33,65 @@ impl Store {
     ) -> Result<RestoreReport> {
         let started = Instant::now();
         let snapshot = snapshot.as_ref();
-        let busy_timeout = self.options().busy_timeout;
-        let bytes = regular_file_len(snapshot)?;
+        // 1. Refuse the live database itself.
         if same_file(snapshot, self.path()) {
             return Err(Error::Invalid(format!(
                 "{} is the live database itself; give a snapshot file",
                 snapshot.display()
             )));
         }
-
-        // One read transaction on the snapshot from verification to the end of the copy: what
-        // was verified is exactly what is copied, even if the file is replaced meanwhile.
-        let source = open_read_only(snapshot, busy_timeout)?;
-        source
-            .execute_batch("BEGIN")
-            .context("reading the snapshot")?;
-        let restored = verify_open(&source, snapshot, bytes)?;
-
+        // 2. Verify inside the read transaction the copy will read from: what was verified is
+        //    exactly what is copied, even if the file is replaced meanwhile.
+        let file = SnapshotFile::open(snapshot, self.options().busy_timeout)?;
+        let restored = file.verify()?;
+        // 3. Structural work: wait for keyed work, keep new work out.
         let _global = self.locks().global(Mode::Exclusive)?;
-        let mut writer = self.writer()?;
-        let _write = self.locks().write()?;
-
-        check_page_sizes(&source, &writer, snapshot)?;
-        let safety_snapshot = if options.safety_snapshot {
-            Some(self.safety_snapshot()?)
-        } else {
-            None
-        };
-        let live_stamps = crate::memory::stamps_before_restore(&writer)?;
-        copy_in(&source, &mut writer, busy_timeout)?;
-        drop(source);
-        let schema_version = migrate_restored(&mut writer)?;
-        // No generation or version handed out before may be handed out again (no ABA).
-        crate::memory::advance_after_restore(&mut writer, live_stamps)?;
-        // Best effort: fold the restored pages from the WAL into the file now rather than at
-        // the next write. Readers still on the old state make this partial; that is fine.
-        let _ = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-
+        // 4. A private staging file beside the database (removed on drop and on signals).
+        let staging = TempSnapshot::create(&self.database_dir())?;
+        // 5. Copy in; the safety snapshot is taken under the write lock, before any change.
+        let mut safety_snapshot = None;
+        let schema_version = self
+            .backend()
+            .restore_snapshot(&file, staging.path(), &mut || {
+                if options.safety_snapshot {
+                    safety_snapshot = Some(self.safety_snapshot()?);
+                }
+                Ok(())
+            })?;
         Ok(RestoreReport {
             restored,
             safety_snapshot,
             schema_version,
             elapsed_ms: millis(started.elapsed()),
         })
+    }
+
+    /// The directory holding the database file.
+    fn database_dir(&self) -> PathBuf {
+        match self.canonical_path().parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Deletes the oldest safety copies `<db>-pre-restore-<timestamp>.db` beside the database
+    /// so that `keep` remain, never `newest` (the one a restore just made). Other files are
+    /// never touched. Returns the deleted paths, oldest first.
+    pub fn prune_safety_snapshots(
+        &self,
+        keep: std::num::NonZeroUsize,
+        newest: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        let db = self.path();
+        let dir = match db.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let stem = db
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "modstate".to_owned());
+        super::names::retain(&dir, &format!("{stem}-pre-restore"), keep.get(), newest)
     }
 
     /// Exports the current state as `<db>-pre-restore-<timestamp>.db` beside the database.
@@ -95,42 +109,5 @@ impl Store {
         let name = snapshot_file_name(&format!("{stem}-pre-restore"), SystemTime::now());
         let report = self.snapshot(dir.join(name), &SnapshotOptions::default())?;
         Ok(report.info.path)
-    }
-}
-
-/// A WAL database accepts a backup only from a source with the same page size.
-fn check_page_sizes(source: &Connection, live: &Connection, snapshot: &Path) -> Result<()> {
-    let (_, from) = page_count(source)?;
-    let (_, to) = page_count(live)?;
-    if from != to {
-        return Err(Error::Unsupported(format!(
-            "snapshot {} has page size {from} but the live database uses {to}; a WAL database cannot take it in place — restore into a new database path instead",
-            snapshot.display()
-        )));
-    }
-    Ok(())
-}
-
-/// All pages in one step: one write transaction on the live database, committed atomically.
-fn copy_in(source: &Connection, live: &mut Connection, busy_timeout: Duration) -> Result<()> {
-    let backup = Backup::new(source, live).context("starting the restore")?;
-    let deadline = Instant::now() + busy_timeout;
-    loop {
-        match backup
-            .step(-1)
-            .context("copying the snapshot into the database")?
-        {
-            StepResult::Done => return Ok(()),
-            StepResult::Busy | StepResult::Locked => {
-                if Instant::now() >= deadline {
-                    return Err(Error::Busy(
-                        "the database stayed busy while restoring; nothing was changed — retry, or raise --lock-timeout".to_owned(),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            // More (and any future non-final result): keep stepping.
-            _ => {}
-        }
     }
 }

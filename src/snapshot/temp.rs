@@ -11,16 +11,23 @@
 //!
 //! Our descriptor is separate from SQLite's and is closed only after SQLite closed its own
 //! connection: closing any descriptor of a SQLite file would drop SQLite's POSIX locks on it.
+//!
+//! SIGINT, SIGTERM or SIGHUP would end the process without running `Drop`. A process that
+//! calls [`remove_temp_files_on_signal`] gets a handler that unlinks the live temp files (and
+//! their sidecars) and then dies of the signal as it would have: the paths are kept, ready
+//! as C strings, in a fixed table of atomic slots that the handler reads without locking or
+//! allocating (`unlink` is async-signal-safe).
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::atomic::{process_alive, rename_into_place};
+use crate::atomic::{create_unique, process_alive, rename_into_place};
 use crate::error::{Error, Result};
+use crate::lock::{hold_exclusive, try_hold_exclusive};
 
 const PREFIX: &str = ".modstate-snapshot-";
 const SUFFIX: &str = ".tmp";
@@ -33,45 +40,41 @@ pub(crate) struct TempSnapshot {
     path: PathBuf,
     /// Holds the flock that tells sweepers this file is alive.
     lock: Option<File>,
+    /// This file's entry in the signal handler's table, while it is ours to clean up.
+    registered: Option<Registration>,
 }
 
 impl TempSnapshot {
     /// Creates a new, empty, locked temp file in `dir`.
     pub(crate) fn create(dir: &Path) -> Result<TempSnapshot> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let pid = std::process::id();
-        let mut attempts = 0;
-        loop {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!("{PREFIX}{pid}-{nanos:x}-{count:x}{SUFFIX}"));
-            match OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-            {
-                Ok(file) => {
-                    fs2::FileExt::lock_exclusive(&file)
-                        .map_err(|e| Error::io("locking snapshot temp file", &path, e))?;
-                    return Ok(TempSnapshot {
-                        path,
-                        lock: Some(file),
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
-                Err(e) => return Err(Error::io("creating snapshot temp file", &path, e)),
-            }
-        }
+        let (file, path) = create_unique(dir, |pid, unique| {
+            format!("{PREFIX}{pid}-{unique:x}-0{SUFFIX}").into()
+        })
+        .map_err(|e| Error::io("creating snapshot temp file in", dir, e))?;
+        // The lock tells sweepers this file is alive (pid checks alone cannot see across pid
+        // namespaces); a fresh file nobody else has opened is locked at once.
+        hold_exclusive(&file).map_err(|e| Error::io("locking snapshot temp file", &path, e))?;
+        let registered = Registration::new(&path);
+        Ok(TempSnapshot {
+            path,
+            lock: Some(file),
+            registered,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open file, for writing a download into it (never for SQLite's use).
+    pub(crate) fn file(&self) -> Result<&File> {
+        self.lock.as_ref().ok_or_else(|| {
+            Error::io(
+                "writing",
+                &self.path,
+                std::io::Error::other("the temp file was already persisted"),
+            )
+        })
     }
 
     /// fsyncs the file. Call only after SQLite has closed its connection to it.
@@ -101,6 +104,8 @@ impl TempSnapshot {
     /// Renames the (closed, synced) file over `dest` and fsyncs the directory.
     pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
         remove_sidecars(&self.path);
+        // From the rename on, the file is the snapshot: a signal must not remove it.
+        self.registered = None;
         rename_into_place(&self.path, dest)?;
         // The name now belongs to the snapshot: nothing to clean up.
         self.path = PathBuf::new();
@@ -116,8 +121,122 @@ impl Drop for TempSnapshot {
         }
         remove_sidecars(&self.path);
         let _ = fs::remove_file(&self.path);
+        self.registered = None;
         // Unlock last, so no sweeper sees an unlocked file that is still ours.
         self.lock = None;
+    }
+}
+
+/// How many temp files the signal handler can know of at once (a process exports few at a
+/// time; one beyond this is still cleaned up by `Drop` and by the next sweep).
+const SLOTS: usize = 16;
+/// The paths the handler removes: a temp file and its sidecars, as C strings.
+type SignalPaths = [CString; 1 + SIDECARS.len()];
+
+static LIVE: [AtomicPtr<SignalPaths>; SLOTS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; SLOTS];
+/// Handlers running now. Once one runs the process is about to die, so a slot is never freed
+/// while a handler may still read it.
+static HANDLING: AtomicUsize = AtomicUsize::new(0);
+
+/// A temp file's slot in [`LIVE`]; frees it on drop.
+#[derive(Debug)]
+struct Registration {
+    slot: usize,
+}
+
+impl Registration {
+    fn new(path: &Path) -> Option<Registration> {
+        let c = |suffix: &str| {
+            let mut name = path.as_os_str().as_encoded_bytes().to_vec();
+            name.extend_from_slice(suffix.as_bytes());
+            CString::new(name).ok()
+        };
+        let paths: SignalPaths = [c("")?, c(SIDECARS[0])?, c(SIDECARS[1])?, c(SIDECARS[2])?];
+        let raw = Box::into_raw(Box::new(paths));
+        for (slot, cell) in LIVE.iter().enumerate() {
+            if cell
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    raw,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                return Some(Registration { slot });
+            }
+        }
+        // SAFETY: `raw` came from Box::into_raw above and was published nowhere.
+        drop(unsafe { Box::from_raw(raw) });
+        None
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let raw = LIVE[self.slot].swap(std::ptr::null_mut(), Ordering::SeqCst);
+        // A handler that started before the swap may still be reading the paths; it ends
+        // the process, so waiting for it costs nothing.
+        while HANDLING.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        if !raw.is_null() {
+            // SAFETY: only this registration put `raw` there, and no handler reads it now.
+            drop(unsafe { Box::from_raw(raw) });
+        }
+    }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP remove this process's snapshot temp files before the
+/// process dies of the signal (its exit status stays "killed by signal N"). For a process
+/// with no handlers of its own for these signals, such as a CLI; installs once.
+pub fn remove_temp_files_on_signal() -> Result<()> {
+    static INSTALLED: std::sync::OnceLock<std::result::Result<(), i32>> =
+        std::sync::OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: a zeroed sigaction with our handler is a valid argument.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+                }
+            }
+        }
+        Ok(())
+    });
+    installed.map_err(|errno| {
+        Error::io(
+            "installing the signal handler that removes",
+            "snapshot temp files",
+            std::io::Error::from_raw_os_error(errno),
+        )
+    })
+}
+
+/// Async-signal-safe only: atomics, `unlink`, `signal`, `raise`.
+extern "C" fn on_signal(signal: libc::c_int) {
+    HANDLING.fetch_add(1, Ordering::SeqCst);
+    for cell in &LIVE {
+        let raw = cell.load(Ordering::SeqCst);
+        if raw.is_null() {
+            continue;
+        }
+        // SAFETY: a published slot stays valid while HANDLING is non-zero (see Registration).
+        for path in unsafe { &*raw } {
+            // SAFETY: a NUL-terminated path.
+            unsafe { libc::unlink(path.as_ptr()) };
+        }
+    }
+    // Die of the signal as without this handler: it is blocked until we return, then
+    // delivered with the default action.
+    // SAFETY: both are async-signal-safe.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
     }
 }
 
@@ -158,10 +277,10 @@ pub(crate) fn sweep(dir: &Path) -> Vec<PathBuf> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&main)
         {
-            Ok(file) => match fs2::FileExt::try_lock_exclusive(&file) {
-                Ok(()) => Some(file),
+            Ok(file) => match try_hold_exclusive(&file) {
+                Ok(true) => Some(file),
                 // Locked: alive after all (another pid namespace).
-                Err(_) => continue,
+                _ => continue,
             },
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(_) => continue,

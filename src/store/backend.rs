@@ -11,7 +11,11 @@
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::Result;
+use std::path::Path;
+
 use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::snapshot::{CopyProgress, SnapshotInfo};
+use crate::store::SnapshotFile;
 
 /// An artifact as a backend returns it: the stored bytes and what was recorded about them,
 /// not yet checked against the recorded hash (the caller checks, whatever the engine).
@@ -79,6 +83,27 @@ pub(crate) trait Backend: Send + Sync {
 
     /// A namespace's generation (0 if never written).
     fn memory_generation(&self, namespace: &str) -> Result<u64>;
+
+    /// Copies the whole store, as of one instant and while writers go on, into the empty file
+    /// `into` in the portable snapshot format (a self-contained SQLite database), and checks
+    /// the copy. `after_step` runs after each chunk, for progress.
+    fn export_snapshot(
+        &self,
+        into: &Path,
+        after_step: &mut dyn FnMut(CopyProgress),
+    ) -> Result<SnapshotInfo>;
+
+    /// Replaces the store's content with the verified snapshot `file` in one transaction,
+    /// migrated to this binary's schema, with every generation and version moved past what
+    /// the store handed out before. `staging` is an empty private file the backend may use.
+    /// The caller holds the global lock exclusively; `before_copy` runs once nothing else can
+    /// write and before anything changes. Returns the schema version afterwards.
+    fn restore_snapshot(
+        &self,
+        file: &SnapshotFile,
+        staging: &Path,
+        before_copy: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<u32>;
 }
 
 /// What an engine provides for looking after a store (`doctor`, `stats`, `artifact prune`,

@@ -2,7 +2,7 @@
 //!
 //! [`Store`] keeps the rules that do not depend on the engine (envelope validation, hashing,
 //! query parsing, retention live in `artifact/`, `memory/` and `snapshot/`) and reaches the
-//! data only through the [`Backend`] boundary in `backend.rs`. Each engine is a sibling module
+//! data only through the `Backend` boundary in `backend.rs`. Each engine is a sibling module
 //! behind that boundary:
 //!
 //! * `sqlite/` — the embedded default: WAL, one writer connection, a read pool, `flock` locks
@@ -24,8 +24,9 @@ use crate::lock::LockDir;
 pub(crate) use backend::{Backend, Maintenance, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
+pub(crate) use sqlite::errors::is_storage_failure;
 pub use sqlite::fts::fts5_query;
-pub(crate) use sqlite::migrate_restored;
+pub(crate) use sqlite::snapshot::SnapshotFile;
 
 use sqlite::SqliteBackend;
 
@@ -148,13 +149,6 @@ impl Store {
     /// Tries to empty the write-ahead log without waiting for anyone; see the backend.
     pub fn shrink_wal(&self) -> Result<()> {
         self.backend.shrink_wal()
-    }
-
-    // Transitional: the snapshot restore still reaches SQLite's writer connection until it
-    // moves behind the boundary.
-
-    pub(crate) fn writer(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>> {
-        self.backend.writer()
     }
 }
 

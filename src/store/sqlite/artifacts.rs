@@ -1,13 +1,19 @@
 //! The artifacts table in SQLite, and the one `Backend` implementation of this engine (the
 //! memory methods forward to `memories.rs`).
 
+use std::path::Path;
+
 use rusqlite::{OptionalExtension, params};
+
+use super::snapshot::SnapshotFile;
+use crate::snapshot::{CopyProgress, SnapshotInfo};
 
 use super::SqliteBackend;
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
-use crate::error::{Result, SqlContext};
+use crate::error::Result;
 use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::store::sqlite::errors::SqlContext;
 use crate::store::{Backend, StoredArtifact};
 use crate::time::now_rfc3339;
 
@@ -120,6 +126,23 @@ impl Backend for SqliteBackend {
 
     fn memory_generation(&self, namespace: &str) -> Result<u64> {
         self.memory_generation_sql(namespace)
+    }
+
+    fn export_snapshot(
+        &self,
+        into: &Path,
+        after_step: &mut dyn FnMut(CopyProgress),
+    ) -> Result<SnapshotInfo> {
+        self.export_snapshot_sql(into, after_step)
+    }
+
+    fn restore_snapshot(
+        &self,
+        file: &SnapshotFile,
+        staging: &Path,
+        before_copy: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<u32> {
+        self.restore_snapshot_sql(file, staging, before_copy)
     }
 }
 

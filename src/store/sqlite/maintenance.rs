@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::SqlContext;
 use super::{SqliteBackend, stamps};
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, Result};
 use crate::maintenance::{
     ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, PruneRule, Stats, file_len,
     suffixed,

@@ -8,11 +8,12 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_f
 
 use super::stamps::{counter, namespace_generation, next_stamp, set_namespace_generation};
 use super::{SqliteBackend, fts, rank};
-use crate::error::{Result, SqlContext};
+use crate::error::Result;
 use crate::memory::{
     Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode, check_expected, grams,
     later_than, next_id, not_found, timestamp,
 };
+use crate::store::sqlite::errors::SqlContext;
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
 const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0)";

@@ -3,7 +3,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::{Error, Result, SqlContext};
+use crate::error::{Error, Result};
+use crate::store::sqlite::errors::SqlContext;
 
 /// Every migration, in order; entry `i` moves the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[(&str, &str)] = &[

@@ -18,16 +18,19 @@
 //! This is the only module (with its children) that names `rusqlite`.
 
 mod artifacts;
+pub(crate) mod errors;
 pub(crate) mod fts;
 mod maintenance;
 mod memories;
 mod migrate;
 pub(crate) mod rank;
+pub(crate) mod snapshot;
+mod source;
 pub(crate) mod stamps;
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -35,8 +38,10 @@ use std::time::Duration;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::error::{Error, Result, SqlContext};
-use crate::lock::{LockDir, create_private_dir};
+use crate::error::{Error, Result};
+use crate::lock::LockDir;
+use crate::private::{create_private_dir, create_private_file};
+use crate::store::sqlite::errors::SqlContext;
 use crate::store::{Options, Synchronous};
 
 pub use migrate::SCHEMA_VERSION;
@@ -439,14 +444,9 @@ fn read_only_target(path: &Path, busy_timeout: Duration) -> Result<ReaderTarget>
 fn read_only_uri(path: &Path) -> String {
     let mut shm = path.as_os_str().to_owned();
     shm.push("-shm");
-    let mut uri = String::from("file:");
-    for b in path.as_os_str().as_encoded_bytes() {
-        match b {
-            b'?' | b'#' | b'%' | 0x80.. => uri.push_str(&format!("%{b:02X}")),
-            _ => uri.push(char::from(*b)),
-        }
-    }
+    let mut uri = file_uri(path);
     let readable = std::ffi::CString::new(shm.as_encoded_bytes())
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
         .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::R_OK) } == 0);
     if !readable {
         uri.push_str("?immutable=1");
@@ -454,25 +454,15 @@ fn read_only_uri(path: &Path) -> String {
     uri
 }
 
-/// Brings a database whose content was just replaced by a restore up to this binary's schema.
-/// The caller holds the write lock and the writer connection.
-pub(crate) fn migrate_restored(conn: &mut Connection) -> Result<u32> {
-    migrate::migrate(conn)
-}
-
-/// Creates the database file with mode 0600 before SQLite opens it, so memories that may hold
-/// secrets are never world-readable; SQLite gives -wal and -shm the same mode. Only a file that
-/// does not exist yet is touched: closing a descriptor of a database this process has open
-/// would drop its SQLite locks.
-fn create_private_file(path: &Path) -> Result<bool> {
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(Error::io("creating database", path, e)),
+/// `file:<path>`, the path percent-encoded where a URI needs it, for opening with
+/// `SQLITE_OPEN_URI` (and query parameters such as `immutable=1`).
+pub(crate) fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' | 0x80.. => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(char::from(*b)),
+        }
     }
+    uri
 }

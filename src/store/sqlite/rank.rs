@@ -70,6 +70,9 @@ pub fn register(conn: &Connection) -> Result<()> {
 }
 
 /// The auxiliary function: reads the features of the current row and returns its score.
+///
+/// # Safety
+/// Called by FTS5 only, with its extension API table and the context of the row being ranked.
 unsafe extern "C" fn rank(
     api: *const ffi::Fts5ExtensionApi,
     fts: *mut ffi::Fts5Context,
@@ -86,6 +89,9 @@ unsafe extern "C" fn rank(
 
 /// The row's features. For a memory with CJK text the `grams` column (1) is searched, as it
 /// holds every word of the body split apart; otherwise the body (0).
+///
+/// # Safety
+/// `fts` must be the live FTS5 context of the current row, `api` its extension API table.
 unsafe fn features(
     api: &ffi::Fts5ExtensionApi,
     fts: *mut ffi::Fts5Context,

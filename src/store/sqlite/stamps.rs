@@ -14,7 +14,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::error::{Result, SqlContext};
+use crate::error::Result;
+use crate::store::sqlite::errors::SqlContext;
 
 /// The store-wide counter: the last value handed out.
 pub fn counter(conn: &Connection) -> Result<u64> {
