@@ -37,6 +37,10 @@ pub enum MemoryCommand {
         id: String,
     },
     /// List memories, newest first, a page at a time.
+    ///
+    /// On a terminal: aligned columns under a header, long texts cut. Piped: one memory a
+    /// line, ID, NAMESPACE, CATEGORY, UPDATED and TEXT separated by tabs (backslash, tab,
+    /// newline and carriage return in a field escaped as \\, \t, \n, \r), no header.
     Ls {
         #[command(flatten)]
         filter: FilterArgs,

@@ -103,6 +103,8 @@ enum Command {
     #[command(after_help = help::MAINTENANCE_EXAMPLES)]
     Doctor(StoreCommand<admin::NoArgs>),
     /// Counts and sizes: artifacts, memories per namespace, database and WAL, generations.
+    ///
+    /// Piped: one WHAT and VALUE pair a line, tab-separated, no header; --json for tools.
     #[command(after_help = help::MAINTENANCE_EXAMPLES)]
     Stats(StoreCommand<admin::NoArgs>),
     /// Rebuild the database file to return the space of removed rows to the file system.
