@@ -439,6 +439,17 @@ fn current_holders(
     };
     let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
     let entries = table.holders_of(meta.dev(), meta.ino());
+    if entries.is_empty() {
+        // The table names no holder. Make sure by trying the lock: a file system that reports
+        // other device numbers in /proc/locks than in stat (overlayfs, say), or a lock taken
+        // between the two reads, must not be shown as free while it is held.
+        let state = probe(file, path)?;
+        let holders = match (state, recorded) {
+            ("held", Some(h)) => vec![h.clone()],
+            _ => Vec::new(),
+        };
+        return Ok((state, holders));
+    }
     let state = if entries.iter().any(|&(_, exclusive)| exclusive) {
         "held"
     } else if entries.is_empty() {

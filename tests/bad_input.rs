@@ -31,6 +31,7 @@
 //! add a three-line `#[test]` calling `check_group`. `every_cli_command_has_rows` fails until
 //! each command the binary lists in `--help` has at least one row.
 
+use crate::common::BIN;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -45,7 +46,6 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest as _, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 /// A row that runs longer than this has hung; it is killed and fails.
 const ROW_DEADLINE: Duration = Duration::from_secs(120);
 /// The database every row gets unless it names another with `.db(…)`.

@@ -2,18 +2,15 @@
 //! `--verbose`, JSON errors, listings, where the database lives, and the maintenance
 //! commands (`doctor`, `stats`, `artifact prune`, `vacuum`). Every test spawns the binary.
 
-mod common;
-
+use crate::common::BIN;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{exit_code, output_with_stdin, stderr_text, stdout_text};
+use crate::common::{code, output_with_stdin, stderr, stdout_text};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
 /// A home directory and a clone-like working directory, with no database named anywhere:
 /// the per-user default applies.
@@ -78,7 +75,7 @@ fn json(out: &Output) -> Value {
 }
 
 fn ok(out: &Output) -> &Output {
-    assert_eq!(exit_code(out), 0, "stderr: {}", stderr_text(out));
+    assert_eq!(code(out), 0, "stderr: {}", stderr(out));
     out
 }
 
@@ -102,7 +99,7 @@ fn command_paths() -> Vec<Vec<String>> {
 
 fn help(path: &[String]) -> String {
     let out = Command::new(BIN).args(path).arg("--help").output().unwrap();
-    assert_eq!(exit_code(&out), 0, "{path:?} --help: {}", stderr_text(&out));
+    assert_eq!(code(&out), 0, "{path:?} --help: {}", stderr(&out));
     stdout_text(&out)
 }
 
@@ -218,7 +215,7 @@ fn each_group_shows_only_the_options_that_apply() {
     // And an option that does not apply is refused, not ignored.
     let h = Home::new();
     let out = h.run(&["lockfile", "ls", "--db", "x.db"]);
-    assert_eq!(exit_code(&out), 2);
+    assert_eq!(code(&out), 2);
 }
 
 #[test]
@@ -249,18 +246,9 @@ fn root_help_says_which_database_is_in_use_and_why() {
 fn lock_run_without_arguments_is_a_one_line_usage_error() {
     let h = Home::new();
     let out = h.run(&["lock", "run"]);
-    assert_eq!(exit_code(&out), 2);
-    assert_eq!(
-        stderr_text(&out).lines().count(),
-        1,
-        "{}",
-        stderr_text(&out)
-    );
-    assert!(
-        stderr_text(&out).starts_with("error: "),
-        "{}",
-        stderr_text(&out)
-    );
+    assert_eq!(code(&out), 2);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
 
@@ -312,7 +300,7 @@ fn the_default_database_is_per_user_and_the_clone_stays_clean() {
         "the clone got files"
     );
     assert_eq!(
-        stderr_text(&out),
+        stderr(&out),
         format!(
             "created database {} (the per-user default)\n",
             h.default_db().display()
@@ -325,7 +313,7 @@ fn the_default_database_is_per_user_and_the_clone_stays_clean() {
         &["artifact", "put", &digest(2), "-"],
         envelope(2, 1).as_bytes(),
     );
-    assert_eq!(stderr_text(ok(&again)), "");
+    assert_eq!(stderr(ok(&again)), "");
 }
 
 #[test]
@@ -345,8 +333,8 @@ fn xdg_data_home_then_modstate_db_then_db_win_in_that_order() {
         .env("XDG_DATA_HOME", "rel")
         .output()
         .unwrap();
-    assert_eq!(exit_code(&out), 3, "{}", stderr_text(&out));
-    assert!(stderr_text(&out).contains(&h.default_db().display().to_string()));
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&h.default_db().display().to_string()));
 
     let env_db = h.home.join("env.db");
     let flag_db = h.home.join("flag.db");
@@ -356,9 +344,9 @@ fn xdg_data_home_then_modstate_db_then_db_win_in_that_order() {
         .output()
         .unwrap();
     assert!(
-        stderr_text(ok(&out)).contains("(from MODSTATE_DB)"),
+        stderr(ok(&out)).contains("(from MODSTATE_DB)"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     assert!(env_db.exists());
     let out = h
@@ -366,11 +354,7 @@ fn xdg_data_home_then_modstate_db_then_db_win_in_that_order() {
         .env("MODSTATE_DB", &env_db)
         .output()
         .unwrap();
-    assert!(
-        stderr_text(ok(&out)).contains("(from --db)"),
-        "{}",
-        stderr_text(&out)
-    );
+    assert!(stderr(ok(&out)).contains("(from --db)"), "{}", stderr(&out));
     assert!(flag_db.exists());
 }
 
@@ -382,11 +366,11 @@ fn without_a_home_the_default_database_is_a_clear_error() {
         .env_remove("HOME")
         .output()
         .unwrap();
-    assert_eq!(exit_code(&out), 6);
+    assert_eq!(code(&out), 6);
     assert!(
-        stderr_text(&out).contains("pass --db PATH or set MODSTATE_DB"),
+        stderr(&out).contains("pass --db PATH or set MODSTATE_DB"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     assert_eq!(json(&out)["error"]["kind"], "invalid");
 }
@@ -413,11 +397,11 @@ fn json_failures_print_one_error_document_and_one_stderr_line() {
         ),
     ] {
         let out = h.run(&args);
-        assert_eq!(exit_code(&out), exit, "{args:?}: {}", stderr_text(&out));
+        assert_eq!(code(&out), exit, "{args:?}: {}", stderr(&out));
         let doc = json(&out);
         assert_eq!(doc["error"]["exit"], exit, "{args:?}");
         assert_eq!(doc["error"]["kind"], kind, "{args:?}");
-        let line = stderr_text(&out);
+        let line = stderr(&out);
         assert_eq!(line.lines().count(), 1, "{args:?}: {line}");
         assert_eq!(
             doc["error"]["message"],
@@ -445,7 +429,7 @@ fn quiet_prints_only_requested_data_and_verbose_says_more() {
         out.stdout.is_empty() && out.stderr.is_empty(),
         "{}{}",
         stdout_text(&out),
-        stderr_text(&out)
+        stderr(&out)
     );
     // Requested data still prints.
     let out = h.run_in(
@@ -457,18 +441,18 @@ fn quiet_prints_only_requested_data_and_verbose_says_more() {
     assert_eq!(stdout_text(ok(&out)), envelope(1, 1));
     // Lockfile: no "using dagger.lock" line under -q.
     let out = h.run(&["-q", "lockfile", "set", "", "op", r#"["a"]"#, "1"]);
-    assert!(ok(&out).stderr.is_empty(), "{}", stderr_text(&out));
+    assert!(ok(&out).stderr.is_empty(), "{}", stderr(&out));
     let out = h.run(&["lockfile", "set", "", "op", r#"["b"]"#, "1"]);
-    assert!(stderr_text(ok(&out)).contains("using dagger.lock"));
+    assert!(stderr(ok(&out)).contains("using dagger.lock"));
     // Verbose: database, why, backend.
     let out = h.run(&["-v", "artifact", "ls"]);
-    let err = stderr_text(ok(&out));
+    let err = stderr(ok(&out));
     assert!(err.contains(&h.default_db().display().to_string()), "{err}");
     assert!(
         err.contains("per-user default") && err.contains("backend sqlite"),
         "{err}"
     );
-    assert_eq!(exit_code(&h.run(&["-q", "-v", "stats"])), 2);
+    assert_eq!(code(&h.run(&["-q", "-v", "stats"])), 2);
 }
 
 #[test]
@@ -493,21 +477,16 @@ fn lock_waits_are_said_unless_quiet_and_timeouts_name_the_flag_used() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = h.run(&["--lock-timeout", "1.5", "vacuum"]);
-    assert_eq!(exit_code(&out), 5, "{}", stderr_text(&out));
-    let err = stderr_text(&out);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    let err = stderr(&out);
     assert!(
         err.starts_with("Blocking waiting for lock on global"),
         "{err}"
     );
     assert!(err.contains("(raise --lock-timeout SECS)"), "{err}");
     let out = h.run(&["-q", "--lock-timeout", "1.5", "vacuum"]);
-    assert_eq!(exit_code(&out), 5);
-    assert_eq!(
-        stderr_text(&out).lines().count(),
-        1,
-        "{}",
-        stderr_text(&out)
-    );
+    assert_eq!(code(&out), 5);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     let out = h.run(&[
         "-q",
         "lock",
@@ -518,17 +497,13 @@ fn lock_waits_are_said_unless_quiet_and_timeouts_name_the_flag_used() {
         "--",
         "true",
     ]);
-    assert_eq!(exit_code(&out), 5);
+    assert_eq!(code(&out), 5);
     assert!(
-        stderr_text(&out).contains("(raise --timeout SECS)"),
+        stderr(&out).contains("(raise --timeout SECS)"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
-    assert!(
-        !stderr_text(&out).contains("--lock-timeout"),
-        "{}",
-        stderr_text(&out)
-    );
+    assert!(!stderr(&out).contains("--lock-timeout"), "{}", stderr(&out));
     stop(&mut holder);
 }
 
@@ -618,7 +593,7 @@ fn every_timestamp_has_one_format() {
 
 fn doctor(h: &Home) -> (i32, Value) {
     let out = h.run(&["--json", "doctor"]);
-    (exit_code(&out), json(&out))
+    (code(&out), json(&out))
 }
 
 fn failed_checks(doc: &Value) -> Vec<String> {
@@ -635,7 +610,7 @@ fn failed_checks(doc: &Value) -> Vec<String> {
 fn doctor_passes_a_healthy_store_and_names_each_problem() {
     let h = Home::new();
     let out = h.run(&["doctor"]);
-    assert_eq!(exit_code(&out), 1, "no database is a problem");
+    assert_eq!(code(&out), 1, "no database is a problem");
     assert!(
         stdout_text(&out).starts_with("FAIL database"),
         "{}",
@@ -764,9 +739,9 @@ fn prune_keeps_the_newest_and_removes_by_age() {
         format!("{}\n{}\n", digest(1), digest(2))
     );
     assert!(
-        stderr_text(&out).contains("removed 2 artifacts"),
+        stderr(&out).contains("removed 2 artifacts"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     std::thread::sleep(Duration::from_millis(1100));
     let out = h.run(&[
@@ -896,12 +871,8 @@ fn memory_export_import_is_lossless_idempotent_and_all_or_nothing() {
         &["--db", third.to_str().unwrap(), "memory", "import", "-"],
         bad.as_bytes(),
     );
-    assert_eq!(exit_code(&out), 6);
-    assert!(
-        stderr_text(&out).contains("line 3:"),
-        "{}",
-        stderr_text(&out)
-    );
+    assert_eq!(code(&out), 6);
+    assert!(stderr(&out).contains("line 3:"), "{}", stderr(&out));
     let left = h.run(&["--db", third.to_str().unwrap(), "memory", "export"]);
     assert_eq!(stdout_text(&left), "", "a failed import left memories");
 
@@ -911,12 +882,8 @@ fn memory_export_import_is_lossless_idempotent_and_all_or_nothing() {
         &["--db", other_db, "memory", "import", "-"],
         changed.as_bytes(),
     );
-    assert_eq!(exit_code(&out), 6);
-    assert!(
-        stderr_text(&out).contains("other content"),
-        "{}",
-        stderr_text(&out)
-    );
+    assert_eq!(code(&out), 6);
+    assert!(stderr(&out).contains("other content"), "{}", stderr(&out));
 }
 
 // ---------------------------------------------------------------- messages
@@ -932,36 +899,36 @@ fn messages_say_what_to_do_and_only_what_can_be_done() {
     )
     .unwrap();
     let out = h.run(&["snapshot", "verify", junk.to_str().unwrap()]);
-    assert_eq!(exit_code(&out), 7, "{}", stderr_text(&out));
-    let err = stderr_text(&out);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    let err = stderr(&out);
     assert!(
         err.contains("not a SQLite database") && !err.contains("restore a snapshot"),
         "{err}"
     );
     // --keep 0 says what --keep needs.
     let out = h.run(&["snapshot", "export", "snaps/", "--keep", "0"]);
-    assert_eq!(exit_code(&out), 2);
+    assert_eq!(code(&out), 2);
     assert!(
-        stderr_text(&out).contains("--keep needs a whole number of snapshots to keep, 1 or more"),
+        stderr(&out).contains("--keep needs a whole number of snapshots to keep, 1 or more"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     // The INPUTS hint shows an array.
     let out = h.run(&["lockfile", "get", "", "op", "alpine"]);
-    assert_eq!(exit_code(&out), 6);
+    assert_eq!(code(&out), 6);
     assert!(
-        stderr_text(&out).contains(r#"'["docker.io/library/alpine:3.20"]'"#),
+        stderr(&out).contains(r#"'["docker.io/library/alpine:3.20"]'"#),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     // No flag raises the envelope limit: the message does not offer one.
     let big = envelope(1, 17 << 20);
     let out = h.run_in(&["artifact", "put", &digest(1)], big.as_bytes());
-    assert_eq!(exit_code(&out), 6);
+    assert_eq!(code(&out), 6);
     assert!(
-        !stderr_text(&out).contains("raise the limit"),
+        !stderr(&out).contains("raise the limit"),
         "{}",
-        stderr_text(&out)
+        stderr(&out)
     );
     assert!(!h.cwd.join("dagger.lock").exists());
 }
@@ -982,7 +949,7 @@ fn doctor_names_lock_holders_and_the_nearest_db_flag_wins() {
             .lines()
             .find(|l| l.contains("locks") && l.contains("pid"))
         {
-            assert_eq!(exit_code(&out), 0, "a held lock is not a problem: {text}");
+            assert_eq!(code(&out), 0, "a held lock is not a problem: {text}");
             break line.to_owned();
         }
         assert!(
@@ -1058,19 +1025,14 @@ fn snapshot_ls_shows_time_size_counts_and_verifies() {
     bytes.truncate(mid);
     fs::write(&newest, &bytes).unwrap();
     let out = h.run(&["snapshot", "ls", snaps.to_str().unwrap(), "--verify"]);
-    assert_eq!(exit_code(&out), 7, "{}", stderr_text(&out));
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
     let text = stdout_text(&out);
     assert!(text.lines().next().unwrap().contains("\tok\t"), "{text}");
     assert!(
         text.lines().nth(1).unwrap().contains("\tFAILED\t"),
         "{text}"
     );
-    assert_eq!(
-        stderr_text(&out).lines().count(),
-        1,
-        "{}",
-        stderr_text(&out)
-    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
 
 /// A snapshot name's time as `snapshot ls` shows it: RFC 3339 UTC, from the file name.

@@ -2,8 +2,7 @@
 //! SIGXFSZ ignored) fail with a clear error and leave the database and files exactly as they
 //! were; a database in a read-only directory still serves reads.
 
-mod common;
-
+use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -12,9 +11,7 @@ use std::process::{Command, Output};
 
 use sha2::{Digest as _, Sha256};
 
-use common::{limit_file_size, output_with_stdin};
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
+use crate::common::{limit_file_size, output_with_stdin};
 
 /// `modstate args…` with `stdin`, its file-size limit set to `fsize` bytes when given.
 fn run_limited(args: &[&str], stdin: &[u8], fsize: Option<u64>) -> Output {
@@ -24,14 +21,6 @@ fn run_limited(args: &[&str], stdin: &[u8], fsize: Option<u64>) -> Output {
         limit_file_size(&mut cmd, limit);
     }
     output_with_stdin(&mut cmd, stdin)
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally, not by a signal")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A digest of every row of every table: equal before and after means nothing changed.

@@ -2,9 +2,7 @@
 //! SIGKILL), retention, verify, and restore round trips. Every writer and exporter is the
 //! `modstate` binary in its own process.
 
-mod common;
-
-use common::fill;
+use crate::common::fill;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -423,7 +421,7 @@ fn file_size_limit_fails_cleanly_and_keeps_the_old_snapshot() {
     let limit: libc::rlim_t = 1024 * 1024;
     let mut cmd = command(&db);
     cmd.args(["snapshot", "export", dest.to_str().unwrap()]);
-    common::limit_file_size(&mut cmd, limit);
+    crate::common::limit_file_size(&mut cmd, limit);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
