@@ -596,18 +596,21 @@ fn open_lock_file(path: &Path) -> Result<File> {
         // A symlink planted in the lock directory is refused, never followed.
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .and_then(|file| {
-            // A FIFO or device planted in its place would block the holder-record read forever.
-            if file.metadata()?.is_file() {
-                Ok(file)
-            } else {
-                Err(std::io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "not a regular file; remove it",
-                ))
-            }
-        })
+        .and_then(regular_file)
         .map_err(|e| Error::io("opening lock file", path, e))
+}
+
+/// Only a regular file is a lock file: a FIFO or device planted in its place would block the
+/// holder-record read forever.
+fn regular_file(file: File) -> std::io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file; remove it",
+        ))
+    }
 }
 
 /// Opens an existing lock file read-only, for looking: `flock` works on a read-only
@@ -617,16 +620,7 @@ fn open_lock_file_read_only(path: &Path) -> Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .and_then(|file| {
-            if file.metadata()?.is_file() {
-                Ok(file)
-            } else {
-                Err(std::io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "not a regular file; remove it",
-                ))
-            }
-        })
+        .and_then(regular_file)
         .map_err(|e| Error::io("opening lock file", path, e))
 }
 

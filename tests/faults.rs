@@ -5,7 +5,6 @@
 use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -206,26 +205,13 @@ fn read_only_directory_serves_reads_and_refuses_writes_clearly() {
     let before = rows_digest(&db);
 
     // As root, permissions do not bind: run the commands as `nobody` with read access only.
-    let as_root = unsafe { libc::geteuid() } == 0;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&data, fs::Permissions::from_mode(0o555)).unwrap();
     fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).unwrap();
     let run = |args: &[&str], stdin: &[u8]| {
         let mut cmd = Command::new(BIN);
         cmd.arg("--db").arg(&db_arg).args(args);
-        if as_root {
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(65534) != 0
-                        || libc::setuid(65534) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        crate::common::as_nobody(&mut cmd);
         output_with_stdin(&mut cmd, stdin)
     };
 
