@@ -6,7 +6,7 @@
 //! misconfigured peers), and answers JSON of the wrong shape with a bare Invalid Request that
 //! carries no id. JSON-RPC 2.0 asks for a Parse error instead, and an agent host that sent a
 //! broken line should learn why nothing came back, so this transport answers every line it
-//! cannot hand to rmcp (`tests/mcp.rs` holds the server to each of these):
+//! cannot hand to rmcp (the unit tests below and `tests/mcp.rs` check each case):
 //!
 //! * not JSON → `-32700` Parse error;
 //! * JSON but not a JSON-RPC message (an array, a batch, a bad id) → `-32600` Invalid Request;
