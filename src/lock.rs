@@ -85,6 +85,46 @@ pub struct LockState {
     pub holders: Vec<Holder>,
 }
 
+/// The locks a store offers, whatever holds them: the storage backend boundary for locks
+/// (see `store/backend.rs`). [`LockDir`] is the implementation for a database file (kernel
+/// `flock` locks in `<db>.locks/`); a server backend implements the same operations with the
+/// server's session locks, with the same semantics: no TTL, released when the holder dies,
+/// order `global` → keys → `write`.
+pub trait Locks: Send + Sync {
+    /// The write lock, held for the span of one write transaction.
+    fn write(&self) -> Result<LockGuard>;
+    /// The global lock: exclusive for structural work, shared for keyed work.
+    fn global(&self, mode: Mode) -> Result<LockGuard>;
+    /// `global` shared, then every key in sorted order, deduplicated; all or nothing.
+    fn keyed(&self, keys: &[&str], mode: Mode) -> Result<KeyedGuard>;
+    /// Every lock with its state and current holders.
+    fn status(&self) -> Result<Vec<LockState>>;
+    /// Where the locks live when they are files (the lock directory), for a diagnosis.
+    fn directory(&self) -> Option<&Path>;
+}
+
+impl Locks for LockDir {
+    fn write(&self) -> Result<LockGuard> {
+        LockDir::write(self)
+    }
+
+    fn global(&self, mode: Mode) -> Result<LockGuard> {
+        LockDir::global(self, mode)
+    }
+
+    fn keyed(&self, keys: &[&str], mode: Mode) -> Result<KeyedGuard> {
+        LockDir::keyed(self, keys, mode)
+    }
+
+    fn status(&self) -> Result<Vec<LockState>> {
+        LockDir::status(self)
+    }
+
+    fn directory(&self) -> Option<&Path> {
+        Some(self.path())
+    }
+}
+
 /// The lock directory of one database.
 #[derive(Clone, Debug)]
 pub struct LockDir {

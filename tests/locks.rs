@@ -458,7 +458,7 @@ fn get_or_compute_panicking_compute_stores_nothing_and_releases() {
     }));
     assert!(result.is_err());
     assert!(!store.contains(&digest).unwrap());
-    let quick = store.locks().with_timeout(Duration::from_millis(100));
+    let quick = LockDir::new(store.canonical_path(), Duration::from_millis(100));
     drop(quick.keyed(&[digest.as_str()], Mode::Exclusive).unwrap());
     let (env, served) = store
         .get_or_compute(&digest, || {

@@ -174,7 +174,7 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
             format!("the full-text index does not match the memories: {p}"),
         ),
     });
-    checks.push(modes_check(canonical, store.locks().path()));
+    checks.push(modes_check(canonical, store.locks().directory()));
     let wal = file_len(&store.wal_path());
     let limit = store.options().wal_size_limit;
     checks.push(check(
@@ -228,15 +228,11 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
 
 /// The database, its WAL and shared memory, and the lock directory must be private to the
 /// user: memories can hold secrets.
-fn modes_check(db: &Path, locks: &Path) -> Check {
+fn modes_check(db: &Path, locks: Option<&Path>) -> Check {
     let mut open = Vec::new();
     let mut shown = Vec::new();
-    for path in [
-        db.to_path_buf(),
-        suffixed(db, "-wal"),
-        suffixed(db, "-shm"),
-        locks.to_path_buf(),
-    ] {
+    let files = [db.to_path_buf(), suffixed(db, "-wal"), suffixed(db, "-shm")];
+    for path in files.into_iter().chain(locks.map(Path::to_path_buf)) {
         if let Some(mode) = file_mode(&path) {
             shown.push(format!("{} {mode:o}", file_name(&path)));
             if mode & 0o077 != 0 {

@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use std::path::Path;
 
+use crate::lock::Locks;
 use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
 use crate::snapshot::{CopyProgress, SnapshotInfo};
 use crate::store::SnapshotFile;
@@ -33,6 +34,9 @@ pub(crate) struct StoredArtifact {
 
 /// What a storage engine provides to the store.
 pub(crate) trait Backend: Send + Sync {
+    /// The store's cross-process locks.
+    fn locks(&self) -> &dyn Locks;
+
     /// Stores each `(digest, envelope, sha256 of the envelope)` in one transaction. Identical
     /// bytes, or other bytes of the same JSON, are `Unchanged` and not written.
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>>;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lock::LockDir;
+use crate::lock::Locks;
 
 pub(crate) use backend::{Backend, Maintenance, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
@@ -136,9 +136,9 @@ impl Store {
         self.backend.schema_version()
     }
 
-    /// The lock directory `<db>.locks/`.
-    pub fn locks(&self) -> &LockDir {
-        self.backend.locks()
+    /// The store's cross-process locks (write, global, keyed, holders), through the backend.
+    pub fn locks(&self) -> &dyn Locks {
+        self.backend().locks()
     }
 
     /// Whether writes are possible (false when the database's directory is read-only).
