@@ -42,6 +42,7 @@ pub mod digest;
 pub mod error;
 pub mod lock;
 pub mod lockfile;
+pub mod maintenance;
 pub mod memory;
 pub mod private;
 pub mod snapshot;

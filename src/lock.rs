@@ -85,6 +85,46 @@ pub struct LockState {
     pub holders: Vec<Holder>,
 }
 
+/// The locks a store offers, whatever holds them: the storage backend boundary for locks
+/// (see `store/backend.rs`). [`LockDir`] is the implementation for a database file (kernel
+/// `flock` locks in `<db>.locks/`); a server backend implements the same operations with the
+/// server's session locks, with the same semantics: no TTL, released when the holder dies,
+/// order `global` → keys → `write`.
+pub trait Locks: Send + Sync {
+    /// The write lock, held for the span of one write transaction.
+    fn write(&self) -> Result<LockGuard>;
+    /// The global lock: exclusive for structural work, shared for keyed work.
+    fn global(&self, mode: Mode) -> Result<LockGuard>;
+    /// `global` shared, then every key in sorted order, deduplicated; all or nothing.
+    fn keyed(&self, keys: &[&str], mode: Mode) -> Result<KeyedGuard>;
+    /// Every lock with its state and current holders.
+    fn status(&self) -> Result<Vec<LockState>>;
+    /// Where the locks live when they are files (the lock directory), for a diagnosis.
+    fn directory(&self) -> Option<&Path>;
+}
+
+impl Locks for LockDir {
+    fn write(&self) -> Result<LockGuard> {
+        LockDir::write(self)
+    }
+
+    fn global(&self, mode: Mode) -> Result<LockGuard> {
+        LockDir::global(self, mode)
+    }
+
+    fn keyed(&self, keys: &[&str], mode: Mode) -> Result<KeyedGuard> {
+        LockDir::keyed(self, keys, mode)
+    }
+
+    fn status(&self) -> Result<Vec<LockState>> {
+        LockDir::status(self)
+    }
+
+    fn directory(&self) -> Option<&Path> {
+        Some(self.path())
+    }
+}
+
 /// The lock directory of one database.
 #[derive(Clone, Debug)]
 pub struct LockDir {
@@ -363,7 +403,10 @@ fn wait_for_lock(
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if !told && Instant::now() < deadline {
-                    eprintln!(
+                    // A record, not a print: the library writes nothing itself. The CLI's logger
+                    // turns it into cargo's familiar stderr line; an embedder decides.
+                    log::warn!(
+                        target: "modstate::lock",
                         "Blocking waiting for lock on {label}{}",
                         describe_holder(path, label)
                     );
@@ -373,7 +416,7 @@ fn wait_for_lock(
         }
     }
     Err(Error::Busy(format!(
-        "timed out after {:.1}s waiting for lock on {label}{}; retry later or raise --lock-timeout",
+        "timed out after {:.1}s waiting for lock on {label}{}; retry later, or allow a longer lock timeout",
         timeout.as_secs_f64(),
         describe_holder(path, label)
     )))
@@ -436,6 +479,17 @@ fn current_holders(
     };
     let meta = file.metadata().map_err(|e| Error::io("reading", path, e))?;
     let entries = table.holders_of(meta.dev(), meta.ino());
+    if entries.is_empty() {
+        // The table names no holder. Make sure by trying the lock: a file system that reports
+        // other device numbers in /proc/locks than in stat (overlayfs, say), or a lock taken
+        // between the two reads, must not be shown as free while it is held.
+        let state = probe(file, path)?;
+        let holders = match (state, recorded) {
+            ("held", Some(h)) => vec![h.clone()],
+            _ => Vec::new(),
+        };
+        return Ok((state, holders));
+    }
     let state = if entries.iter().any(|&(_, exclusive)| exclusive) {
         "held"
     } else if entries.is_empty() {
@@ -582,18 +636,21 @@ fn open_lock_file(path: &Path) -> Result<File> {
         // A symlink planted in the lock directory is refused, never followed.
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .and_then(|file| {
-            // A FIFO or device planted in its place would block the holder-record read forever.
-            if file.metadata()?.is_file() {
-                Ok(file)
-            } else {
-                Err(std::io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "not a regular file; remove it",
-                ))
-            }
-        })
+        .and_then(regular_file)
         .map_err(|e| Error::io("opening lock file", path, e))
+}
+
+/// Only a regular file is a lock file: a FIFO or device planted in its place would block the
+/// holder-record read forever.
+fn regular_file(file: File) -> std::io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file; remove it",
+        ))
+    }
 }
 
 /// Opens an existing lock file read-only, for looking: `flock` works on a read-only
@@ -603,16 +660,7 @@ fn open_lock_file_read_only(path: &Path) -> Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .and_then(|file| {
-            if file.metadata()?.is_file() {
-                Ok(file)
-            } else {
-                Err(std::io::Error::new(
-                    ErrorKind::InvalidInput,
-                    "not a regular file; remove it",
-                ))
-            }
-        })
+        .and_then(regular_file)
         .map_err(|e| Error::io("opening lock file", path, e))
 }
 

@@ -19,16 +19,17 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 /// Creates the database file with mode 0600 before SQLite opens it, so memories that may hold
 /// secrets are never world-readable; SQLite gives -wal and -shm the same mode. Only a file that
 /// does not exist yet is touched: closing a descriptor of a database this process has open
-/// would drop its SQLite locks.
-pub(crate) fn create_private_file(path: &Path) -> Result<()> {
+/// would drop its SQLite locks. Answers whether this call created it (`O_EXCL`: exactly one
+/// caller does), so a front end can say so once.
+pub(crate) fn create_private_file(path: &Path) -> Result<bool> {
     match OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("creating database", path, e)),
     }
 }

@@ -2,9 +2,10 @@
 
 use std::time::{Duration, SystemTime};
 
-/// The current time as RFC 3339 UTC with milliseconds (holder records, artifacts).
+/// The current time as RFC 3339 UTC with microseconds (holder records, artifacts): the same
+/// format and precision as every other stored or printed time.
 pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    timestamp(SystemTime::now())
 }
 
 /// `at` as RFC 3339 in UTC with microseconds: fixed width, so text order is time order.

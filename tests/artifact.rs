@@ -1,6 +1,7 @@
 //! Module-state artifacts through the CLI: round trips, the artifact file outcomes, integrity,
 //! multi-process puts and opens, contention with a foreign writer, file modes, schema refusal.
 
+use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -9,7 +10,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 const VALID_DIGEST: &str =
     "sha256:721e3d1485011d4fe4bb939e608c6036d91442db94818655bd6ee65f29af63f6";
 
@@ -39,14 +39,6 @@ fn run_in(db: &Path, args: &[&str], stdin: &[u8]) -> Output {
 
 fn run(db: &Path, args: &[&str]) -> Output {
     run_in(db, args, b"")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally, not by a signal")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn digest_of(n: usize) -> String {

@@ -31,6 +31,7 @@
 //! add a three-line `#[test]` calling `check_group`. `every_cli_command_has_rows` fails until
 //! each command the binary lists in `--help` has at least one row.
 
+use crate::common::BIN;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -45,7 +46,6 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest as _, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 /// A row that runs longer than this has hung; it is killed and fails.
 const ROW_DEADLINE: Duration = Duration::from_secs(120);
 /// The database every row gets unless it names another with `.db(…)`.
@@ -66,6 +66,7 @@ const GROUPS: &[(&str, Rows)] = &[
     ("memory", memory_rows),
     ("snapshot", snapshot_rows),
     ("mcp", mcp_rows),
+    ("maintenance", maintenance_rows),
 ];
 
 #[test]
@@ -101,6 +102,11 @@ fn snapshot_bad_input() {
 #[test]
 fn mcp_bad_input() {
     check_group("mcp");
+}
+
+#[test]
+fn maintenance_bad_input() {
+    check_group("maintenance");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,6 +236,7 @@ fn artifact_rows() -> Vec<Row> {
         artifact_export_rows(),
         artifact_check_rows(),
         artifact_resolve_rows(),
+        artifact_prune_rows(),
     ]
     .into_iter()
     .flatten()
@@ -845,6 +852,7 @@ fn memory_rows() -> Vec<Row> {
             2,
         ),
     ]);
+    rows.extend(memory_transfer_rows());
     rows
 }
 
@@ -963,7 +971,181 @@ fn snapshot_rows() -> Vec<Row> {
             1,
         ),
         Row::new("snapshot ls", "no path", ["snapshot", "ls"], 2),
+        // --verify: one bad snapshot fails the listing (exit 7, one line naming it); the
+        // listing itself still prints.
+        Row::new(
+            "snapshot ls",
+            "--verify over a snapshot that is not a database",
+            ["snapshot", "ls", "snaps", "--verify"],
+            7,
+        )
+        .setup(|root| {
+            fs::create_dir(root.join("snaps")).unwrap();
+            fs::write(
+                root.join("snaps/state-20260101T000000.000Z.db"),
+                b"not a database\n".repeat(300),
+            )
+            .unwrap();
+        })
+        .check(|_, out| {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if stdout.contains("state-20260101T000000.000Z.db") {
+                Ok(())
+            } else {
+                Err(format!("the listing is missing: {stdout:?}"))
+            }
+        }),
+        Row::new(
+            "snapshot restore",
+            "--keep-pre-restore 0",
+            ["snapshot", "restore", "junk.db", "--keep-pre-restore", "0"],
+            2,
+        ),
+        Row::new(
+            "snapshot restore",
+            "--keep-pre-restore with --no-safety-snapshot",
+            [
+                "snapshot",
+                "restore",
+                "junk.db",
+                "--keep-pre-restore",
+                "2",
+                "--no-safety-snapshot",
+            ],
+            2,
+        ),
     ]
+}
+
+/// `artifact prune`: it needs a rule, and the rule must read.
+fn artifact_prune_rows() -> Vec<Row> {
+    let mut rows = global_option_rows(
+        "artifact prune",
+        &["artifact", "prune", "--keep-newest", "1"],
+    );
+    rows.extend([
+        Row::new("artifact prune", "no rule", ["artifact", "prune"], 2),
+        Row::new(
+            "artifact prune",
+            "a duration that is not one",
+            ["artifact", "prune", "--older-than", "soon"],
+            2,
+        ),
+        Row::new(
+            "artifact prune",
+            "a negative count",
+            ["artifact", "prune", "--keep-newest=-1"],
+            2,
+        ),
+        Row::new(
+            "artifact prune",
+            "an age before 1970",
+            ["artifact", "prune", "--older-than", "100000years"],
+            6,
+        ),
+        Row::new(
+            "artifact prune",
+            "no database",
+            ["artifact", "prune", "--keep-newest", "1"],
+            3,
+        )
+        .db("missing/state.db"),
+    ]);
+    rows
+}
+
+/// `memory export` and `memory import`: an import is all or nothing, and names its bad line.
+fn memory_transfer_rows() -> Vec<Row> {
+    const ID: &str = "0190aaaa-0000-7000-8000-000000000001";
+    let line = |id: &str, text: &str, version: u64| {
+        format!(
+            "{{\"id\":\"{id}\",\"namespace\":\"a\",\"category\":\"\",\"text\":\"{text}\",\"created_at\":\"2026-01-01T00:00:00.000001Z\",\"updated_at\":\"2026-01-01T00:00:00.000001Z\",\"version\":{version}}}\n"
+        )
+    };
+    let good = line(ID, "kept", 3);
+    let import = |why: &'static str, stdin: String| {
+        Row::new("memory import", why, ["memory", "import", "-"], 6).stdin(stdin)
+    };
+    vec![
+        Row::new(
+            "memory export",
+            "an extra argument",
+            ["memory", "export", "x"],
+            2,
+        ),
+        Row::new("memory export", "no database", ["memory", "export"], 3).db("missing/state.db"),
+        Row::new(
+            "memory export",
+            "a namespace with a newline",
+            ["memory", "export", "--namespace", "a\nb"],
+            6,
+        ),
+        Row::new("memory import", "no file", ["memory", "import"], 2),
+        Row::new(
+            "memory import",
+            "a missing file",
+            ["memory", "import", "nope.jsonl"],
+            1,
+        ),
+        Row::new(
+            "memory import",
+            "a directory",
+            ["memory", "import", "dir"],
+            1,
+        ),
+        import("not JSON", format!("{good}{{oops\n")),
+        import(
+            "an unknown field",
+            good.replace("\"version\"", "\"extra\":1,\"version\""),
+        ),
+        import("a missing field", good.replace(",\"version\":3", "")),
+        import("a malformed id", line("not-an-id", "x", 3)),
+        import("an empty text", line(ID, "", 3)),
+        import("version 0", line(ID, "x", 0)),
+        import("a version past i64", line(ID, "x", u64::MAX)),
+        import(
+            "a time that is not RFC 3339",
+            good.replace("2026-01-01T00:00:00.000001Z", "yesterday"),
+        ),
+        import(
+            "the same id twice",
+            format!("{good}{}", line(ID, "other", 4)),
+        ),
+        import("a NUL in the text", line(ID, "a\\u0000b", 3)),
+    ]
+}
+
+/// `doctor`, `stats`, `vacuum`, `completions`, `man`.
+fn maintenance_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    rows.extend(global_option_rows("stats", &["stats"]));
+    rows.extend(global_option_rows("vacuum", &["vacuum"]));
+    rows.extend([
+        Row::new("stats", "an extra argument", ["stats", "x"], 2),
+        Row::new("stats", "no database", ["stats"], 3).db("missing/state.db"),
+        Row::new("vacuum", "an extra argument", ["vacuum", "x"], 2),
+        Row::new("vacuum", "no database", ["vacuum"], 3).db("missing/state.db"),
+        Row::new("doctor", "an extra argument", ["doctor", "x"], 2),
+        Row::new(
+            "doctor",
+            "--lock-timeout words",
+            ["doctor", "--lock-timeout", "soon"],
+            2,
+        ),
+        // doctor reports a bad database as a failed check: exit 1, one line on stderr.
+        Row::new("doctor", "no database", ["doctor"], 1).db("missing/state.db"),
+        Row::new("doctor", "database is not a SQLite file", ["doctor"], 1).db("junk.db"),
+        Row::new("doctor", "database path is a directory", ["doctor"], 1).db("dir"),
+        Row::new("completions", "no shell", ["completions"], 2),
+        Row::new(
+            "completions",
+            "an unknown shell",
+            ["completions", "tcsh"],
+            2,
+        ),
+        Row::new("man", "an extra argument", ["man", "x"], 2),
+    ]);
+    rows
 }
 
 /// `mcp`: bad options; protocol-level bad input is tested in tests/mcp.rs.
@@ -1597,6 +1779,77 @@ fn run_row(template: &Template, row: &Row) -> Result<(), String> {
     }
     if let Some(check) = &row.check {
         check(root, &out)?;
+    }
+    if code != 0 {
+        json_twin(template, row, code)?;
+    }
+    Ok(())
+}
+
+/// The row again with `--json`, in a fresh workspace: the same exit, its one line on stderr,
+/// and exactly one JSON document on stdout — `{"error": {"exit", "kind", "message"}}` whose
+/// exit is the exit code and whose message is the stderr line, unless the command's own
+/// output document reports the failure (`artifact check`, `lockfile fmt --check`, `doctor`).
+/// `lockfile batch` answers one document a line, and its error document is the last line.
+fn json_twin(template: &Template, row: &Row, code: i32) -> Result<(), String> {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+    copy_tree(template.root(), root);
+    if let Some(setup) = &row.setup {
+        setup(root);
+    }
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(root)
+        .env_remove("MODSTATE_DB")
+        .arg("--db")
+        .arg(row.db)
+        .arg("--json")
+        .args(&row.args);
+    let out = run_bounded(cmd, &row.stdin)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(code) {
+        return Err(format!(
+            "with --json: exit {:?}, expected {code}; stderr: {stderr}",
+            out.status.code()
+        ));
+    }
+    if stderr.lines().count() != 1 {
+        return Err(format!("with --json: stderr is not one line: {stderr:?}"));
+    }
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            format!(
+                "with --json: stdout is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?;
+    // `lockfile batch` streams one answer document a line; a failure ends the stream with
+    // the error document.
+    let docs = if row.command == "lockfile batch" {
+        docs.into_iter().last().into_iter().collect()
+    } else {
+        docs
+    };
+    if docs.len() != 1 || !out.stdout.ends_with(b"\n") {
+        return Err(format!(
+            "with --json: stdout holds {} documents, expected one: {:?}",
+            docs.len(),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    let Some(error) = docs[0].get("error") else {
+        return Ok(());
+    };
+    let message = stderr.trim_end().strip_prefix("error: ").unwrap_or(&stderr);
+    if error["exit"] != code
+        || error["kind"].as_str().is_none_or(|k| k.is_empty())
+        || error["message"] != message
+    {
+        return Err(format!(
+            "with --json: error document {error} does not match exit {code} and stderr {stderr:?}"
+        ));
     }
     Ok(())
 }

@@ -377,7 +377,7 @@ fn sigkill_loop_never_loses_an_acknowledged_write() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "crash_worker_entry",
+                "crash::crash_worker_entry",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -2,19 +2,15 @@
 //! SIGXFSZ ignored) fail with a clear error and leave the database and files exactly as they
 //! were; a database in a read-only directory still serves reads.
 
-mod common;
-
+use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use sha2::{Digest as _, Sha256};
 
-use common::{limit_file_size, output_with_stdin};
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
+use crate::common::{limit_file_size, output_with_stdin};
 
 /// `modstate args…` with `stdin`, its file-size limit set to `fsize` bytes when given.
 fn run_limited(args: &[&str], stdin: &[u8], fsize: Option<u64>) -> Output {
@@ -24,14 +20,6 @@ fn run_limited(args: &[&str], stdin: &[u8], fsize: Option<u64>) -> Output {
         limit_file_size(&mut cmd, limit);
     }
     output_with_stdin(&mut cmd, stdin)
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally, not by a signal")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A digest of every row of every table: equal before and after means nothing changed.
@@ -217,26 +205,13 @@ fn read_only_directory_serves_reads_and_refuses_writes_clearly() {
     let before = rows_digest(&db);
 
     // As root, permissions do not bind: run the commands as `nobody` with read access only.
-    let as_root = unsafe { libc::geteuid() } == 0;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&data, fs::Permissions::from_mode(0o555)).unwrap();
     fs::set_permissions(&db, fs::Permissions::from_mode(0o444)).unwrap();
     let run = |args: &[&str], stdin: &[u8]| {
         let mut cmd = Command::new(BIN);
         cmd.arg("--db").arg(&db_arg).args(args);
-        if as_root {
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(65534) != 0
-                        || libc::setuid(65534) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        crate::common::as_nobody(&mut cmd);
         output_with_stdin(&mut cmd, stdin)
     };
 

@@ -6,8 +6,6 @@
 //! removed the -wal are replicated too. Without `litestream` (or `weed`) on PATH these tests
 //! skip with one line, unless `CI` is set.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{SeaweedFs, clear_aws_env, kill_with_parent, require_tool};
+use crate::common::{SeaweedFs, clear_aws_env, kill_with_parent, require_tool};
 use rusqlite::{Connection, OpenFlags};
 
 const WRITERS: usize = 4;

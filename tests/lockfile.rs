@@ -5,8 +5,7 @@
 //! (`fixtures/dagger-lock/SOURCES.txt`): Dagger's own `dagger.lock`, a version 1 `.dagger/lock`
 //! with policies, and a dialect with a comment block and nested option pairs in inputs.
 
-mod common;
-
+use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -17,8 +16,6 @@ use std::time::{Duration, SystemTime};
 use modstate::Error;
 use modstate::lockfile::{Json, Key, Lockfile, Session, SetOutcome};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
 /// `dagger.lock` from github.com/dagger/dagger: version 2, object values, no comments.
 const DAGGER_MAIN: &str = "dagger-main.dagger.lock";
@@ -89,7 +86,7 @@ fn modstate_in(dir: &Path, args: &[&str]) -> Output {
 fn batch_with(file: &Path, stdin: &str) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("lockfile").arg("--file").arg(file).arg("batch");
-    common::output_with_stdin(&mut cmd, stdin.as_bytes())
+    crate::common::output_with_stdin(&mut cmd, stdin.as_bytes())
 }
 
 fn modstate(file: &Path, args: &[&str]) -> Output {
@@ -102,16 +99,8 @@ fn modstate(file: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited by signal")
-}
-
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 fn lock_path(path: &Path) -> PathBuf {

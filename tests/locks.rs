@@ -1,6 +1,7 @@
 //! Cross-process locks with real processes: mutual exclusion per key, no serialization across
 //! keys, global vs keyed, SIGKILLed holders, single-flight resolve, hostile keys, timeouts.
 
+use crate::common::{BIN, code, stderr};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -9,25 +10,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-mod common;
-
 use modstate::Error;
 use modstate::lock::{LockDir, Mode};
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
 fn modstate(db: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("--db").arg(db);
     cmd
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `lock run <args> -- sh -c <critical section>` that appends `id start <ns>` / `id end <ns>`
@@ -469,7 +458,7 @@ fn get_or_compute_panicking_compute_stores_nothing_and_releases() {
     }));
     assert!(result.is_err());
     assert!(!store.contains(&digest).unwrap());
-    let quick = store.locks().with_timeout(Duration::from_millis(100));
+    let quick = LockDir::new(store.canonical_path(), Duration::from_millis(100));
     drop(quick.keyed(&[digest.as_str()], Mode::Exclusive).unwrap());
     let (env, served) = store
         .get_or_compute(&digest, || {
@@ -717,7 +706,7 @@ fn lock_status_shows_every_lock_to_a_reader_without_write_access() {
     }
     let mut cmd = modstate(&db);
     cmd.args(["--json", "lock", "status"]);
-    let out = common::as_nobody(&mut cmd).output().unwrap();
+    let out = crate::common::as_nobody(&mut cmd).output().unwrap();
     unsafe { libc::kill(holder.id() as i32, libc::SIGTERM) };
     holder.wait().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));

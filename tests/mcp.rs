@@ -419,8 +419,9 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     assert_eq!(store.memory_generation("agent-a").unwrap(), current);
 
     // Another namespace's memory is absent to this server, for every tool.
+    // Errors name MCP tools, never CLI commands.
     let absent = format!(
-        "no memory with id {:?}; `modstate memory ls` lists memories",
+        "no memory with id {:?} in this namespace; the get_memories tool lists its memories",
         other.id
     );
     assert_eq!(
@@ -454,7 +455,9 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     let gone = server.call_err("delete_memory", json!({"id": id}));
     assert_eq!(
         gone,
-        format!("no memory with id {id:?}; `modstate memory ls` lists memories")
+        format!(
+            "no memory with id {id:?} in this namespace; the get_memories tool lists its memories"
+        )
     );
 
     // get_module_state: the envelope exactly as stored (as the CLI put it), or not found.
@@ -473,7 +476,9 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     let missing = Digest::of(b"another module");
     assert_eq!(
         server.call_err("get_module_state", json!({"digest": missing.as_str()})),
-        format!("no artifact stored for {missing}; `modstate artifact ls` lists what is stored")
+        format!(
+            "no artifact stored for {missing}; the module state is computed and stored by the module loader (get_module_state only reads)"
+        )
     );
     let bad = server.call_err("get_module_state", json!({"digest": "sha256:ABC"}));
     assert!(bad.starts_with("invalid digest"), "{bad}");
@@ -615,6 +620,10 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     // An unknown method: Method not found, with its id.
     let nope = server.request("memories/forget", None);
     assert_eq!(nope["error"]["code"], -32601, "{nope}");
+    assert_eq!(
+        nope["error"]["message"], "unknown method memories/forget",
+        "{nope}"
+    );
     // Blank lines are skipped silently.
     server.send_line("");
     server.send_line("   ");

@@ -1,6 +1,7 @@
 //! Agent memories: CRUD, ranked search with user text taken literally, limits, the drift
 //! guard, and real-process contention through the `modstate` binary.
 
+use crate::common::stderr;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -55,10 +56,6 @@ fn spawn(db: &Path, args: &[&str]) -> Child {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Asserts the exit code, showing stderr when it is not the expected one.

@@ -3,8 +3,7 @@
 //! backup job meets there. Without `weed` on PATH these tests skip with one line, unless `CI`
 //! is set.
 
-mod common;
-
+use crate::common::stderr;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SeaweedFs, fill};
+use crate::common::{SeaweedFs, fill};
 use serde_json::Value;
 
 const BUCKET: &str = "backups";
@@ -120,8 +119,8 @@ impl World {
             .with_region("us-east-1")
             .with_endpoint(&self.server.endpoint)
             .with_allow_http(true)
-            .with_access_key_id(common::S3_ACCESS_KEY)
-            .with_secret_access_key(common::S3_SECRET_KEY)
+            .with_access_key_id(crate::common::S3_ACCESS_KEY)
+            .with_secret_access_key(crate::common::S3_SECRET_KEY)
             .build()
             .unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -134,10 +133,6 @@ impl World {
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json_of(out: &Output) -> Value {
@@ -281,7 +276,7 @@ fn unreachable_endpoint_missing_bucket_and_wrong_credentials_fail_cleanly() {
     let objects_before = world.ls("s3://backups/team/");
 
     // Each fault, for each command that talks to the server.
-    let closed_port = common::free_port();
+    let closed_port = crate::common::free_port();
     let faults: Vec<Fault> = vec![
         (
             "unreachable endpoint",

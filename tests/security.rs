@@ -1,12 +1,11 @@
 //! Nothing modstate creates lets anyone else in, whatever the umask; temp files are created
 //! exclusively and never follow a planted symlink; no name a user passes escapes its directory.
 
+use crate::common::BIN;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
 
 /// Runs `modstate args…` under `umask 000`, in `cwd`, with `stdin` text.
 fn run_umask0(cwd: &Path, args: &[&str], stdin: &str) -> Output {

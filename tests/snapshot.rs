@@ -2,9 +2,7 @@
 //! SIGKILL), retention, verify, and restore round trips. Every writer and exporter is the
 //! `modstate` binary in its own process.
 
-mod common;
-
-use common::fill;
+use crate::common::fill;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -423,7 +421,7 @@ fn file_size_limit_fails_cleanly_and_keeps_the_old_snapshot() {
     let limit: libc::rlim_t = 1024 * 1024;
     let mut cmd = command(&db);
     cmd.args(["snapshot", "export", dest.to_str().unwrap()]);
-    common::limit_file_size(&mut cmd, limit);
+    crate::common::limit_file_size(&mut cmd, limit);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -546,26 +544,6 @@ fn sigint_or_sigterm_mid_copy_removes_the_temp_file_and_keeps_the_old_snapshot()
     }
 }
 
-/// `cmd` runs as `nobody` when we are root (as root, permissions do not bind).
-fn as_unprivileged(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    if unsafe { libc::geteuid() } != 0 {
-        return;
-    }
-    // SAFETY: setgroups, setgid and setuid are async-signal-safe; nothing else runs before exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
 #[test]
 fn a_backup_user_with_read_access_only_can_export() {
     use std::os::unix::fs::chown;
@@ -586,7 +564,7 @@ fn a_backup_user_with_read_access_only_can_export() {
         let mut cmd = command(&db);
         cmd.args(["--json", "snapshot", "export"])
             .arg(dest.join(name));
-        as_unprivileged(&mut cmd);
+        crate::common::as_nobody(&mut cmd);
         cmd.output().unwrap()
     };
 

@@ -1,8 +1,7 @@
 //! The store's promise with real processes: reads never wait for a writer, one database has one
 //! name (symlinks, `..`, hard links), the WAL is bounded, and reading creates nothing.
 
-mod common;
-
+use crate::common::{BIN, code, stderr};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -13,20 +12,10 @@ use modstate::lock::LockDir;
 use modstate::store::canonical_db_path;
 use modstate::{Digest, Options, Store};
 
-const BIN: &str = env!("CARGO_BIN_EXE_modstate");
-
 fn modstate(db: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("--db").arg(db);
     cmd
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn digest(n: u32) -> String {
@@ -38,7 +27,7 @@ fn envelope(n: u32) -> String {
 }
 
 fn put(db: &Path, n: u32) -> Output {
-    common::output_with_stdin(
+    crate::common::output_with_stdin(
         modstate(db).args(["artifact", "put", &digest(n)]),
         envelope(n).as_bytes(),
     )
@@ -55,7 +44,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn reads_finish_while_another_process_holds_the_write_lock() {
     let (_dir, db) = setup();
-    let out = common::output_with_stdin(
+    let out = crate::common::output_with_stdin(
         modstate(&db).args(["memory", "add", "--namespace", "a", "-"]),
         b"deploys happen on fridays",
     );
@@ -165,7 +154,10 @@ fn a_database_with_a_second_hard_link_is_refused_before_sqlite_opens_it() {
     let before = fs::read(&db).unwrap();
     for name in [&db, &hard] {
         for args in [vec!["artifact", "ls"], vec!["artifact", "put", &digest(2)]] {
-            let out = common::output_with_stdin(modstate(name).args(&args), envelope(2).as_bytes());
+            let out = crate::common::output_with_stdin(
+                modstate(name).args(&args),
+                envelope(2).as_bytes(),
+            );
             assert_eq!(code(&out), 6, "{args:?}: {}", stderr(&out));
             assert!(stderr(&out).contains("hard links"), "{}", stderr(&out));
             assert_eq!(stderr(&out).lines().count(), 1);

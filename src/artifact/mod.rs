@@ -155,6 +155,6 @@ impl Envelope {
 
 fn too_large(len: usize, max: usize) -> Error {
     Error::Invalid(format!(
-        "state envelope is {len} bytes, over the {max}-byte limit; shrink it or raise the limit"
+        "state envelope is {len} bytes, over the {max}-byte limit; shrink it (no option raises this limit)"
     ))
 }

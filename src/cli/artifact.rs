@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
 use serde_json::json;
@@ -16,13 +17,16 @@ use modstate::{Digest, Error, Outcome, PutOutcome, Result};
 use super::batch;
 use super::child::{SignalForwarder, spawn_failure_code};
 use super::input::read_limited;
-use super::{Context, one_line, print_bytes, print_json, print_text};
+use super::{Context, Table, notice, print_bytes, print_json, print_text, quiet};
+
+/// The help of every `<DIGEST>`.
+const DIGEST_HELP: &str = "Module source digest: sha256: and 64 lowercase hex digits";
 
 #[derive(Subcommand)]
 pub enum ArtifactCommand {
     /// Store a state envelope {"type","version","state"} under a module source digest.
     Put {
-        /// Module source digest: sha256: and 64 lowercase hex digits.
+        #[arg(help = DIGEST_HELP)]
         digest: String,
         /// File holding the envelope; `-` reads stdin.
         #[arg(default_value = "-")]
@@ -38,15 +42,32 @@ pub enum ArtifactCommand {
         source: String,
     },
     /// Print the stored envelope exactly as stored (exit 3 if absent).
-    Get { digest: String },
+    Get {
+        #[arg(help = DIGEST_HELP)]
+        digest: String,
+    },
     /// List stored artifacts: digest, type, version, bytes, created.
+    ///
+    /// On a terminal: aligned columns under a header. Piped: one artifact a line, the five
+    /// fields separated by tabs, no header.
     Ls,
     /// Remove an artifact (exit 3 if absent).
-    Rm { digest: String },
+    Rm {
+        #[arg(help = DIGEST_HELP)]
+        digest: String,
+    },
     /// Store an artifact file's state under its moduleSourceDigest.
-    Import { file: PathBuf },
+    Import {
+        /// The artifact file to read (e.g. dagger.moduletypes.json).
+        file: PathBuf,
+    },
     /// Write the artifact file for a stored digest, atomically.
-    Export { digest: String, file: PathBuf },
+    Export {
+        #[arg(help = DIGEST_HELP)]
+        digest: String,
+        /// The artifact file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
     /// The loader fast path: artifact file, else store, else compute once.
     ///
     /// Prints the state envelope as compact JSON on one line — the same bytes whichever source
@@ -56,7 +77,7 @@ pub enum ArtifactCommand {
     /// why a given artifact file was skipped. With no COMMAND it only looks: exit 3 on a miss.
     /// SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND, and the lock is held until it exits.
     Resolve {
-        /// Module source digest: sha256: and 64 lowercase hex digits.
+        #[arg(help = DIGEST_HELP)]
         digest: String,
         /// The artifact file to try first (e.g. dagger.moduletypes.json).
         #[arg(long)]
@@ -74,136 +95,226 @@ pub enum ArtifactCommand {
     /// Prints loaded, missing, stale, malformed or unsupported; the reason goes to stderr (and
     /// into --json). Exit 0 for loaded, 3 for the other four, 1 on an I/O error.
     Check {
+        /// The artifact file to check.
         file: PathBuf,
         /// The module source digest the file should be for.
         #[arg(long)]
         digest: String,
     },
+    /// Remove old artifacts so a cache that grows forever can be trimmed.
+    ///
+    /// With both options, an artifact goes only if it is older than DURATION and not among
+    /// the N newest. One transaction; prints the digests removed. `modstate vacuum` then gives
+    /// the space back to the file system.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
+    Prune {
+        /// Remove artifacts stored longer ago than this, e.g. 30d, 12h, 1w 2d.
+        #[arg(long, value_name = "DURATION", group = "which", value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// Keep the N most recently stored artifacts.
+        #[arg(long, value_name = "N", group = "which")]
+        keep_newest: Option<u64>,
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// A duration as humans write it (`30d`, `12h`, `1w 2d`).
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write it as 30d, 12h or 1w 2d"))
 }
 
 pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
     match cmd {
-        ArtifactCommand::Put { digest, file } => {
-            let digest = Digest::parse(&digest)?;
-            let store = ctx.open()?;
-            let bytes = read_limited(&file, store.options().max_artifact_bytes, "state envelope")?;
-            let envelope = store.envelope(bytes)?;
-            let outcome = store.put(&digest, &envelope)?;
-            report_put(ctx, &digest, outcome)
-        }
-        ArtifactCommand::PutMany { source } => {
-            let store = ctx.open()?;
-            let limit = store.options().max_artifact_bytes;
-            let items = if source == "-" {
-                batch::from_json_lines(std::io::stdin().lock(), limit)?
-            } else {
-                batch::from_directory(Path::new(&source), limit)?
-            };
-            let outcomes = store.put_many(items.iter().map(|(d, e)| (d, e)))?;
-            let count = |want: PutOutcome| outcomes.iter().filter(|o| **o == want).count();
-            let (inserted, unchanged, replaced) = (
-                count(PutOutcome::Inserted),
-                count(PutOutcome::Unchanged),
-                count(PutOutcome::Replaced),
-            );
-            if ctx.json {
-                print_json(&json!({"stored": outcomes.len(), "inserted": inserted,
-                    "unchanged": unchanged, "replaced": replaced}))?;
-            } else {
-                print_text(&format!(
-                    "stored {} artifacts ({inserted} new, {unchanged} unchanged, {replaced} replaced)\n",
-                    outcomes.len()
-                ))?;
-            }
-            Ok(0)
-        }
-        ArtifactCommand::Get { digest } => {
-            let digest = Digest::parse(&digest)?;
-            let store = ctx.open_existing()?;
-            let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
-            // The envelope is one JSON document already, so --json prints it as is too.
-            print_bytes(envelope.as_bytes())?;
-            Ok(0)
-        }
-        ArtifactCommand::Ls => {
-            let store = ctx.open_existing()?;
-            let rows = store.list()?;
-            if ctx.json {
-                print_json(&rows)?;
-            } else {
-                let mut text = String::from("DIGEST\tTYPE\tVERSION\tBYTES\tCREATED\n");
-                for r in &rows {
-                    text.push_str(&format!(
-                        "{}\t{}\t{}\t{}\t{}\n",
-                        r.digest, r.state_type, r.version, r.bytes, r.created_at
-                    ));
-                }
-                print_text(&text)?;
-            }
-            Ok(0)
-        }
-        ArtifactCommand::Rm { digest } => {
-            let digest = Digest::parse(&digest)?;
-            let store = ctx.open_existing()?;
-            if !store.delete(&digest)? {
-                return Err(absent(&digest));
-            }
-            if ctx.json {
-                print_json(&json!({"digest": digest.as_str(), "removed": true}))?;
-            } else {
-                print_text(&format!("removed {digest}\n"))?;
-            }
-            Ok(0)
-        }
-        ArtifactCommand::Import { file } => {
-            let store = ctx.open()?;
-            let (digest, envelope) =
-                read_artifact_file_any(&file, store.options().max_artifact_bytes)?;
-            let outcome = store.put(&digest, &envelope)?;
-            report_put(ctx, &digest, outcome)
-        }
-        ArtifactCommand::Export { digest, file } => {
-            let digest = Digest::parse(&digest)?;
-            let store = ctx.open_existing()?;
-            let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
-            write_artifact_file(&file, &digest, &envelope)?;
-            if ctx.json {
-                print_json(
-                    &json!({"digest": digest.as_str(), "file": file.display().to_string()}),
-                )?;
-            } else {
-                print_text(&format!("wrote {}\n", file.display()))?;
-            }
-            Ok(0)
-        }
+        ArtifactCommand::Put { digest, file } => put(ctx, &digest, &file),
+        ArtifactCommand::PutMany { source } => put_many(ctx, &source),
+        ArtifactCommand::Get { digest } => get(ctx, &digest),
+        ArtifactCommand::Ls => ls(ctx),
+        ArtifactCommand::Rm { digest } => rm(ctx, &digest),
+        ArtifactCommand::Import { file } => import(ctx, &file),
+        ArtifactCommand::Export { digest, file } => export(ctx, &digest, &file),
         ArtifactCommand::Resolve {
             digest,
             file,
             write_file,
             command,
         } => resolve(ctx, &digest, file.as_deref(), write_file, &command),
-        ArtifactCommand::Check { file, digest } => {
-            let digest = Digest::parse(&digest)?;
-            let outcome = read_artifact_file(&file, &digest)?;
-            if ctx.json {
-                let mut doc = json!({"outcome": outcome.word(), "reason": outcome.reason()});
-                if let Outcome::Stale { found } = &outcome {
-                    doc["found"] = json!(found);
-                }
-                print_json(&doc)?;
-            } else {
-                print_text(&format!("{}\n", outcome.word()))?;
-                if let Some(reason) = outcome.reason() {
-                    eprintln!("{}", one_line(&format!("{}: {reason}", file.display())));
-                }
-            }
-            Ok(if matches!(outcome, Outcome::Loaded(_)) {
-                0
-            } else {
-                3
-            })
-        }
+        ArtifactCommand::Check { file, digest } => check(ctx, &file, &digest),
+        ArtifactCommand::Prune {
+            older_than,
+            keep_newest,
+            dry_run,
+        } => prune(ctx, older_than, keep_newest, dry_run),
     }
+}
+
+fn put(ctx: &Context, digest: &str, file: &str) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open()?;
+    let bytes = read_limited(file, store.options().max_artifact_bytes, "state envelope")?;
+    let envelope = store.envelope(bytes)?;
+    let outcome = store.put(&digest, &envelope)?;
+    report_put(ctx, &digest, outcome)
+}
+
+fn put_many(ctx: &Context, source: &str) -> Result<i32> {
+    let store = ctx.open()?;
+    let limit = store.options().max_artifact_bytes;
+    let items = if source == "-" {
+        batch::from_json_lines(std::io::stdin().lock(), limit)?
+    } else {
+        batch::from_directory(Path::new(source), limit)?
+    };
+    let outcomes = store.put_many(items.iter().map(|(d, e)| (d, e)))?;
+    let count = |want: PutOutcome| outcomes.iter().filter(|o| **o == want).count();
+    let (inserted, unchanged, replaced) = (
+        count(PutOutcome::Inserted),
+        count(PutOutcome::Unchanged),
+        count(PutOutcome::Replaced),
+    );
+    if ctx.json {
+        print_json(&json!({"stored": outcomes.len(), "inserted": inserted,
+            "unchanged": unchanged, "replaced": replaced}))?;
+    } else if !quiet() {
+        print_text(&format!(
+            "stored {} artifacts ({inserted} new, {unchanged} unchanged, {replaced} replaced)\n",
+            outcomes.len()
+        ))?;
+    }
+    Ok(0)
+}
+
+fn get(ctx: &Context, digest: &str) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open_existing()?;
+    let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
+    // The envelope is one JSON document already, so --json prints it as is too.
+    print_bytes(envelope.as_bytes())?;
+    Ok(0)
+}
+
+fn ls(ctx: &Context) -> Result<i32> {
+    let store = ctx.open_existing()?;
+    let rows = store.list()?;
+    if ctx.json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    let mut table = Table::new(&["DIGEST", "TYPE", "VERSION", "BYTES", "CREATED"]);
+    for r in &rows {
+        table.row(vec![
+            r.digest.clone(),
+            r.state_type.clone(),
+            r.version.to_string(),
+            r.bytes.to_string(),
+            r.created_at.clone(),
+        ]);
+    }
+    table.print()?;
+    Ok(0)
+}
+
+fn rm(ctx: &Context, digest: &str) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open_existing()?;
+    if !store.delete(&digest)? {
+        return Err(absent(&digest));
+    }
+    if ctx.json {
+        print_json(&json!({"digest": digest.as_str(), "removed": true}))?;
+    } else if !quiet() {
+        print_text(&format!("removed {digest}\n"))?;
+    }
+    Ok(0)
+}
+
+fn import(ctx: &Context, file: &Path) -> Result<i32> {
+    let store = ctx.open()?;
+    let (digest, envelope) = read_artifact_file_any(file, store.options().max_artifact_bytes)?;
+    let outcome = store.put(&digest, &envelope)?;
+    report_put(ctx, &digest, outcome)
+}
+
+fn export(ctx: &Context, digest: &str, file: &Path) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open_existing()?;
+    let envelope = store.get(&digest)?.ok_or_else(|| absent(&digest))?;
+    write_artifact_file(file, &digest, &envelope)?;
+    if ctx.json {
+        print_json(&json!({"digest": digest.as_str(), "file": file.display().to_string()}))?;
+    } else if !quiet() {
+        print_text(&format!("wrote {}\n", file.display()))?;
+    }
+    Ok(0)
+}
+
+fn check(ctx: &Context, file: &Path, digest: &str) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let outcome = read_artifact_file(file, &digest)?;
+    if ctx.json {
+        let mut doc = json!({"outcome": outcome.word(), "reason": outcome.reason()});
+        if let Outcome::Stale { found } = &outcome {
+            doc["found"] = json!(found);
+        }
+        print_json(&doc)?;
+    } else {
+        print_text(&format!("{}\n", outcome.word()))?;
+    }
+    // The reason is the one stderr line of a non-zero exit, with --json too.
+    if let Some(reason) = outcome.reason() {
+        notice(&format!("{}: {reason}", file.display()));
+    }
+    Ok(if matches!(outcome, Outcome::Loaded(_)) {
+        0
+    } else {
+        3
+    })
+}
+
+fn prune(
+    ctx: &Context,
+    older_than: Option<Duration>,
+    keep_newest: Option<u64>,
+    dry_run: bool,
+) -> Result<i32> {
+    let store = ctx.open_existing()?;
+    let cutoff = older_than
+        .map(|age| {
+            SystemTime::now()
+                .checked_sub(age)
+                .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "--older-than {} reaches before 1970; give a shorter duration",
+                        humantime::format_duration(age)
+                    ))
+                })
+        })
+        .transpose()?;
+    let removed = if dry_run {
+        store.prunable_artifacts(cutoff, keep_newest)?
+    } else {
+        store.prune_artifacts(cutoff, keep_newest)?
+    };
+    if ctx.json {
+        print_json(&json!({"removed": removed, "dry_run": dry_run}))?;
+        return Ok(0);
+    }
+    let mut text = String::new();
+    for digest in &removed {
+        text.push_str(digest);
+        text.push('\n');
+    }
+    print_text(&text)?;
+    notice(&format!(
+        "{} {} artifact{}",
+        if dry_run { "would remove" } else { "removed" },
+        removed.len(),
+        if removed.len() == 1 { "" } else { "s" }
+    ));
+    Ok(0)
 }
 
 fn report_put(ctx: &Context, digest: &Digest, outcome: PutOutcome) -> Result<i32> {
@@ -211,7 +322,9 @@ fn report_put(ctx: &Context, digest: &Digest, outcome: PutOutcome) -> Result<i32
         print_json(&json!({"digest": digest.as_str(), "outcome": outcome}))?;
     } else {
         if outcome == PutOutcome::Replaced {
-            eprintln!("replaced the different payload stored under {digest}");
+            notice(&format!(
+                "replaced the different payload stored under {digest}"
+            ));
         }
         print_text(&format!("{digest}\n"))?;
     }
@@ -256,8 +369,12 @@ fn resolve(
         Err(e) => match failure {
             // The command could not start, or was ended by a signal: its code, as a shell.
             Some(code) => {
-                eprintln!("error: {}", one_line(&e.to_string()));
-                return Ok(code);
+                return Ok(super::output::fail(
+                    ctx.json,
+                    code,
+                    "command",
+                    &e.to_string(),
+                ));
             }
             None => return Err(e),
         },
@@ -267,14 +384,11 @@ fn resolve(
         resolved.as_ref().and_then(|r| r.skipped_file.as_ref()),
     ) && let Some(reason) = skipped.reason()
     {
-        eprintln!(
-            "{}",
-            one_line(&format!(
-                "skipped artifact file {}: {} ({reason})",
-                path.display(),
-                skipped.word()
-            ))
-        );
+        notice(&format!(
+            "skipped artifact file {}: {} ({reason})",
+            path.display(),
+            skipped.word()
+        ));
     }
     let Some(resolved) = resolved else {
         return Err(absent(&digest));
@@ -285,7 +399,10 @@ fn resolve(
     {
         write_artifact_file(path, &digest, &resolved.envelope)?;
     }
-    eprintln!("resolved {digest} from {}", resolved.served.word());
+    notice(&format!(
+        "resolved {digest} from {}",
+        resolved.served.word()
+    ));
     if ctx.json {
         let state: serde_json::Value = resolved.envelope.to_value()?;
         let skipped = resolved

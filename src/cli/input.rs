@@ -25,7 +25,7 @@ pub fn read_limited(source: &str, limit: usize, what: &str) -> Result<Vec<u8>> {
     }
     if bytes.len() > limit {
         return Err(Error::Invalid(format!(
-            "{what} is larger than the {limit}-byte limit; shrink it or raise the limit"
+            "{what} is larger than the {limit}-byte limit; shrink it (no option raises this limit)"
         )));
     }
     Ok(bytes)

@@ -11,15 +11,18 @@ use modstate::store::canonical_db_path;
 use modstate::{Error, Result};
 
 use super::child::{SignalForwarder, spawn_failure_code};
-use super::{Context, no_database, one_line, parse_secs, print_json, print_text};
+use super::{Context, Table, busy_hint, no_database, parse_secs, print_json};
 
 #[derive(Subcommand)]
 pub enum LockCommand {
     /// Show every lock: name (global, write, or the key), state (free, held, shared) and holder.
+    ///
+    /// On a terminal: aligned columns under a header. Piped: one holder a line (a free lock
+    /// has `-` for its holder), NAME, STATE, PID, COMMAND and SINCE separated by tabs, no
+    /// header.
     Status,
     /// Run COMMAND while holding KEY (and the global lock shared); exit with COMMAND's code,
     /// or 5 if the lock is not had within the timeout.
-    #[command(arg_required_else_help = true)]
     Run {
         /// The key to hold; any UTF-8 string up to 1 KiB. Omit with --global.
         #[arg(required_unless_present = "global", conflicts_with = "global")]
@@ -65,26 +68,39 @@ fn run_locked(
     // First, before any thread starts: from here on SIGINT, SIGTERM and SIGHUP are ours.
     let signals =
         SignalForwarder::install().map_err(|e| Error::io("handling signals", "lock run", e))?;
+    // The hint of a timeout names the option that set the wait.
+    let flag = if timeout.is_some() {
+        "--timeout"
+    } else {
+        "--lock-timeout"
+    };
     let timeout = timeout.map_or(ctx.lock_timeout, Duration::from_secs_f64);
     let locks = lock_dir(ctx, timeout, true)?;
-    let _guard = if global {
-        Held::Global(locks.global(Mode::Exclusive)?)
+    let held = if global {
+        locks.global(Mode::Exclusive).map(Held::Global)
     } else {
         let mode = if shared {
             Mode::Shared
         } else {
             Mode::Exclusive
         };
-        Held::Keyed(locks.keyed(&[key.unwrap_or_default()], mode)?)
+        locks
+            .keyed(&[key.unwrap_or_default()], mode)
+            .map(Held::Keyed)
     };
+    let _guard = held.map_err(|e| busy_hint(e, flag))?;
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::Invalid("no command given after --".to_owned()))?;
     let mut child = match signals.spawn(Command::new(program).args(args)) {
         Ok(child) => child,
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("cannot run {program}: {e}")));
-            return Ok(spawn_failure_code(&e));
+            return Ok(super::output::fail(
+                ctx.json,
+                spawn_failure_code(&e),
+                "command",
+                &format!("cannot run {program}: {e}"),
+            ));
         }
     };
     let status = child.wait();
@@ -105,8 +121,8 @@ enum Held {
 /// of one database shares its locks). With `create`, the database's directory is made if
 /// missing; without, a database that does not exist is `NotFound`.
 fn lock_dir(ctx: &Context, timeout: Duration, create: bool) -> Result<LockDir> {
-    if let Some(parent) = ctx
-        .db
+    let db = ctx.db_path()?;
+    if let Some(parent) = db
         .parent()
         .filter(|p| !p.as_os_str().is_empty() && !p.exists())
     {
@@ -117,7 +133,7 @@ fn lock_dir(ctx: &Context, timeout: Duration, create: bool) -> Result<LockDir> {
         std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| Error::io("creating directory", parent, e))?;
     }
-    let canonical = canonical_db_path(&ctx.db)?;
+    let canonical = canonical_db_path(db)?;
     let locks = LockDir::new(&canonical, timeout);
     if !create && !canonical.exists() && !locks.path().exists() {
         return Err(no_database(ctx));
@@ -132,29 +148,29 @@ fn status(ctx: &Context) -> Result<i32> {
         print_json(&states)?;
         return Ok(0);
     }
-    let mut text = String::from("NAME\tSTATE\tPID\tCOMMAND\tSINCE\n");
+    let mut table = Table::new(&["NAME", "STATE", "PID", "COMMAND", "SINCE"]);
     for s in &states {
         if s.holders.is_empty() {
-            text.push_str(&format!("{}\t{}\t-\t-\t-\n", printable(&s.name), s.state));
+            table.row(vec![
+                s.name.clone(),
+                s.state.to_owned(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
         }
         for h in &s.holders {
-            text.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\n",
-                printable(&s.name),
-                s.state,
-                h.pid,
-                printable(&h.command),
-                h.acquired_at.as_deref().unwrap_or("-")
-            ));
+            table.row(vec![
+                s.name.clone(),
+                s.state.to_owned(),
+                h.pid.to_string(),
+                h.command.clone(),
+                h.acquired_at.clone().unwrap_or_else(|| "-".into()),
+            ]);
         }
     }
-    print_text(&text)?;
+    table.print()?;
     Ok(0)
-}
-
-/// Keys are arbitrary strings; keep control characters from reaching the terminal raw.
-fn printable(name: &str) -> String {
-    name.escape_debug().to_string()
 }
 
 /// The child's exit code, or 128 + signal number like a shell when it was killed.

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use modstate::lockfile::{Flush, Json, Key, Session, SetOutcome, entry_line};
 use modstate::{Error, Result};
 
-use super::{Context, one_line, print_json, print_text};
+use super::{Context, notice, one_line, print_json, print_text, quiet};
 
 /// Longest request line `batch` accepts.
 const MAX_REQUEST_BYTES: u64 = 16 << 20;
@@ -32,6 +32,10 @@ pub struct LockfileArgs {
     #[arg(long, global = true, value_name = "FILE")]
     file: Option<PathBuf>,
 
+    /// How long to wait for the lockfile's lock (the only store option that applies here).
+    #[command(flatten)]
+    pub timeout: super::global::TimeoutArgs,
+
     #[command(subcommand)]
     command: LockfileCommand,
 }
@@ -40,14 +44,18 @@ pub struct LockfileArgs {
 pub enum LockfileCommand {
     /// Print the value pinned for a lookup, as JSON (exit 3 if absent).
     Get {
+        /// Namespace of the lookup: "" for core, else the module's name.
         namespace: String,
+        /// Operation of the lookup, e.g. container.from, git.ref, oci-latest.
         operation: String,
         /// JSON array, e.g. '["docker.io/library/alpine:3.20"]'.
         inputs: String,
     },
     /// Pin a lookup to a value; prints the entry as written (and on stderr what it replaced).
     Set {
+        /// Namespace of the lookup: "" for core, else the module's name.
         namespace: String,
+        /// Operation of the lookup, e.g. container.from, git.ref, oci-latest.
         operation: String,
         /// JSON array, e.g. '["github.com/dagger/go","refs/heads/main"]'.
         inputs: String,
@@ -57,14 +65,23 @@ pub enum LockfileCommand {
     },
     /// Remove a pinned lookup (exit 3 if absent).
     Rm {
+        /// Namespace of the lookup: "" for core, else the module's name.
         namespace: String,
+        /// Operation of the lookup, e.g. container.from, git.ref, oci-latest.
         operation: String,
+        /// JSON array, e.g. '["docker.io/library/alpine:3.20"]'.
         inputs: String,
     },
     /// List entries, one a line as in the file (--json: an array of objects).
+    ///
+    /// Unlike the other listings, each row is the entry's own line of dagger.lock, a JSON
+    /// array [namespace, operation, inputs, value], on a terminal and piped alike: it already
+    /// is one stable line per entry, and jq reads it.
     Ls {
+        /// Only entries of this namespace (exact; "" is core).
         #[arg(long)]
         namespace: Option<String>,
+        /// Only entries of this operation (exact).
         #[arg(long)]
         operation: Option<String>,
     },
@@ -131,7 +148,7 @@ impl Target {
     /// Says which file was used; called once a command succeeded (an error names the file).
     fn say_choice(&self) {
         if let Some(choice) = &self.choice {
-            eprintln!("{}", one_line(choice));
+            notice(choice);
         }
     }
 
@@ -155,129 +172,24 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
             namespace,
             operation,
             inputs,
-        } => {
-            let key = parse_key(namespace, operation, &inputs)?;
-            target.require(&session)?;
-            let value = session
-                .get(&key)?
-                .ok_or_else(|| absent(&key, &target, &session))?;
-            session.close()?;
-            target.say_choice();
-            // The value is one JSON document already, so --json prints it as is too.
-            print_text(&format!("{value}\n"))?;
-        }
+        } => get(&target, session, namespace, operation, &inputs)?,
         LockfileCommand::Set {
             namespace,
             operation,
             inputs,
             value,
-        } => {
-            let key = parse_key(namespace, operation, &inputs)?;
-            let value = parse_json(&value, "VALUE")?;
-            let outcome = session.set(key.clone(), value.clone())?;
-            let flush = session.close()?;
-            target.say_choice();
-            say_notices(&target, &flush);
-            if let SetOutcome::Replaced(old) = &outcome {
-                eprintln!(
-                    "{}",
-                    one_line(&format!(
-                        "{}: replaced {old} with {value} for [{}]",
-                        target.display(),
-                        key.text()
-                    ))
-                );
-            }
-            if ctx.json {
-                let mut doc = EntryDoc::new(&key, Some(&value))?;
-                doc.file = Some(target.display());
-                doc.changed = Some(outcome != SetOutcome::Unchanged);
-                if let SetOutcome::Replaced(old) = &outcome {
-                    doc.replaced = Some(raw(old)?);
-                }
-                print_json(&doc)?;
-            } else {
-                print_text(&format!("{}\n", entry_line(&key, &value)))?;
-            }
-        }
+        } => set(ctx, &target, session, namespace, operation, &inputs, &value)?,
         LockfileCommand::Rm {
             namespace,
             operation,
             inputs,
-        } => {
-            let key = parse_key(namespace, operation, &inputs)?;
-            target.require(&session)?;
-            if !session.delete(&key)? {
-                return Err(absent(&key, &target, &session));
-            }
-            let flush = session.close()?;
-            target.say_choice();
-            say_notices(&target, &flush);
-            if ctx.json {
-                let mut doc = EntryDoc::new(&key, None)?;
-                doc.file = Some(target.display());
-                doc.removed = Some(true);
-                print_json(&doc)?;
-            } else {
-                print_text(&format!("removed {}\n", key_line(&key)))?;
-            }
-        }
+        } => rm(ctx, &target, session, namespace, operation, &inputs)?,
         LockfileCommand::Ls {
             namespace,
             operation,
-        } => {
-            target.require(&session)?;
-            let entries = session.entries()?;
-            session.close()?;
-            target.say_choice();
-            let wanted = entries.iter().filter(|(key, _)| {
-                namespace.as_ref().is_none_or(|ns| key.namespace() == ns)
-                    && operation.as_ref().is_none_or(|op| key.operation() == op)
-            });
-            if ctx.json {
-                let docs = wanted
-                    .map(|(key, value)| EntryDoc::new(key, Some(value)))
-                    .collect::<Result<Vec<_>>>()?;
-                print_json(&docs)?;
-            } else {
-                let mut text = String::new();
-                for (key, value) in wanted {
-                    text.push_str(&entry_line(key, value));
-                    text.push('\n');
-                }
-                print_text(&text)?;
-            }
-        }
-        LockfileCommand::Fmt { check: true } => {
-            target.require(&session)?;
-            let check = session.check_format()?;
-            target.say_choice();
-            if ctx.json {
-                print_json(&json!({"file": target.display(), "canonical": check.canonical}))?;
-            }
-            if !check.canonical {
-                eprintln!(
-                    "{}",
-                    one_line(&format!(
-                        "{} is not in canonical form (the bytes Dagger would write); run `modstate lockfile fmt` to rewrite it",
-                        target.display()
-                    ))
-                );
-                return Ok(1);
-            }
-        }
-        LockfileCommand::Fmt { check: false } => {
-            target.require(&session)?;
-            let flush = session.rewrite()?;
-            session.close()?;
-            target.say_choice();
-            say_notices(&target, &flush);
-            if ctx.json {
-                print_json(&json!({"file": target.display(), "rewritten": flush.written}))?;
-            } else if flush.written {
-                print_text(&format!("formatted {}\n", target.display()))?;
-            }
-        }
+        } => ls(ctx, &target, session, namespace, operation)?,
+        LockfileCommand::Fmt { check: true } => return fmt_check(ctx, &target, session),
+        LockfileCommand::Fmt { check: false } => fmt(ctx, &target, session)?,
         LockfileCommand::Batch => {
             batch(&target, session)?;
             target.say_choice();
@@ -286,10 +198,157 @@ pub fn run(ctx: &Context, args: LockfileArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn get(
+    target: &Target,
+    session: Session,
+    namespace: String,
+    operation: String,
+    inputs: &str,
+) -> Result<()> {
+    let key = parse_key(namespace, operation, inputs)?;
+    target.require(&session)?;
+    let value = session
+        .get(&key)?
+        .ok_or_else(|| absent(&key, target, &session))?;
+    session.close()?;
+    target.say_choice();
+    // The value is one JSON document already, so --json prints it as is too.
+    print_text(&format!("{value}\n"))
+}
+
+fn set(
+    ctx: &Context,
+    target: &Target,
+    session: Session,
+    namespace: String,
+    operation: String,
+    inputs: &str,
+    value: &str,
+) -> Result<()> {
+    let key = parse_key(namespace, operation, inputs)?;
+    let value = parse_json(value, "VALUE")?;
+    let outcome = session.set(key.clone(), value.clone())?;
+    let flush = session.close()?;
+    target.say_choice();
+    say_notices(target, &flush);
+    if let SetOutcome::Replaced(old) = &outcome {
+        notice(&format!(
+            "{}: replaced {old} with {value} for [{}]",
+            target.display(),
+            key.text()
+        ));
+    }
+    if ctx.json {
+        let mut doc = EntryDoc::new(&key, Some(&value))?;
+        doc.file = Some(target.display());
+        doc.changed = Some(outcome != SetOutcome::Unchanged);
+        if let SetOutcome::Replaced(old) = &outcome {
+            doc.replaced = Some(raw(old)?);
+        }
+        print_json(&doc)
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!("{}\n", entry_line(&key, &value)))
+    }
+}
+
+fn rm(
+    ctx: &Context,
+    target: &Target,
+    session: Session,
+    namespace: String,
+    operation: String,
+    inputs: &str,
+) -> Result<()> {
+    let key = parse_key(namespace, operation, inputs)?;
+    target.require(&session)?;
+    if !session.delete(&key)? {
+        return Err(absent(&key, target, &session));
+    }
+    let flush = session.close()?;
+    target.say_choice();
+    say_notices(target, &flush);
+    if ctx.json {
+        let mut doc = EntryDoc::new(&key, None)?;
+        doc.file = Some(target.display());
+        doc.removed = Some(true);
+        print_json(&doc)
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!("removed {}\n", key_line(&key)))
+    }
+}
+
+fn ls(
+    ctx: &Context,
+    target: &Target,
+    session: Session,
+    namespace: Option<String>,
+    operation: Option<String>,
+) -> Result<()> {
+    target.require(&session)?;
+    let entries = session.entries()?;
+    session.close()?;
+    target.say_choice();
+    let wanted = entries.iter().filter(|(key, _)| {
+        namespace.as_ref().is_none_or(|ns| key.namespace() == ns)
+            && operation.as_ref().is_none_or(|op| key.operation() == op)
+    });
+    if ctx.json {
+        let docs = wanted
+            .map(|(key, value)| EntryDoc::new(key, Some(value)))
+            .collect::<Result<Vec<_>>>()?;
+        return print_json(&docs);
+    }
+    let mut text = String::new();
+    for (key, value) in wanted {
+        text.push_str(&entry_line(key, value));
+        text.push('\n');
+    }
+    print_text(&text)
+}
+
+fn fmt_check(ctx: &Context, target: &Target, session: Session) -> Result<i32> {
+    target.require(&session)?;
+    let check = session.check_format()?;
+    target.say_choice();
+    if ctx.json {
+        print_json(&json!({"file": target.display(), "canonical": check.canonical}))?;
+    }
+    if !check.canonical {
+        eprintln!(
+            "{}",
+            one_line(&format!(
+                "{} is not in canonical form (the bytes Dagger would write); run `modstate lockfile fmt` to rewrite it",
+                target.display()
+            ))
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn fmt(ctx: &Context, target: &Target, session: Session) -> Result<()> {
+    target.require(&session)?;
+    let flush = session.rewrite()?;
+    session.close()?;
+    target.say_choice();
+    say_notices(target, &flush);
+    if ctx.json {
+        print_json(&json!({"file": target.display(), "rewritten": flush.written}))
+    } else if flush.written && !quiet() {
+        print_text(&format!("formatted {}\n", target.display()))
+    } else {
+        Ok(())
+    }
+}
+
 /// One stderr line for each thing a rewrite changed that Dagger changes silently.
 fn say_notices(target: &Target, flush: &Flush) {
-    for notice in &flush.notices {
-        eprintln!("{}", one_line(&format!("{}: {notice}", target.display())));
+    for said in &flush.notices {
+        notice(&format!("{}: {said}", target.display()));
     }
 }
 
@@ -463,7 +522,12 @@ fn serve(session: &Session, line: &[u8]) -> Result<Answer> {
 }
 
 fn parse_key(namespace: String, operation: String, inputs: &str) -> Result<Key> {
-    Key::new(namespace, operation, parse_json(inputs, "INPUTS")?)
+    let inputs = Json::parse(inputs).map_err(|e| {
+        Error::Invalid(format!(
+            "INPUTS {inputs:?} is not JSON ({e}); INPUTS is a JSON array, e.g. '[\"docker.io/library/alpine:3.20\"]'"
+        ))
+    })?;
+    Key::new(namespace, operation, inputs)
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Json> {

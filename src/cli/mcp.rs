@@ -17,5 +17,9 @@ pub struct McpArgs {
 pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
     check_label("namespace", &args.namespace)?;
     let store = ctx.open()?;
+    // The server's stderr is its log: every line says whose it is.
+    if let Some(created) = ctx.take_created_notice() {
+        super::notice(&format!("modstate mcp: {created}"));
+    }
     crate::mcp::serve(store, &args.namespace)
 }

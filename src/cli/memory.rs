@@ -1,8 +1,8 @@
 //! `modstate memory …`: agent memories.
 //!
-//! Text output is one memory a line, tab-separated: id, namespace, category, updated_at,
-//! body — with backslash, tab, newline and carriage return in the body escaped as `\\`, `\t`,
-//! `\n`, `\r`, so a memory never spans lines; when more match, stderr says how to continue.
+//! Text output is one memory a line: id, namespace, category, updated_at, body — aligned
+//! under a header on a terminal, tab-separated with separators escaped when piped (see
+//! `cli::output`), so a memory never spans lines; when more match, stderr says how to continue.
 //! `--json` prints the library's shapes as they are, the same the MCP tools return: a memory
 //! object, or for `ls` and `search` `{"memories": [...], "generation", "next_cursor"}`.
 
@@ -11,11 +11,11 @@ use std::ffi::OsString;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use modstate::memory::check_id;
+use modstate::memory::{check_id, check_label};
 use modstate::{Error, Expect, Memory, MemoryFilter, Page, Result, Store};
 
 use super::input::read_limited;
-use super::{Context, print_json, print_text};
+use super::{Context, Table, notice, print_json, print_text, quiet};
 
 #[derive(Subcommand)]
 pub enum MemoryCommand {
@@ -32,8 +32,15 @@ pub enum MemoryCommand {
         text: OsString,
     },
     /// Print one memory (exit 3 if absent, 6 if the id is malformed).
-    Get { id: String },
+    Get {
+        /// The memory's id, as `add` printed it.
+        id: String,
+    },
     /// List memories, newest first, a page at a time.
+    ///
+    /// On a terminal: aligned columns under a header, long texts cut. Piped: one memory a
+    /// line, ID, NAMESPACE, CATEGORY, UPDATED and TEXT separated by tabs (backslash, tab,
+    /// newline and carriage return in a field escaped as \\, \t, \n, \r), no header.
     Ls {
         #[command(flatten)]
         filter: FilterArgs,
@@ -57,6 +64,7 @@ pub enum MemoryCommand {
     },
     /// Replace a memory's text (and category, if given).
     Update {
+        /// The memory's id, as `add` printed it.
         id: String,
         /// The new text; `-` reads it from stdin (one trailing newline is dropped).
         #[arg(allow_hyphen_values = true)]
@@ -69,9 +77,29 @@ pub enum MemoryCommand {
     },
     /// Remove a memory (exit 3 if absent).
     Rm {
+        /// The memory's id, as `add` printed it.
         id: String,
         #[command(flatten)]
         expect: ExpectArgs,
+    },
+    /// Write memories as JSON Lines on stdout, one memory a line, oldest first.
+    ///
+    /// Each line holds id, namespace, category, text, created_at, updated_at and version,
+    /// exactly as stored: `memory import` in another database brings them back as they were.
+    /// With --json: one JSON array instead.
+    Export {
+        /// Only this namespace; every namespace if omitted.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
+    /// Add memories written by `memory export`, keeping their ids, times and versions.
+    ///
+    /// All or nothing: every line is checked first, and a bad one is named by its number.
+    /// Importing the same file twice changes nothing; a memory already here with other
+    /// content is refused. Each namespace that gains memories takes a new generation.
+    Import {
+        /// The file `memory export` wrote; `-` reads stdin.
+        file: String,
     },
     /// Print a namespace's memory generation (it advances on every add, update and remove in
     /// that namespace, and never repeats).
@@ -133,87 +161,158 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             namespace,
             category,
             text,
-        } => {
-            let store = ctx.open()?;
-            let body = read_text(&store, text)?;
-            let memory = store.add_memory(&namespace, &body, &category)?;
-            if ctx.json {
-                print_json(&memory)?;
-            } else {
-                print_text(&format!("{}\n", memory.id))?;
-            }
-            Ok(0)
-        }
-        MemoryCommand::Get { id } => {
-            check_id(&id)?;
-            let store = ctx.open_existing()?;
-            let memory = store.get_memory(&id)?.ok_or_else(|| absent(&id))?;
-            print_memory(ctx, &memory)?;
-            Ok(0)
-        }
-        MemoryCommand::Ls { filter, limit } => {
-            let store = ctx.open_existing()?;
-            let page = store.list_page(&filter.with_limit(limit))?;
-            if ctx.json {
-                print_json(&page)?;
-            } else {
-                print_lines(page.page.items.iter())?;
-                note_more(&page.page);
-            }
-            Ok(0)
-        }
+        } => add(ctx, &namespace, &category, text),
+        MemoryCommand::Get { id } => get(ctx, &id),
+        MemoryCommand::Ls { filter, limit } => ls(ctx, filter, limit),
         MemoryCommand::Search {
             query,
             filter,
             limit,
-        } => {
-            let store = ctx.open_existing()?;
-            let page = store.search_page(&query, &filter.with_limit(limit))?;
-            if let Some(note) = &page.note {
-                eprintln!("{note}");
-            }
-            if ctx.json {
-                print_json(&page)?;
-            } else {
-                print_lines(page.page.items.iter().map(|hit| &hit.memory))?;
-                note_more(&page.page);
-            }
-            Ok(0)
-        }
+        } => search(ctx, &query, filter, limit),
         MemoryCommand::Update {
             id,
             text,
             category,
             expect,
-        } => {
-            check_id(&id)?;
-            let store = ctx.open()?;
-            let body = read_text(&store, text)?;
-            let memory = store.update_memory(&id, &body, category.as_deref(), expect.into())?;
-            print_memory(ctx, &memory)?;
-            Ok(0)
+        } => update(ctx, &id, text, category.as_deref(), expect),
+        MemoryCommand::Rm { id, expect } => rm(ctx, &id, expect),
+        MemoryCommand::Generation { namespace } => generation(ctx, &namespace),
+        MemoryCommand::Export { namespace } => export(ctx, namespace.as_deref()),
+        MemoryCommand::Import { file } => import(ctx, &file),
+    }?;
+    Ok(0)
+}
+
+fn add(ctx: &Context, namespace: &str, category: &str, text: OsString) -> Result<()> {
+    let store = ctx.open()?;
+    let body = read_text(&store, text)?;
+    let memory = store.add_memory(namespace, &body, category)?;
+    if ctx.json {
+        print_json(&memory)
+    } else {
+        print_text(&format!("{}\n", memory.id))
+    }
+}
+
+fn get(ctx: &Context, id: &str) -> Result<()> {
+    check_id(id)?;
+    let store = ctx.open_existing()?;
+    let memory = store.get_memory(id)?.ok_or_else(|| absent(id))?;
+    print_memory(ctx, &memory)
+}
+
+fn ls(ctx: &Context, filter: FilterArgs, limit: usize) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let page = store.list_page(&filter.with_limit(limit))?;
+    if ctx.json {
+        return print_json(&page);
+    }
+    print_lines(page.page.items.iter())?;
+    note_more(&page.page);
+    Ok(())
+}
+
+fn search(ctx: &Context, query: &str, filter: FilterArgs, limit: usize) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let page = store.search_page(query, &filter.with_limit(limit))?;
+    if let Some(note) = &page.note {
+        notice(note);
+    }
+    if ctx.json {
+        return print_json(&page);
+    }
+    print_lines(page.page.items.iter().map(|hit| &hit.memory))?;
+    note_more(&page.page);
+    Ok(())
+}
+
+fn update(
+    ctx: &Context,
+    id: &str,
+    text: OsString,
+    category: Option<&str>,
+    expect: ExpectArgs,
+) -> Result<()> {
+    check_id(id)?;
+    let store = ctx.open()?;
+    let body = read_text(&store, text)?;
+    let memory = store.update_memory(id, &body, category, expect.into())?;
+    print_memory(ctx, &memory)
+}
+
+fn rm(ctx: &Context, id: &str, expect: ExpectArgs) -> Result<()> {
+    let id = check_id(id)?;
+    let store = ctx.open()?;
+    let generation = store.delete_memory(&id, expect.into())?;
+    if ctx.json {
+        print_json(&json!({"id": id, "deleted": true, "generation": generation}))
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!("deleted {id}\n"))
+    }
+}
+
+fn generation(ctx: &Context, namespace: &str) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let generation = store.memory_generation(namespace)?;
+    if ctx.json {
+        print_json(&json!({"namespace": namespace, "generation": generation}))
+    } else {
+        print_text(&format!("{generation}\n"))
+    }
+}
+
+fn export(ctx: &Context, namespace: Option<&str>) -> Result<()> {
+    if let Some(namespace) = namespace {
+        check_label("namespace", namespace)?;
+    }
+    let store = ctx.open_existing()?;
+    let memories = store.export_memories(namespace)?;
+    if ctx.json {
+        return print_json(&memories);
+    }
+    let mut text = String::new();
+    for m in &memories {
+        text.push_str(
+            &serde_json::to_string(m)
+                .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?,
+        );
+        text.push('\n');
+    }
+    print_text(&text)?;
+    notice(&format!(
+        "exported {} memor{}",
+        memories.len(),
+        if memories.len() == 1 { "y" } else { "ies" }
+    ));
+    Ok(())
+}
+
+fn import(ctx: &Context, file: &str) -> Result<()> {
+    let store = ctx.open()?;
+    let report = if file == "-" {
+        store.import_memories(std::io::stdin().lock())?
+    } else {
+        let opened = std::fs::File::open(file).map_err(|e| Error::io("opening", file, e))?;
+        if opened.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Error::io(
+                "reading",
+                file,
+                std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+            ));
         }
-        MemoryCommand::Rm { id, expect } => {
-            let id = check_id(&id)?;
-            let store = ctx.open()?;
-            let generation = store.delete_memory(&id, expect.into())?;
-            if ctx.json {
-                print_json(&json!({"id": id, "deleted": true, "generation": generation}))?;
-            } else {
-                print_text(&format!("deleted {id}\n"))?;
-            }
-            Ok(0)
-        }
-        MemoryCommand::Generation { namespace } => {
-            let store = ctx.open_existing()?;
-            let generation = store.memory_generation(&namespace)?;
-            if ctx.json {
-                print_json(&json!({"namespace": namespace, "generation": generation}))?;
-            } else {
-                print_text(&format!("{generation}\n"))?;
-            }
-            Ok(0)
-        }
+        store.import_memories(std::io::BufReader::new(opened))?
+    };
+    if ctx.json {
+        print_json(&report)
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!(
+            "imported {} memories ({} already here)\n",
+            report.imported, report.unchanged
+        ))
     }
 }
 
@@ -238,7 +337,9 @@ fn read_text(store: &Store, text: OsString) -> Result<String> {
 /// Says on stderr how to get the next page, when there is one.
 fn note_more<T>(page: &Page<T>) {
     if let Some(cursor) = &page.next_cursor {
-        eprintln!("more memories match; continue with --cursor {cursor}");
+        notice(&format!(
+            "more memories match; continue with --cursor {cursor}"
+        ));
     }
 }
 
@@ -251,34 +352,20 @@ fn print_memory(ctx: &Context, memory: &Memory) -> Result<()> {
     }
 }
 
+/// One memory a row: aligned under a header on a terminal, tab-separated when piped (see
+/// `cli::output`).
 fn print_lines<'a>(memories: impl Iterator<Item = &'a Memory>) -> Result<()> {
-    let mut text = String::new();
+    let mut table = Table::new(&["ID", "NAMESPACE", "CATEGORY", "UPDATED", "BODY"]);
     for m in memories {
-        text.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
-            m.id,
-            m.namespace,
-            m.category,
-            m.updated_at,
-            escape_line(&m.body)
-        ));
+        table.row(vec![
+            m.id.clone(),
+            m.namespace.clone(),
+            m.category.clone(),
+            m.updated_at.clone(),
+            m.body.clone(),
+        ]);
     }
-    print_text(&text)
-}
-
-/// Escapes what would break one-memory-a-line output.
-fn escape_line(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    for c in body.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
+    table.print()
 }
 
 fn absent(id: &str) -> Error {

@@ -1,102 +1,201 @@
 //! Command-line interface: clap definitions, one module per command group, output helpers and
 //! the mapping from library errors to exit codes.
 
+mod admin;
 mod artifact;
 mod batch;
 mod child;
+mod global;
+mod help;
 mod input;
 mod lock;
 mod lockfile;
 mod mcp;
 mod memory;
+mod output;
 mod snapshot;
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use serde_json::json;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use modstate::{Error, Options, Result, Store, Synchronous};
+
+pub use global::{DbSource, parse_secs};
+pub use output::{Table, detail, notice, one_line, print_bytes, print_json, print_text, quiet};
 
 /// A local, SQLite-backed store for module-state artifacts, agent memories and snapshots,
 /// shared safely by many processes.
 #[derive(Parser)]
 #[command(name = "modstate", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Database file.
-    #[arg(
-        long,
-        global = true,
-        env = "MODSTATE_DB",
-        default_value = ".modstate/state.db",
-        value_name = "PATH"
-    )]
-    db: PathBuf,
+    #[command(flatten)]
+    store: global::RootStoreArgs,
 
-    /// Print one JSON document on stdout instead of text.
+    /// Print one JSON document on stdout instead of text, on failure too.
     #[arg(long, global = true)]
     json: bool,
 
-    /// Seconds to wait for a lock or a busy database before giving up (exit 5).
-    #[arg(long, global = true, default_value_t = 30.0, value_name = "SECS", value_parser = parse_secs)]
-    lock_timeout: f64,
+    /// Print nothing on success but the data asked for: no notices, no reports.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
 
-    /// Commit durability: full (survives power loss) or normal (survives a crash of the process).
-    #[arg(long, global = true, default_value = "full", value_name = "MODE", value_parser = ["full", "normal"])]
-    synchronous: String,
+    /// Also say which database is used and why, its backend, and why `resolve` skipped a file.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 
     #[command(subcommand)]
     command: Command,
 }
 
+/// A group's commands with the store options that apply to them.
+#[derive(Args)]
+pub struct WithStore<C: Subcommand> {
+    #[command(flatten)]
+    store: global::StoreArgs,
+    #[command(subcommand)]
+    command: C,
+}
+
+/// A command's own arguments with the store options.
+#[derive(Args)]
+pub struct StoreCommand<A: Args> {
+    #[command(flatten)]
+    store: global::StoreArgs,
+    #[command(flatten)]
+    args: A,
+}
+
+/// `lock`: its commands, and the options of a lock directory.
+#[derive(Args)]
+pub struct LockGroup {
+    #[command(flatten)]
+    store: global::LockArgs,
+    #[command(subcommand)]
+    command: lock::LockCommand,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create or migrate the database; print its path and schema version.
-    Init,
+    #[command(after_help = "Examples:\n  modstate init\n  modstate --db ./state.db init")]
+    Init(StoreCommand<admin::NoArgs>),
     /// Module-state artifacts keyed by module source digest.
-    #[command(subcommand)]
-    Artifact(artifact::ArtifactCommand),
+    #[command(after_help = help::ARTIFACT_EXAMPLES)]
+    Artifact(WithStore<artifact::ArtifactCommand>),
     /// Cross-process locks: who holds what; run a command under a lock.
-    #[command(subcommand)]
-    Lock(lock::LockCommand),
+    #[command(after_help = help::LOCK_EXAMPLES)]
+    Lock(LockGroup),
     /// The dagger.lock lookup lockfile: pinned image digests and git commits.
+    #[command(after_help = help::LOCKFILE_EXAMPLES)]
     Lockfile(lockfile::LockfileArgs),
     /// Agent memories: namespaced notes with ranked full-text search and a drift guard.
-    #[command(subcommand)]
-    Memory(memory::MemoryCommand),
+    #[command(after_help = help::MEMORY_EXAMPLES)]
+    Memory(WithStore<memory::MemoryCommand>),
     /// Consistent snapshots: export while writers keep writing, verify, restore.
-    #[command(subcommand)]
-    Snapshot(snapshot::SnapshotCommand),
+    #[command(after_help = help::SNAPSHOT_EXAMPLES)]
+    Snapshot(WithStore<snapshot::SnapshotCommand>),
     /// Serve agent memories and module state to an agent host over MCP (stdin/stdout).
-    Mcp(mcp::McpArgs),
+    #[command(after_help = help::MCP_EXAMPLES)]
+    Mcp(StoreCommand<mcp::McpArgs>),
+    /// Check the database and its surroundings, one line per check (exit 1 if any fails).
+    #[command(after_help = help::MAINTENANCE_EXAMPLES)]
+    Doctor(StoreCommand<admin::NoArgs>),
+    /// Counts and sizes: artifacts, memories per namespace, database and WAL, generations.
+    ///
+    /// Piped: one WHAT and VALUE pair a line, tab-separated, no header; --json for tools.
+    #[command(after_help = help::MAINTENANCE_EXAMPLES)]
+    Stats(StoreCommand<admin::NoArgs>),
+    /// Rebuild the database file to return the space of removed rows to the file system.
+    ///
+    /// Runs under the global lock held exclusively: it waits for keyed work to finish and keeps
+    /// new work out until it is done. Shows progress on a terminal.
+    #[command(after_help = help::MAINTENANCE_EXAMPLES)]
+    Vacuum(StoreCommand<admin::NoArgs>),
+    /// Print a shell completion script on stdout.
+    #[command(after_help = admin::COMPLETIONS_HELP)]
+    Completions(admin::CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    #[command(
+        after_help = "Examples:\n  modstate man > ~/.local/share/man/man1/modstate.1\n  modstate man | man -l -"
+    )]
+    Man,
+}
+
+/// The command definition with the help text that is not one argument's: examples and exit
+/// codes. The man page and completions use it too.
+pub fn command() -> clap::Command {
+    Cli::command().after_help(format!("{}\n\n{}", help::ROOT_EXAMPLES, help::EXIT_CODES))
 }
 
 /// What every command gets: the parsed global options and a way to open the store.
 pub struct Context {
     pub db: PathBuf,
+    /// Why there is no database path (no home directory for the default), if so.
+    db_error: Option<String>,
+    pub db_source: DbSource,
     pub json: bool,
     pub lock_timeout: Duration,
     pub synchronous: Synchronous,
+    /// "created database …", said once the command has succeeded: a failing command keeps
+    /// to its one error line.
+    created: std::cell::RefCell<Option<String>>,
 }
 
 impl Context {
     /// Opens the store, creating the database if it does not exist: for commands that write.
     pub fn open(&self) -> Result<Store> {
-        Store::open(&self.db, self.options())
+        let store = Store::open(self.db_path()?, self.options())?;
+        self.opened(&store);
+        Ok(store)
     }
 
     /// Opens the store only if the database exists: for commands that only read, which must
     /// create nothing.
     pub fn open_existing(&self) -> Result<Store> {
-        match Store::open_existing(&self.db, self.options()) {
+        match Store::open_existing(self.db_path()?, self.options()) {
             Err(Error::NotFound(_)) => Err(no_database(self)),
-            other => other,
+            Ok(store) => {
+                self.opened(&store);
+                Ok(store)
+            }
+            Err(e) => Err(e),
         }
     }
 
-    fn options(&self) -> Options {
+    /// The database path, or the error saying why there is none.
+    pub fn db_path(&self) -> Result<&Path> {
+        match &self.db_error {
+            Some(why) => Err(Error::Invalid(why.clone())),
+            None => Ok(&self.db),
+        }
+    }
+
+    /// Says, with `--verbose`, which database is in use and why; and, once, that it was just
+    /// created (the library tells, the CLI speaks).
+    fn opened(&self, store: &Store) {
+        detail(&format!(
+            "database {} ({}), backend sqlite, schema version {}",
+            store.canonical_path().display(),
+            self.db_source.describe(),
+            store.schema_version()
+        ));
+        if store.created() {
+            *self.created.borrow_mut() = Some(format!(
+                "created database {} ({})",
+                store.path().display(),
+                self.db_source.describe()
+            ));
+        }
+    }
+
+    /// The "created database" notice, if this command created it and has not said so yet.
+    pub fn take_created_notice(&self) -> Option<String> {
+        self.created.borrow_mut().take()
+    }
+
+    pub fn options(&self) -> Options {
         Options {
             busy_timeout: self.lock_timeout,
             lock_timeout: self.lock_timeout,
@@ -109,9 +208,21 @@ impl Context {
 /// The error of a read-only command run where there is no database.
 pub fn no_database(ctx: &Context) -> Error {
     Error::NotFound(format!(
-        "no database at {} (run modstate init, or pass --db / MODSTATE_DB)",
-        ctx.db.display()
+        "no database at {} ({}); run modstate init, or pass --db / MODSTATE_DB",
+        ctx.db.display(),
+        ctx.db_source.describe()
     ))
+}
+
+/// A busy error with the hint that fits the CLI: the option that raises the wait it ran out
+/// of. The library's text names no flag (an MCP agent or an embedding program has none).
+pub fn busy_hint(error: Error, flag: &str) -> Error {
+    match error {
+        Error::Busy(m) if !m.contains("--lock-timeout") && !m.contains("--timeout") => {
+            Error::Busy(format!("{m} (raise {flag} SECS)"))
+        }
+        other => other,
+    }
 }
 
 /// Runs the command line and returns the process exit code.
@@ -139,53 +250,131 @@ fn report_peak_rss() {
 }
 
 fn run() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        // --help and --version are not errors, and help shown for a bare command is help.
+    let wants_json = wants_json();
+    let help = command().mut_arg("db", |a| {
+        a.long_help(format!("{}\n{}", global::DB_HELP, global::db_in_use_line()))
+    });
+    let matches = match help.try_get_matches() {
+        Ok(matches) => matches,
+        // --help and --version are not errors.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return 0;
+        }
+        // A bare group shows its help, as git and cargo do, but it is still a usage error.
         Err(e)
-            if !e.use_stderr()
-                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+            if !wants_json
+                && e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
         {
             let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
-        Err(e) => {
-            eprintln!("{}", usage_error_line(&e));
             return 2;
         }
+        Err(e) => return output::fail(wants_json, 2, "usage", &usage_error_line(&e)),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return output::fail(wants_json, 2, "usage", &usage_error_line(&e)),
+    };
+    output::init(if cli.quiet {
+        output::Verbosity::Quiet
+    } else if cli.verbose {
+        output::Verbosity::Verbose
+    } else {
+        output::Verbosity::Normal
+    });
+    let json = cli.json;
+    let (group, command) = split(cli.command);
+    let resolved = global::resolve(cli.store, group);
+    let (db, db_error) = match resolved.db {
+        Ok(path) => (path, None),
+        Err(why) => (PathBuf::new(), Some(why)),
     };
     let ctx = Context {
-        db: cli.db,
-        json: cli.json,
-        lock_timeout: Duration::from_secs_f64(cli.lock_timeout),
-        synchronous: if cli.synchronous == "normal" {
-            Synchronous::Normal
-        } else {
-            Synchronous::Full
-        },
+        db,
+        db_error,
+        db_source: resolved.db_source,
+        json,
+        lock_timeout: resolved.lock_timeout,
+        synchronous: resolved.synchronous,
+        created: std::cell::RefCell::new(None),
     };
-    let result = match cli.command {
-        Command::Init => init(&ctx),
-        Command::Artifact(cmd) => artifact::run(&ctx, cmd),
-        Command::Lock(cmd) => lock::run(&ctx, cmd),
-        Command::Lockfile(args) => lockfile::run(&ctx, args),
-        Command::Memory(cmd) => memory::run(&ctx, cmd),
-        Command::Snapshot(cmd) => snapshot::run(&ctx, cmd),
-        Command::Mcp(args) => mcp::run(&ctx, args),
-    };
-    match result {
-        Ok(code) => code,
+    match command.run(&ctx) {
+        Ok(code) => {
+            if let Some(created) = ctx.take_created_notice() {
+                notice(&created);
+            }
+            code
+        }
         Err(e) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
-            exit_code(&e)
+            let e = busy_hint(e, "--lock-timeout");
+            output::fail(json, exit_code(&e), output::error_kind(&e), &e.to_string())
         }
     }
 }
 
-/// An error is one line on stderr. Paths and user text inside a message may hold line breaks;
-/// they are shown escaped.
-pub fn one_line(text: &str) -> String {
-    text.replace('\n', "\\n").replace('\r', "\\r")
+/// Whether `--json` is on the command line (before any `--`): a usage error is reported
+/// before the parse that would tell.
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
+}
+
+/// A parsed command, its group's store options taken out.
+enum Run {
+    Init,
+    Artifact(artifact::ArtifactCommand),
+    Lock(lock::LockCommand),
+    Lockfile(lockfile::LockfileArgs),
+    Memory(memory::MemoryCommand),
+    Snapshot(snapshot::SnapshotCommand),
+    Mcp(mcp::McpArgs),
+    Doctor,
+    Stats,
+    Vacuum,
+    Completions(admin::CompletionsArgs),
+    Man,
+}
+
+fn split(command: Command) -> (global::GroupOptions, Run) {
+    use global::GroupOptions as G;
+    match command {
+        Command::Init(c) => (c.store.into(), Run::Init),
+        Command::Artifact(g) => (g.store.into(), Run::Artifact(g.command)),
+        Command::Lock(g) => (g.store.into(), Run::Lock(g.command)),
+        Command::Lockfile(mut args) => (
+            std::mem::take(&mut args.timeout).into(),
+            Run::Lockfile(args),
+        ),
+        Command::Memory(g) => (g.store.into(), Run::Memory(g.command)),
+        Command::Snapshot(g) => (g.store.into(), Run::Snapshot(g.command)),
+        Command::Mcp(c) => (c.store.into(), Run::Mcp(c.args)),
+        Command::Doctor(c) => (c.store.into(), Run::Doctor),
+        Command::Stats(c) => (c.store.into(), Run::Stats),
+        Command::Vacuum(c) => (c.store.into(), Run::Vacuum),
+        Command::Completions(args) => (G::default(), Run::Completions(args)),
+        Command::Man => (G::default(), Run::Man),
+    }
+}
+
+impl Run {
+    fn run(self, ctx: &Context) -> Result<i32> {
+        match self {
+            Run::Init => admin::init(ctx),
+            Run::Artifact(cmd) => artifact::run(ctx, cmd),
+            Run::Lock(cmd) => lock::run(ctx, cmd),
+            Run::Lockfile(args) => lockfile::run(ctx, args),
+            Run::Memory(cmd) => memory::run(ctx, cmd),
+            Run::Snapshot(cmd) => snapshot::run(ctx, cmd),
+            Run::Mcp(args) => mcp::run(ctx, args),
+            Run::Doctor => admin::doctor(ctx),
+            Run::Stats => admin::stats(ctx),
+            Run::Vacuum => admin::vacuum(ctx),
+            Run::Completions(args) => admin::completions(&args),
+            Run::Man => admin::man(),
+        }
+    }
 }
 
 /// Clap's usage errors span several lines (message, details, usage, a hint); folded into the
@@ -204,13 +393,14 @@ fn usage_error_line(e: &clap::Error) -> String {
             message.push_str(line);
         }
     }
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
     match usage {
         Some(usage) => format!("{message}; usage: {usage} (see --help)"),
         None => format!("{message} (see --help)"),
     }
 }
 
-/// The exit code of each error kind (see the table in README.md).
+/// The exit code of each error kind (the table is in `modstate --help` and README.md).
 pub fn exit_code(error: &Error) -> i32 {
     match error {
         Error::Io { .. } | Error::Database { .. } => 1,
@@ -221,50 +411,5 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::Integrity(_) => 7,
         // A kind added to the library later: a failure like any other.
         _ => 1,
-    }
-}
-
-pub fn parse_secs(text: &str) -> std::result::Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds between 0 and 86400"
-        )),
-    }
-}
-
-fn init(ctx: &Context) -> Result<i32> {
-    let store = ctx.open()?;
-    let path = store.path().display().to_string();
-    if ctx.json {
-        print_json(&json!({"path": path, "schema_version": store.schema_version()}))?;
-    } else {
-        print_text(&format!(
-            "{path}\nschema version {}\n",
-            store.schema_version()
-        ))?;
-    }
-    Ok(0)
-}
-
-/// Prints one JSON document and a newline on stdout.
-pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    let mut text = serde_json::to_vec(value)
-        .map_err(|e| Error::Invalid(format!("cannot serialize output: {e}")))?;
-    text.push(b'\n');
-    print_bytes(&text)
-}
-
-pub fn print_text(text: &str) -> Result<()> {
-    print_bytes(text.as_bytes())
-}
-
-/// Writes to stdout; a closed pipe (`| head`) is not worth a panic.
-pub fn print_bytes(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io("writing to", "stdout", e)),
     }
 }

@@ -150,7 +150,7 @@ fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
             let digest = Digest::parse(&digest)?;
             let envelope = store.get(&digest)?.ok_or_else(|| {
                 Error::NotFound(format!(
-                    "no artifact stored for {digest}; `modstate artifact ls` lists what is stored"
+                    "no artifact stored for {digest}; the module state is computed and stored by the module loader (get_module_state only reads)"
                 ))
             })?;
             // Structured content for clients that read it; the text is the envelope exactly
@@ -206,7 +206,7 @@ fn check_namespace(store: &Store, namespace: &str, id: &str) -> Result<()> {
     match store.get_memory(id)? {
         Some(memory) if memory.namespace == namespace => Ok(()),
         _ => Err(Error::NotFound(format!(
-            "no memory with id {id:?}; `modstate memory ls` lists memories"
+            "no memory with id {id:?} in this namespace; the get_memories tool lists its memories"
         ))),
     }
 }

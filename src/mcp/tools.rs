@@ -1,17 +1,35 @@
 //! The tools the server offers: names, agent-facing descriptions, input schemas, and the
 //! checking of call arguments against them.
 //!
-//! Each tool's arguments are declared once, in [`TOOLS`]; the JSON Schema sent in
-//! `tools/list` and the checks a call goes through are both made from that declaration, so
-//! they cannot disagree. A call whose arguments do not fit is a tool error (`isError`) that
-//! names the argument and what it should be — the MCP spec (2025-11-25) asks for input
-//! validation errors to reach the model that way, so it can correct itself.
+//! Each tool's arguments are one Rust type (`AddMemoryArgs`, …) deriving serde's
+//! `Deserialize` and schemars' `JsonSchema` (the schemars rmcp itself uses, through its
+//! re-export). The JSON Schema sent in `tools/list` is derived from that type, a call's
+//! arguments are checked against that same schema and then deserialized into the type, and the
+//! type turns into the [`Call`] the handler runs. [`TOOLS`] is the one table of tools: an
+//! entry needs an argument type that converts into a `Call`, and the handler matches every
+//! `Call` exhaustively, so the compiler refuses a tool without an implementation.
+//!
+//! A call whose arguments do not fit is a tool error (`isError`) that names the argument and
+//! what it should be — the MCP spec (2025-11-25) asks for input validation errors to reach the
+//! model that way, so it can correct itself. The message is made from the derived schema
+//! rather than taken from serde, whose texts ("invalid type: string, expected u64") name Rust
+//! types instead of what the model should send.
+//!
+//! rmcp's `#[tool_router]`/`#[tool]` macros (its `macros` feature) are not used: their
+//! `Parameters<T>` extractor answers arguments that do not deserialize with a `-32602`
+//! protocol error ("failed to deserialize parameters: …", rmcp 3.11), which the host handles
+//! and the model never reads, and it does not read `null` as absent. The schema they would
+//! send is the same: [`input_schema`] calls the function they use.
 
 use std::sync::Arc;
 
 use modstate::Expect;
+use rmcp::handler::server::common::schema_for_input;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
-use serde_json::{Map, Value, json};
+use rmcp::schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Most memories one call returns.
 pub const MAX_LIMIT: u64 = 1000;
@@ -19,176 +37,170 @@ pub const MAX_LIMIT: u64 = 1000;
 /// Memories returned when the call does not say.
 pub const DEFAULT_LIMIT: u64 = 20;
 
-/// What a tool argument holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Text,
-    /// An integer from 1 to [`MAX_LIMIT`].
-    Limit,
-    /// A namespace generation or a memory version: an integer ≥ 0.
-    Stamp,
+const CATEGORY_FILTER: &str =
+    "Only memories with this category (exact, ignoring ASCII case). Omit or leave empty for all.";
+const LIMIT: &str = "Most memories returned, 1 to 1000 (default 20).";
+const CURSOR: &str = "Continue after the previous page: its next_cursor, exactly as returned. Omit for the first page.";
+const EXPECT_GENERATION: &str = "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.";
+const EXPECT_VERSION: &str = "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.";
+
+/// `add_memory`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct AddMemoryArgs {
+    #[schemars(description = "The text to remember: non-empty, at most 64 KiB.")]
+    text: String,
+    #[schemars(
+        description = "A label to group and filter by, e.g. preference, fact, decision (at most 256 bytes)."
+    )]
+    category: Option<String>,
 }
 
-struct Param {
-    name: &'static str,
-    kind: Kind,
-    required: bool,
-    description: &'static str,
+/// `search_memories`' arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct SearchMemoriesArgs {
+    #[schemars(
+        description = "The words to look for. Omit to list newest first. Symbols only (an emoji) find memories holding them as typed."
+    )]
+    query: Option<String>,
+    #[schemars(description = CATEGORY_FILTER)]
+    category: Option<String>,
+    #[schemars(description = LIMIT, range(min = 1, max = MAX_LIMIT))]
+    limit: Option<u64>,
+    #[schemars(description = CURSOR)]
+    cursor: Option<String>,
 }
 
-/// One tool, declared.
+/// `get_memories`' arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct GetMemoriesArgs {
+    #[schemars(description = CATEGORY_FILTER)]
+    category: Option<String>,
+    #[schemars(description = LIMIT, range(min = 1, max = MAX_LIMIT))]
+    limit: Option<u64>,
+    #[schemars(description = CURSOR)]
+    cursor: Option<String>,
+}
+
+/// `update_memory`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct UpdateMemoryArgs {
+    #[schemars(
+        description = "The memory's id, as returned by add_memory, search_memories or get_memories."
+    )]
+    id: String,
+    #[schemars(description = "The new text: non-empty, at most 64 KiB.")]
+    text: String,
+    #[schemars(description = "The new category; omit to keep the current one.")]
+    category: Option<String>,
+    #[schemars(description = EXPECT_GENERATION)]
+    expect_generation: Option<u64>,
+    #[schemars(description = EXPECT_VERSION)]
+    expect_version: Option<u64>,
+}
+
+/// `delete_memory`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct DeleteMemoryArgs {
+    #[schemars(description = "The memory's id.")]
+    id: String,
+    #[schemars(description = EXPECT_GENERATION)]
+    expect_generation: Option<u64>,
+    #[schemars(description = EXPECT_VERSION)]
+    expect_version: Option<u64>,
+}
+
+/// `get_module_state`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct GetModuleStateArgs {
+    #[schemars(
+        description = "The module source digest: sha256: followed by 64 lowercase hex digits."
+    )]
+    digest: String,
+}
+
+/// What a tool does to the store, for the tool annotations a host shows or acts on.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    /// Reads only; asking twice changes nothing.
+    Reads,
+    /// Adds something new, overwriting nothing.
+    Adds,
+    /// Replaces or removes what is there.
+    Overwrites,
+}
+
+/// One tool: its name and description, and through its argument type both its input schema
+/// and the [`Call`] it makes.
 pub struct ToolSpec {
     pub name: &'static str,
     description: &'static str,
-    params: &'static [Param],
-    read_only: bool,
-    destructive: bool,
-    idempotent: bool,
+    effect: Effect,
+    /// The input schema derived from the argument type.
+    schema: fn() -> Arc<JsonObject>,
+    /// Deserializes checked arguments into the argument type and turns that into a [`Call`].
+    build: fn(JsonObject) -> Result<Call, serde_json::Error>,
 }
 
-const fn param(name: &'static str, kind: Kind, required: bool, description: &'static str) -> Param {
-    Param {
-        name,
-        kind,
-        required,
-        description,
+impl ToolSpec {
+    /// The tool whose arguments are `A`.
+    const fn of<A>(name: &'static str, effect: Effect, description: &'static str) -> ToolSpec
+    where
+        A: DeserializeOwned + JsonSchema + Into<Call> + 'static,
+    {
+        ToolSpec {
+            name,
+            description,
+            effect,
+            schema: input_schema::<A>,
+            build: build::<A>,
+        }
     }
 }
 
-const CATEGORY_FILTER: Param = param(
-    "category",
-    Kind::Text,
-    false,
-    "Only memories with this category (exact, ignoring ASCII case). Omit or leave empty for all.",
-);
-const LIMIT: Param = param(
-    "limit",
-    Kind::Limit,
-    false,
-    "Most memories returned, 1 to 1000 (default 20).",
-);
-const CURSOR: Param = param(
-    "cursor",
-    Kind::Text,
-    false,
-    "Continue after the previous page: its next_cursor, exactly as returned. Omit for the first page.",
-);
-const EXPECT_GENERATION: Param = param(
-    "expect_generation",
-    Kind::Stamp,
-    false,
-    "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.",
-);
-const EXPECT_VERSION: Param = param(
-    "expect_version",
-    Kind::Stamp,
-    false,
-    "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.",
-);
-
 /// Every tool, in the order `tools/list` gives them.
 pub const TOOLS: &[ToolSpec] = &[
-    ToolSpec {
-        name: "add_memory",
-        description: "Save a memory: a short note worth recalling in a later session (a user preference, a fact, a decision). Returns the memory, with its id, version and the namespace's new generation.",
-        params: &[
-            param(
-                "text",
-                Kind::Text,
-                true,
-                "The text to remember: non-empty, at most 64 KiB.",
-            ),
-            param(
-                "category",
-                Kind::Text,
-                false,
-                "A label to group and filter by, e.g. preference, fact, decision (at most 256 bytes).",
-            ),
-        ],
-        read_only: false,
-        destructive: false,
-        idempotent: false,
-    },
-    ToolSpec {
-        name: "search_memories",
-        description: "Search saved memories by words, best match first. Every word must occur, ignoring case, accents and English word endings (deploy finds Deploys); words inside Chinese or Japanese text are found too; the last word also matches as a prefix. Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
-        params: &[
-            param(
-                "query",
-                Kind::Text,
-                false,
-                "The words to look for. Omit to list newest first. Symbols only (an emoji) find memories holding them as typed.",
-            ),
-            CATEGORY_FILTER,
-            LIMIT,
-            CURSOR,
-        ],
-        read_only: true,
-        destructive: false,
-        idempotent: true,
-    },
-    ToolSpec {
-        name: "get_memories",
-        description: "List saved memories, newest first, optionally of one category. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
-        params: &[CATEGORY_FILTER, LIMIT, CURSOR],
-        read_only: true,
-        destructive: false,
-        idempotent: true,
-    },
-    ToolSpec {
-        name: "update_memory",
-        description: "Replace the text of a memory by id, and its category if given. Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
-        params: &[
-            param(
-                "id",
-                Kind::Text,
-                true,
-                "The memory's id, as returned by add_memory, search_memories or get_memories.",
-            ),
-            param(
-                "text",
-                Kind::Text,
-                true,
-                "The new text: non-empty, at most 64 KiB.",
-            ),
-            param(
-                "category",
-                Kind::Text,
-                false,
-                "The new category; omit to keep the current one.",
-            ),
-            EXPECT_GENERATION,
-            EXPECT_VERSION,
-        ],
-        read_only: false,
-        destructive: true,
-        idempotent: false,
-    },
-    ToolSpec {
-        name: "delete_memory",
-        description: "Delete a memory by id. Pass expect_version to refuse if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns {id, deleted, generation}.",
-        params: &[
-            param("id", Kind::Text, true, "The memory's id."),
-            EXPECT_GENERATION,
-            EXPECT_VERSION,
-        ],
-        read_only: false,
-        destructive: true,
-        idempotent: false,
-    },
-    ToolSpec {
-        name: "get_module_state",
-        description: "Fetch the saved module-state envelope {\"type\", \"version\", \"state\"} stored under a module source digest, exactly as stored. Answers with a not-found error if nothing is stored for that digest.",
-        params: &[param(
-            "digest",
-            Kind::Text,
-            true,
-            "The module source digest: sha256: followed by 64 lowercase hex digits.",
-        )],
-        read_only: true,
-        destructive: false,
-        idempotent: true,
-    },
+    ToolSpec::of::<AddMemoryArgs>(
+        "add_memory",
+        Effect::Adds,
+        "Save a memory: a short note worth recalling in a later session (a user preference, a fact, a decision). Returns the memory, with its id, version and the namespace's new generation.",
+    ),
+    ToolSpec::of::<SearchMemoriesArgs>(
+        "search_memories",
+        Effect::Reads,
+        "Search saved memories by words, best match first. Every word must occur, ignoring case, accents and English word endings (deploy finds Deploys); words inside Chinese or Japanese text are found too; the last word also matches as a prefix. Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
+    ),
+    ToolSpec::of::<GetMemoriesArgs>(
+        "get_memories",
+        Effect::Reads,
+        "List saved memories, newest first, optionally of one category. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
+    ),
+    ToolSpec::of::<UpdateMemoryArgs>(
+        "update_memory",
+        Effect::Overwrites,
+        "Replace the text of a memory by id, and its category if given. Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
+    ),
+    ToolSpec::of::<DeleteMemoryArgs>(
+        "delete_memory",
+        Effect::Overwrites,
+        "Delete a memory by id. Pass expect_version to refuse if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns {id, deleted, generation}.",
+    ),
+    ToolSpec::of::<GetModuleStateArgs>(
+        "get_module_state",
+        Effect::Reads,
+        "Fetch the saved module-state envelope {\"type\", \"version\", \"state\"} stored under a module source digest, exactly as stored. Answers with a not-found error if nothing is stored for that digest.",
+    ),
 ];
 
 /// The tool named `name`, if there is one.
@@ -201,7 +213,8 @@ pub fn list() -> Vec<Tool> {
     TOOLS.iter().map(ToolSpec::describe).collect()
 }
 
-/// A tool call with its arguments checked.
+/// A tool call with its arguments checked, in the form the handler runs: defaults filled in,
+/// an empty category filter read as none.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Call {
     AddMemory {
@@ -234,161 +247,232 @@ pub enum Call {
     },
 }
 
+impl From<AddMemoryArgs> for Call {
+    fn from(args: AddMemoryArgs) -> Call {
+        Call::AddMemory {
+            text: args.text,
+            category: args.category.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<SearchMemoriesArgs> for Call {
+    fn from(args: SearchMemoriesArgs) -> Call {
+        Call::SearchMemories {
+            query: args.query.unwrap_or_default(),
+            category: category_filter(args.category),
+            limit: limit(args.limit),
+            cursor: args.cursor,
+        }
+    }
+}
+
+impl From<GetMemoriesArgs> for Call {
+    fn from(args: GetMemoriesArgs) -> Call {
+        Call::GetMemories {
+            category: category_filter(args.category),
+            limit: limit(args.limit),
+            cursor: args.cursor,
+        }
+    }
+}
+
+impl From<UpdateMemoryArgs> for Call {
+    fn from(args: UpdateMemoryArgs) -> Call {
+        Call::UpdateMemory {
+            id: args.id,
+            text: args.text,
+            category: args.category,
+            expect: Expect {
+                generation: args.expect_generation,
+                version: args.expect_version,
+            },
+        }
+    }
+}
+
+impl From<DeleteMemoryArgs> for Call {
+    fn from(args: DeleteMemoryArgs) -> Call {
+        Call::DeleteMemory {
+            id: args.id,
+            expect: Expect {
+                generation: args.expect_generation,
+                version: args.expect_version,
+            },
+        }
+    }
+}
+
+impl From<GetModuleStateArgs> for Call {
+    fn from(args: GetModuleStateArgs) -> Call {
+        Call::GetModuleState {
+            digest: args.digest,
+        }
+    }
+}
+
+/// An empty category filter means "all", as the argument's description says.
+fn category_filter(category: Option<String>) -> Option<String> {
+    category.filter(|c| !c.is_empty())
+}
+
+fn limit(limit: Option<u64>) -> usize {
+    usize::try_from(limit.unwrap_or(DEFAULT_LIMIT)).unwrap_or(usize::MAX)
+}
+
+/// The input schema of `A`, as rmcp's own `#[tool]` macro would derive it (JSON Schema
+/// 2020-12, the wrapper's title and doc stripped).
+fn input_schema<A: JsonSchema + 'static>() -> Arc<JsonObject> {
+    // rmcp refuses a schema whose root is not an object; every argument type is a struct, so
+    // this cannot happen at run time (the unit tests derive every tool's schema).
+    schema_for_input::<A>()
+        .unwrap_or_else(|e| panic!("a tool's argument type must be a struct: {e}"))
+}
+
+fn build<A: DeserializeOwned + Into<Call>>(values: JsonObject) -> Result<Call, serde_json::Error> {
+    serde_json::from_value::<A>(Value::Object(values)).map(Into::into)
+}
+
 impl ToolSpec {
     fn describe(&self) -> Tool {
+        let (read_only, destructive, idempotent) = match self.effect {
+            Effect::Reads => (true, false, true),
+            Effect::Adds => (false, false, false),
+            Effect::Overwrites => (false, true, false),
+        };
         let annotations = ToolAnnotations::new()
-            .read_only(self.read_only)
-            .destructive(self.destructive)
-            .idempotent(self.idempotent)
+            .read_only(read_only)
+            .destructive(destructive)
+            .idempotent(idempotent)
             .open_world(false);
-        Tool::new(self.name, self.description, Arc::new(self.input_schema()))
-            .with_annotations(annotations)
+        Tool::new(self.name, self.description, (self.schema)()).with_annotations(annotations)
     }
 
-    fn input_schema(&self) -> JsonObject {
-        let mut properties = Map::new();
-        for p in self.params {
-            let mut schema = match p.kind {
-                Kind::Text => json!({"type": "string"}),
-                Kind::Limit => json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                Kind::Stamp => json!({"type": "integer", "minimum": 0}),
-            };
-            schema["description"] = json!(p.description);
-            properties.insert(p.name.into(), schema);
-        }
-        let required: Vec<&str> = self
-            .params
-            .iter()
-            .filter(|p| p.required)
-            .map(|p| p.name)
-            .collect();
-        let mut schema = Map::new();
-        schema.insert("type".into(), json!("object"));
-        schema.insert("properties".into(), Value::Object(properties));
-        if !required.is_empty() {
-            schema.insert("required".into(), json!(required));
-        }
-        schema.insert("additionalProperties".into(), json!(false));
-        schema
-    }
-
-    /// Checks `arguments` against the declaration and builds the call, or says in one line
-    /// what is wrong with them.
-    pub fn parse(&'static self, arguments: Option<JsonObject>) -> Result<Call, String> {
-        let args = Args::check(self, arguments.unwrap_or_default())?;
-        Ok(match self.name {
-            "add_memory" => Call::AddMemory {
-                text: args.text("text").unwrap_or_default(),
-                category: args.text("category").unwrap_or_default(),
-            },
-            "search_memories" => Call::SearchMemories {
-                query: args.text("query").unwrap_or_default(),
-                category: args.text("category").filter(|c| !c.is_empty()),
-                limit: args.limit(),
-                cursor: args.text("cursor"),
-            },
-            "get_memories" => Call::GetMemories {
-                category: args.text("category").filter(|c| !c.is_empty()),
-                limit: args.limit(),
-                cursor: args.text("cursor"),
-            },
-            "update_memory" => Call::UpdateMemory {
-                id: args.text("id").unwrap_or_default(),
-                text: args.text("text").unwrap_or_default(),
-                category: args.text("category"),
-                expect: args.expect(),
-            },
-            "delete_memory" => Call::DeleteMemory {
-                id: args.text("id").unwrap_or_default(),
-                expect: args.expect(),
-            },
-            "get_module_state" => Call::GetModuleState {
-                digest: args.text("digest").unwrap_or_default(),
-            },
-            other => return Err(format!("tool {other} has no implementation")),
-        })
-    }
-}
-
-/// Arguments that passed the checks: every declared one has the declared kind, every
-/// required one is present, nothing else is there. A `null` counts as absent (models often
-/// send it for an optional argument they do not use).
-struct Args {
-    values: JsonObject,
-}
-
-impl Args {
-    fn check(tool: &ToolSpec, mut values: JsonObject) -> Result<Args, String> {
-        let name = tool.name;
+    /// Checks `arguments` against the tool's derived schema and builds the call, or says in
+    /// one line what is wrong with them. A `null` counts as absent (models often send it for
+    /// an optional argument they do not use).
+    pub fn parse(&self, arguments: Option<JsonObject>) -> Result<Call, String> {
+        let mut values = arguments.unwrap_or_default();
         values.retain(|_, value| !value.is_null());
-        if let Some(unknown) = values
-            .keys()
-            .find(|key| !tool.params.iter().any(|p| p.name == key.as_str()))
-        {
-            let known: Vec<&str> = tool.params.iter().map(|p| p.name).collect();
-            return Err(format!(
-                "{name}: unknown argument {unknown:?}; it takes {}",
-                known.join(", ")
-            ));
-        }
-        for p in tool.params {
-            let Some(value) = values.get(p.name) else {
-                if p.required {
-                    return Err(format!(
-                        "{name}: missing required argument {:?} ({})",
-                        p.name,
-                        expected(p.kind)
-                    ));
-                }
-                continue;
-            };
-            let fits = match p.kind {
-                Kind::Text => value.is_string(),
-                Kind::Limit => value.as_u64().is_some_and(|n| (1..=MAX_LIMIT).contains(&n)),
-                Kind::Stamp => value.as_u64().is_some(),
-            };
-            if !fits {
+        check(self.name, &(self.schema)(), &values)?;
+        // The schema check has the message for everything these types declare; serde's
+        // error is the fallback for anything it does not model.
+        (self.build)(values).map_err(|e| format!("{}: {e}", self.name))
+    }
+}
+
+/// Checks `values` against a derived input schema, reading the parts of JSON Schema the
+/// argument types produce: `properties`, `required`, `additionalProperties: false`, and per
+/// property a type of string or integer with an optional `minimum` and `maximum`.
+fn check(tool: &str, schema: &JsonObject, values: &JsonObject) -> Result<(), String> {
+    let no_properties = JsonObject::new();
+    let properties = schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&no_properties);
+    let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+    if closed && let Some(unknown) = values.keys().find(|key| !properties.contains_key(*key)) {
+        let known: Vec<&str> = properties.keys().map(String::as_str).collect();
+        return Err(format!(
+            "{tool}: unknown argument {unknown:?}; it takes {}",
+            known.join(", ")
+        ));
+    }
+    let required = |name: &str| {
+        schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|names| names.iter().any(|n| n == name))
+    };
+    for (name, property) in properties {
+        let expected = Expected::of(property);
+        match (values.get(name), expected) {
+            (None, expected) if required(name) => {
+                let what = expected.map(|e| format!(" ({e})")).unwrap_or_default();
+                return Err(format!("{tool}: missing required argument {name:?}{what}"));
+            }
+            (Some(value), Some(expected)) if !expected.fits(value) => {
                 return Err(format!(
-                    "{name}: argument {:?} must be {}, not {}",
-                    p.name,
-                    expected(p.kind),
+                    "{tool}: argument {name:?} must be {expected}, not {}",
                     shorten(value)
                 ));
             }
-        }
-        Ok(Args { values })
-    }
-
-    fn text(&self, name: &str) -> Option<String> {
-        self.values
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
-    fn integer(&self, name: &str) -> Option<u64> {
-        self.values.get(name).and_then(Value::as_u64)
-    }
-
-    fn expect(&self) -> Expect {
-        Expect {
-            generation: self.integer("expect_generation"),
-            version: self.integer("expect_version"),
+            _ => {}
         }
     }
+    Ok(())
+}
 
-    fn limit(&self) -> usize {
-        let limit = self.integer("limit").unwrap_or(DEFAULT_LIMIT);
-        usize::try_from(limit).unwrap_or(usize::MAX)
+/// What a property's schema asks for, as far as the check reads it.
+#[derive(Clone, Copy, Debug)]
+enum Expected {
+    Text,
+    Integer {
+        minimum: Option<i128>,
+        maximum: Option<i128>,
+    },
+}
+
+impl Expected {
+    /// `None` for a schema the check does not read; serde then has the last word.
+    fn of(property: &Value) -> Option<Expected> {
+        let types: Vec<&str> = match property.get("type") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        // `null` is allowed for optional arguments and removed before the check.
+        let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
+        match types.as_slice() {
+            ["string"] => Some(Expected::Text),
+            ["integer"] => Some(Expected::Integer {
+                minimum: property.get("minimum").and_then(integer),
+                maximum: property.get("maximum").and_then(integer),
+            }),
+            _ => None,
+        }
+    }
+
+    fn fits(self, value: &Value) -> bool {
+        match self {
+            Expected::Text => value.is_string(),
+            Expected::Integer { minimum, maximum } => integer(value).is_some_and(|n| {
+                minimum.is_none_or(|low| n >= low) && maximum.is_none_or(|high| n <= high)
+            }),
+        }
     }
 }
 
-fn expected(kind: Kind) -> String {
-    match kind {
-        Kind::Text => "a string".into(),
-        Kind::Limit => format!("an integer from 1 to {MAX_LIMIT}"),
-        Kind::Stamp => "an integer ≥ 0".into(),
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Expected::Text => f.write_str("a string"),
+            Expected::Integer {
+                minimum: Some(low),
+                maximum: Some(high),
+            } => write!(f, "an integer from {low} to {high}"),
+            Expected::Integer {
+                minimum: Some(low),
+                maximum: None,
+            } => write!(f, "an integer ≥ {low}"),
+            Expected::Integer {
+                minimum: None,
+                maximum: Some(high),
+            } => write!(f, "an integer ≤ {high}"),
+            Expected::Integer {
+                minimum: None,
+                maximum: None,
+            } => f.write_str("an integer"),
+        }
     }
+}
+
+/// A JSON integer (not 2.5, not "5").
+fn integer(value: &Value) -> Option<i128> {
+    value
+        .as_u64()
+        .map(i128::from)
+        .or_else(|| value.as_i64().map(i128::from))
 }
 
 /// A short rendering of a wrong value for an error message.
@@ -403,6 +487,7 @@ fn shorten(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn args(value: Value) -> Option<JsonObject> {
         match value {
@@ -494,19 +579,121 @@ mod tests {
         );
     }
 
+    /// The schema `tools/list` sends for `tool`.
+    fn schema(tool: &str) -> Value {
+        let tool = list().into_iter().find(|t| t.name == tool).unwrap();
+        Value::Object(tool.input_schema.as_ref().clone())
+    }
+
     #[test]
-    fn schemas_declare_every_argument() {
+    fn derived_schemas_declare_every_argument_and_its_limits() {
+        let mut names: Vec<&str> = TOOLS.iter().map(|tool| tool.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TOOLS.len(), "tool names are unique");
         for tool in list() {
             let schema = &tool.input_schema;
-            assert_eq!(schema["type"], "object");
-            assert_eq!(schema["additionalProperties"], false);
-            let spec = find(&tool.name).unwrap();
-            let properties = schema["properties"].as_object().unwrap();
-            assert_eq!(properties.len(), spec.params.len());
-            for p in spec.params {
-                assert!(properties[p.name]["description"].is_string());
+            assert_eq!(schema["type"], "object", "{}", tool.name);
+            assert_eq!(schema["additionalProperties"], false, "{}", tool.name);
+            assert!(schema.get("title").is_none(), "{}", tool.name);
+            for (name, property) in schema["properties"].as_object().unwrap() {
+                assert!(
+                    property["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{}.{name} has no description",
+                    tool.name
+                );
+                assert!(
+                    Expected::of(property).is_some(),
+                    "{}.{name}: the check reads its type",
+                    tool.name
+                );
             }
         }
+        let arguments = |tool: &str| -> Vec<String> {
+            schema(tool)["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(arguments("add_memory"), ["text", "category"]);
+        assert_eq!(
+            arguments("search_memories"),
+            ["query", "category", "limit", "cursor"]
+        );
+        assert_eq!(arguments("get_memories"), ["category", "limit", "cursor"]);
+        assert_eq!(
+            arguments("update_memory"),
+            [
+                "id",
+                "text",
+                "category",
+                "expect_generation",
+                "expect_version"
+            ]
+        );
+        assert_eq!(
+            arguments("delete_memory"),
+            ["id", "expect_generation", "expect_version"]
+        );
+        assert_eq!(arguments("get_module_state"), ["digest"]);
+        assert_eq!(schema("add_memory")["required"], json!(["text"]));
+        assert_eq!(schema("update_memory")["required"], json!(["id", "text"]));
+        assert!(schema("get_memories").get("required").is_none());
+        for tool in ["search_memories", "get_memories"] {
+            let limit = &schema(tool)["properties"]["limit"];
+            assert_eq!(limit["minimum"], 1, "{tool}: {limit}");
+            assert_eq!(limit["maximum"], MAX_LIMIT, "{tool}: {limit}");
+        }
+        for tool in ["update_memory", "delete_memory"] {
+            for stamp in ["expect_generation", "expect_version"] {
+                let stamp = &schema(tool)["properties"][stamp];
+                assert_eq!(stamp["minimum"], 0, "{tool}: {stamp}");
+                assert!(stamp.get("maximum").is_none(), "{tool}: {stamp}");
+            }
+        }
+        let text = &schema("add_memory")["properties"]["text"];
+        assert_eq!(
+            text["type"], "string",
+            "a required argument is not nullable"
+        );
+    }
+
+    /// The check reads the schema and serde reads the type: every argument the schema accepts
+    /// at the edge of its limits, or as `null`, the type accepts too.
+    #[test]
+    fn what_the_schema_accepts_the_type_accepts() {
+        for tool in TOOLS {
+            let schema = (tool.schema)();
+            let properties = schema["properties"].as_object().unwrap();
+            for edge in ["low", "high", "null"] {
+                let mut arguments = JsonObject::new();
+                for (name, property) in properties {
+                    let required = schema
+                        .get("required")
+                        .and_then(Value::as_array)
+                        .is_some_and(|names| names.iter().any(|n| n == name));
+                    let value = match (Expected::of(property).unwrap(), edge) {
+                        (_, "null") if !required => Value::Null,
+                        (Expected::Text, _) => json!("x"),
+                        (Expected::Integer { minimum, .. }, "low") => json!(minimum.unwrap_or(0)),
+                        (Expected::Integer { maximum, .. }, _) => {
+                            json!(maximum.unwrap_or(i128::from(u64::MAX)))
+                        }
+                    };
+                    arguments.insert(name.clone(), value);
+                }
+                let parsed = tool.parse(Some(arguments.clone()));
+                assert!(parsed.is_ok(), "{} {arguments:?}: {parsed:?}", tool.name);
+            }
+        }
+        assert_eq!(
+            parse("get_memories", json!({"limit": null, "cursor": null})),
+            parse("get_memories", json!({}))
+        );
     }
 
     #[test]

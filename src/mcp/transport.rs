@@ -1,9 +1,12 @@
 //! The stdio transport: one JSON-RPC message per line on stdin and stdout.
 //!
-//! rmcp's own stdio transport drops a line that is not JSON without a word (on purpose: a
-//! reply to garbage can start an echo storm between two misconfigured peers). JSON-RPC 2.0
-//! asks for a Parse error instead, and an agent host that sent a broken line should learn
-//! why nothing came back, so this transport answers every line it cannot hand to rmcp:
+//! Why this module exists rather than rmcp's `transport::stdio()`: rmcp's stdio transport
+//! (checked again in rmcp 3.11, `transport/async_rw.rs`) still drops a line that is not JSON
+//! with only a debug log (on purpose: a reply to garbage can start an echo storm between two
+//! misconfigured peers), and answers JSON of the wrong shape with a bare Invalid Request that
+//! carries no id. JSON-RPC 2.0 asks for a Parse error instead, and an agent host that sent a
+//! broken line should learn why nothing came back, so this transport answers every line it
+//! cannot hand to rmcp (the unit tests below and `tests/mcp.rs` check each case):
 //!
 //! * not JSON → `-32700` Parse error;
 //! * JSON but not a JSON-RPC message (an array, a batch, a bad id) → `-32600` Invalid Request;
@@ -262,7 +265,16 @@ fn check_params(message: ClientJsonRpcMessage) -> Incoming {
     };
     let method = custom.method.as_str();
     if !SERVED_METHODS.contains(&method) {
-        return Incoming::Message(message);
+        // A method rmcp does not know at all: say which, rather than rmcp's bare "Method not
+        // found".
+        return reject(
+            ErrorData::new(
+                rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                format!("unknown method {method}"),
+                None,
+            ),
+            Some(id.clone()),
+        );
     }
     let params = custom.params.clone().unwrap_or(Value::Null);
     let detail = match method {

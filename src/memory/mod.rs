@@ -170,11 +170,10 @@ pub(crate) fn check_expected(current: &Memory, expect: Expect) -> Result<()> {
     Ok(())
 }
 
-/// The error for an absent memory.
+/// The error for an absent memory. It names no command: each front end knows how its users
+/// list memories.
 pub(crate) fn not_found(id: &str) -> Error {
-    Error::NotFound(format!(
-        "no memory with id {id:?}; `modstate memory ls` lists memories"
-    ))
+    Error::NotFound(format!("no memory with id {id:?}"))
 }
 
 fn shorten(text: &str) -> String {

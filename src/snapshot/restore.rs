@@ -74,9 +74,21 @@ impl Store {
         }
     }
 
-    /// Exports the current state as `<db>-pre-restore-<timestamp>.db` beside the database.
-    /// The caller holds the write lock, so nothing committed after it is lost by the restore.
-    fn safety_snapshot(&self) -> Result<PathBuf> {
+    /// Deletes the oldest safety copies `<db>-pre-restore-<timestamp>.db` beside the database
+    /// so that `keep` remain, never `newest` (the one a restore just made). Other files are
+    /// never touched. Returns the deleted paths, oldest first.
+    pub fn prune_safety_snapshots(
+        &self,
+        keep: std::num::NonZeroUsize,
+        newest: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        let (dir, prefix) = self.safety_snapshot_prefix();
+        super::names::retain(&dir, &prefix, keep.get(), newest)
+    }
+
+    /// The directory and name prefix of this database's safety snapshots:
+    /// `<db dir>`, `<db stem>-pre-restore`.
+    fn safety_snapshot_prefix(&self) -> (PathBuf, String) {
         let db = self.path();
         let dir = match db.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -86,7 +98,14 @@ impl Store {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "modstate".to_owned());
-        let name = snapshot_file_name(&format!("{stem}-pre-restore"), SystemTime::now());
+        (dir, format!("{stem}-pre-restore"))
+    }
+
+    /// Exports the current state as `<db>-pre-restore-<timestamp>.db` beside the database.
+    /// The caller holds the write lock, so nothing committed after it is lost by the restore.
+    fn safety_snapshot(&self) -> Result<PathBuf> {
+        let (dir, prefix) = self.safety_snapshot_prefix();
+        let name = snapshot_file_name(&prefix, SystemTime::now());
         let report = self.snapshot(dir.join(name), &SnapshotOptions::default())?;
         Ok(report.info.path)
     }

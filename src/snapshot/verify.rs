@@ -18,6 +18,15 @@ impl Store {
     }
 }
 
+impl Store {
+    /// How many artifacts and memories (`None` before the memories table existed) the
+    /// snapshot at `path` holds, read without the full check of [`Store::verify_snapshot`]:
+    /// for listings.
+    pub fn snapshot_counts(path: impl AsRef<Path>) -> Result<(u64, Option<u64>)> {
+        SnapshotFile::open(path.as_ref(), Options::default().busy_timeout)?.counts()
+    }
+}
+
 /// [`Store::verify_snapshot`] with the caller's busy timeout.
 pub(crate) fn verify(path: &Path, busy_timeout: Duration) -> Result<SnapshotInfo> {
     SnapshotFile::open(path, busy_timeout)?.verify()

@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use std::path::Path;
 
+use crate::lock::Locks;
 use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
 use crate::snapshot::{CopyProgress, SnapshotInfo};
 use crate::store::SnapshotFile;
@@ -33,6 +34,9 @@ pub(crate) struct StoredArtifact {
 
 /// What a storage engine provides to the store.
 pub(crate) trait Backend: Send + Sync {
+    /// The store's cross-process locks.
+    fn locks(&self) -> &dyn Locks;
+
     /// Stores each `(digest, envelope, sha256 of the envelope)` in one transaction. Identical
     /// bytes, or other bytes of the same JSON, are `Unchanged` and not written.
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>>;
@@ -104,4 +108,41 @@ pub(crate) trait Backend: Send + Sync {
         staging: &Path,
         before_copy: &mut dyn FnMut() -> Result<()>,
     ) -> Result<u32>;
+}
+
+/// What an engine provides for looking after a store (`doctor`, `stats`, `artifact prune`,
+/// `vacuum`, `memory export`/`import`). Kept apart from [`Backend`] so the everyday data path
+/// stays small; the rules (what a prune removes, what an import line must hold) stay in
+/// `maintenance.rs`.
+pub(crate) trait Maintenance: Send + Sync {
+    /// Counts and sizes.
+    fn stats(&self) -> Result<crate::maintenance::Stats>;
+
+    /// The engine's integrity check and the full-text index against the memory rows.
+    fn check_integrity(&self) -> Result<crate::maintenance::IntegrityReport>;
+
+    /// The artifacts `rule` selects, oldest first; removed in one transaction unless
+    /// `dry_run`.
+    fn prune_artifacts(
+        &self,
+        rule: &crate::maintenance::PruneRule,
+        dry_run: bool,
+    ) -> Result<Vec<String>>;
+
+    /// Rebuilds the storage so freed space goes back to the file system. The caller holds
+    /// the global lock.
+    fn vacuum(&self) -> Result<()>;
+
+    /// Every memory (of `namespace`), oldest id first, with its own fields.
+    fn export_memories(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<crate::maintenance::ExportedMemory>>;
+
+    /// Adds checked memories (with the line each came from) in one transaction; see
+    /// [`Store::import_memories`](crate::Store::import_memories).
+    fn import_memories(
+        &self,
+        memories: &[(usize, crate::maintenance::ExportedMemory)],
+    ) -> Result<crate::maintenance::ImportReport>;
 }

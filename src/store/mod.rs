@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::lock::LockDir;
+use crate::lock::Locks;
 
-pub(crate) use backend::{Backend, StoredArtifact};
+pub(crate) use backend::{Backend, Maintenance, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
 pub(crate) use sqlite::errors::is_storage_failure;
@@ -100,6 +100,11 @@ impl Store {
         })
     }
 
+    /// The engine's side of looking after the store (see `maintenance.rs`).
+    pub(crate) fn maintenance(&self) -> &dyn Maintenance {
+        &*self.backend
+    }
+
     /// The storage backend: every read and write of data goes through this boundary.
     pub(crate) fn backend(&self) -> &dyn Backend {
         &*self.backend
@@ -120,14 +125,20 @@ impl Store {
         self.backend.options()
     }
 
+    /// Whether opening created the database file: true for exactly one opener of a new
+    /// database. The library says nothing itself; a front end may tell its user.
+    pub fn created(&self) -> bool {
+        self.backend.created()
+    }
+
     /// The schema version after opening.
     pub fn schema_version(&self) -> u32 {
         self.backend.schema_version()
     }
 
-    /// The lock directory `<db>.locks/`.
-    pub fn locks(&self) -> &LockDir {
-        self.backend.locks()
+    /// The store's cross-process locks (write, global, keyed, holders), through the backend.
+    pub fn locks(&self) -> &dyn Locks {
+        self.backend().locks()
     }
 
     /// Whether writes are possible (false when the database's directory is read-only).

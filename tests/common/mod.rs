@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests that spawn the `modstate` binary.
+//! Helpers shared by the integration tests (modules of `tests/tests.rs`) that spawn the
+//! `modstate` binary or start the servers the tests need.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -349,4 +350,24 @@ pub fn as_nobody(cmd: &mut Command) -> &mut Command {
         });
     }
     cmd
+}
+
+/// A finished command's stdout, as text.
+#[allow(dead_code)]
+pub fn stdout_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `modstate` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_modstate");
+
+/// A finished command's stderr, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A finished command's exit code; a command ended by a signal fails the test (tests that
+/// signal a process look at its `ExitStatus` themselves).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally, not by a signal")
 }

@@ -12,12 +12,17 @@ use super::SqliteBackend;
 use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::lock::Locks;
 use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
 use crate::store::sqlite::errors::SqlContext;
 use crate::store::{Backend, StoredArtifact};
 use crate::time::now_rfc3339;
 
 impl Backend for SqliteBackend {
+    fn locks(&self) -> &dyn Locks {
+        SqliteBackend::locks(self)
+    }
+
     fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>> {
         // No read before the write: an identical payload is found inside the transaction and
         // nothing is written (an empty commit costs no fsync), while a pooled read up front

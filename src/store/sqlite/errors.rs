@@ -13,7 +13,7 @@ impl Error {
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ) {
                 return Error::Busy(format!(
-                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or raise --lock-timeout"
+                    "database stayed locked by another connection while {context} (busy timeout exceeded); retry, or allow a longer lock timeout"
                 ));
             }
             if matches!(
@@ -27,12 +27,16 @@ impl Error {
                     source: Box::new(source),
                 };
             }
-            if matches!(
-                e.code,
-                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
-            ) {
+            // A file that is no database at all is a wrong path more often than damage:
+            // say so, and do not send the user to a snapshot they may not need.
+            if e.code == rusqlite::ErrorCode::NotADatabase {
                 return Error::Integrity(format!(
-                    "database is corrupt or not a SQLite database while {context}: {source}; restore a snapshot"
+                    "the file is not a SQLite database (while {context}: {source}); check the path"
+                ));
+            }
+            if e.code == rusqlite::ErrorCode::DatabaseCorrupt {
+                return Error::Integrity(format!(
+                    "database is corrupt while {context}: {source}; restore a snapshot"
                 ));
             }
         }

@@ -27,6 +27,7 @@
 mod artifacts;
 pub(crate) mod errors;
 pub(crate) mod fts;
+mod maintenance;
 mod memories;
 mod migrate;
 mod pinned;
@@ -83,6 +84,8 @@ pub(crate) struct SqliteBackend {
     /// Opened at the first write (or at open, when open created or migrated the database).
     writer: OnceLock<Mutex<Connection>>,
     schema_version: u32,
+    /// Whether this open created the database file.
+    created: bool,
 }
 
 impl SqliteBackend {
@@ -129,23 +132,23 @@ impl SqliteBackend {
         let busy_timeout = options.busy_timeout;
         let writable = can_write(&canonical, exists);
         let writer = OnceLock::new();
-        let (first_reader, reader_target, schema_version) = if writable {
+        let (first_reader, reader_target, schema_version, created) = if writable {
             let current = if exists {
                 check_existing(&canonical, &options)?
             } else {
                 None
             };
             match current {
-                Some(reader) => (Some(reader), ReaderTarget::Shared, SCHEMA_VERSION),
+                Some(reader) => (Some(reader), ReaderTarget::Shared, SCHEMA_VERSION, false),
                 None => {
-                    let (conn, version) = create_or_migrate(&canonical, &locks, &options)?;
+                    let (conn, version, created) = create_or_migrate(&canonical, &locks, &options)?;
                     let _ = writer.set(Mutex::new(conn));
-                    (None, ReaderTarget::Shared, version)
+                    (None, ReaderTarget::Shared, version, created)
                 }
             }
         } else {
             let (conn, version) = read_only_target(&canonical, busy_timeout)?;
-            (Some(conn), ReaderTarget::ReadOnly, version)
+            (Some(conn), ReaderTarget::ReadOnly, version, false)
         };
         Ok(SqliteBackend {
             path,
@@ -158,6 +161,7 @@ impl SqliteBackend {
             writable,
             writer,
             schema_version,
+            created,
         })
     }
 
@@ -237,6 +241,11 @@ impl SqliteBackend {
 
     pub(crate) fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Whether opening created the database file.
+    pub(crate) fn created(&self) -> bool {
+        self.created
     }
 
     /// The schema version after opening.
@@ -405,9 +414,15 @@ fn check_existing(path: &Path, options: &Options) -> Result<Option<Connection>> 
 /// Opens the writer of a database that is new, at an older schema or not in WAL mode, under
 /// the write lock: creates it, switches it to WAL and migrates it, checking the state again
 /// there.
-fn create_or_migrate(path: &Path, locks: &LockDir, options: &Options) -> Result<(Connection, u32)> {
+/// The third element says whether this call created the database file (exactly one opener
+/// does, `O_EXCL`), so a front end can say so once.
+fn create_or_migrate(
+    path: &Path,
+    locks: &LockDir,
+    options: &Options,
+) -> Result<(Connection, u32, bool)> {
     let _write = locks.write()?;
-    create_private_file(path)?;
+    let created = create_private_file(path)?;
     let mut conn = connect_writer(path, options)?;
     // Refuse a newer schema before WAL mode or anything else changes a byte.
     migrate::check_known(&conn, &format!("database {}", path.display()))?;
@@ -422,7 +437,7 @@ fn create_or_migrate(path: &Path, locks: &LockDir, options: &Options) -> Result<
     }
     set_writer_pragmas(&conn, options)?;
     let version = migrate::migrate(&mut conn)?;
-    Ok((conn, version))
+    Ok((conn, version, created))
 }
 
 /// A read-write connection with `busy_timeout` set first, before anything can meet a lock.

@@ -63,6 +63,11 @@ impl SnapshotFile {
         })
     }
 
+    /// Its artifact and memory counts, without the checks of [`SnapshotFile::verify`].
+    pub(crate) fn counts(&self) -> Result<(u64, Option<u64>)> {
+        counts(&self.conn)
+    }
+
     /// Is this a sound modstate snapshot this binary can restore? SQLite's integrity_check, a
     /// schema version this binary knows, and every artifact's payload against its stored hash.
     pub(crate) fn verify(&self) -> Result<SnapshotInfo> {

@@ -1,0 +1,241 @@
+//! The SQLite side of looking after a store: counts, integrity, prune, vacuum, memory export
+//! and import. The rules are in `crate::maintenance`; this is the SQL.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqlContext;
+use super::{SqliteBackend, stamps};
+use crate::error::{Error, Result};
+use crate::maintenance::{
+    ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, PruneRule, Stats, file_len,
+    suffixed,
+};
+use crate::memory::grams;
+use crate::store::Maintenance;
+
+const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version";
+
+fn exported_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedMemory> {
+    Ok(ExportedMemory {
+        id: r.get(0)?,
+        namespace: r.get(1)?,
+        category: r.get(2)?,
+        text: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+        version: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+    })
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn prunable(conn: &Connection, rule: &PruneRule) -> Result<Vec<String>> {
+    let keep = i64::try_from(rule.keep).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare(
+            "SELECT digest FROM artifacts
+             WHERE (?1 IS NULL OR created_at < ?1)
+               AND digest NOT IN (SELECT digest FROM artifacts
+                                  ORDER BY created_at DESC, digest DESC LIMIT ?2)
+             ORDER BY created_at, digest",
+        )
+        .context("choosing artifacts to prune")?;
+    stmt.query_map(params![rule.cutoff, keep], |r| r.get::<_, String>(0))
+        .context("choosing artifacts to prune")?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .context("choosing artifacts to prune")
+}
+
+impl Maintenance for SqliteBackend {
+    fn stats(&self) -> Result<Stats> {
+        let canonical = self.canonical_path().to_path_buf();
+        self.read(|conn| {
+            let (artifacts, artifact_bytes): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .context("counting artifacts")?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT m.namespace, count(*), coalesce(n.generation, 0)
+                     FROM memories m LEFT JOIN memory_namespaces n USING (namespace)
+                     GROUP BY m.namespace ORDER BY m.namespace",
+                )
+                .context("counting memories")?;
+            let memories = stmt
+                .query_map([], |r| {
+                    Ok(NamespaceCount {
+                        namespace: r.get(0)?,
+                        memories: count(r.get(1)?),
+                        generation: count(r.get(2)?),
+                    })
+                })
+                .context("counting memories")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("counting memories")?;
+            let free: i64 = conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+                .context("reading the free page count")?;
+            let page_size: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .context("reading the page size")?;
+            Ok(Stats {
+                artifacts: count(artifacts),
+                artifact_bytes: count(artifact_bytes),
+                memories,
+                db_bytes: file_len(&canonical),
+                wal_bytes: file_len(&suffixed(&canonical, "-wal")),
+                free_pages: count(free),
+                page_size: count(page_size),
+            })
+        })
+    }
+
+    fn check_integrity(&self) -> Result<IntegrityReport> {
+        let findings = self.read(|conn| {
+            let mut stmt = conn
+                .prepare("PRAGMA integrity_check(10)")
+                .context("checking integrity")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))
+                .context("checking integrity")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("checking integrity")
+        });
+        let integrity_problem = match findings {
+            Ok(rows) if rows.len() == 1 && rows[0] == "ok" => None,
+            Ok(rows) => Some(rows.join("; ")),
+            Err(Error::Integrity(m)) => Some(m),
+            Err(e) => return Err(e),
+        };
+        // FTS5's integrity-check with rank 1 compares the index with the content table. It
+        // is an INSERT that changes nothing, so it needs a write transaction.
+        let fts_problem = if !self.is_writable() {
+            Some("skipped: the database is read-only for this user".to_owned())
+        } else {
+            let checked = self.write("checking the full-text index", |tx| {
+                tx.execute(
+                    "INSERT INTO memories_fts (memories_fts, rank) VALUES ('integrity-check', 1)",
+                    [],
+                )
+                .context("checking the full-text index")?;
+                Ok(())
+            });
+            match checked {
+                Ok(()) => None,
+                Err(Error::Integrity(m)) => Some(m),
+                Err(Error::Database { source, .. }) => Some(source.to_string()),
+                Err(e) => return Err(e),
+            }
+        };
+        Ok(IntegrityReport {
+            integrity_problem,
+            fts_problem,
+        })
+    }
+
+    fn prune_artifacts(&self, rule: &PruneRule, dry_run: bool) -> Result<Vec<String>> {
+        if dry_run {
+            return self.read(|conn| prunable(conn, rule));
+        }
+        self.write("pruning artifacts", |tx| {
+            let digests = prunable(tx, rule)?;
+            let mut delete = tx
+                .prepare("DELETE FROM artifacts WHERE digest = ?1")
+                .context("pruning artifacts")?;
+            for digest in &digests {
+                delete.execute([digest]).context("pruning artifacts")?;
+            }
+            Ok(digests)
+        })
+    }
+
+    fn vacuum(&self) -> Result<()> {
+        // VACUUM cannot run inside a transaction: the writer connection, under the write lock.
+        let conn = self.writer()?;
+        let _write = self.locks().write()?;
+        conn.execute_batch("VACUUM").context("vacuuming")?;
+        // Copy the rebuilt pages back and empty the WAL, if no reader still needs it.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        Ok(())
+    }
+
+    fn export_memories(&self, namespace: Option<&str>) -> Result<Vec<ExportedMemory>> {
+        self.read(|conn| {
+            let sql = format!(
+                "SELECT {EXPORT_COLUMNS} FROM memories WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id"
+            );
+            let mut stmt = conn.prepare(&sql).context("exporting memories")?;
+            stmt.query_map([namespace], exported_from_row)
+                .context("exporting memories")?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .context("exporting memories")
+        })
+    }
+
+    fn import_memories(&self, memories: &[(usize, ExportedMemory)]) -> Result<ImportReport> {
+        self.write("importing memories", |tx| {
+            let mut report = ImportReport::default();
+            let mut touched = BTreeSet::new();
+            let mut newest_version = 0;
+            for (line, m) in memories {
+                let existing = tx
+                    .prepare_cached(&format!(
+                        "SELECT {EXPORT_COLUMNS} FROM memories WHERE id = ?1"
+                    ))
+                    .and_then(|mut stmt| stmt.query_row([&m.id], exported_from_row).optional())
+                    .context("importing memories")?;
+                match existing {
+                    Some(here) if here == *m => report.unchanged += 1,
+                    Some(here) => {
+                        return Err(Error::Invalid(format!(
+                            "line {line}: memory {} is already in this store with other content (version {} here, {} in the file); nothing was imported — remove that line, or the memory here, and retry",
+                            m.id, here.version, m.version
+                        )));
+                    }
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![
+                                m.id,
+                                m.namespace,
+                                m.category,
+                                m.text,
+                                grams(&m.text),
+                                m.created_at,
+                                m.updated_at,
+                                i64::try_from(m.version).unwrap_or(i64::MAX)
+                            ])
+                        })
+                        .context("importing memories")?;
+                        report.imported += 1;
+                        newest_version = newest_version.max(m.version);
+                        touched.insert(m.namespace.clone());
+                    }
+                }
+            }
+            if report.imported > 0 {
+                // No version handed out later may repeat an imported one.
+                tx.execute(
+                    "UPDATE memory_counter SET value = max(value, ?1) WHERE only = 0",
+                    [i64::try_from(newest_version).unwrap_or(i64::MAX)],
+                )
+                .context("importing memories")?;
+                // Each namespace that changed moves to a new generation.
+                for namespace in &touched {
+                    let stamp = stamps::next_stamp(tx)?;
+                    stamps::set_namespace_generation(tx, namespace, stamp)?;
+                }
+            }
+            Ok(report)
+        })
+    }
+}

@@ -1,0 +1,21 @@
+//! The one integration test binary (ripgrep's layout): every file in this directory is a
+//! module of it, sharing the helpers in `common/`. One binary links once, instead of once per
+//! file. Run one group with `cargo test --test tests <module>::`, e.g. `locks::`.
+
+mod common;
+
+mod artifact;
+mod bad_input;
+mod cli;
+mod crash;
+mod faults;
+mod litestream;
+mod lockfile;
+mod locks;
+mod mcp;
+mod memory;
+mod properties;
+mod s3;
+mod security;
+mod snapshot;
+mod store;
