@@ -35,7 +35,7 @@ use crate::private::create_private_dir;
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 /// How long a waiter stays silent before telling the user what it waits for (like cargo).
-const QUIET_WAIT: Duration = Duration::from_secs(1);
+pub(crate) const QUIET_WAIT: Duration = Duration::from_secs(1);
 
 /// Holder records are padded to a multiple of this, so rewrites rarely change the file size.
 const HOLDER_PAD: usize = 512;
@@ -135,14 +135,47 @@ pub struct LockDir {
 /// A held lock; released (exactly once) when dropped.
 #[derive(Debug)]
 pub struct LockGuard {
-    file: File,
+    held: Held,
+}
+
+/// What keeps a lock held: a locked file here, or a server backend's session.
+enum Held {
+    File(File),
+    /// A server session holding the lock; dropping it releases the lock (see the backend).
+    Session(Box<dyn Send + Sync>),
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::File(file) => f.debug_tuple("File").field(file).finish(),
+            Held::Session(_) => f.write_str("Session"),
+        }
+    }
+}
+
+impl LockGuard {
+    fn file(file: File) -> LockGuard {
+        LockGuard {
+            held: Held::File(file),
+        }
+    }
+
+    /// A lock held by a server backend's session, released when `session` is dropped.
+    pub(crate) fn session(session: Box<dyn Send + Sync>) -> LockGuard {
+        LockGuard {
+            held: Held::Session(session),
+        }
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         // Closing the descriptor releases the lock too; unlocking first makes the release
         // independent of any descriptor a child process might have inherited.
-        let _ = fs2::FileExt::unlock(&self.file);
+        if let Held::File(file) = &self.held {
+            let _ = fs2::FileExt::unlock(file);
+        }
     }
 }
 
@@ -152,6 +185,16 @@ pub struct KeyedGuard {
     // Dropped in field order: keys first, then global — the reverse of acquisition.
     _keys: Vec<LockGuard>,
     _global: LockGuard,
+}
+
+impl KeyedGuard {
+    /// The guard of `keys` (taken in order) under `global` (taken first).
+    pub(crate) fn new(global: LockGuard, keys: Vec<LockGuard>) -> KeyedGuard {
+        KeyedGuard {
+            _keys: keys,
+            _global: global,
+        }
+    }
 }
 
 impl LockDir {
@@ -205,7 +248,7 @@ impl LockDir {
             return Ok(None);
         }
         let _ = write_holder(&file, WRITE);
-        Ok(Some(LockGuard { file }))
+        Ok(Some(LockGuard::file(file)))
     }
 
     /// The global lock: exclusive for structural work, shared for keyed work.
@@ -229,10 +272,7 @@ impl LockDir {
             // An error drops `held` and `global`: nothing stays locked.
             held.push(self.acquire(&key_file_name(key), key, mode, deadline)?);
         }
-        Ok(KeyedGuard {
-            _keys: held,
-            _global: global,
-        })
+        Ok(KeyedGuard::new(global, held))
     }
 
     /// Every lock file with its state, sorted by name. Opens every file read-only and creates
@@ -338,7 +378,7 @@ fn lock_file(
         // Best effort: the record only informs `lock status` and waiters.
         let _ = write_holder(&file, label);
     }
-    Ok(LockGuard { file })
+    Ok(LockGuard::file(file))
 }
 
 /// `<db>.locks`
@@ -353,7 +393,7 @@ fn key_file_name(key: &str) -> String {
     format!("{KEY_PREFIX}{}", Digest::of(key.as_bytes()).hex())
 }
 
-fn check_key(key: &str) -> Result<()> {
+pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.len() > MAX_KEY_BYTES {
         return Err(Error::Invalid(format!(
             "lock key is {} bytes; the limit is {MAX_KEY_BYTES} bytes — use a shorter key",
@@ -437,11 +477,25 @@ fn describe_holder(path: &Path, label: &str) -> String {
     else {
         return String::new();
     };
-    let one = |h: &Holder| match &h.acquired_at {
-        Some(since) => format!("pid {}: {}, since {since}", h.pid, h.command),
-        None => format!("pid {}: {}", h.pid, h.command),
+    describe_holders(state, &holders, false)
+}
+
+/// The holder part of a wait or timeout line, from a lock's state and holders; with
+/// `with_host`, each holder is named `host:pid` (holders on other machines, for a server
+/// backend).
+pub(crate) fn describe_holders(state: &str, holders: &[Holder], with_host: bool) -> String {
+    let one = |h: &Holder| {
+        let who = if with_host {
+            format!("{} pid {}", h.host, h.pid)
+        } else {
+            format!("pid {}", h.pid)
+        };
+        match &h.acquired_at {
+            Some(since) => format!("{who}: {}, since {since}", h.command),
+            None => format!("{who}: {}", h.command),
+        }
     };
-    match (state, holders.as_slice()) {
+    match (state, holders) {
         ("held", [h, ..]) => format!(" (held by {})", one(h)),
         ("shared", []) => " (held shared by other processes)".to_owned(),
         ("shared", hs) => {
@@ -696,7 +750,7 @@ fn read_holder(file: &File) -> Option<Holder> {
 
 pub use crate::time::now_rfc3339;
 
-fn host() -> &'static str {
+pub(crate) fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         fs::read_to_string("/proc/sys/kernel/hostname")
@@ -709,7 +763,7 @@ fn host() -> &'static str {
     })
 }
 
-fn command_line() -> &'static str {
+pub(crate) fn command_line() -> &'static str {
     static COMMAND: OnceLock<String> = OnceLock::new();
     COMMAND.get_or_init(|| {
         // args_os: std::env::args panics on an argument that is not UTF-8.

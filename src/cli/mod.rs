@@ -154,8 +154,12 @@ impl Context {
     /// Opens the store only if the database exists: for commands that only read, which must
     /// create nothing.
     pub fn open_existing(&self) -> Result<Store> {
-        match Store::open_existing(self.db_path()?, self.options()) {
-            Err(Error::NotFound(_)) => Err(no_database(self)),
+        let db = self.db_path()?;
+        match Store::open_existing(db, self.options()) {
+            // A server says itself what is missing (the database, or a store in it).
+            Err(Error::NotFound(_)) if modstate::store::url_scheme(db).is_none() => {
+                Err(no_database(self))
+            }
             Ok(store) => {
                 self.opened(&store);
                 Ok(store)
@@ -175,8 +179,12 @@ impl Context {
     /// Says, with `--verbose`, which database is in use and why; and, once, that it was just
     /// created (the library tells, the CLI speaks).
     fn opened(&self, store: &Store) {
+        let backend = match store.location() {
+            modstate::store::Location::File { .. } => "sqlite",
+            modstate::store::Location::Server { .. } => "postgres",
+        };
         detail(&format!(
-            "database {} ({}), backend sqlite, schema version {}",
+            "database {} ({}), backend {backend}, schema version {}",
             store.canonical_path().display(),
             self.db_source.describe(),
             store.schema_version()
@@ -209,7 +217,7 @@ impl Context {
 pub fn no_database(ctx: &Context) -> Error {
     Error::NotFound(format!(
         "no database at {} ({}); run modstate init, or pass --db / MODSTATE_DB",
-        ctx.db.display(),
+        modstate::store::display_database(&ctx.db),
         ctx.db_source.describe()
     ))
 }

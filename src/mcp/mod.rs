@@ -36,6 +36,10 @@ pub fn serve(store: Store, namespace: &str) -> Result<i32> {
         "modstate mcp: serving {} (namespace {namespace:?}) on stdin/stdout",
         store.path().display()
     );
+    // The last handle on the store is dropped here, outside the runtime: a server backend's
+    // client closes its connections by blocking on its own runtime, which tokio forbids
+    // inside another runtime's `block_on`.
+    let last_handle = store.clone();
     let server = MemoryServer::new(store, namespace);
     let code = runtime.block_on(async move {
         let running = match rmcp::serve_server(server, transport).await {
@@ -70,6 +74,7 @@ pub fn serve(store: Store, namespace: &str) -> Result<i32> {
     // bounded by --lock-timeout), so a write in flight at end of input commits or rolls back
     // before the process exits, instead of being cut off.
     drop(runtime);
+    drop(last_handle);
     Ok(code)
 }
 

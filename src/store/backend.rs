@@ -146,3 +146,26 @@ pub(crate) trait Maintenance: Send + Sync {
         memories: &[(usize, crate::maintenance::ExportedMemory)],
     ) -> Result<crate::maintenance::ImportReport>;
 }
+
+/// A whole storage engine as the store holds it: the data path, the maintenance side, and
+/// what the store reports about itself.
+pub(crate) trait Engine: Backend + Maintenance {
+    /// Where the data lives.
+    fn location(&self) -> &crate::store::Location;
+
+    /// The settings the store was opened with.
+    fn options(&self) -> &crate::store::Options;
+
+    /// Whether this opener created the database.
+    fn created(&self) -> bool;
+
+    /// The schema version after opening.
+    fn schema_version(&self) -> u32;
+
+    /// Whether writes are possible.
+    fn is_writable(&self) -> bool;
+
+    /// Gives back space the engine holds only for a while (SQLite: empties the WAL without
+    /// waiting for anyone); nothing to do where the engine looks after it itself.
+    fn shrink_wal(&self) -> Result<()>;
+}

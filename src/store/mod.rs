@@ -7,28 +7,50 @@
 //!
 //! * `sqlite/` — the embedded default: WAL, one writer connection, a read pool, `flock` locks
 //!   in `<db>.locks/`.
+//! * `postgres/` — a PostgreSQL server shared by many machines: a small connection pool,
+//!   session-level advisory locks, the full-text index in a GIN index.
 //!
-//! The database is named by a path (or, for a server backend, a URL); a URL scheme that this
-//! build does not serve is refused, never taken as a path.
+//! The database is named by a path, or by a `postgres://` URL; any other URL scheme is
+//! refused, never taken as a path.
 
 mod backend;
+pub(crate) mod portable;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::Locks;
 
-pub(crate) use backend::{Backend, Maintenance, StoredArtifact};
+pub(crate) use backend::{Backend, Engine, Maintenance, StoredArtifact};
 pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
 pub(crate) use sqlite::errors::is_storage_failure;
 pub use sqlite::fts::fts5_query;
 pub(crate) use sqlite::snapshot::SnapshotFile;
 
+use postgres::PgBackend;
 use sqlite::SqliteBackend;
+
+/// Where a store's data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database file.
+    File {
+        /// The path as the caller named it.
+        path: PathBuf,
+        /// Its canonical path: the one SQLite and the locks use.
+        canonical: PathBuf,
+    },
+    /// A PostgreSQL database.
+    Server {
+        /// The connection URL with the password left out, safe to print.
+        url: String,
+    },
+}
 
 /// How hard a commit pushes data to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -77,7 +99,7 @@ impl Default for Options {
 /// A handle on one database. `Send + Sync` and cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    backend: Arc<SqliteBackend>,
+    engine: Arc<dyn Engine>,
 }
 
 impl Store {
@@ -94,46 +116,76 @@ impl Store {
     }
 
     fn open_with(path: &Path, options: Options, create: bool) -> Result<Store> {
-        refuse_url(path)?;
-        Ok(Store {
-            backend: Arc::new(SqliteBackend::open(path, options, create)?),
-        })
+        let engine: Arc<dyn Engine> = match url_scheme(path) {
+            None => Arc::new(SqliteBackend::open(path, options, create)?),
+            Some(scheme) if postgres::SCHEMES.contains(&scheme.as_str()) => {
+                Arc::new(PgBackend::open(path, options, create)?)
+            }
+            Some(scheme) => {
+                return Err(Error::Unsupported(format!(
+                    "database {scheme}://… is a URL of a kind modstate does not serve; name a SQLite file path or a postgres:// URL"
+                )));
+            }
+        };
+        Ok(Store { engine })
     }
 
     /// The engine's side of looking after the store (see `maintenance.rs`).
     pub(crate) fn maintenance(&self) -> &dyn Maintenance {
-        &*self.backend
+        &*self.engine
     }
 
     /// The storage backend: every read and write of data goes through this boundary.
     pub(crate) fn backend(&self) -> &dyn Backend {
-        &*self.backend
+        &*self.engine
     }
 
-    /// The database file, as the caller named it.
+    /// Where the data lives.
+    pub fn location(&self) -> &Location {
+        self.engine.location()
+    }
+
+    /// The database file's canonical path; `None` for a server database.
+    pub fn file(&self) -> Option<&Path> {
+        match self.location() {
+            Location::File { canonical, .. } => Some(canonical),
+            Location::Server { .. } => None,
+        }
+    }
+
+    /// The database as the caller named it: the file's path, or the server URL without its
+    /// password.
     pub fn path(&self) -> &Path {
-        self.backend.path()
+        match self.location() {
+            Location::File { path, .. } => path,
+            Location::Server { url } => Path::new(url.as_str()),
+        }
     }
 
-    /// The database file's canonical path: the one SQLite and the locks use.
+    /// The database file's canonical path (the one SQLite and the locks use), or the server
+    /// URL without its password.
     pub fn canonical_path(&self) -> &Path {
-        self.backend.canonical_path()
+        match self.location() {
+            Location::File { canonical, .. } => canonical,
+            Location::Server { url } => Path::new(url.as_str()),
+        }
     }
 
     /// The settings the store was opened with.
     pub fn options(&self) -> &Options {
-        self.backend.options()
+        self.engine.options()
     }
 
-    /// Whether opening created the database file: true for exactly one opener of a new
-    /// database. The library says nothing itself; a front end may tell its user.
+    /// Whether opening created the database (file, or schema on a server): true for exactly
+    /// one opener of a new database. The library says nothing itself; a front end may tell
+    /// its user.
     pub fn created(&self) -> bool {
-        self.backend.created()
+        self.engine.created()
     }
 
     /// The schema version after opening.
     pub fn schema_version(&self) -> u32 {
-        self.backend.schema_version()
+        self.engine.schema_version()
     }
 
     /// The store's cross-process locks (write, global, keyed, holders), through the backend.
@@ -143,28 +195,80 @@ impl Store {
 
     /// Whether writes are possible (false when the database's directory is read-only).
     pub fn is_writable(&self) -> bool {
-        self.backend.is_writable()
+        self.engine.is_writable()
     }
 
     /// Tries to empty the write-ahead log without waiting for anyone; see the backend.
     pub fn shrink_wal(&self) -> Result<()> {
-        self.backend.shrink_wal()
+        self.engine.shrink_wal()
     }
 }
 
-/// A URL is never taken as a file path: `postgres://u:pw@host/db` would otherwise become a
-/// directory named `postgres:` holding a file whose name contains the password.
-fn refuse_url(path: &Path) -> Result<()> {
+/// How to show a database name in a message: a path as it is, a URL without its password
+/// (`postgres://u:pw@h/db` → `postgres://u@h/db`; a `password=` parameter is dropped too).
+pub fn display_database(path: &Path) -> String {
     let text = path.to_string_lossy();
-    if let Some((scheme, _)) = text.split_once("://")
-        && !scheme.is_empty()
+    if url_scheme(path).is_none() {
+        return text.into_owned();
+    }
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", &text));
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| matches!(c, '/' | '?' | '#'))
+        .unwrap_or((rest.len(), ' '));
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// The scheme of a URL given where a database is named (`postgres` for
+/// `postgres://u@host/db`), or `None` for a path. A URL is never taken as a file path:
+/// `postgres://u:pw@host/db` would otherwise become a directory named `postgres:` holding a
+/// file whose name contains the password.
+pub fn url_scheme(path: &Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    let (scheme, _) = text.split_once("://")?;
+    (!scheme.is_empty()
         && scheme
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    {
-        return Err(Error::Unsupported(format!(
-            "database {scheme}://… is a URL, and this build of modstate stores only SQLite files; name a file path"
-        )));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then(|| scheme.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_database;
+    use std::path::Path;
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        let shown = |s: &str| display_database(Path::new(s));
+        assert_eq!(shown("postgres://u:pw@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(
+            shown("postgresql://u:p%40w@h/db?sslmode=require&password=x"),
+            "postgresql://u@h/db?sslmode=require"
+        );
+        assert_eq!(shown("postgres://h/db?password=x"), "postgres://h/db");
+        assert_eq!(shown("/tmp/a:b@c/db"), "/tmp/a:b@c/db");
     }
-    Ok(())
 }

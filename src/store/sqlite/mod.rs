@@ -68,6 +68,8 @@ pub(crate) struct SqliteBackend {
     path: PathBuf,
     /// The path SQLite and the locks use.
     canonical: PathBuf,
+    /// Both paths, as the store reports them.
+    location: crate::store::Location,
     options: Options,
     locks: LockDir,
     /// How read connections open the file, for the pool built on first need.
@@ -151,6 +153,10 @@ impl SqliteBackend {
             (Some(conn), ReaderTarget::ReadOnly, version, false)
         };
         Ok(SqliteBackend {
+            location: crate::store::Location::File {
+                path: path.clone(),
+                canonical: canonical.clone(),
+            },
             path,
             canonical,
             options,
@@ -340,6 +346,32 @@ impl SqliteBackend {
     /// Whether writes are possible (false when the database's directory is read-only).
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
+    }
+}
+
+impl crate::store::Engine for SqliteBackend {
+    fn location(&self) -> &crate::store::Location {
+        &self.location
+    }
+
+    fn options(&self) -> &Options {
+        SqliteBackend::options(self)
+    }
+
+    fn created(&self) -> bool {
+        SqliteBackend::created(self)
+    }
+
+    fn schema_version(&self) -> u32 {
+        SqliteBackend::schema_version(self)
+    }
+
+    fn is_writable(&self) -> bool {
+        SqliteBackend::is_writable(self)
+    }
+
+    fn shrink_wal(&self) -> Result<()> {
+        SqliteBackend::shrink_wal(self)
     }
 }
 

@@ -1,0 +1,51 @@
+//! The rows a snapshot carries, whatever engine they come from or go to.
+//!
+//! The snapshot format is a SQLite database (see `sqlite/snapshot.rs`). A SQLite store copies
+//! it page by page; another engine moves it row by row through these types: export reads its
+//! rows in one consistent transaction and hands them to the SQLite snapshot writer, restore
+//! reads them back from a staged, migrated snapshot.
+
+/// One artifact row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ArtifactRow {
+    /// The module source digest (`sha256:<hex>`).
+    pub digest: String,
+    /// The envelope's bytes exactly as stored.
+    pub envelope: Vec<u8>,
+    /// The sha256 (hex) of `envelope`.
+    pub sha256: String,
+    /// The envelope's `type`.
+    pub state_type: String,
+    /// The envelope's `version`.
+    pub state_version: i64,
+    /// When it was stored (RFC 3339).
+    pub created_at: String,
+}
+
+/// One memory row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MemoryRow {
+    /// The public id (UUIDv7 text).
+    pub id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its category.
+    pub category: String,
+    /// Its text.
+    pub body: String,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+    /// When it was last written (RFC 3339).
+    pub updated_at: String,
+    /// The stamp of its last write.
+    pub version: u64,
+}
+
+/// Everything a snapshot holds besides the rows: the stamps of the drift guard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stamps {
+    /// The store-wide counter: the last stamp handed out.
+    pub counter: u64,
+    /// Every namespace ever written, with its generation.
+    pub namespaces: Vec<(String, u64)>,
+}

@@ -1,0 +1,206 @@
+//! The artifacts table on PostgreSQL, and this engine's one `Backend` implementation (the
+//! memory and snapshot methods forward to `memories.rs` and `snapshot.rs`).
+
+use std::path::Path;
+
+use postgres::Transaction;
+
+use super::PgBackend;
+use super::errors::PgContext;
+use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::lock::Locks;
+use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::snapshot::{CopyProgress, SnapshotInfo};
+use crate::store::{Backend, SnapshotFile, StoredArtifact};
+use crate::time::now_rfc3339;
+
+impl Backend for PgBackend {
+    fn locks(&self) -> &dyn Locks {
+        &self.locks
+    }
+
+    fn put_artifacts(&self, items: &[(&Digest, &Envelope, Digest)]) -> Result<Vec<PutOutcome>> {
+        let what = if items.len() == 1 {
+            "storing an artifact"
+        } else {
+            "storing a batch of artifacts"
+        };
+        self.write(what, |tx| {
+            items
+                .iter()
+                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
+                .collect()
+        })
+    }
+
+    fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
+        let mut conn = self.connection()?;
+        let row = conn
+            .query_opt(
+                "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = $1",
+                &[&digest.as_str()],
+            )
+            .context("reading an artifact")?;
+        Ok(row.map(|r| StoredArtifact {
+            bytes: r.get(0),
+            sha256: r.get(1),
+            state_type: r.get(2),
+            state_version: r.get(3),
+        }))
+    }
+
+    fn list_artifacts(&self) -> Result<Vec<ArtifactInfo>> {
+        let mut conn = self.connection()?;
+        let rows = conn
+            .query(
+                "SELECT digest, state_type, state_version, size, sha256, created_at
+                 FROM artifacts ORDER BY digest",
+                &[],
+            )
+            .context("listing artifacts")?;
+        Ok(rows
+            .iter()
+            .map(|r| ArtifactInfo {
+                digest: r.get(0),
+                state_type: r.get(1),
+                version: r.get(2),
+                bytes: r.get(3),
+                sha256: r.get(4),
+                created_at: r.get(5),
+            })
+            .collect())
+    }
+
+    fn delete_artifact(&self, digest: &Digest) -> Result<bool> {
+        self.write("deleting an artifact", |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM artifacts WHERE digest = $1",
+                    &[&digest.as_str()],
+                )
+                .context("deleting an artifact")?;
+            Ok(n > 0)
+        })
+    }
+
+    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
+        self.add_memories_pg(memories)
+    }
+
+    fn get_memory(&self, id: &str) -> Result<Option<Memory>> {
+        self.get_memory_pg(id)
+    }
+
+    fn list_memories(&self, filter: &MemoryFilter, after: Option<&Cursor>) -> Result<Rows<Memory>> {
+        self.list_memories_pg(filter, after)
+    }
+
+    fn search_memories(
+        &self,
+        modes: &[SearchMode],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<(usize, Rows<Hit>)> {
+        self.search_memories_pg(modes, filter, after)
+    }
+
+    fn update_memory(
+        &self,
+        id: &str,
+        body: &str,
+        category: Option<&str>,
+        expect: Expect,
+    ) -> Result<Memory> {
+        self.update_memory_pg(id, body, category, expect)
+    }
+
+    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64> {
+        self.delete_memory_pg(id, expect)
+    }
+
+    fn memory_generation(&self, namespace: &str) -> Result<u64> {
+        self.memory_generation_pg(namespace)
+    }
+
+    fn export_snapshot(
+        &self,
+        into: &Path,
+        after_step: &mut dyn FnMut(CopyProgress),
+    ) -> Result<SnapshotInfo> {
+        self.export_snapshot_pg(into, after_step)
+    }
+
+    fn restore_snapshot(
+        &self,
+        file: &SnapshotFile,
+        staging: &Path,
+        before_copy: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<u32> {
+        self.restore_snapshot_pg(file, staging, before_copy)
+    }
+}
+
+/// Inserts or replaces one artifact row inside the caller's transaction. The row is locked
+/// first (or inserted), so two writers of one digest decide "unchanged" one after the other.
+fn put_row(
+    tx: &mut Transaction<'_>,
+    digest: &Digest,
+    envelope: &Envelope,
+    sha: &Digest,
+) -> Result<PutOutcome> {
+    let size = envelope.as_bytes().len() as i64;
+    let now = now_rfc3339();
+    let inserted = tx
+        .execute(
+            "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (digest) DO NOTHING",
+            &[
+                &digest.as_str(),
+                &envelope.as_bytes(),
+                &sha.hex(),
+                &size,
+                &envelope.state_type(),
+                &envelope.state_version(),
+                &now,
+            ],
+        )
+        .context("storing an artifact")?;
+    if inserted == 1 {
+        return Ok(PutOutcome::Inserted);
+    }
+    let row = tx
+        .query_one(
+            "SELECT sha256, envelope FROM artifacts WHERE digest = $1 FOR UPDATE",
+            &[&digest.as_str()],
+        )
+        .context("looking up an artifact")?;
+    let stored_sha: String = row.get(0);
+    if stored_sha == sha.hex() {
+        return Ok(PutOutcome::Unchanged);
+    }
+    // Other bytes, maybe the same JSON: an exported artifact file imported again is
+    // pretty-printed where the stored envelope was compact. Keep the stored bytes.
+    let stored: Vec<u8> = row.get(1);
+    if envelope.same_json(&stored) {
+        return Ok(PutOutcome::Unchanged);
+    }
+    tx.execute(
+        "UPDATE artifacts SET envelope = $2, sha256 = $3, size = $4, state_type = $5,
+             state_version = $6, created_at = $7
+         WHERE digest = $1",
+        &[
+            &digest.as_str(),
+            &envelope.as_bytes(),
+            &sha.hex(),
+            &size,
+            &envelope.state_type(),
+            &envelope.state_version(),
+            &now,
+        ],
+    )
+    .context("storing an artifact")?;
+    Ok(PutOutcome::Replaced)
+}

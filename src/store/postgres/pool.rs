@@ -1,0 +1,150 @@
+//! A few connections kept for reuse.
+//!
+//! Not r2d2: r2d2 retries a failing connect until its timeout and then reports only that it
+//! timed out, so a wrong password or a stopped server would take the whole timeout and lose
+//! the server's message. Here a connection is opened when one is needed and none is idle
+//! (nothing is opened in advance: ten CLI processes must not take a hundred of the server's
+//! connections), its error is reported at once, and at most `read_pool_size` idle
+//! connections are kept.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::errors::PgContext;
+use super::tls;
+use super::url::Target;
+use crate::error::Result;
+use crate::store::Options;
+
+/// The connections of one store; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Target,
+    tls: MakeRustlsConnect,
+    idle: Mutex<Vec<Client>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    /// A pool for `target`; opens nothing yet.
+    pub(crate) fn new(mut target: Target, options: &Options) -> Result<Pool> {
+        // Row and table lock waits end at the lock timeout, as a modstate lock wait does.
+        let lock_timeout = format!("-c lock_timeout={}", millis(options.lock_timeout));
+        let server_options = match target.config.get_options() {
+            Some(given) if !given.is_empty() => format!("{given} {lock_timeout}"),
+            _ => lock_timeout,
+        };
+        target.config.options(&server_options);
+        let tls = tls::connector(&target)?;
+        Ok(Pool {
+            inner: Arc::new(Inner {
+                target,
+                tls,
+                idle: Mutex::new(Vec::new()),
+                max_idle: options.read_pool_size.max(1) as usize,
+            }),
+        })
+    }
+
+    /// The URL without its password.
+    pub(crate) fn display(&self) -> &str {
+        &self.inner.target.display
+    }
+
+    /// An idle connection, or a new one.
+    pub(crate) fn get(&self) -> Result<Conn<'_>> {
+        let reused = {
+            let mut idle = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut found = None;
+            while let Some(client) = idle.pop() {
+                if !client.is_closed() {
+                    found = Some(client);
+                    break;
+                }
+            }
+            found
+        };
+        let client = match reused {
+            Some(client) => client,
+            None => self.connect()?,
+        };
+        Ok(Conn {
+            client: Some(client),
+            pool: self,
+        })
+    }
+
+    /// A new connection that is never pooled: for a lock, which must live on a session of its
+    /// own (session locks survive ROLLBACK and would go back to the pool still held).
+    pub(crate) fn connect(&self) -> Result<Client> {
+        self.inner
+            .target
+            .config
+            .connect(self.inner.tls.clone())
+            .context(&format!("connecting to {}", self.display()))
+    }
+
+    fn give_back(&self, client: Client) {
+        if client.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < self.inner.max_idle {
+            idle.push(client);
+        }
+    }
+}
+
+/// A pooled connection; goes back to the pool when dropped.
+pub(crate) struct Conn<'a> {
+    client: Option<Client>,
+    pool: &'a Pool,
+}
+
+impl Deref for Conn<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        // Some until dropped.
+        self.client
+            .as_ref()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            self.pool.give_back(client);
+        }
+    }
+}
+
+/// Milliseconds for a server setting: at least 1 (0 would mean "no timeout").
+pub(crate) fn millis(duration: Duration) -> u128 {
+    duration.as_millis().max(1)
+}

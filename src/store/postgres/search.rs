@@ -1,0 +1,1 @@
+//! Full-text search on PostgreSQL. (Being built: see issue 15.)
