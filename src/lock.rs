@@ -631,7 +631,7 @@ fn process_command_line(pid: u32) -> String {
             let words: Vec<String> = raw
                 .split(|b| *b == 0)
                 .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .map(|w| redact_argument(&String::from_utf8_lossy(w)))
                 .collect();
             cut_command(words.join(" "))
         }
@@ -769,11 +769,26 @@ pub(crate) fn command_line() -> &'static str {
         // args_os: std::env::args panics on an argument that is not UTF-8.
         cut_command(
             std::env::args_os()
-                .map(|arg| arg.to_string_lossy().into_owned())
+                .map(|arg| redact_argument(&arg.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(" "),
         )
     })
+}
+
+/// A command-line argument as a holder record shows it: a database URL (`--db URL` or
+/// `--db=URL`) without its password, since holder records are shown to every user.
+fn redact_argument(arg: &str) -> String {
+    let Some(scheme_at) = arg.find("://") else {
+        return arg.to_owned();
+    };
+    // `--db=postgres://…`: the URL starts after the last `=` before the scheme.
+    let start = arg[..scheme_at].rfind('=').map_or(0, |i| i + 1);
+    let (flag, url) = arg.split_at(start);
+    format!(
+        "{flag}{}",
+        crate::store::display_database(std::path::Path::new(url))
+    )
 }
 
 /// A command line cut at 200 bytes, so records stay small.
@@ -787,4 +802,23 @@ fn cut_command(mut line: String) -> String {
         line.push('…');
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_argument;
+
+    #[test]
+    fn holder_records_never_carry_a_database_password() {
+        assert_eq!(
+            redact_argument("postgres://u:hunter2@h/db"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            redact_argument("--db=postgresql://u:hunter2@h:5/db?sslmode=require"),
+            "--db=postgresql://u@h:5/db?sslmode=require"
+        );
+        assert_eq!(redact_argument("--lock-timeout=5"), "--lock-timeout=5");
+        assert_eq!(redact_argument("/tmp/x.db"), "/tmp/x.db");
+    }
 }

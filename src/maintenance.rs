@@ -71,9 +71,10 @@ impl Store {
         self.maintenance().stats()
     }
 
-    /// The `-wal` file beside the database.
-    pub fn wal_path(&self) -> PathBuf {
-        suffixed(self.canonical_path(), "-wal")
+    /// The `-wal` file beside the database; `None` for a server database, whose server looks
+    /// after its own log.
+    pub fn wal_path(&self) -> Option<PathBuf> {
+        self.file().map(|db| suffixed(db, "-wal"))
     }
 
     /// The engine's own integrity check, and the full-text index checked against the memory
@@ -109,12 +110,19 @@ impl Store {
     /// Holds the global lock exclusively (no keyed work runs meanwhile) and the write lock;
     /// readers of other processes keep reading.
     pub fn vacuum(&self) -> Result<VacuumReport> {
-        let bytes_before = file_len(self.canonical_path());
+        // The file's size; on a server, the space its tables and indexes take.
+        let size = || -> Result<u64> {
+            match self.file() {
+                Some(db) => Ok(file_len(db)),
+                None => Ok(self.stats()?.db_bytes),
+            }
+        };
+        let bytes_before = size()?;
         let _global = self.locks().global(crate::lock::Mode::Exclusive)?;
         self.maintenance().vacuum()?;
         Ok(VacuumReport {
             bytes_before,
-            bytes_after: file_len(self.canonical_path()),
+            bytes_after: size()?,
         })
     }
 }

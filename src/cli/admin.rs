@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use modstate::maintenance::{file_len, file_mode, leftover_temps, suffixed};
-use modstate::store::SCHEMA_VERSION;
+use modstate::store::{SCHEMA_VERSION, display_database};
 use modstate::{Error, Result, Store};
 
 use super::{Context, Table, notice, print_bytes, print_json, print_text, quiet};
@@ -95,14 +95,18 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
             false,
             format!(
                 "no database at {} ({}); run modstate init",
-                path.display(),
+                display_database(path),
                 ctx.db_source.describe()
             ),
         )),
         Err(e) => checks.push(check(
             "database",
             false,
-            format!("{} ({}): {e}", path.display(), ctx.db_source.describe()),
+            format!(
+                "{} ({}): {e}",
+                display_database(path),
+                ctx.db_source.describe()
+            ),
         )),
         Ok(store) => store_checks(ctx, &store, &mut checks)?,
     }
@@ -139,9 +143,14 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
         "database",
         true,
         format!(
-            "{} ({}), backend sqlite",
+            "{} ({}), backend {}",
             canonical.display(),
-            ctx.db_source.describe()
+            ctx.db_source.describe(),
+            if store.file().is_some() {
+                "sqlite"
+            } else {
+                "postgres"
+            }
         ),
     ));
     let version = store.schema_version();
@@ -174,8 +183,35 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
             format!("the full-text index does not match the memories: {p}"),
         ),
     });
+    // The file checks; a server looks after its own files, log and temp space.
+    if let Some(db) = store.file() {
+        file_checks(store, db, checks);
+    }
+    let states = store.locks().status()?;
+    let held: Vec<String> = states
+        .iter()
+        .filter(|s| !s.holders.is_empty())
+        .map(|s| {
+            let pids: Vec<String> = s.holders.iter().map(|h| format!("pid {}", h.pid)).collect();
+            format!("{} {} by {}", s.name, s.state, pids.join(", "))
+        })
+        .collect();
+    checks.push(check(
+        "locks",
+        true,
+        if held.is_empty() {
+            "none held".to_owned()
+        } else {
+            held.join("; ")
+        },
+    ));
+    Ok(())
+}
+
+/// The checks of a database file: its modes, its WAL, leftover temp files beside it.
+fn file_checks(store: &Store, canonical: &Path, checks: &mut Vec<Check>) {
     checks.push(modes_check(canonical, store.locks().directory()));
-    let wal = file_len(&store.wal_path());
+    let wal = store.wal_path().map_or(0, |wal| file_len(&wal));
     let limit = store.options().wal_size_limit;
     checks.push(check(
         "wal",
@@ -205,25 +241,6 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
             )
         },
     ));
-    let states = store.locks().status()?;
-    let held: Vec<String> = states
-        .iter()
-        .filter(|s| !s.holders.is_empty())
-        .map(|s| {
-            let pids: Vec<String> = s.holders.iter().map(|h| format!("pid {}", h.pid)).collect();
-            format!("{} {} by {}", s.name, s.state, pids.join(", "))
-        })
-        .collect();
-    checks.push(check(
-        "locks",
-        true,
-        if held.is_empty() {
-            "none held".to_owned()
-        } else {
-            held.join("; ")
-        },
-    ));
-    Ok(())
 }
 
 /// The database, its WAL and shared memory, and the lock directory must be private to the

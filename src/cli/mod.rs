@@ -190,8 +190,12 @@ impl Context {
             store.schema_version()
         ));
         if store.created() {
+            let what = match store.location() {
+                modstate::store::Location::File { .. } => "database",
+                modstate::store::Location::Server { .. } => "modstate store in",
+            };
             *self.created.borrow_mut() = Some(format!(
-                "created database {} ({})",
+                "created {what} {} ({})",
                 store.path().display(),
                 self.db_source.describe()
             ));

@@ -65,12 +65,17 @@ pub(crate) fn open(client: &mut Client, create: bool, display: &str) -> Result<(
     Ok((version, created))
 }
 
-/// The schema version, 0 where there is no modstate schema.
+/// The schema version, 0 where there is no modstate schema: one round trip, the cost every
+/// command pays at open.
 fn version(client: &mut Client) -> Result<u32> {
-    let mut tx = client.transaction().context("reading the schema version")?;
-    let version = version_in(&mut tx)?;
-    tx.commit().context("reading the schema version")?;
-    Ok(version)
+    match client.query_opt("SELECT version FROM modstate_schema", &[]) {
+        Ok(row) => Ok(row.map_or(0, |r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))),
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
+        Err(e) => Err(crate::error::Error::postgres(
+            "reading the schema version",
+            e,
+        )),
+    }
 }
 
 fn version_in(tx: &mut postgres::Transaction<'_>) -> Result<u32> {

@@ -95,14 +95,30 @@ pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<T
             _ => kept.push(pair),
         }
     }
+    // The client fills in port 5432 for a host named without a port, which would hide that
+    // the URL left the port out: PGPORT goes in first.
+    let pg_port = match env("PGPORT").filter(|p| !p.is_empty()) {
+        Some(port) => Some(port.parse::<u16>().map_err(|_| {
+            Error::Invalid(format!("PGPORT {port:?} is not a port number; fix PGPORT"))
+        })?),
+        None => None,
+    };
+    let base = match pg_port {
+        Some(port) => with_default_port(base, &port.to_string()),
+        None => base.to_owned(),
+    };
     let rest = if kept.is_empty() {
-        base.to_owned()
+        base
     } else {
         format!("{base}?{}", kept.join("&"))
     };
     let mut config = postgres::Config::from_str(&rest).map_err(|e| {
+        let mut why = e.to_string();
+        if let Some(cause) = std::error::Error::source(&e) {
+            why = format!("{why}: {cause}");
+        }
         Error::Invalid(format!(
-            "the database URL is not a valid PostgreSQL URL ({e}); write postgres://USER@HOST:PORT/DBNAME"
+            "the database URL is not a valid PostgreSQL URL ({why}); write postgres://USER@HOST:PORT/DBNAME"
         ))
     })?;
 
@@ -117,12 +133,9 @@ pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<T
         });
         config.host(&host);
     }
-    if config.get_ports().is_empty()
-        && let Some(port) = env("PGPORT").filter(|p| !p.is_empty())
+    if let Some(port) = pg_port
+        && config.get_ports().is_empty()
     {
-        let port = port.parse::<u16>().map_err(|_| {
-            Error::Invalid(format!("PGPORT {port:?} is not a port number; fix PGPORT"))
-        })?;
         config.port(port);
     }
     if config.get_user().is_none() {
@@ -195,6 +208,37 @@ pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<T
         root_cert,
         display,
     })
+}
+
+/// `base` (a URL without its query) with `:port` added to every host named without one.
+fn with_default_port(base: &str, port: &str) -> String {
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    if hosts.is_empty() {
+        return base.to_owned();
+    }
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .map(|host| {
+            let has_port = match host.rfind(']') {
+                Some(close) => host[close..].contains(':'),
+                None => host.contains(':'),
+            };
+            if has_port {
+                host.to_owned()
+            } else {
+                format!("{host}:{port}")
+            }
+        })
+        .collect();
+    format!("{scheme}://{userinfo}{}{path}", hosts.join(","))
 }
 
 /// Where Debian's libpq looks for the server's socket when no host is given.
@@ -326,5 +370,9 @@ mod tests {
         assert!(e.to_string().contains("PGPORT"), "{e}");
         let e = parse("postgres://u@h:notaport/d", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("not a valid PostgreSQL URL"), "{e}");
+        let t = parse("postgres://u@h/d", &env(&[("PGPORT", "6000")])).unwrap();
+        assert_eq!(t.config.get_ports(), &[6000]);
+        let t = parse("postgres://u@h:7000/d", &env(&[("PGPORT", "6000")])).unwrap();
+        assert_eq!(t.config.get_ports(), &[7000]);
     }
 }
