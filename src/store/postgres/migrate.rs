@@ -31,13 +31,12 @@ pub(crate) fn open(client: &mut Client, create: bool, display: &str) -> Result<(
     if found == SCHEMA_VERSION {
         return Ok((found, false));
     }
-    if !create {
-        if found == 0 {
-            return Err(Error::NotFound(format!(
-                "no modstate store in {display}; a command that writes creates it"
-            )));
-        }
-        // An older schema: reading it as is could misread it; migrate, as SQLite does.
+    // An older schema is migrated even by a command that only reads, as on SQLite: reading
+    // it as it is could misread it.
+    if !create && found == 0 {
+        return Err(Error::NotFound(format!(
+            "no modstate store in {display}; a command that writes creates it"
+        )));
     }
     check_server(client, display)?;
     let mut tx = client.transaction().context("starting a migration")?;
