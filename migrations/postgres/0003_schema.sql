@@ -38,7 +38,7 @@ CREATE TABLE artifacts (
 -- Categories compare case-insensitively in ASCII only, as SQLite's NOCASE does.
 CREATE FUNCTION modstate_fold(text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN translate($1, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz');
+    AS $$ SELECT translate($1, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') $$;
 
 -- Agent memories. `id` is the public, time-sortable identifier (UUIDv7, strictly increasing
 -- in commit order within one store), so "newest first" is `ORDER BY id DESC` (byte order:
