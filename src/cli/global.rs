@@ -11,7 +11,7 @@ use clap::Args;
 
 use modstate::Synchronous;
 
-pub const DB_HELP: &str = "Database file [env: MODSTATE_DB] [default: $XDG_DATA_HOME/modstate/state.db, else ~/.local/share/modstate/state.db]";
+pub const DB_HELP: &str = "Database: a SQLite file, or a postgres://USER@HOST:PORT/DBNAME URL (PG* variables fill its gaps) [env: MODSTATE_DB] [default: $XDG_DATA_HOME/modstate/state.db, else ~/.local/share/modstate/state.db]";
 pub const LOCK_TIMEOUT_HELP: &str =
     "Seconds to wait for a lock or a busy database before giving up (exit 5) [default: 30]";
 pub const SYNCHRONOUS_HELP: &str = "Commit durability: full (survives power loss) or normal (survives a crash of the process) [default: full]";

@@ -4,11 +4,14 @@
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0         success
-  1         any other failure (I/O and the like); `doctor` found a problem
+  1         any other failure (I/O, a server that cannot be reached or refuses the login
+            or TLS, a lost connection); `doctor` found a problem
   2         usage error
-  3         not found / not usable (absent key, no database, an artifact file not `loaded`)
+  3         not found / not usable (absent key, no database or no store in the server's
+            database, an artifact file not `loaded`)
   4         conflict: the drift guard refused a write
-  5         busy: a lock or the database stayed busy past the timeout
+  5         busy: a lock or the database stayed busy past the timeout (also a server's lock
+            or statement timeout)
   6         invalid input: bad digest or id, malformed JSON, too large, unsupported version
   7         integrity failure: corrupted row, failed integrity check, checksum mismatch
   126, 127  `lock run`: the command could not be executed / was not found
