@@ -202,6 +202,26 @@ conformance! {
         export_then_import_of_an_unchanged_artifact_reports_unchanged_and_writes_nothing,
         resolve_says_why_it_skipped_a_file_and_can_write_it,
     }
+    memory {
+        cli_round_trip_and_exit_codes,
+        invalid_utf8_in_an_argument_is_invalid_input,
+        cli_text_and_queries_may_start_with_a_dash,
+        cli_listing_pages_with_a_cursor_and_the_documented_shape,
+        stemming_finds_other_forms_of_english_words_and_accents_still_fold,
+        words_inside_cjk_text_are_found,
+        symbol_queries_find_what_was_typed_or_nothing_with_a_note,
+        stdin_text_loses_one_trailing_newline_only,
+        generations_are_per_namespace_and_versions_per_memory,
+        malformed_ids_and_cursors_are_invalid_input,
+        a_restore_never_brings_back_a_generation_already_handed_out,
+        when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note,
+        eight_processes_adding_at_once_lose_nothing,
+        eight_processes_with_one_expected_version_one_wins_and_namespaces_never_conflict,
+        cli_search_pages_in_rank_order_without_repeats_or_skips_while_others_write,
+        search_ranks_better_matches_first,
+        an_exact_phrase_ranks_first_even_in_a_longer_memory,
+        keyword_stuffing_does_not_beat_a_natural_sentence,
+    }
     locks {
         same_key_never_overlaps,
         different_keys_run_in_parallel,
