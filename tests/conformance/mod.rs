@@ -222,6 +222,12 @@ conformance! {
         an_exact_phrase_ranks_first_even_in_a_longer_memory,
         keyword_stuffing_does_not_beat_a_natural_sentence,
     }
+    mcp {
+        tools_are_listed_and_write_and_read_the_store,
+        the_protocol_version_is_negotiated,
+        two_servers_and_a_cli_add_memories_at_once_and_all_are_present,
+        eof_on_stdin_exits_zero_promptly,
+    }
     locks {
         same_key_never_overlaps,
         different_keys_run_in_parallel,
