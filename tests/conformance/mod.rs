@@ -228,6 +228,10 @@ conformance! {
         two_servers_and_a_cli_add_memories_at_once_and_all_are_present,
         eof_on_stdin_exits_zero_promptly,
     }
+    snapshot {
+        export_verify_restore_round_trip,
+        corrupted_or_newer_snapshots_are_refused_and_change_nothing,
+    }
     locks {
         same_key_never_overlaps,
         different_keys_run_in_parallel,
