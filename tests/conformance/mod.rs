@@ -232,6 +232,12 @@ conformance! {
         export_verify_restore_round_trip,
         corrupted_or_newer_snapshots_are_refused_and_change_nothing,
     }
+    crash {
+        sigkill_during_writes_loses_no_acknowledged_write,
+    }
+    bad_input {
+        bad_input_gets_its_exit_code_one_line_and_changes_nothing,
+    }
     locks {
         same_key_never_overlaps,
         different_keys_run_in_parallel,
