@@ -358,6 +358,17 @@ impl Cluster {
         name
     }
 
+    /// A fresh, empty database owned by `owner` (so that role may create its tables); its name.
+    pub fn database_owned_by(&self, owner: &str) -> String {
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        self.psql_exec("postgres", &format!("CREATE DATABASE {name} OWNER {owner}"));
+        name
+    }
+
     /// A Unix-socket URL for database `db` as the superuser (no password).
     pub fn socket_url(&self, db: &str) -> String {
         format!(

@@ -25,7 +25,7 @@ mod crash;
 mod locks;
 mod mcp;
 mod memory;
-mod snapshot;
+pub mod snapshot;
 
 /// Which backend a [`Db`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
