@@ -14,9 +14,11 @@ use crate::conformance::snapshot::{contents, populate};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `modstate --db <url> args…`, nothing of the caller's MODSTATE_DB or PG* environment.
-fn modstate(url: &str) -> Command {
+/// `modstate --db <url> args…` in the cluster's scratch dir, nothing of the caller's
+/// MODSTATE_DB or PG* environment.
+fn modstate(cluster: &Cluster, url: &str) -> Command {
     let mut cmd = Command::new(BIN);
+    cmd.current_dir(&cluster.scratch);
     cmd.env_remove("MODSTATE_DB");
     clear_pg_env(&mut cmd);
     cmd.arg("--db").arg(url);
@@ -166,7 +168,7 @@ fn tcp_and_socket_urls_and_modstate_db_reach_the_same_store() {
     let cluster = db.cluster();
     let d = format!("sha256:{}", "7".repeat(64));
     let env = r#"{"type":"Module","version":1,"state":{"via":"tcp"}}"#;
-    let mut put = modstate(&cluster.tcp_url(&db.name));
+    let mut put = modstate(cluster, &cluster.tcp_url(&db.name));
     put.args(["artifact", "put", &d, "-"]);
     let out = crate::common::output_with_stdin(&mut put, env.as_bytes());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -184,7 +186,7 @@ fn a_wrong_password_fails_in_one_line_that_never_shows_it() {
     let db = cluster.database_owned_by(PW_USER);
     let wrong = "Wr0ng-pw-9d1e";
     for args in [&["artifact", "ls"][..], &["memory", "add", "x"], &["init"]] {
-        let out = modstate(&cluster.password_url(&db, wrong))
+        let out = modstate(cluster, &cluster.password_url(&db, wrong))
             .args(args)
             .output()
             .unwrap();
@@ -195,7 +197,7 @@ fn a_wrong_password_fails_in_one_line_that_never_shows_it() {
             "postgres://{PW_USER}@127.0.0.1:{}/{db}?sslmode=disable",
             cluster.port
         );
-        let out = modstate(&url)
+        let out = modstate(cluster, &url)
             .env("PGPASSWORD", wrong)
             .args(args)
             .output()
@@ -203,7 +205,7 @@ fn a_wrong_password_fails_in_one_line_that_never_shows_it() {
         assert_clean_failure(&out, wrong);
     }
     // The right one works.
-    let out = modstate(&cluster.password_url(&db, PW_PASSWORD))
+    let out = modstate(cluster, &cluster.password_url(&db, PW_PASSWORD))
         .args(["memory", "add", "hello"])
         .output()
         .unwrap();
@@ -218,7 +220,10 @@ fn a_missing_database_fails_cleanly_and_is_not_created() {
     };
     let name = format!("t_absent_{}", std::process::id());
     for url in [cluster.socket_url(&name), cluster.tcp_url(&name)] {
-        let out = modstate(&url).args(["artifact", "ls"]).output().unwrap();
+        let out = modstate(cluster, &url)
+            .args(["artifact", "ls"])
+            .output()
+            .unwrap();
         // TODO(backend): exact code (3, "no database", as for an absent SQLite file?).
         assert_clean_failure(&out, PW_PASSWORD);
     }
@@ -231,9 +236,9 @@ fn a_missing_database_fails_cleanly_and_is_not_created() {
 
 #[test]
 fn an_unreachable_server_fails_cleanly_and_promptly() {
-    if Cluster::shared().is_none() {
+    let Some(cluster) = Cluster::shared() else {
         return;
-    }
+    };
     let port = free_port(); // nothing listens there
     let dir = tempfile::tempdir().unwrap();
     for url in [
@@ -244,7 +249,10 @@ fn an_unreachable_server_fails_cleanly_and_promptly() {
         ),
     ] {
         let started = Instant::now();
-        let out = modstate(&url).args(["artifact", "ls"]).output().unwrap();
+        let out = modstate(cluster, &url)
+            .args(["artifact", "ls"])
+            .output()
+            .unwrap();
         // TODO(backend): exact code.
         assert_clean_failure(&out, PW_PASSWORD);
         assert!(
@@ -265,12 +273,18 @@ fn sslmode_require_against_a_server_without_tls_fails_cleanly() {
         "postgres://{PW_USER}:{PW_PASSWORD}@127.0.0.1:{}/{db}?sslmode=require",
         cluster.port
     );
-    let out = modstate(&url).args(["artifact", "ls"]).output().unwrap();
+    let out = modstate(cluster, &url)
+        .args(["artifact", "ls"])
+        .output()
+        .unwrap();
     // TODO(backend): exact code.
     assert_clean_failure(&out, PW_PASSWORD);
     // `prefer` falls back to a plain connection.
     let url = url.replace("sslmode=require", "sslmode=prefer");
-    let out = modstate(&url).args(["artifact", "ls"]).output().unwrap();
+    let out = modstate(cluster, &url)
+        .args(["artifact", "ls"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
@@ -279,13 +293,19 @@ fn sslmode_require_against_a_server_without_tls_fails_cleanly() {
 /// commands succeed.
 #[test]
 fn a_server_restarted_mid_load_fails_clients_cleanly_and_the_next_commands_work() {
-    let Some(cluster) = Cluster::private() else {
+    let Some(owned) = Cluster::private() else {
         return;
     };
+    let cluster = &owned;
     let db = cluster.database();
     let url = cluster.socket_url(&db);
     assert_eq!(
-        modstate(&url).arg("init").output().unwrap().status.code(),
+        modstate(cluster, &url)
+            .arg("init")
+            .output()
+            .unwrap()
+            .status
+            .code(),
         Some(0)
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -302,7 +322,7 @@ fn a_server_restarted_mid_load_fails_clients_cleanly_and_the_next_commands_work(
                         let env = format!(
                             r#"{{"type":"Module","version":1,"state":{{"w":{w},"i":{i}}}}}"#
                         );
-                        let mut cmd = modstate(url);
+                        let mut cmd = modstate(cluster, url);
                         cmd.args(["--lock-timeout", "2", "artifact", "put", d.as_str(), "-"]);
                         let out = crate::common::output_with_stdin(&mut cmd, env.as_bytes());
                         if out.status.success() {
@@ -340,14 +360,14 @@ fn a_server_restarted_mid_load_fails_clients_cleanly_and_the_next_commands_work(
     }
     // The next commands work, and every acknowledged put is there, byte for byte.
     for (d, env) in &acked {
-        let out = modstate(&url)
+        let out = modstate(cluster, &url)
             .args(["artifact", "get", d])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{d}: {}", stderr(&out));
         assert_eq!(out.stdout, env.as_bytes());
     }
-    let out = modstate(&url)
+    let out = modstate(cluster, &url)
         .args(["memory", "add", "after the restart"])
         .output()
         .unwrap();
@@ -404,13 +424,13 @@ fn lock_holders_and_lock_status_never_show_the_password() {
     };
     let db = cluster.database_owned_by(PW_USER);
     let url = cluster.password_url(&db, PW_PASSWORD);
-    let mut holder = modstate(&url)
+    let mut holder = modstate(cluster, &url)
         .args(["lock", "run", "k", "--", "sleep", "5"])
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        let out = modstate(&url)
+        let out = modstate(cluster, &url)
             .args(["--json", "lock", "status"])
             .output()
             .unwrap();
@@ -429,8 +449,11 @@ fn lock_holders_and_lock_status_never_show_the_password() {
         assert!(Instant::now() < deadline, "k never became held");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let text = modstate(&url).args(["lock", "status"]).output().unwrap();
-    let waiter = modstate(&url)
+    let text = modstate(cluster, &url)
+        .args(["lock", "status"])
+        .output()
+        .unwrap();
+    let waiter = modstate(cluster, &url)
         .args(["--lock-timeout", "0.5", "lock", "run", "k", "--", "true"])
         .output()
         .unwrap();

@@ -127,6 +127,9 @@ pub struct Cluster {
     pub port: u16,
     /// `SHOW server_version`.
     pub version: String,
+    /// A scratch directory removed with the cluster: the working directory of the commands a
+    /// test runs, so nothing they might create lands in the source tree.
+    pub scratch: PathBuf,
     root: PathBuf,
     keeper: Mutex<mpsc::Sender<Request>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -228,11 +231,13 @@ impl Cluster {
                         socket_dir,
                         port,
                         version: String::new(),
+                        scratch: root.join("scratch"),
                         root,
                         keeper: Mutex::new(keeper),
                         thread: Mutex::new(Some(thread)),
                         shared,
                     };
+                    std::fs::create_dir(&cluster.scratch).unwrap();
                     cluster.version = cluster
                         .psql_query("postgres", "SHOW server_version")
                         .trim()

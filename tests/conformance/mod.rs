@@ -110,7 +110,8 @@ impl Db {
         let mut cmd = Command::new(BIN);
         cmd.env_remove("MODSTATE_DB");
         clear_pg_env(&mut cmd);
-        cmd.arg("--db").arg(&self.url);
+        // In the scratch dir: nothing a command creates lands in the source tree.
+        cmd.current_dir(self.dir()).arg("--db").arg(&self.url);
         cmd
     }
 
@@ -118,7 +119,7 @@ impl Db {
     pub fn cmd_env(&self) -> Command {
         let mut cmd = Command::new(BIN);
         clear_pg_env(&mut cmd);
-        cmd.env("MODSTATE_DB", &self.url);
+        cmd.current_dir(self.dir()).env("MODSTATE_DB", &self.url);
         cmd
     }
 
