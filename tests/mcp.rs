@@ -7,13 +7,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use modstate::{Digest, MemoryFilter, Options, Store};
+use modstate::{Digest, Options, Store};
 
 /// How long any one answer may take before the test calls the server hung. Generous: the
 /// machine is shared and a write may wait for other writers.
@@ -23,9 +22,9 @@ const ANSWER_BOUND: Duration = Duration::from_secs(60);
 // helpers
 
 /// A running `modstate mcp` with a line reader on its stdout.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    stdin: Option<ChildStdin>,
+    pub(crate) stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     next_id: i64,
     stderr_path: PathBuf,
@@ -38,12 +37,16 @@ impl Server {
             std::process::id(),
             COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modstate"))
-            .arg("--db")
-            .arg(db)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modstate"));
+        cmd.arg("--db").arg(db).env_remove("MODSTATE_DB");
+        Server::spawn(cmd, args, stderr_path)
+    }
+
+    /// Starts `cmd mcp args…` (`cmd` names the store), its stderr in `stderr_path`.
+    pub(crate) fn spawn(mut cmd: Command, args: &[&str], stderr_path: PathBuf) -> Server {
+        let mut child = cmd
             .arg("mcp")
             .args(args)
-            .env_remove("MODSTATE_DB")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr_path).unwrap())
@@ -77,7 +80,7 @@ impl Server {
         server
     }
 
-    fn initialize(&mut self, version: &str) -> Value {
+    pub(crate) fn initialize(&mut self, version: &str) -> Value {
         self.request(
             "initialize",
             Some(json!({
@@ -88,18 +91,18 @@ impl Server {
         )
     }
 
-    fn send_line(&mut self, line: &str) {
+    pub(crate) fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
         stdin.write_all(line.as_bytes()).unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
     }
 
-    fn send(&mut self, message: &Value) {
+    pub(crate) fn send(&mut self, message: &Value) {
         self.send_line(&message.to_string());
     }
 
-    fn notify(&mut self, method: &str, params: Option<Value>) {
+    pub(crate) fn notify(&mut self, method: &str, params: Option<Value>) {
         let mut message = json!({"jsonrpc": "2.0", "method": method});
         if let Some(params) = params {
             message["params"] = params;
@@ -108,7 +111,7 @@ impl Server {
     }
 
     /// Sends a request without waiting; returns its id.
-    fn send_request(&mut self, method: &str, params: Option<Value>) -> i64 {
+    pub(crate) fn send_request(&mut self, method: &str, params: Option<Value>) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut message = json!({"jsonrpc": "2.0", "id": id, "method": method});
@@ -120,7 +123,7 @@ impl Server {
     }
 
     /// The next message on stdout, which must be one JSON-RPC 2.0 object.
-    fn next_message(&mut self) -> Value {
+    pub(crate) fn next_message(&mut self) -> Value {
         let line = match self.lines.recv_timeout(ANSWER_BOUND) {
             Ok(line) => line,
             Err(RecvTimeoutError::Timeout) => panic!(
@@ -138,7 +141,7 @@ impl Server {
     }
 
     /// Sends a request and returns its response (the whole message).
-    fn request(&mut self, method: &str, params: Option<Value>) -> Value {
+    pub(crate) fn request(&mut self, method: &str, params: Option<Value>) -> Value {
         let id = self.send_request(method, params);
         let message = self.next_message();
         assert_eq!(message["id"], id, "answer to another request: {message}");
@@ -146,7 +149,7 @@ impl Server {
     }
 
     /// Calls a tool; returns the `result` (a CallToolResult), failing on a protocol error.
-    fn call(&mut self, tool: &str, arguments: Value) -> Value {
+    pub(crate) fn call(&mut self, tool: &str, arguments: Value) -> Value {
         let response = self.request(
             "tools/call",
             Some(json!({"name": tool, "arguments": arguments})),
@@ -159,7 +162,7 @@ impl Server {
     }
 
     /// Calls a tool that must succeed; returns its structured content.
-    fn call_ok(&mut self, tool: &str, arguments: Value) -> Value {
+    pub(crate) fn call_ok(&mut self, tool: &str, arguments: Value) -> Value {
         let result = self.call(tool, arguments);
         assert_eq!(result["isError"], false, "{tool} failed: {result}");
         let structured = result["structuredContent"].clone();
@@ -170,7 +173,7 @@ impl Server {
     }
 
     /// Calls a tool that must fail as a tool error; returns its one-line message.
-    fn call_err(&mut self, tool: &str, arguments: Value) -> String {
+    pub(crate) fn call_err(&mut self, tool: &str, arguments: Value) -> String {
         let result = self.call(tool, arguments);
         assert_eq!(
             result["isError"], true,
@@ -181,13 +184,13 @@ impl Server {
         text
     }
 
-    fn ping(&mut self) {
+    pub(crate) fn ping(&mut self) {
         let pong = self.request("ping", None);
         assert_eq!(pong["result"], json!({}), "{pong}");
     }
 
     /// Closes stdin and waits for the exit; returns the status and how long it took.
-    fn close(mut self) -> (ExitStatus, Duration) {
+    pub(crate) fn close(mut self) -> (ExitStatus, Duration) {
         drop(self.stdin.take());
         let started = Instant::now();
         loop {
@@ -202,7 +205,7 @@ impl Server {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 }
@@ -492,28 +495,6 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-#[test]
-fn the_protocol_version_is_negotiated() {
-    let (_dir, db) = temp_db();
-    // A version the server supports is answered with that version...
-    let mut server = Server::start(&db, &[]);
-    let init = server.initialize("2025-06-18");
-    assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
-    server.notify("notifications/initialized", None);
-    server.ping();
-    let (status, _) = server.close();
-    assert!(status.success());
-
-    // ... one it does not know, with the latest it supports.
-    let mut server = Server::start(&db, &[]);
-    let init = server.initialize("1999-01-01");
-    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
-    server.notify("notifications/initialized", None);
-    server.ping();
-    let (status, _) = server.close();
-    assert!(status.success());
-}
-
 // ---------------------------------------------------------------------------------------------
 // bad calls
 
@@ -655,138 +636,8 @@ fn an_oversized_line_is_skipped_and_answered() {
 // ---------------------------------------------------------------------------------------------
 // many processes at once
 
-#[test]
-fn two_servers_and_a_cli_add_memories_at_once_and_all_are_present() {
-    const EACH: usize = 25;
-    let (_dir, db) = temp_db();
-    // Create the database first so the three writers race on writes, not on creation.
-    drop(open(&db));
-    let mut servers = vec![
-        Server::ready(&db, &["--namespace", "shared"]),
-        Server::ready(&db, &["--namespace", "shared"]),
-    ];
-    let start = Arc::new(Barrier::new(3));
-
-    let cli_writer = {
-        let db = db.clone();
-        let start = start.clone();
-        thread::spawn(move || {
-            start.wait();
-            for i in 0..EACH {
-                let text = format!("cli memory {i}");
-                let out = cli(&db, &["memory", "add", "--namespace", "shared", &text]);
-                assert_success(&out);
-            }
-        })
-    };
-    let server_writers: Vec<_> = servers
-        .drain(..)
-        .enumerate()
-        .map(|(n, mut server)| {
-            let start = start.clone();
-            thread::spawn(move || {
-                start.wait();
-                // Pipelined: every request is sent before any answer is read, so the server
-                // runs them concurrently too.
-                let ids: Vec<i64> = (0..EACH)
-                    .map(|i| {
-                        server.send_request(
-                            "tools/call",
-                            Some(json!({
-                                "name": "add_memory",
-                                "arguments": {"text": format!("server {n} memory {i}")}
-                            })),
-                        )
-                    })
-                    .collect();
-                let mut answered = BTreeSet::new();
-                for _ in 0..EACH {
-                    let answer = server.next_message();
-                    assert_eq!(answer["result"]["isError"], false, "{answer}");
-                    answered.insert(answer["id"].as_i64().unwrap());
-                }
-                assert_eq!(answered, ids.into_iter().collect());
-                let (status, _) = server.close();
-                assert!(status.success(), "{status:?}");
-            })
-        })
-        .collect();
-    cli_writer.join().unwrap();
-    for writer in server_writers {
-        writer.join().unwrap();
-    }
-
-    let store = open(&db);
-    let memories = store
-        .list_memories(&MemoryFilter {
-            namespace: Some("shared".into()),
-            ..MemoryFilter::default()
-        })
-        .unwrap();
-    let bodies: BTreeSet<String> = memories.iter().map(|m| m.body.clone()).collect();
-    let mut expected = BTreeSet::new();
-    for i in 0..EACH {
-        expected.insert(format!("cli memory {i}"));
-        expected.insert(format!("server 0 memory {i}"));
-        expected.insert(format!("server 1 memory {i}"));
-    }
-    assert_eq!(bodies, expected);
-    assert_eq!(memories.len(), 3 * EACH, "no duplicates");
-    assert_eq!(store.memory_generation("shared").unwrap(), 3 * EACH as u64);
-}
-
 // ---------------------------------------------------------------------------------------------
 // end of input
-
-#[test]
-fn eof_on_stdin_exits_zero_promptly() {
-    let (_dir, db) = temp_db();
-    // After the handshake.
-    let server = Server::ready(&db, &[]);
-    let (status, took) = server.close();
-    assert_eq!(status.code(), Some(0));
-    // Generous: "promptly" means no wait on a timer, not a benchmark.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-
-    // Before any message at all.
-    let server = Server::start(&db, &[]);
-    let (status, _) = server.close();
-    assert_eq!(status.code(), Some(0));
-    assert!(server_stderr_is_log_lines(&db));
-
-    // A request sent just before EOF is still answered, then the server exits.
-    let mut server = Server::ready(&db, &[]);
-    let id = server.send_request(
-        "tools/call",
-        Some(json!({"name": "add_memory", "arguments": {"text": "last words"}})),
-    );
-    drop(server.stdin.take());
-    let answer = server.next_message();
-    assert_eq!(answer["id"], id);
-    assert_eq!(answer["result"]["isError"], false, "{answer}");
-    let (status, _) = server.close();
-    assert_eq!(status.code(), Some(0));
-    assert_eq!(open(&db).memory_generation("").unwrap(), 1);
-}
-
-/// Every stderr log the servers of this database wrote is a `modstate mcp:` line (nothing of
-/// the protocol leaked there, nothing else leaked to stdout — next_message checks that side).
-fn server_stderr_is_log_lines(db: &Path) -> bool {
-    let dir = db.parent().unwrap();
-    let mut seen = false;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with("mcp-stderr-") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            for line in text.lines() {
-                assert!(line.starts_with("modstate mcp: "), "{name}: {line}");
-                seen = true;
-            }
-        }
-    }
-    seen
-}
 
 #[test]
 fn a_bad_namespace_is_refused_before_serving() {

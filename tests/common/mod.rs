@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (modules of `tests/tests.rs`) that spawn the
 //! `modstate` binary or start the servers the tests need.
 
+pub mod postgres;
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
