@@ -15,9 +15,14 @@ use std::time::{Duration, Instant};
 
 use modstate::{Digest, Envelope, Options, Store, Synchronous};
 
+// The tests' helpers, for the throwaway PostgreSQL cluster (`common::postgres`).
+#[path = "../tests/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
 mod contention;
 mod growth;
 mod memory_search;
+mod pg_backend;
 mod process;
 mod snapshot;
 
@@ -116,6 +121,9 @@ fn main() {
     }
     if selected("contention") {
         report.section(&contention::run(BIN, &root, scale.name == "quick"));
+    }
+    if selected("postgres") {
+        pg_backend::run(&mut report, scale);
     }
     report.finish();
     let _ = fs::remove_dir_all(&root);

@@ -49,7 +49,8 @@ fn raw(url: &str) -> postgres::Client {
     postgres::Client::connect(url, postgres::NoTls).expect("connect the raw client")
 }
 
-const INSERT: &str = "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
+const INSERT: &str =
+    "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (digest) DO NOTHING";
 
 fn raw_insert(
@@ -150,9 +151,7 @@ fn gets(report: &mut Report, scale: &Scale, cluster: &Cluster) {
         let started = Instant::now();
         for k in &keys {
             if row == 0 {
-                let r = client
-                    .query_one(&select, &[&k.as_str()])
-                    .expect("raw get");
+                let r = client.query_one(&select, &[&k.as_str()]).expect("raw get");
                 let bytes: Vec<u8> = r.get(0);
                 let sha: String = r.get(1);
                 assert_eq!(Digest::of(&bytes).hex(), sha);
@@ -204,9 +203,31 @@ fn batch(report: &mut Report, scale: &Scale, cluster: &Cluster) {
 
 /// Words for memory bodies: a small vocabulary, so queries match many memories.
 const WORDS: &[&str] = &[
-    "deploy", "production", "friday", "database", "migration", "rollback", "cache", "module",
-    "typedef", "runner", "fleet", "snapshot", "backup", "restore", "agent", "memory", "search",
-    "index", "latency", "release", "staging", "review", "incident", "owner", "schema",
+    "deploy",
+    "production",
+    "friday",
+    "database",
+    "migration",
+    "rollback",
+    "cache",
+    "module",
+    "typedef",
+    "runner",
+    "fleet",
+    "snapshot",
+    "backup",
+    "restore",
+    "agent",
+    "memory",
+    "search",
+    "index",
+    "latency",
+    "release",
+    "staging",
+    "review",
+    "incident",
+    "owner",
+    "schema",
 ];
 
 fn search(report: &mut Report, scale: &Scale, cluster: &Cluster) {

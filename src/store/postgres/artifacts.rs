@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use postgres::Transaction;
+use postgres::{GenericClient, Statement, Transaction};
 
 use super::PgBackend;
 use super::errors::PgContext;
@@ -27,21 +27,36 @@ impl Backend for PgBackend {
         } else {
             "storing a batch of artifacts"
         };
-        self.write(what, |tx| {
-            items
-                .iter()
-                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
-                .collect()
-        })
+        let mut conn = self.connection()?;
+        let statements = Statements {
+            insert: conn.prepared(INSERT)?,
+            lock: conn.prepared(LOCK)?,
+            update: conn.prepared(UPDATE)?,
+        };
+        // One statement is one transaction: a new digest, the common put, costs one round
+        // trip. A digest already stored takes the transaction below, which decides what to do
+        // with the row locked.
+        if let [(digest, envelope, sha)] = items
+            && insert_row(&mut *conn, &statements.insert, digest, envelope, sha, what)?
+        {
+            return Ok(vec![PutOutcome::Inserted]);
+        }
+        let mut tx = conn.transaction().context(what)?;
+        let outcomes = items
+            .iter()
+            .map(|(digest, envelope, sha)| put_row(&mut tx, &statements, digest, envelope, sha))
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().context(what)?;
+        Ok(outcomes)
     }
 
     fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
         let mut conn = self.connection()?;
+        let select = conn.prepared(
+            "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = $1",
+        )?;
         let row = conn
-            .query_opt(
-                "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = $1",
-                &[&digest.as_str()],
-            )
+            .query_opt(&select, &[&digest.as_str()])
             .context("reading an artifact")?;
         Ok(row.map(|r| StoredArtifact {
             bytes: r.get(0),
@@ -142,40 +157,69 @@ impl Backend for PgBackend {
     }
 }
 
-/// Inserts or replaces one artifact row inside the caller's transaction. The row is locked
-/// first (or inserted), so two writers of one digest decide "unchanged" one after the other.
-fn put_row(
-    tx: &mut Transaction<'_>,
+const INSERT: &str =
+    "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (digest) DO NOTHING";
+const LOCK: &str = "SELECT sha256, envelope FROM artifacts WHERE digest = $1 FOR UPDATE";
+const UPDATE: &str = "UPDATE artifacts SET envelope = $2, sha256 = $3, size = $4, state_type = $5,
+         state_version = $6, created_at = $7
+     WHERE digest = $1";
+
+/// The statements of a put, prepared on the connection that runs it.
+struct Statements {
+    insert: Statement,
+    lock: Statement,
+    update: Statement,
+}
+
+/// Inserts the row unless the digest is stored; whether it did.
+fn insert_row(
+    client: &mut impl GenericClient,
+    insert: &Statement,
     digest: &Digest,
     envelope: &Envelope,
     sha: &Digest,
-) -> Result<PutOutcome> {
-    let size = envelope.as_bytes().len() as i64;
-    let now = now_rfc3339();
-    let inserted = tx
+    what: &str,
+) -> Result<bool> {
+    let n = client
         .execute(
-            "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (digest) DO NOTHING",
+            insert,
             &[
                 &digest.as_str(),
                 &envelope.as_bytes(),
                 &sha.hex(),
-                &size,
+                &(envelope.as_bytes().len() as i64),
                 &envelope.state_type(),
                 &envelope.state_version(),
-                &now,
+                &now_rfc3339(),
             ],
         )
-        .context("storing an artifact")?;
-    if inserted == 1 {
+        .context(what)?;
+    Ok(n == 1)
+}
+
+/// Inserts or replaces one artifact row inside the caller's transaction. A stored row is
+/// locked first, so two writers of one digest decide "unchanged" one after the other.
+fn put_row(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    digest: &Digest,
+    envelope: &Envelope,
+    sha: &Digest,
+) -> Result<PutOutcome> {
+    if insert_row(
+        tx,
+        &statements.insert,
+        digest,
+        envelope,
+        sha,
+        "storing an artifact",
+    )? {
         return Ok(PutOutcome::Inserted);
     }
     let row = tx
-        .query_one(
-            "SELECT sha256, envelope FROM artifacts WHERE digest = $1 FOR UPDATE",
-            &[&digest.as_str()],
-        )
+        .query_one(&statements.lock, &[&digest.as_str()])
         .context("looking up an artifact")?;
     let stored_sha: String = row.get(0);
     if stored_sha == sha.hex() {
@@ -188,17 +232,15 @@ fn put_row(
         return Ok(PutOutcome::Unchanged);
     }
     tx.execute(
-        "UPDATE artifacts SET envelope = $2, sha256 = $3, size = $4, state_type = $5,
-             state_version = $6, created_at = $7
-         WHERE digest = $1",
+        &statements.update,
         &[
             &digest.as_str(),
             &envelope.as_bytes(),
             &sha.hex(),
-            &size,
+            &(envelope.as_bytes().len() as i64),
             &envelope.state_type(),
             &envelope.state_version(),
-            &now,
+            &now_rfc3339(),
         ],
     )
     .context("storing an artifact")?;

@@ -7,11 +7,12 @@
 //! connections), its error is reported at once, and at most `read_pool_size` idle
 //! connections are kept.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::Client;
+use postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::errors::PgContext;
@@ -29,8 +30,15 @@ pub(crate) struct Pool {
 struct Inner {
     target: Target,
     tls: MakeRustlsConnect,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Session>>,
     max_idle: usize,
+}
+
+/// A connection and the statements prepared on it: a prepared statement runs in one round
+/// trip, where an unprepared one takes two (parse, then execute).
+struct Session {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
 }
 
 impl Pool {
@@ -68,20 +76,23 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut found = None;
-            while let Some(client) = idle.pop() {
-                if !client.is_closed() {
-                    found = Some(client);
+            while let Some(session) = idle.pop() {
+                if !session.client.is_closed() {
+                    found = Some(session);
                     break;
                 }
             }
             found
         };
-        let client = match reused {
-            Some(client) => client,
-            None => self.connect()?,
+        let session = match reused {
+            Some(session) => session,
+            None => Session {
+                client: self.connect()?,
+                statements: HashMap::new(),
+            },
         };
         Ok(Conn {
-            client: Some(client),
+            session: Some(session),
             pool: self,
         })
     }
@@ -96,8 +107,8 @@ impl Pool {
             .context(&format!("connecting to {}", self.display()))
     }
 
-    fn give_back(&self, client: Client) {
-        if client.is_closed() {
+    fn give_back(&self, session: Session) {
+        if session.client.is_closed() {
             return;
         }
         let mut idle = self
@@ -106,40 +117,62 @@ impl Pool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < self.inner.max_idle {
-            idle.push(client);
+            idle.push(session);
         }
     }
 }
 
 /// A pooled connection; goes back to the pool when dropped.
 pub(crate) struct Conn<'a> {
-    client: Option<Client>,
+    session: Option<Session>,
     pool: &'a Pool,
+}
+
+impl Conn<'_> {
+    fn session(&mut self) -> &mut Session {
+        self.session
+            .as_mut()
+            .expect("a pooled connection is present until dropped")
+    }
+
+    /// `sql` prepared on this connection, once per connection: for the statements every
+    /// command runs (artifact get and put).
+    pub(crate) fn prepared(&mut self, sql: &'static str) -> Result<Statement> {
+        let session = self.session();
+        if let Some(statement) = session.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = session
+            .client
+            .prepare(sql)
+            .context("preparing a statement")?;
+        session.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
 }
 
 impl Deref for Conn<'_> {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        // Some until dropped.
-        self.client
+        &self
+            .session
             .as_ref()
             .expect("a pooled connection is present until dropped")
+            .client
     }
 }
 
 impl DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client
-            .as_mut()
-            .expect("a pooled connection is present until dropped")
+        &mut self.session().client
     }
 }
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            self.pool.give_back(client);
+        if let Some(session) = self.session.take() {
+            self.pool.give_back(session);
         }
     }
 }
