@@ -142,7 +142,8 @@ pub struct LockGuard {
 enum Held {
     File(File),
     /// A server session holding the lock; dropping it releases the lock (see the backend).
-    Session(Box<dyn Send + Sync>),
+    /// Never read: it is held only to be dropped.
+    Session(#[allow(dead_code)] Box<dyn Send + Sync>),
 }
 
 impl std::fmt::Debug for Held {
