@@ -764,17 +764,35 @@ pub(crate) fn host() -> &'static str {
     })
 }
 
+/// This process's command line for a holder record, with the password of any database URL
+/// in it removed: a record is shown to everyone who can run `lock status`, and on a server
+/// to every host (`--db postgres://u:pw@host/db` would otherwise publish the password).
 pub(crate) fn command_line() -> &'static str {
     static COMMAND: OnceLock<String> = OnceLock::new();
     COMMAND.get_or_init(|| {
         // args_os: std::env::args panics on an argument that is not UTF-8.
         cut_command(
             std::env::args_os()
-                .map(|arg| arg.to_string_lossy().into_owned())
+                .map(|arg| without_password(&arg.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(" "),
         )
     })
+}
+
+/// One argument with the password of a URL in it removed: the argument itself
+/// (`postgres://u:pw@h/db`) or the value of an option (`--db=postgres://u:pw@h/db`).
+fn without_password(arg: &str) -> String {
+    use crate::store::{display_database, url_scheme};
+    if url_scheme(Path::new(arg)).is_some() {
+        return display_database(Path::new(arg));
+    }
+    match arg.split_once('=') {
+        Some((option, value)) if url_scheme(Path::new(value)).is_some() => {
+            format!("{option}={}", display_database(Path::new(value)))
+        }
+        _ => arg.to_owned(),
+    }
 }
 
 /// A command line cut at 200 bytes, so records stay small.
@@ -788,4 +806,23 @@ fn cut_command(mut line: String) -> String {
         line.push('…');
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_recorded_command_line_never_holds_a_url_password() {
+        assert_eq!(
+            without_password("postgres://u:pw@h/db"),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            without_password("--db=postgresql://u:pw@h/db?password=x&sslmode=require"),
+            "--db=postgresql://u@h/db?sslmode=require"
+        );
+        assert_eq!(without_password("lock"), "lock");
+        assert_eq!(without_password("a=b"), "a=b");
+    }
 }

@@ -121,13 +121,20 @@ const SESSION_SETUP: &str = "SET statement_timeout = 0; \
 
 /// Describes this session's holder; written before the lock is tried, so a lock taken at
 /// once is never seen without its description (a waiting session's row is not shown: its
-/// lock is not granted).
+/// lock is not granted). A session that has to wait empties `acquired_at` (see [`WAITING`])
+/// until it has the lock, so the moment between the grant and the update never shows a
+/// time before the lock was had.
 const RECORD_HOLDER: &str = "INSERT INTO modstate_lock_holders \
      (pid, key, host, process, command, acquired_at) \
      VALUES (pg_backend_pid(), $1, $2, $3, $4, $5) \
      ON CONFLICT (pid) DO UPDATE SET key = excluded.key, host = excluded.host, \
      process = excluded.process, command = excluded.command, \
      acquired_at = excluded.acquired_at";
+
+/// Marks this session's row as not holding yet: `acquired_at` is `''` (shown as unknown)
+/// while it waits.
+const WAITING: &str =
+    "UPDATE modstate_lock_holders SET acquired_at = '' WHERE pid = pg_backend_pid()";
 
 /// Releases the lock before anything else (unlocking is not transactional, so a failing
 /// delete after it cannot keep the lock), then removes this session's row and any row of a
@@ -209,6 +216,8 @@ impl PgLocks {
         };
         let started = Instant::now();
         let mut told = false;
+        // Best effort, as the row itself.
+        let _ = client.batch_execute(WAITING);
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -390,7 +399,10 @@ fn held_locks(client: &mut Client, only: Option<i64>) -> Result<Vec<LockState>> 
                         .try_get::<_, Option<String>>(6)
                         .context(what)?
                         .unwrap_or_else(|| "?".to_owned()),
-                    acquired_at: row.try_get(7).context(what)?,
+                    acquired_at: row
+                        .try_get::<_, Option<String>>(7)
+                        .context(what)?
+                        .filter(|at| !at.is_empty()),
                 };
                 (name.label().to_owned(), holder)
             }
