@@ -172,7 +172,7 @@ impl PgLocks {
         let what = format!("taking the lock on {label}");
         let id = name.id();
         // From here on, any early return drops the session, which releases whatever it holds.
-        let mut session = Session::new(self.pool.connect()?);
+        let mut session = Session::new(self.pool.connect()?, label);
         let client = session.client()?;
         client.batch_execute(SESSION_SETUP).context(&what)?;
         // Best effort, as a lock file's record: it only informs `lock status` and waiters.
@@ -298,12 +298,15 @@ struct Session {
     /// In a mutex only to be `Sync`, as a guard must be (the client is not): nothing uses the
     /// client once the lock is held, until the drop, which has it to itself.
     client: Mutex<Option<Client>>,
+    /// The lock's name, for the warning when the session was lost while held.
+    label: String,
 }
 
 impl Session {
-    fn new(client: Client) -> Session {
+    fn new(client: Client, label: &str) -> Session {
         Session {
             client: Mutex::new(Some(client)),
+            label: label.to_owned(),
         }
     }
 
@@ -326,21 +329,38 @@ impl Drop for Session {
         let Some(client) = taken else {
             return;
         };
+        let label = std::mem::take(&mut self.label);
         if tokio::runtime::Handle::try_current().is_ok() {
             // A sync client must not be used or dropped on a thread that runs a tokio
             // runtime (it would start a runtime inside it and panic): release it from a
             // thread of its own, and wait, so the lock is free when the guard is gone.
-            let _ = std::thread::spawn(move || release(client)).join();
+            let _ = std::thread::spawn(move || release(client, &label)).join();
         } else {
-            release(client);
+            release(client, &label);
         }
     }
 }
 
 /// Unlocks at once, so the lock is free when the guard's drop returns (closing alone frees
 /// it too, but only once the server has seen the connection end), then closes the session.
-fn release(mut client: Client) {
-    let _ = client.batch_execute(RELEASE);
+///
+/// A session that ended while the lock was held (the server restarted, an administrator
+/// ended it, the network failed past the keepalives) lost the lock when it ended, and
+/// others may have taken it since: unlike a file lock, a server lock can be lost by a
+/// holder that is still running. Nothing can undo that at release; it is said, so the
+/// holder's user knows the work was not protected to the end.
+fn release(mut client: Client, label: &str) {
+    let ended = [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN];
+    if let Err(e) = client.batch_execute(RELEASE)
+        && (e.is_closed()
+            || e.as_db_error().is_none()
+            || e.code().is_some_and(|code| ended.contains(code)))
+    {
+        log::warn!(
+            target: "modstate::lock",
+            "the lock on {label} was lost while held: its server session ended (server restart, ended session or network failure), so others may have held it meanwhile"
+        );
+    }
     drop(client);
 }
 
