@@ -142,7 +142,8 @@ pub struct LockGuard {
 enum Held {
     File(File),
     /// A server session holding the lock; dropping it releases the lock (see the backend).
-    Session(Box<dyn Send + Sync>),
+    /// Never read: it is held only to be dropped.
+    Session(#[allow(dead_code)] Box<dyn Send + Sync>),
 }
 
 impl std::fmt::Debug for Held {
@@ -631,7 +632,7 @@ fn process_command_line(pid: u32) -> String {
             let words: Vec<String> = raw
                 .split(|b| *b == 0)
                 .filter(|w| !w.is_empty())
-                .map(|w| redact_argument(&String::from_utf8_lossy(w)))
+                .map(|w| without_password(&String::from_utf8_lossy(w)))
                 .collect();
             cut_command(words.join(" "))
         }
@@ -763,32 +764,35 @@ pub(crate) fn host() -> &'static str {
     })
 }
 
+/// This process's command line for a holder record, with the password of any database URL
+/// in it removed: a record is shown to everyone who can run `lock status`, and on a server
+/// to every host (`--db postgres://u:pw@host/db` would otherwise publish the password).
 pub(crate) fn command_line() -> &'static str {
     static COMMAND: OnceLock<String> = OnceLock::new();
     COMMAND.get_or_init(|| {
         // args_os: std::env::args panics on an argument that is not UTF-8.
         cut_command(
             std::env::args_os()
-                .map(|arg| redact_argument(&arg.to_string_lossy()))
+                .map(|arg| without_password(&arg.to_string_lossy()))
                 .collect::<Vec<_>>()
                 .join(" "),
         )
     })
 }
 
-/// A command-line argument as a holder record shows it: a database URL (`--db URL` or
-/// `--db=URL`) without its password, since holder records are shown to every user.
-fn redact_argument(arg: &str) -> String {
-    let Some(scheme_at) = arg.find("://") else {
-        return arg.to_owned();
-    };
-    // `--db=postgres://…`: the URL starts after the last `=` before the scheme.
-    let start = arg[..scheme_at].rfind('=').map_or(0, |i| i + 1);
-    let (flag, url) = arg.split_at(start);
-    format!(
-        "{flag}{}",
-        crate::store::display_database(std::path::Path::new(url))
-    )
+/// One argument with the password of a URL in it removed: the argument itself
+/// (`postgres://u:pw@h/db`) or the value of an option (`--db=postgres://u:pw@h/db`).
+fn without_password(arg: &str) -> String {
+    use crate::store::{display_database, url_scheme};
+    if url_scheme(Path::new(arg)).is_some() {
+        return display_database(Path::new(arg));
+    }
+    match arg.split_once('=') {
+        Some((option, value)) if url_scheme(Path::new(value)).is_some() => {
+            format!("{option}={}", display_database(Path::new(value)))
+        }
+        _ => arg.to_owned(),
+    }
 }
 
 /// A command line cut at 200 bytes, so records stay small.
@@ -806,19 +810,19 @@ fn cut_command(mut line: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_argument;
+    use super::without_password;
 
     #[test]
-    fn holder_records_never_carry_a_database_password() {
+    fn a_recorded_command_line_never_holds_a_url_password() {
         assert_eq!(
-            redact_argument("postgres://u:hunter2@h/db"),
+            without_password("postgres://u:pw@h/db"),
             "postgres://u@h/db"
         );
         assert_eq!(
-            redact_argument("--db=postgresql://u:hunter2@h:5/db?sslmode=require"),
-            "--db=postgresql://u@h:5/db?sslmode=require"
+            without_password("--db=postgresql://u:pw@h/db?password=x&sslmode=require"),
+            "--db=postgresql://u@h/db?sslmode=require"
         );
-        assert_eq!(redact_argument("--lock-timeout=5"), "--lock-timeout=5");
-        assert_eq!(redact_argument("/tmp/x.db"), "/tmp/x.db");
+        assert_eq!(without_password("lock"), "lock");
+        assert_eq!(without_password("a=b"), "a=b");
     }
 }

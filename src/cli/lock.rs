@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use modstate::lock::{LockDir, Mode};
-use modstate::store::canonical_db_path;
+use modstate::lock::{LockDir, Locks, Mode};
+use modstate::store::{Options, Store, canonical_db_path, url_scheme};
 use modstate::{Error, Result};
 
 use super::child::{SignalForwarder, spawn_failure_code};
@@ -19,7 +19,9 @@ pub enum LockCommand {
     ///
     /// On a terminal: aligned columns under a header. Piped: one holder a line (a free lock
     /// has `-` for its holder), NAME, STATE, PID, COMMAND and SINCE separated by tabs, no
-    /// header.
+    /// header. On a server database (a postgres:// URL), whose holders may run on other
+    /// machines, a last column HOST names the holder's host; a held lock whose holder has
+    /// not described itself yet shows `?` for it.
     Status,
     /// Run COMMAND while holding KEY (and the global lock shared); exit with COMMAND's code,
     /// or 5 if the lock is not had within the timeout.
@@ -75,7 +77,8 @@ fn run_locked(
         "--lock-timeout"
     };
     let timeout = timeout.map_or(ctx.lock_timeout, Duration::from_secs_f64);
-    let locks = lock_dir(ctx, timeout, true)?;
+    let source = lock_source(ctx, timeout, true)?;
+    let locks = source.locks();
     let held = if global {
         locks.global(Mode::Exclusive).map(Held::Global)
     } else {
@@ -84,11 +87,13 @@ fn run_locked(
         } else {
             Mode::Exclusive
         };
-        locks
-            .keyed(&[key.unwrap_or_default()], mode)
-            .map(Held::Keyed)
+        let key = key.unwrap_or_default();
+        locks.keyed(&[key.as_str()], mode).map(Held::Keyed)
     };
     let _guard = held.map_err(|e| busy_hint(e, flag))?;
+    // The guard holds its own server sessions: the store's idle pooled connection is not
+    // needed while the command runs.
+    drop(source);
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::Invalid("no command given after --".to_owned()))?;
@@ -117,6 +122,46 @@ enum Held {
     Keyed(#[allow(dead_code)] modstate::lock::KeyedGuard),
 }
 
+/// Where `lock` commands find the locks: the lock directory of a database file, or the store
+/// on a server.
+enum LockSource {
+    /// A database file's lock directory, used without opening the database.
+    Dir(LockDir),
+    /// A server store, whose locks are the server's.
+    Store(Store),
+}
+
+impl LockSource {
+    fn locks(&self) -> &dyn Locks {
+        match self {
+            LockSource::Dir(dir) => dir,
+            LockSource::Store(store) => store.locks(),
+        }
+    }
+}
+
+/// The locks of the database `--db` names, waiting up to `timeout`. A database file's locks
+/// are found without opening it (see [`lock_dir`]); a server's locks need a session and the
+/// store's holder table, so the store is opened: with `create`, made or migrated if needed.
+fn lock_source(ctx: &Context, timeout: Duration, create: bool) -> Result<LockSource> {
+    let db = ctx.db_path()?;
+    if url_scheme(db).is_none() {
+        return lock_dir(ctx, timeout, create).map(LockSource::Dir);
+    }
+    let store = if create {
+        let options = Options {
+            lock_timeout: timeout,
+            ..ctx.options()
+        };
+        let store = Store::open(db, options)?;
+        ctx.opened(&store);
+        store
+    } else {
+        ctx.open_existing()?
+    };
+    Ok(LockSource::Store(store))
+}
+
 /// The lock directory of the database `--db` names (by its canonical path, so every spelling
 /// of one database shares its locks). With `create`, the database's directory is made if
 /// missing; without, a database that does not exist is `NotFound`.
@@ -142,31 +187,53 @@ fn lock_dir(ctx: &Context, timeout: Duration, create: bool) -> Result<LockDir> {
 }
 
 fn status(ctx: &Context) -> Result<i32> {
-    let locks = lock_dir(ctx, ctx.lock_timeout, false)?;
-    let states = locks.status()?;
+    let source = lock_source(ctx, ctx.lock_timeout, false)?;
+    let states = source.locks().status()?;
     if ctx.json {
         print_json(&states)?;
         return Ok(0);
     }
-    let mut table = Table::new(&["NAME", "STATE", "PID", "COMMAND", "SINCE"]);
+    // Holders on a server may be anywhere; a file's holders are all on this host. HOST comes
+    // last so the columns before it are the same on both.
+    let with_host = matches!(source, LockSource::Store(_));
+    let headers: &'static [&'static str] = if with_host {
+        &["NAME", "STATE", "PID", "COMMAND", "SINCE", "HOST"]
+    } else {
+        &["NAME", "STATE", "PID", "COMMAND", "SINCE"]
+    };
+    let mut table = Table::new(headers);
     for s in &states {
         if s.holders.is_empty() {
-            table.row(vec![
+            let mut row = vec![
                 s.name.clone(),
                 s.state.to_owned(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
-            ]);
+            ];
+            if with_host {
+                row.push("-".into());
+            }
+            table.row(row);
         }
         for h in &s.holders {
-            table.row(vec![
+            // A holder with no pid (pid 0) has not described itself yet.
+            let pid = if h.pid == 0 {
+                "?".to_owned()
+            } else {
+                h.pid.to_string()
+            };
+            let mut row = vec![
                 s.name.clone(),
                 s.state.to_owned(),
-                h.pid.to_string(),
+                pid,
                 h.command.clone(),
                 h.acquired_at.clone().unwrap_or_else(|| "-".into()),
-            ]);
+            ];
+            if with_host {
+                row.push(h.host.clone());
+            }
+            table.row(row);
         }
     }
     table.print()?;
