@@ -21,7 +21,8 @@ const PROGRESS_MIN_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Subcommand)]
 pub enum SnapshotCommand {
     /// Export a consistent snapshot while writers keep writing. PATH is a file, or a
-    /// directory in which the snapshot is named <db name>-<UTC timestamp>.db; or
+    /// directory in which the snapshot is named <db name>-<UTC timestamp>.db (for a
+    /// postgres:// database, its database name); or
     /// s3://bucket/prefix/ (credentials and endpoint from AWS_* variables, see the README).
     Export {
         /// Where to write: a snapshot file, a directory to name it in, or s3://bucket/prefix/.
@@ -54,7 +55,9 @@ pub enum SnapshotCommand {
         path: OsString,
     },
     /// Replace the database's content with a verified snapshot; the current state is first
-    /// saved beside the database as <db name>-pre-restore-<UTC timestamp>.db.
+    /// saved beside the database as <db name>-pre-restore-<UTC timestamp>.db (for a
+    /// postgres:// database: <database name>-pre-restore-<UTC timestamp>.db in
+    /// $XDG_DATA_HOME/modstate/pre-restore/, else ~/.local/share/modstate/pre-restore/).
     /// s3://bucket/prefix/ restores this database's newest snapshot there.
     Restore {
         /// The snapshot file, s3://bucket/key, or s3://bucket/prefix/ (its newest).
@@ -63,8 +66,8 @@ pub enum SnapshotCommand {
         /// Do not save the current state before restoring.
         #[arg(long, conflicts_with = "keep_pre_restore")]
         no_safety_snapshot: bool,
-        /// Keep only the newest N safety copies (<db name>-pre-restore-*.db), this one
-        /// included, so they do not pile up.
+        /// Keep only the newest N safety copies (<db name>-pre-restore-*.db, where the
+        /// restore saves them), this one included, so they do not pile up.
         #[arg(long, value_name = "N", value_parser = parse_keep_pre_restore)]
         keep_pre_restore: Option<u64>,
     },

@@ -8,7 +8,7 @@ use super::temp::{TempSnapshot, sweep};
 use super::{CopyProgress, ProgressFn, SnapshotInfo, SnapshotOptions, SnapshotReport, same_file};
 use crate::error::{Error, Result};
 use crate::private::create_private_dir;
-use crate::store::{Store, is_storage_failure};
+use crate::store::{Location, Store, is_storage_failure};
 
 impl Store {
     /// Exports a consistent snapshot of the database to `dest` without stopping writers.
@@ -98,18 +98,31 @@ impl Store {
         }
     }
 
-    /// The name prefix of this database's snapshots: the database file's stem.
+    /// The name prefix of this database's snapshots: the database file's stem, or for a
+    /// server database its name (`postgres://…/team` → `team-<UTC timestamp>.db`), so an
+    /// export into a directory and `snapshot restore s3://bucket/prefix/` find the same
+    /// series whichever backend wrote it.
     pub(super) fn snapshot_prefix(&self) -> String {
-        self.path()
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "modstate".to_owned())
+        let name = match self.location() {
+            Location::File { path, .. } => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Location::Server { url } => server_database_name(url),
+        };
+        if name.is_empty() {
+            "modstate".to_owned()
+        } else {
+            name
+        }
     }
 
-    /// Whether `dest` is the database or one of SQLite's files beside it.
+    /// Whether `dest` is the database or one of SQLite's files beside it (never, for a
+    /// server database: no file of it is on this machine).
     fn is_live_file(&self, dir: &Path, dest: &Path) -> bool {
-        let db = self.path();
+        let Some(db) = self.file() else {
+            return false;
+        };
         if same_file(dest, db) {
             return true;
         }
@@ -126,6 +139,27 @@ impl Store {
             dest_canonical.as_os_str() == live
         })
     }
+}
+
+/// The database name in a server store's displayed URL (`postgres://user@host:port/NAME` or
+/// `postgres://user@/NAME?host=…`), made safe as a file name: anything but ASCII letters,
+/// digits, `.`, `_` and `-` becomes `_`. Empty when the URL names none.
+pub(super) fn server_database_name(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let name = rest
+        .split_once('/')
+        .map_or("", |(_, path)| path.split(['?', '#']).next().unwrap_or(""));
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
 }
 
 /// The prefix retention applies to: the pattern the destination name follows.
@@ -194,4 +228,24 @@ fn refuse_hot_journal(dest: &Path) -> Result<()> {
 
 pub(crate) fn millis(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_database_name;
+
+    #[test]
+    fn a_server_database_is_named_by_its_database_name() {
+        assert_eq!(server_database_name("postgres://u@h:5432/team"), "team");
+        assert_eq!(
+            server_database_name("postgres://u@/dev?host=/tmp/pg&port=5"),
+            "dev"
+        );
+        assert_eq!(
+            server_database_name("postgres://u@h:5432/a b/../c"),
+            "a_b_.._c"
+        );
+        assert_eq!(server_database_name("postgres://u@h:5432/"), "");
+        assert_eq!(server_database_name("postgres://u@h:5432"), "");
+    }
 }

@@ -26,6 +26,13 @@ impl Store {
     /// beside the database, exports a safety snapshot of the current state unless told not to,
     /// and copies the staged content in (migrated to this binary's schema, every generation and
     /// version moved past what the live database handed out) as one transaction.
+    ///
+    /// The safety snapshot is `<db stem>-pre-restore-<UTC timestamp>.db` beside a database
+    /// file. A server database (`postgres://…`) has no directory on this machine: its safety
+    /// snapshot is `<database name>-pre-restore-<UTC timestamp>.db` in the user's data
+    /// directory, `$XDG_DATA_HOME/modstate/pre-restore/` or
+    /// `~/.local/share/modstate/pre-restore/`, and the snapshot is staged in the system's temp
+    /// directory.
     pub fn restore(
         &self,
         snapshot: impl AsRef<Path>,
@@ -34,7 +41,7 @@ impl Store {
         let started = Instant::now();
         let snapshot = snapshot.as_ref();
         // 1. Refuse the live database itself.
-        if same_file(snapshot, self.path()) {
+        if self.file().is_some_and(|db| same_file(snapshot, db)) {
             return Err(Error::Invalid(format!(
                 "{} is the live database itself; give a snapshot file",
                 snapshot.display()
@@ -46,8 +53,9 @@ impl Store {
         let restored = file.verify()?;
         // 3. Structural work: wait for keyed work, keep new work out.
         let _global = self.locks().global(Mode::Exclusive)?;
-        // 4. A private staging file beside the database (removed on drop and on signals).
-        let staging = TempSnapshot::create(&self.database_dir())?;
+        // 4. A private staging file beside the database, or in the temp directory for a
+        //    server database (removed on drop and on signals).
+        let staging = TempSnapshot::create(&self.staging_dir())?;
         // 5. Copy in; the safety snapshot is taken under the write lock, before any change.
         let mut safety_snapshot = None;
         let schema_version = self
@@ -66,47 +74,84 @@ impl Store {
         })
     }
 
-    /// The directory holding the database file.
-    fn database_dir(&self) -> PathBuf {
-        match self.canonical_path().parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+    /// Where a restore stages the snapshot: the directory holding the database file (same
+    /// file system, private), or for a server database the system's temp directory.
+    fn staging_dir(&self) -> PathBuf {
+        match self.file() {
+            Some(db) => match db.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            None => std::env::temp_dir(),
         }
     }
 
-    /// Deletes the oldest safety copies `<db>-pre-restore-<timestamp>.db` beside the database
-    /// so that `keep` remain, never `newest` (the one a restore just made). Other files are
+    /// Deletes the oldest safety copies `<db>-pre-restore-<timestamp>.db` (see
+    /// [`Store::restore`] for where they are) so that `keep` remain, never `newest` (the one a restore just made). Other files are
     /// never touched. Returns the deleted paths, oldest first.
     pub fn prune_safety_snapshots(
         &self,
         keep: std::num::NonZeroUsize,
         newest: &Path,
     ) -> Result<Vec<PathBuf>> {
-        let (dir, prefix) = self.safety_snapshot_prefix();
+        let (dir, prefix) = self.safety_snapshot_prefix()?;
         super::names::retain(&dir, &prefix, keep.get(), newest)
     }
 
-    /// The directory and name prefix of this database's safety snapshots:
-    /// `<db dir>`, `<db stem>-pre-restore`.
-    fn safety_snapshot_prefix(&self) -> (PathBuf, String) {
-        let db = self.path();
-        let dir = match db.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+    /// The directory and name prefix of this database's safety snapshots: `<db dir>`,
+    /// `<db stem>-pre-restore` for a database file; for a server database, whose directory
+    /// is on another machine, [`server_safety_dir`] and `<database name>-pre-restore`.
+    fn safety_snapshot_prefix(&self) -> Result<(PathBuf, String)> {
+        let prefix = format!("{}-pre-restore", self.snapshot_prefix());
+        let dir = match self.file() {
+            Some(db) => match db.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            None => server_safety_dir()?,
         };
-        let stem = db
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "modstate".to_owned());
-        (dir, format!("{stem}-pre-restore"))
+        Ok((dir, prefix))
     }
 
-    /// Exports the current state as `<db>-pre-restore-<timestamp>.db` beside the database.
-    /// The caller holds the write lock, so nothing committed after it is lost by the restore.
+    /// Exports the current state as `<db>-pre-restore-<timestamp>.db` (see
+    /// `safety_snapshot_prefix` for where). The caller holds the write lock (on a
+    /// server: the tables are locked against writers), so nothing committed after it is lost
+    /// by the restore.
     fn safety_snapshot(&self) -> Result<PathBuf> {
-        let (dir, prefix) = self.safety_snapshot_prefix();
+        let (dir, prefix) = self.safety_snapshot_prefix()?;
         let name = snapshot_file_name(&prefix, SystemTime::now());
         let report = self.snapshot(dir.join(name), &SnapshotOptions::default())?;
         Ok(report.info.path)
     }
+}
+
+/// Where a restore into a server database saves the state it replaces: the user's data
+/// directory, where the default database lives too — `$XDG_DATA_HOME/modstate/pre-restore/`
+/// (`$XDG_DATA_HOME` must be absolute), else `~/.local/share/modstate/pre-restore/`
+/// (`~/Library/Application Support/modstate/pre-restore/` on macOS). Not the current
+/// directory: a restore run from a job runner or a source checkout would scatter copies of
+/// the whole store there. Created private (0700) when missing.
+fn server_safety_dir() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let data = if cfg!(target_os = "macos") {
+        home.map(|h| h.join("Library/Application Support"))
+    } else {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| home.map(|h| h.join(".local/share")))
+    };
+    let dir = data
+        .map(|d| d.join("modstate").join("pre-restore"))
+        .ok_or_else(|| {
+            Error::Invalid(
+                "no per-user data directory for the safety snapshot of a server database (HOME is not set); set HOME or XDG_DATA_HOME, or pass --no-safety-snapshot".to_owned(),
+            )
+        })?;
+    if !dir.exists() {
+        crate::private::create_private_dir(&dir)?;
+    }
+    Ok(dir)
 }

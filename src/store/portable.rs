@@ -3,7 +3,8 @@
 //! The snapshot format is a SQLite database (see `sqlite/snapshot.rs`). A SQLite store copies
 //! it page by page; another engine moves it row by row through these types: export reads its
 //! rows in one consistent transaction and hands them to the SQLite snapshot writer, restore
-//! reads them back from a staged, migrated snapshot.
+//! reads them back from a staged, migrated snapshot (`sqlite/portable.rs`). The stamps of the
+//! drift guard (the counter, each namespace's generation) travel as plain values beside them.
 
 /// One artifact row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,13 +40,4 @@ pub(crate) struct MemoryRow {
     pub updated_at: String,
     /// The stamp of its last write.
     pub version: u64,
-}
-
-/// Everything a snapshot holds besides the rows: the stamps of the drift guard.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Stamps {
-    /// The store-wide counter: the last stamp handed out.
-    pub counter: u64,
-    /// Every namespace ever written, with its generation.
-    pub namespaces: Vec<(String, u64)>,
 }

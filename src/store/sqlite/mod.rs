@@ -31,6 +31,7 @@ mod maintenance;
 mod memories;
 mod migrate;
 mod pinned;
+pub(crate) mod portable;
 pub(crate) mod rank;
 pub(crate) mod snapshot;
 mod source;

@@ -38,7 +38,7 @@ const PAGES_PER_STEP: i32 = 4096;
 /// A snapshot file opened read-only inside one read transaction: what is verified through it
 /// is exactly what a restore copies from it, even if the file is replaced meanwhile.
 pub(crate) struct SnapshotFile {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: std::path::PathBuf,
     bytes: u64,
 }
@@ -267,7 +267,7 @@ impl SqliteBackend {
 
 /// Copies every page of `from` into `to` with SQLite's backup API, `pages` at a time (-1: all
 /// in one step, one write transaction on `to`), retrying while busy until the busy timeout.
-fn backup(
+pub(super) fn backup(
     from: &Connection,
     to: &mut Connection,
     pages: i32,
@@ -336,7 +336,7 @@ fn check_artifact_hashes(conn: &Connection, what: &str) -> Result<()> {
 
 /// Row counts of the tables a report names; `memories` only where that table exists, so this
 /// works on schemas from before and after it was added.
-fn counts(conn: &Connection) -> Result<(u64, Option<u64>)> {
+pub(super) fn counts(conn: &Connection) -> Result<(u64, Option<u64>)> {
     let artifacts: i64 = conn
         .query_row("SELECT count(*) FROM artifacts", [], |r| r.get(0))
         .context("counting artifacts")?;
@@ -359,7 +359,7 @@ fn counts(conn: &Connection) -> Result<(u64, Option<u64>)> {
 }
 
 /// `PRAGMA integrity_check` → `ok`, or an Integrity error quoting the first problems.
-fn integrity_check(conn: &Connection, what: &str) -> Result<()> {
+pub(super) fn integrity_check(conn: &Connection, what: &str) -> Result<()> {
     let mut stmt = conn
         .prepare("PRAGMA integrity_check(20)")
         .context("running integrity_check")?;
@@ -377,7 +377,7 @@ fn integrity_check(conn: &Connection, what: &str) -> Result<()> {
     )))
 }
 
-fn page_count(conn: &Connection) -> Result<(u64, u64)> {
+pub(super) fn page_count(conn: &Connection) -> Result<(u64, u64)> {
     let pages: i64 = conn
         .query_row("PRAGMA page_count", [], |r| r.get(0))
         .context("reading the page count")?;
