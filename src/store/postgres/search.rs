@@ -233,46 +233,66 @@ pub(crate) fn tsquery(phrases: &[Phrase], all: bool) -> Option<String> {
 /// phrase's lexemes occur at consecutive positions (a prefix lexeme matching any lexeme it
 /// starts), and the number of words in the indexed text.
 pub(crate) fn features(entries: &[Entry], phrases: &[Phrase]) -> Features {
-    let mut at: HashMap<u32, Vec<&str>> = HashMap::new();
-    let mut count = 0usize;
-    let mut last = 0u32;
-    for (lexeme, positions) in entries {
-        for &p in positions {
-            at.entry(p).or_default().push(lexeme);
-            count += 1;
-            last = last.max(p);
+    let count: usize = entries.iter().map(|(_, positions)| positions.len()).sum();
+    let last = entries
+        .iter()
+        .filter_map(|(_, positions)| positions.iter().max())
+        .max()
+        .copied()
+        .unwrap_or(0);
+    let matches = |lexeme: &str, wanted: &str, prefix: bool| {
+        if prefix {
+            lexeme.starts_with(wanted)
+        } else {
+            lexeme == wanted
         }
-    }
-    let matches = |position: u32, wanted: &str, prefix: bool| {
-        at.get(&position).is_some_and(|here| {
-            here.iter().any(|lexeme| {
-                if prefix {
-                    lexeme.starts_with(wanted)
-                } else {
-                    *lexeme == wanted
-                }
-            })
-        })
     };
-    let mut starts: Vec<u32> = at.keys().copied().collect();
-    starts.sort_unstable();
+    // Every (position, lexeme), by position: only needed for phrases of several lexemes.
+    let mut by_position: Option<Vec<(u32, &str)>> = None;
     let mut instances = Vec::new();
     for (index, phrase) in phrases.iter().enumerate() {
-        let final_lexeme = phrase.lexemes.len().saturating_sub(1);
-        for &start in &starts {
-            let found = !phrase.lexemes.is_empty()
-                && phrase.lexemes.iter().enumerate().all(|(j, wanted)| {
-                    u32::try_from(j)
-                        .ok()
-                        .and_then(|j| start.checked_add(j))
-                        .is_some_and(|p| matches(p, wanted, phrase.prefix && j == final_lexeme))
-                });
+        let Some((first, rest)) = phrase.lexemes.split_first() else {
+            continue;
+        };
+        let final_lexeme = phrase.lexemes.len() - 1;
+        let starts = entries
+            .iter()
+            .filter(|(lexeme, _)| matches(lexeme, first, phrase.prefix && final_lexeme == 0))
+            .flat_map(|(_, positions)| positions.iter().copied());
+        if rest.is_empty() {
+            instances.extend(starts.map(|start| (index, start as usize)));
+            continue;
+        }
+        let tokens = by_position.get_or_insert_with(|| {
+            let mut tokens: Vec<(u32, &str)> = entries
+                .iter()
+                .flat_map(|(lexeme, positions)| {
+                    positions.iter().map(move |p| (*p, lexeme.as_str()))
+                })
+                .collect();
+            tokens.sort_unstable();
+            tokens
+        });
+        let at = |position: u32, wanted: &str, prefix: bool| {
+            let from = tokens.partition_point(|(p, _)| *p < position);
+            tokens[from..]
+                .iter()
+                .take_while(|(p, _)| *p == position)
+                .any(|(_, lexeme)| matches(lexeme, wanted, prefix))
+        };
+        for start in starts {
+            let found = rest.iter().enumerate().all(|(j, wanted)| {
+                u32::try_from(j + 1)
+                    .ok()
+                    .and_then(|j| start.checked_add(j))
+                    .is_some_and(|p| at(p, wanted, phrase.prefix && j + 1 == final_lexeme))
+            });
             if found {
                 instances.push((index, start as usize));
             }
         }
     }
-    instances.sort_by_key(|&(phrase, offset)| (offset, phrase));
+    instances.sort_unstable_by_key(|&(phrase, offset)| (offset, phrase));
     Features {
         phrase_sizes: phrases.iter().map(|p| p.lexemes.len()).collect(),
         instances,
