@@ -18,6 +18,14 @@
 //!   from each candidate's vector: the positions where each phrase occurs, and the length of
 //!   the text. It depends only on the memory and the query, so a cursor over (score, id) is
 //!   exact, and both engines order the same data the same way.
+//!
+//! Known differences from SQLite, all in the stemmer: the schema stems with Snowball English
+//! (Porter2), SQLite with the original Porter, so a few forms stem apart ("uses": "use" here,
+//! "us" there; "days": "day" / "dai"; "tes": "tes" / "te"), which changes what some prefixes
+//! and words find. Snowball's `porter` language would remove these but stems two-letter
+//! words ("is" → "i", "os" → "o", which SQLite leaves alone), so a last word "is" would find
+//! every word starting with "i": worse. And a phrase past the 16383rd word of a memory is not
+//! found (the server caps positions); such a memory is ranked exactly when it is found.
 
 use std::collections::HashMap;
 
