@@ -331,7 +331,7 @@ struct MemoryBatch {
 impl MemoryBatch {
     fn push(&mut self, memory: MemoryRow) {
         let grams = grams(&memory.body);
-        let indexed = indexed_text(&memory.body, &grams);
+        let indexed = super::search::indexed_text(&memory.body, &grams);
         self.bytes += memory.body.len() + grams.len() + indexed.len();
         self.rows.push((memory, grams, indexed));
     }
@@ -411,18 +411,6 @@ fn insert_namespaces(tx: &mut Transaction<'_>, staged: &PortableReader) -> Resul
     Ok(())
 }
 
-// TODO: use search::indexed_text once it is merged (same rule).
-/// The text the full-text vector is computed from: the CJK bigrams when the body has any
-/// (they hold the rest of the body too), else the body, with every character that is not a
-/// letter or digit made a space so the server's parser sees only words and numbers.
-fn indexed_text(body: &str, grams: &str) -> String {
-    let source = if grams.is_empty() { body } else { grams };
-    source
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect()
-}
-
 /// A stored count or stamp as unsigned (the schema keeps them non-negative).
 fn non_negative(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
@@ -472,12 +460,18 @@ mod tests {
     #[test]
     fn the_indexed_text_is_the_grams_or_the_body_with_only_letters_and_digits() {
         assert_eq!(
-            indexed_text("deploy v1.2.3 to foo.example.com", ""),
+            super::super::search::indexed_text("deploy v1.2.3 to foo.example.com", ""),
             "deploy v1 2 3 to foo example com"
         );
         let body = "Dagger的配置";
-        assert_eq!(indexed_text(body, &grams(body)), "Dagger 的配  配置  置 ");
-        assert_eq!(indexed_text("café/naïve", ""), "café naïve");
+        assert_eq!(
+            super::super::search::indexed_text(body, &grams(body)),
+            "Dagger 的配  配置  置 "
+        );
+        assert_eq!(
+            super::super::search::indexed_text("café/naïve", ""),
+            "café naïve"
+        );
     }
 
     #[test]

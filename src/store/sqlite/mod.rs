@@ -236,11 +236,6 @@ impl SqliteBackend {
         let _ = conn.busy_timeout(self.options.busy_timeout);
     }
 
-    /// The database file, as the caller named it.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The database file's canonical path: the one SQLite and the locks use.
     pub(crate) fn canonical_path(&self) -> &Path {
         &self.canonical
