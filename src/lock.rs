@@ -482,12 +482,12 @@ fn describe_holder(path: &Path, label: &str) -> String {
 }
 
 /// The holder part of a wait or timeout line, from a lock's state and holders; with
-/// `with_host`, each holder is named `host:pid` (holders on other machines, for a server
+/// `with_host`, each holder is named `pid N on HOST` (holders on other machines, for a server
 /// backend).
 pub(crate) fn describe_holders(state: &str, holders: &[Holder], with_host: bool) -> String {
     let one = |h: &Holder| {
         let who = if with_host {
-            format!("{} pid {}", h.host, h.pid)
+            format!("pid {} on {}", h.pid, h.host)
         } else {
             format!("pid {}", h.pid)
         };

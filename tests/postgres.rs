@@ -281,10 +281,7 @@ fn sslmode_require_against_a_server_without_tls_fails_cleanly() {
     assert_clean_failure(&out, PW_PASSWORD);
     // `prefer` falls back to a plain connection.
     let url = url.replace("sslmode=require", "sslmode=prefer");
-    let out = modstate(cluster, &url)
-        .args(["artifact", "ls"])
-        .output()
-        .unwrap();
+    let out = modstate(cluster, &url).args(["init"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 

@@ -172,19 +172,31 @@ fn a_database_with_a_second_hard_link_is_refused_before_sqlite_opens_it() {
 }
 
 #[test]
-fn a_url_is_refused_never_taken_as_a_path() {
+fn a_url_is_refused_or_served_never_taken_as_a_path() {
     let dir = tempfile::tempdir().unwrap();
-    for url in [
-        "postgres://user:secret@localhost/db",
-        "s3://bucket/state.db",
+    // A postgres:// URL names a server (here none listens: exit 1); a scheme modstate does
+    // not serve is refused (exit 6). Neither becomes a file, and no password is shown.
+    for (url, expected) in [
+        ("postgres://user:secret@127.0.0.1:1/db", 1),
+        ("s3://bucket/state.db", 6),
+        ("mysql://user:secret@localhost/db", 6),
     ] {
-        let out = Command::new(BIN)
-            .current_dir(dir.path())
-            .args(["--db", url, "artifact", "ls"])
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 6, "{}", stderr(&out));
-        assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
+        for args in [
+            &["artifact", "ls"][..],
+            &["lock", "run", "k", "--", "true"],
+            &["lock", "status"],
+        ] {
+            let out = Command::new(BIN)
+                .current_dir(dir.path())
+                .args(["--db", url])
+                .args(args)
+                .env_remove("PGPASSWORD")
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), expected, "{url} {args:?}: {}", stderr(&out));
+            assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
+            assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+        }
     }
     assert_eq!(
         fs::read_dir(dir.path()).unwrap().count(),

@@ -312,7 +312,7 @@ fn run() -> i32 {
     };
     match command.run(&ctx) {
         Ok(code) => {
-            if let Some(created) = ctx.take_created_notice() {
+            if let Some(created) = ctx.take_created_notice().filter(|_| code == 0) {
                 notice(&created);
             }
             code
