@@ -446,6 +446,11 @@ fn lock_holders_and_lock_status_never_show_the_password() {
         assert!(Instant::now() < deadline, "k never became held");
         std::thread::sleep(Duration::from_millis(20));
     };
+    // What `ps` shows of the holder: its arguments with the password overwritten.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", holder.id())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains(PW_PASSWORD), "{cmdline}");
+    assert!(cmdline.contains(&format!("{PW_USER}:xxx")), "{cmdline}");
     let text = modstate(cluster, &url)
         .args(["lock", "status"])
         .output()

@@ -325,11 +325,14 @@ pub fn stats(ctx: &Context) -> Result<i32> {
             .to_string(),
     );
     row("db_bytes", stats.db_bytes.to_string());
-    row("wal_bytes", stats.wal_bytes.to_string());
-    row(
-        "free_bytes",
-        (stats.free_pages * stats.page_size).to_string(),
-    );
+    // A server's log and free space belong to the whole cluster, not to this store.
+    if store.file().is_some() {
+        row("wal_bytes", stats.wal_bytes.to_string());
+        row(
+            "free_bytes",
+            (stats.free_pages * stats.page_size).to_string(),
+        );
+    }
     row(
         "last_snapshot",
         "unknown (snapshots are not recorded in the database)".to_owned(),

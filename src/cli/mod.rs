@@ -2,6 +2,7 @@
 //! the mapping from library errors to exit codes.
 
 mod admin;
+mod argv;
 mod artifact;
 mod batch;
 mod child;
@@ -287,6 +288,8 @@ fn run() -> i32 {
         Ok(cli) => cli,
         Err(e) => return output::fail(wants_json, 2, "usage", &usage_error_line(&e)),
     };
+    // Parsed: from here on nobody needs the password's bytes where `ps` shows them.
+    argv::hide_passwords();
     output::init(if cli.quiet {
         output::Verbosity::Quiet
     } else if cli.verbose {
