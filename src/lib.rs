@@ -39,6 +39,7 @@
 pub mod artifact;
 pub mod atomic;
 pub mod digest;
+pub mod dirs;
 pub mod error;
 pub mod lock;
 pub mod lockfile;

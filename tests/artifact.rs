@@ -3,10 +3,9 @@
 
 use crate::common::{BIN, code, stderr};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -21,20 +20,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `modstate --db <db> args…` with `stdin` as standard input.
 fn run_in(db: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn modstate");
-    let mut input = child.stdin.take().unwrap();
-    // A command may exit before reading all of stdin (e.g. a bad digest); that is fine.
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().expect("wait modstate")
+    crate::common::output_with_stdin(Command::new(BIN).arg("--db").arg(db).args(args), stdin)
 }
 
 fn run(db: &Path, args: &[&str]) -> Output {

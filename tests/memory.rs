@@ -1,7 +1,7 @@
 //! Agent memories: CRUD, ranked search with user text taken literally, limits, the drift
 //! guard, and real-process contention through the `modstate` binary.
 
-use crate::common::stderr;
+use crate::common::{assert_exit, json, stderr};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -56,22 +56,6 @@ fn spawn(db: &Path, args: &[&str]) -> Child {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// Asserts the exit code, showing stderr when it is not the expected one.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Expect the namespace to be at generation `g`.

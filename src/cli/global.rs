@@ -146,18 +146,7 @@ pub fn resolve(root: RootStoreArgs, group: GroupOptions) -> Resolved {
 /// the current directory, so agents started in different places share it and no clone is
 /// left with a stray database.
 pub fn default_db() -> std::result::Result<PathBuf, String> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from);
-    let data = if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library/Application Support"))
-    } else {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".local/share")))
-    };
-    data.map(|d| d.join("modstate").join("state.db")).ok_or_else(|| {
+    modstate::dirs::data_dir().map(|d| d.join("state.db")).ok_or_else(|| {
         "no per-user data directory for the default database (HOME is not set); pass --db PATH or set MODSTATE_DB".to_owned()
     })
 }

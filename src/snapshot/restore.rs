@@ -132,19 +132,8 @@ impl Store {
 /// directory: a restore run from a job runner or a source checkout would scatter copies of
 /// the whole store there. Created private (0700) when missing.
 fn server_safety_dir() -> Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from);
-    let data = if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library/Application Support"))
-    } else {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| home.map(|h| h.join(".local/share")))
-    };
-    let dir = data
-        .map(|d| d.join("modstate").join("pre-restore"))
+    let dir = crate::dirs::data_dir()
+        .map(|d| d.join("pre-restore"))
         .ok_or_else(|| {
             Error::Invalid(
                 "no per-user data directory for the safety snapshot of a server database (HOME is not set); set HOME or XDG_DATA_HOME, or pass --no-safety-snapshot".to_owned(),

@@ -4,7 +4,7 @@
 //! symbols, and what user text can never do to the query.
 
 use super::Db;
-use crate::common::stderr;
+use crate::common::{assert_exit, json, stderr};
 use std::collections::BTreeSet;
 use std::process::Output;
 use std::sync::Barrier;
@@ -20,22 +20,6 @@ fn modstate_with_stdin(db: &Db, args: &[&str], stdin: &[u8]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-/// Asserts the exit code, showing stderr when it is not the expected one.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn cli_generation(db: &Db) -> u64 {

@@ -15,9 +15,8 @@
 
 use crate::common::BIN;
 use crate::common::postgres::{Cluster, clear_pg_env};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod artifact;
 mod bad_input;
@@ -130,19 +129,7 @@ impl Db {
 
     /// Runs `modstate --db <db> args…` with `stdin` as standard input.
     pub fn run_in(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn modstate");
-        let mut input = child.stdin.take().unwrap();
-        // A command may exit before reading all of stdin (e.g. a bad digest); that is fine.
-        let _ = input.write_all(stdin);
-        drop(input);
-        child.wait_with_output().expect("wait modstate")
+        crate::common::output_with_stdin(self.cmd().args(args), stdin)
     }
 
     /// Runs `modstate --db <db> --json args…`, asserts exit 0 and parses stdout.

@@ -41,7 +41,7 @@ pub(crate) fn connector(target: &Target) -> Result<MakeRustlsConnect> {
             } else {
                 Arc::new(ChainOnly {
                     roots,
-                    provider: provider.clone(),
+                    signatures: EncryptOnly(provider.clone()),
                 })
             }
         }
@@ -148,11 +148,12 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the host name is not compared.
+/// `verify-ca`: the chain must lead to a trusted root; the host name is not compared. The
+/// handshake's signatures are checked as [`EncryptOnly`] checks them.
 #[derive(Debug)]
 struct ChainOnly {
     roots: Arc<RootCertStore>,
-    provider: Arc<CryptoProvider>,
+    signatures: EncryptOnly,
 }
 
 impl ServerCertVerifier for ChainOnly {
@@ -170,7 +171,7 @@ impl ServerCertVerifier for ChainOnly {
             &self.roots,
             intermediates,
             now,
-            self.provider.signature_verification_algorithms.all,
+            self.signatures.0.signature_verification_algorithms.all,
         )?;
         Ok(ServerCertVerified::assertion())
     }
@@ -181,12 +182,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -195,17 +191,10 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_verify_schemes()
     }
 }
