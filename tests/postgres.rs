@@ -3,9 +3,10 @@
 //! unreachable or restarted server, TLS refused, a statement or lock timeout), and that a
 //! password never shows. What both backends share is in `conformance/`.
 //!
-//! Exit codes: `cli::exit_code` (and `modstate --help`). Where the code for a server fault is
-//! not settled yet, a test asserts a clean failure — a non-zero exit that is not a signal or a
-//! panic, one line on stderr, no password — and says `TODO(backend): exact code`.
+//! Exit codes: `cli::exit_code` (and `modstate --help`). A server fault is a clean failure — a
+//! non-zero exit that is not a signal or a panic, one line on stderr, no password — with the
+//! documented code: 1 for a server that cannot be reached, refuses the login or TLS, or drops
+//! the connection; 3 for a database that does not exist; 5 for a lock or statement timeout.
 
 use crate::common::postgres::{Cluster, PW_PASSWORD, PW_USER, clear_pg_env};
 use crate::common::{BIN, free_port, stderr};
@@ -190,8 +191,8 @@ fn a_wrong_password_fails_in_one_line_that_never_shows_it() {
             .args(args)
             .output()
             .unwrap();
-        // TODO(backend): exact code (1, or 3 "not usable"?).
-        assert_clean_failure(&out, wrong);
+        // Exit 1: the server refused the login.
+        assert_eq!(assert_clean_failure(&out, wrong), 1);
         // Through PGPASSWORD instead of the URL.
         let url = format!(
             "postgres://{PW_USER}@127.0.0.1:{}/{db}?sslmode=disable",
@@ -224,8 +225,8 @@ fn a_missing_database_fails_cleanly_and_is_not_created() {
             .args(["artifact", "ls"])
             .output()
             .unwrap();
-        // TODO(backend): exact code (3, "no database", as for an absent SQLite file?).
-        assert_clean_failure(&out, PW_PASSWORD);
+        // Exit 3, as for an absent SQLite file: no database there.
+        assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 3);
     }
     let exists = cluster.psql_query(
         "postgres",
@@ -253,8 +254,8 @@ fn an_unreachable_server_fails_cleanly_and_promptly() {
             .args(["artifact", "ls"])
             .output()
             .unwrap();
-        // TODO(backend): exact code.
-        assert_clean_failure(&out, PW_PASSWORD);
+        // Exit 1: no server to talk to.
+        assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 1);
         assert!(
             started.elapsed() < Duration::from_secs(15),
             "took {:?}",
@@ -277,8 +278,8 @@ fn sslmode_require_against_a_server_without_tls_fails_cleanly() {
         .args(["artifact", "ls"])
         .output()
         .unwrap();
-    // TODO(backend): exact code.
-    assert_clean_failure(&out, PW_PASSWORD);
+    // Exit 1: the server refused TLS.
+    assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 1);
     // `prefer` falls back to a plain connection.
     let url = url.replace("sslmode=require", "sslmode=prefer");
     let out = modstate(cluster, &url).args(["init"]).output().unwrap();
@@ -352,8 +353,8 @@ fn a_server_restarted_mid_load_fails_clients_cleanly_and_the_next_commands_work(
         failures.len()
     );
     for out in &failures {
-        // TODO(backend): exact code (1 for a lost connection?).
-        assert_clean_failure(out, PW_PASSWORD);
+        // Exit 1: the connection was lost, or the server was not there.
+        assert_eq!(assert_clean_failure(out, PW_PASSWORD), 1);
     }
     // The next commands work, and every acknowledged put is there, byte for byte.
     for (d, env) in &acked {
@@ -470,4 +471,105 @@ fn lock_holders_and_lock_status_never_show_the_password() {
         stderr(&waiter)
     );
     assert!(String::from_utf8_lossy(&status.stdout).contains(&holder.id().to_string()));
+}
+
+/// A database written by a newer modstate is refused (exit 6) and left as it was.
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let db = cluster.database();
+    let url = cluster.socket_url(&db);
+    let out = modstate(cluster, &url).args(["init"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    cluster.psql_exec(&db, "UPDATE modstate_schema SET version = 99");
+    let tables = |c: &Cluster| {
+        c.psql_query(
+            &db,
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+        )
+    };
+    let before = tables(cluster);
+    for args in [&["artifact", "ls"][..], &["memory", "add", "x"], &["init"]] {
+        let out = modstate(cluster, &url).args(args).output().unwrap();
+        assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 6, "{args:?}");
+        assert!(
+            stderr(&out).contains("schema version 99"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(tables(cluster), before);
+    assert_eq!(
+        cluster
+            .psql_query(&db, "SELECT version FROM modstate_schema")
+            .trim(),
+        "99"
+    );
+}
+
+/// Eight processes opening one new database at once: the schema is created exactly once and
+/// every one of them works.
+#[test]
+fn eight_processes_creating_one_store_at_once_create_it_once() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let db = cluster.database();
+    let url = cluster.socket_url(&db);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            modstate(cluster, &url)
+                .args(["memory", "add", &format!("memory {i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    }
+    let created = outs
+        .iter()
+        .filter(|o| stderr(o).contains("created modstate store"))
+        .count();
+    assert_eq!(created, 1);
+    assert_eq!(
+        cluster
+            .psql_query(&db, "SELECT count(*) FROM memories")
+            .trim(),
+        "8"
+    );
+}
+
+/// The PG* variables fill in what the URL leaves out, as for libpq: `postgres:///` alone
+/// reaches the store when PGHOST, PGPORT, PGUSER and PGDATABASE say where.
+#[test]
+fn pg_environment_variables_fill_what_the_url_leaves_out() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let db = cluster.database();
+    let out = modstate(cluster, &cluster.socket_url(&db))
+        .args(["artifact", "import", "fixtures/moduletypes/valid.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = modstate(cluster, "postgres:///")
+        .env("PGHOST", &cluster.socket_dir)
+        .env("PGPORT", cluster.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &db)
+        .args(["artifact", "ls"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
