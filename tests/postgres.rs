@@ -573,3 +573,74 @@ fn pg_environment_variables_fill_what_the_url_leaves_out() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+/// TLS with libpq's sslmodes, against a server whose certificate a throwaway CA signed for
+/// `localhost`: `require` encrypts (the session shows in `pg_stat_ssl`) without checking the
+/// certificate; `verify-full` needs the CA (`sslrootcert`) and the host name; `verify-ca`
+/// needs the CA only. Every refusal is one line, exit 1.
+#[test]
+fn tls_follows_libpq_sslmodes() {
+    if crate::common::require_tool("openssl", "the TLS test", "apt-get install openssl").is_none() {
+        return;
+    }
+    let Some(owned) = Cluster::private() else {
+        return;
+    };
+    let cluster = &owned;
+    let ca = cluster.enable_tls();
+    let db = cluster.database();
+    let port = cluster.port;
+    let by_name = format!("postgres://postgres@localhost:{port}/{db}?hostaddr=127.0.0.1");
+    let by_address = format!("postgres://postgres@127.0.0.1:{port}/{db}?connect_timeout=10");
+    let run = |url: &str, args: &[&str]| modstate(cluster, url).args(args).output().unwrap();
+
+    // require: encrypted, whatever the certificate. A held lock keeps a session open to look at.
+    let required = format!("{by_address}&sslmode=require");
+    let out = run(&required, &["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut holder = modstate(cluster, &required)
+        .args(["lock", "run", "k", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let version = loop {
+        let version = cluster.psql_query(
+            "postgres",
+            "SELECT s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name = 'modstate' AND s.ssl",
+        );
+        if !version.trim().is_empty() {
+            break version;
+        }
+        assert!(Instant::now() < deadline, "no TLS session from modstate");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(version.contains("TLSv1.3"), "{version}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    let root = format!("sslrootcert={}", ca.display());
+    // verify-full: the CA and the name.
+    let out = run(
+        &format!("{by_name}&sslmode=verify-full&{root}"),
+        &["artifact", "ls"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Without the CA (the system's roots do not know it): refused.
+    let out = run(
+        &format!("{by_name}&sslmode=verify-full"),
+        &["artifact", "ls"],
+    );
+    assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 1);
+    // The certificate names localhost, not 127.0.0.1: verify-full refuses, verify-ca accepts.
+    let out = run(
+        &format!("{by_address}&sslmode=verify-full&{root}"),
+        &["artifact", "ls"],
+    );
+    assert_eq!(assert_clean_failure(&out, PW_PASSWORD), 1);
+    let out = run(
+        &format!("{by_address}&sslmode=verify-ca&{root}"),
+        &["artifact", "ls"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

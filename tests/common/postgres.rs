@@ -293,6 +293,110 @@ impl Cluster {
         self.start_again();
     }
 
+    /// Turns TLS on (the server starts without it): a throwaway CA signs a certificate for
+    /// `localhost` (and no address), the server reloads with it. Returns the CA's certificate,
+    /// for `sslrootcert`. Needs the `openssl` command.
+    pub fn enable_tls(&self) -> PathBuf {
+        let dir = self.root.join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509"][..],
+                &key,
+                &["-keyout", "ca.key", "-out", "ca.crt"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=modstate test CA", "-days", "2"])
+            .collect::<Vec<_>>(),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &key,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat()
+            .into_iter()
+            .chain(["-subj", "/CN=localhost"])
+            .collect::<Vec<_>>(),
+        );
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        let user = server_user();
+        for file in ["server.crt", "server.key"] {
+            chown(&dir.join(file), user);
+        }
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        chown(&dir, user);
+        self.psql_exec(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET ssl_cert_file = '{}'",
+                dir.join("server.crt").display()
+            ),
+        );
+        self.psql_exec(
+            "postgres",
+            &format!(
+                "ALTER SYSTEM SET ssl_key_file = '{}'",
+                dir.join("server.key").display()
+            ),
+        );
+        self.psql_exec("postgres", "ALTER SYSTEM SET ssl = on");
+        self.psql_exec("postgres", "SELECT pg_reload_conf()");
+        // The reload is asynchronous: wait until the server says TLS is on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.psql_query("postgres", "SHOW ssl").trim() != "on" {
+            assert!(Instant::now() < deadline, "TLS never came on");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dir.join("ca.crt")
+    }
+
     fn shutdown(&self) {
         self.ask(Request::Quit);
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -528,8 +632,6 @@ fn start_server(
             "synchronous_commit=off",
             "-c",
             "max_connections=200",
-            "-c",
-            "ssl=off",
         ])
         .current_dir(data.parent().unwrap())
         .stdin(Stdio::null())
