@@ -167,7 +167,15 @@ fn store_checks(ctx: &Context, store: &Store, checks: &mut Vec<Check>) -> Result
     ));
     let integrity = store.check_integrity()?;
     checks.push(match &integrity.integrity_problem {
-        None => check("integrity", true, "integrity_check ok"),
+        None => check(
+            "integrity",
+            true,
+            if store.file().is_some() {
+                "integrity_check ok"
+            } else {
+                "every artifact's sha256 and size match its row"
+            },
+        ),
         Some(p) => check(
             "integrity",
             false,
