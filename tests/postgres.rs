@@ -644,3 +644,62 @@ fn tls_follows_libpq_sslmodes() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// `lock status` lists holders on every host: a session from another machine (here a psql
+/// session that holds key `k` as modstate does and records itself as host `build-7`) is
+/// listed with its host, and a waiter names it.
+#[test]
+fn lock_status_lists_holders_on_other_hosts() {
+    use std::io::{BufRead, Write};
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let db = cluster.database();
+    let url = cluster.socket_url(&db);
+    let out = modstate(cluster, &url).args(["init"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut session = cluster.psql_session(&db);
+    let stdin = session.stdin.as_mut().unwrap();
+    // The key as modstate derives it: the first 8 bytes of sha256("modstate/key/k").
+    writeln!(
+        stdin,
+        "SELECT pg_advisory_lock(('x' || substr(encode(sha256('modstate/key/k'), 'hex'), 1, 16))::bit(64)::bigint);
+         INSERT INTO modstate_lock_holders (pid, key, host, process, command, acquired_at)
+             VALUES (pg_backend_pid(), 'k', 'build-7', 4242, 'modstate lock run k -- make', '2026-12-01T00:00:00Z');
+         SELECT 'held';"
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let mut reader = std::io::BufReader::new(session.stdout.as_mut().unwrap());
+    let mut line = String::new();
+    while !line.contains("held") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "psql ended");
+    }
+    let out = modstate(cluster, &url)
+        .args(["--json", "lock", "status"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let k = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "k")
+        .unwrap_or_else(|| panic!("k not listed: {rows}"));
+    assert_eq!(k["state"], "held");
+    assert_eq!(k["holders"][0]["host"], "build-7", "{k}");
+    assert_eq!(k["holders"][0]["pid"], 4242, "{k}");
+    let waiter = modstate(cluster, &url)
+        .args(["--lock-timeout", "0.3", "lock", "run", "k", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(waiter.status.code(), Some(5), "{}", stderr(&waiter));
+    assert!(
+        stderr(&waiter).contains("held by pid 4242 on build-7: modstate lock run k -- make"),
+        "{}",
+        stderr(&waiter)
+    );
+    drop(session.stdin.take());
+    let _ = session.wait();
+}
