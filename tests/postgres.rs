@@ -619,6 +619,16 @@ fn tls_follows_libpq_sslmodes() {
     let _ = holder.kill();
     let _ = holder.wait();
 
+    // Over the Unix socket there is no TLS, whatever sslmode says (the server never offers
+    // it there; libpq ignores sslmode for sockets too).
+    for mode in ["prefer", "require"] {
+        let out = run(
+            &format!("{}&sslmode={mode}", cluster.socket_url(&db)),
+            &["artifact", "ls"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", stderr(&out));
+    }
+
     let root = format!("sslrootcert={}", ca.display());
     // verify-full: the CA and the name.
     let out = run(

@@ -194,7 +194,14 @@ pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<T
         .keepalives_retries(KEEPALIVE_RETRIES)
         .tcp_user_timeout(TCP_USER_TIMEOUT);
     // The client decides plain or TLS from its own mode; the checking is ours (see tls.rs).
+    // A Unix socket never carries TLS: the server refuses it there, so `require` would always
+    // fail. libpq ignores sslmode for sockets, and so does modstate.
+    let all_sockets = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, postgres::config::Host::Unix(_)));
     config.ssl_mode(match ssl_mode {
+        _ if all_sockets => postgres::config::SslMode::Disable,
         SslMode::Disable => postgres::config::SslMode::Disable,
         SslMode::Prefer => postgres::config::SslMode::Prefer,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
