@@ -17,7 +17,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::errors::PgContext;
 use super::tls;
-use super::url::Target;
+use super::url::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, TCP_USER_TIMEOUT, Target};
 use crate::error::Result;
 use crate::store::Options;
 
@@ -44,11 +44,10 @@ struct Session {
 impl Pool {
     /// A pool for `target`; opens nothing yet.
     pub(crate) fn new(mut target: Target, options: &Options) -> Result<Pool> {
-        // Row and table lock waits end at the lock timeout, as a modstate lock wait does.
-        let lock_timeout = format!("-c lock_timeout={}", millis(options.lock_timeout));
+        let ours = session_settings(options);
         let server_options = match target.config.get_options() {
-            Some(given) if !given.is_empty() => format!("{given} {lock_timeout}"),
-            _ => lock_timeout,
+            Some(given) if !given.is_empty() => format!("{given} {ours}"),
+            _ => ours,
         };
         target.config.options(&server_options);
         let tls = tls::connector(&target)?;
@@ -177,7 +176,45 @@ impl Drop for Conn<'_> {
     }
 }
 
+/// The server settings every session of this store starts with (the startup packet's
+/// `options`, as `PGOPTIONS` would give them):
+/// * row and table lock waits end at the lock timeout, as a modstate lock wait does;
+/// * the server probes an idle connection as the client does (see `url.rs`), so a client host
+///   that vanishes loses its session — and the locks it held — after about 25 s instead of
+///   the kernel's two hours. The client's own keepalives only tell the client that the server
+///   went away; these are what free a vanished holder's locks. The server ignores them on a
+///   Unix socket.
+fn session_settings(options: &Options) -> String {
+    format!(
+        "-c lock_timeout={} -c tcp_keepalives_idle={} -c tcp_keepalives_interval={} -c tcp_keepalives_count={} -c tcp_user_timeout={}",
+        millis(options.lock_timeout),
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES,
+        TCP_USER_TIMEOUT.as_millis(),
+    )
+}
+
 /// Milliseconds for a server setting: at least 1 (0 would mean "no timeout").
 pub(crate) fn millis(duration: Duration) -> u128 {
     duration.as_millis().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_settings;
+    use crate::store::Options;
+    use std::time::Duration;
+
+    #[test]
+    fn every_session_asks_the_server_to_probe_it_and_to_bound_lock_waits() {
+        let options = Options {
+            lock_timeout: Duration::from_millis(1500),
+            ..Options::default()
+        };
+        assert_eq!(
+            session_settings(&options),
+            "-c lock_timeout=1500 -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 -c tcp_user_timeout=25000"
+        );
+    }
 }

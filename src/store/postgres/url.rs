@@ -49,8 +49,10 @@ pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 /// …and this many unanswered probes drop the connection.
 pub(crate) const KEEPALIVE_RETRIES: u32 = 3;
 /// Data sent and not acknowledged for this long drops the connection (`TCP_USER_TIMEOUT`).
-/// With the keepalives, a host that vanishes is noticed within about 25 s whether the
-/// connection is idle (10 + 3 × 5 s) or busy, and its locks are then free on the server.
+/// With the keepalives, a peer that vanishes is noticed within about 25 s whether the
+/// connection is idle (10 + 3 × 5 s) or busy. The client uses these for its side; every
+/// session asks the server to use them for its side too (`pool.rs`), which is what frees the
+/// locks of a client host that vanished.
 pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(25);
 /// How long a connection attempt may take when neither the URL nor PGCONNECT_TIMEOUT says.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
