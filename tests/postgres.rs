@@ -713,3 +713,40 @@ fn lock_status_lists_holders_on_other_hosts() {
     drop(session.stdin.take());
     let _ = session.wait();
 }
+
+/// A long-lived `modstate mcp` outlives a server restart: the pooled connection the server
+/// dropped is noticed before use, and the next tool call works.
+#[test]
+fn an_mcp_server_outlives_a_postgres_restart() {
+    let Some(owned) = Cluster::private() else {
+        return;
+    };
+    let cluster = &owned;
+    let db = cluster.database();
+    let url = cluster.socket_url(&db);
+    let mut server = crate::mcp::Server::spawn(
+        modstate(cluster, &url),
+        &[],
+        cluster.scratch.join("mcp-stderr.log"),
+    );
+    let init = server.initialize("2025-11-25");
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25", "{init}");
+    server.notify("notifications/initialized", None);
+    let first = server.call(
+        "add_memory",
+        serde_json::json!({"text": "before the restart"}),
+    );
+    assert_eq!(first["isError"], false, "{first}");
+    cluster.restart();
+    // Past the idle time after which a pooled connection is checked before use.
+    std::thread::sleep(Duration::from_secs(6));
+    let second = server.call(
+        "add_memory",
+        serde_json::json!({"text": "after the restart"}),
+    );
+    assert_eq!(second["isError"], false, "{second}");
+    let found = server.call("search_memories", serde_json::json!({"query": "restart"}));
+    assert_eq!(found["isError"], false, "{found}");
+    let (status, _) = server.close();
+    assert_eq!(status.code(), Some(0));
+}

@@ -32,13 +32,16 @@ CREATE TABLE artifacts (
     size          bigint NOT NULL,
     state_type    text   NOT NULL,
     state_version bigint NOT NULL,
-    created_at    text   NOT NULL
+    created_at    text COLLATE "C" NOT NULL
 );
 
 -- Categories compare case-insensitively in ASCII only, as SQLite's NOCASE does.
 CREATE FUNCTION modstate_fold(text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$ SELECT translate($1, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') $$;
+
+-- Times are RFC 3339 text compared as text (prune, newest first): byte order, COLLATE "C",
+-- whatever the database's collation.
 
 -- Agent memories. `id` is the public, time-sortable identifier (UUIDv7, strictly increasing
 -- in commit order within one store), so "newest first" is `ORDER BY id DESC` (byte order:
@@ -53,8 +56,8 @@ CREATE TABLE memories (
     body       text NOT NULL,
     grams      text NOT NULL DEFAULT '',
     search     tsvector NOT NULL,
-    created_at text NOT NULL,
-    updated_at text NOT NULL,
+    created_at text COLLATE "C" NOT NULL,
+    updated_at text COLLATE "C" NOT NULL,
     version    bigint NOT NULL
 );
 

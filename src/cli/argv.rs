@@ -17,24 +17,25 @@ pub fn password_spans(arg: &[u8]) -> Vec<Range<usize>> {
         return spans;
     };
     let start = scheme_end + 3;
-    let authority_end = arg[start..]
-        .iter()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .map_or(arg.len(), |i| start + i);
-    let authority = &arg[start..authority_end];
-    if let Some(at) = authority.iter().rposition(|b| *b == b'@')
-        && let Some(colon) = authority[..at].iter().position(|b| *b == b':')
-        && colon + 1 < at
-    {
-        spans.push(start + colon + 1..start + at);
+    // The credentials end at an `@`, wherever it is: the client reads them up to the first
+    // one, a person writing an unencoded `@` in a password means the last one. Everything up
+    // to the last is hidden, so a password holding `/`, `?`, `#` or `@` never shows.
+    let mut rest = start;
+    if let Some(at) = arg[start..].iter().rposition(|b| *b == b'@') {
+        let credentials = &arg[start..start + at];
+        if let Some(colon) = credentials.iter().position(|b| *b == b':')
+            && colon + 1 < at
+        {
+            spans.push(start + colon + 1..start + at);
+        }
+        rest = start + at + 1;
     }
-    if let Some(query) = arg[authority_end..].iter().position(|b| *b == b'?') {
-        let mut at = authority_end + query + 1;
+    if let Some(query) = arg[rest..].iter().position(|b| *b == b'?') {
+        let mut at = rest + query + 1;
         for pair in arg[at..].split(|b| *b == b'&') {
             let lower = pair.to_ascii_lowercase();
             if lower.starts_with(b"password=") && pair.len() > 9 {
-                let value_end = pair.iter().position(|b| *b == b'#').unwrap_or(pair.len());
-                spans.push(at + 9..at + value_end);
+                spans.push(at + 9..at + pair.len());
             }
             at += pair.len() + 1;
         }
@@ -121,6 +122,8 @@ mod tests {
             "--db=postgresql://u:xxxxxx@h:5/db?sslmode=require&password=xxx"
         );
         assert_eq!(hidden("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(hidden("postgres://u:p/ss@h/db"), "postgres://u:xxxx@h/db");
+        assert_eq!(hidden("postgres://u:p?w#x@h/db"), "postgres://u:xxxxx@h/db");
         assert_eq!(hidden("/tmp/a:b@c"), "/tmp/a:b@c");
         assert_eq!(hidden("--lock-timeout"), "--lock-timeout");
     }

@@ -212,33 +212,31 @@ pub fn display_database(path: &Path) -> String {
         return text.into_owned();
     }
     let (scheme, rest) = text.split_once("://").unwrap_or(("", &text));
-    let (authority_end, _) = rest
-        .char_indices()
-        .find(|(_, c)| matches!(c, '/' | '?' | '#'))
-        .unwrap_or((rest.len(), ' '));
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{user}@{host}")
+    // The credentials end at an `@`, wherever it is: the client reads them up to the first
+    // one, a person writing an unencoded `@` in a password means the last one. Everything up
+    // to the last is left out, so a password holding `/`, `?`, `#` or `@` never shows.
+    let rest = match rest.rsplit_once('@') {
+        Some((credentials, after)) => {
+            let user = credentials.split_once(':').map_or(credentials, |(u, _)| u);
+            format!("{user}@{after}")
         }
-        None => authority.to_owned(),
+        None => rest.to_owned(),
     };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
+    let rest = match rest.split_once('?') {
+        Some((before, query)) => {
             let kept: Vec<&str> = query
                 .split('&')
                 .filter(|pair| !pair.to_ascii_lowercase().starts_with("password="))
                 .collect();
             if kept.is_empty() {
-                path.to_owned()
+                before.to_owned()
             } else {
-                format!("{path}?{}", kept.join("&"))
+                format!("{before}?{}", kept.join("&"))
             }
         }
-        None => tail.to_owned(),
+        None => rest,
     };
-    format!("{scheme}://{authority}{tail}")
+    format!("{scheme}://{rest}")
 }
 
 /// The scheme of a URL given where a database is named (`postgres` for
@@ -269,6 +267,10 @@ mod tests {
             "postgresql://u@h/db?sslmode=require"
         );
         assert_eq!(shown("postgres://h/db?password=x"), "postgres://h/db");
+        // The client ends the credentials at the first `@`, even past a `/`, `?` or `#`.
+        assert_eq!(shown("postgres://u:p/ss@h/db"), "postgres://u@h/db");
+        assert_eq!(shown("postgres://u:p?w#x@h/db"), "postgres://u@h/db");
+        assert_eq!(shown("postgres://u:p@ss@h/db"), "postgres://u@h/db");
         assert_eq!(shown("/tmp/a:b@c/db"), "/tmp/a:b@c/db");
     }
 }

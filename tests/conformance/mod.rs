@@ -189,6 +189,7 @@ conformance! {
         resolve_prints_the_same_bytes_whichever_source_serves_it,
         export_then_import_of_an_unchanged_artifact_reports_unchanged_and_writes_nothing,
         resolve_says_why_it_skipped_a_file_and_can_write_it,
+        batches_sharing_digests_in_opposite_orders_never_deadlock,
     }
     memory {
         cli_round_trip_and_exit_codes,

@@ -41,13 +41,19 @@ impl Backend for PgBackend {
         {
             return Ok(vec![PutOutcome::Inserted]);
         }
+        // In digest order: two batches that share digests then wait for each other's rows in
+        // one order and cannot deadlock. The sort is stable, so repeats of one digest keep
+        // their order (and their outcomes, as one after another on SQLite).
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[a].0.as_str().cmp(items[b].0.as_str()));
+        let mut outcomes = vec![None; items.len()];
         let mut tx = conn.transaction().context(what)?;
-        let outcomes = items
-            .iter()
-            .map(|(digest, envelope, sha)| put_row(&mut tx, &statements, digest, envelope, sha))
-            .collect::<Result<Vec<_>>>()?;
+        for i in order {
+            let (digest, envelope, sha) = &items[i];
+            outcomes[i] = Some(put_row(&mut tx, &statements, digest, envelope, sha)?);
+        }
         tx.commit().context(what)?;
-        Ok(outcomes)
+        Ok(outcomes.into_iter().flatten().collect())
     }
 
     fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
@@ -58,12 +64,16 @@ impl Backend for PgBackend {
         let row = conn
             .query_opt(&select, &[&digest.as_str()])
             .context("reading an artifact")?;
-        Ok(row.map(|r| StoredArtifact {
-            bytes: r.get(0),
-            sha256: r.get(1),
-            state_type: r.get(2),
-            state_version: r.get(3),
-        }))
+        let what = "reading an artifact";
+        row.map(|r| {
+            Ok(StoredArtifact {
+                bytes: r.try_get(0).context(what)?,
+                sha256: r.try_get(1).context(what)?,
+                state_type: r.try_get(2).context(what)?,
+                state_version: r.try_get(3).context(what)?,
+            })
+        })
+        .transpose()
     }
 
     fn list_artifacts(&self) -> Result<Vec<ArtifactInfo>> {
@@ -75,17 +85,19 @@ impl Backend for PgBackend {
                 &[],
             )
             .context("listing artifacts")?;
-        Ok(rows
-            .iter()
-            .map(|r| ArtifactInfo {
-                digest: r.get(0),
-                state_type: r.get(1),
-                version: r.get(2),
-                bytes: r.get(3),
-                sha256: r.get(4),
-                created_at: r.get(5),
+        let what = "listing artifacts";
+        rows.iter()
+            .map(|r| {
+                Ok(ArtifactInfo {
+                    digest: r.try_get(0).context(what)?,
+                    state_type: r.try_get(1).context(what)?,
+                    version: r.try_get(2).context(what)?,
+                    bytes: r.try_get(3).context(what)?,
+                    sha256: r.try_get(4).context(what)?,
+                    created_at: r.try_get(5).context(what)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn delete_artifact(&self, digest: &Digest) -> Result<bool> {
@@ -208,26 +220,33 @@ fn put_row(
     envelope: &Envelope,
     sha: &Digest,
 ) -> Result<PutOutcome> {
-    if insert_row(
-        tx,
-        &statements.insert,
-        digest,
-        envelope,
-        sha,
-        "storing an artifact",
-    )? {
-        return Ok(PutOutcome::Inserted);
+    // A row removed between the insert and the lock (another process's `rm`) is inserted
+    // again; after a few rounds of that, it is contention.
+    let mut row = None;
+    for _ in 0..3 {
+        let what = "storing an artifact";
+        if insert_row(tx, &statements.insert, digest, envelope, sha, what)? {
+            return Ok(PutOutcome::Inserted);
+        }
+        row = tx
+            .query_opt(&statements.lock, &[&digest.as_str()])
+            .context("looking up an artifact")?;
+        if row.is_some() {
+            break;
+        }
     }
-    let row = tx
-        .query_one(&statements.lock, &[&digest.as_str()])
-        .context("looking up an artifact")?;
-    let stored_sha: String = row.get(0);
+    let Some(row) = row else {
+        return Err(crate::error::Error::Busy(format!(
+            "artifact {digest} was removed and stored again by others while this put ran; nothing was changed — retry"
+        )));
+    };
+    let stored_sha: String = row.try_get(0).context("looking up an artifact")?;
     if stored_sha == sha.hex() {
         return Ok(PutOutcome::Unchanged);
     }
     // Other bytes, maybe the same JSON: an exported artifact file imported again is
     // pretty-printed where the stored envelope was compact. Keep the stored bytes.
-    let stored: Vec<u8> = row.get(1);
+    let stored: Vec<u8> = row.try_get(1).context("looking up an artifact")?;
     if envelope.same_json(&stored) {
         return Ok(PutOutcome::Unchanged);
     }

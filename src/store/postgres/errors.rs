@@ -30,10 +30,11 @@ impl std::error::Error for ServerError {
 /// The client error as one line: the server's message (and hint), or each cause in turn.
 fn describe(source: &postgres::Error) -> String {
     if let Some(db) = source.as_db_error() {
-        return match db.hint() {
-            Some(hint) => format!("{} ({hint})", db.message()),
-            None => db.message().to_owned(),
-        };
+        let mut line = db.message().to_owned();
+        for extra in [db.detail(), db.hint()].into_iter().flatten() {
+            line.push_str(&format!(" ({extra})"));
+        }
+        return line;
     }
     let mut line = source.to_string();
     let mut cause = std::error::Error::source(source);

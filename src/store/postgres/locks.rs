@@ -172,7 +172,7 @@ impl PgLocks {
         let what = format!("taking the lock on {label}");
         let id = name.id();
         // From here on, any early return drops the session, which releases whatever it holds.
-        let mut session = Session::new(self.pool.connect()?, label);
+        let mut session = Session::new(self.pool.connect_by(deadline)?, label);
         let client = session.client()?;
         client.batch_execute(SESSION_SETUP).context(&what)?;
         // Best effort, as a lock file's record: it only informs `lock status` and waiters.

@@ -378,6 +378,10 @@ impl PgBackend {
     }
 
     pub(crate) fn memory_generation_pg(&self, namespace: &str) -> Result<u64> {
+        // No namespace holds a NUL (labels are checked), and the server refuses one in text.
+        if namespace.contains('\0') {
+            return Ok(0);
+        }
         let mut conn = self.connection()?;
         namespace_generation(&mut *conn, namespace)
     }

@@ -67,8 +67,10 @@ pub(crate) fn open(client: &mut Client, create: bool, display: &str) -> Result<(
 /// The schema version, 0 where there is no modstate schema: one round trip, the cost every
 /// command pays at open.
 fn version(client: &mut Client) -> Result<u32> {
-    match client.query_opt("SELECT version FROM modstate_schema", &[]) {
-        Ok(row) => Ok(row.map_or(0, |r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))),
+    // Cast on the server: a later schema may widen the column, and must still be read (and
+    // refused as newer), not make this binary fail to decode it.
+    match client.query_opt("SELECT version::bigint FROM modstate_schema", &[]) {
+        Ok(row) => row.map_or(Ok(0), |r| stored_version(&r)),
         Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(0),
         Err(e) => Err(crate::error::Error::postgres(
             "reading the schema version",
@@ -81,14 +83,22 @@ fn version_in(tx: &mut postgres::Transaction<'_>) -> Result<u32> {
     let exists: bool = tx
         .query_one("SELECT to_regclass('modstate_schema') IS NOT NULL", &[])
         .context("reading the schema version")?
-        .get(0);
+        .try_get(0)
+        .context("reading the server's settings")?;
     if !exists {
         return Ok(0);
     }
     let row = tx
-        .query_opt("SELECT version FROM modstate_schema", &[])
+        .query_opt("SELECT version::bigint FROM modstate_schema", &[])
         .context("reading the schema version")?;
-    Ok(row.map_or(0, |r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0)))
+    row.map_or(Ok(0), |r| stored_version(&r))
+}
+
+/// The version in a row of `SELECT version::bigint`; one past every known version when it does
+/// not fit, so it is refused as newer.
+fn stored_version(row: &postgres::Row) -> Result<u32> {
+    let version: i64 = row.try_get(0).context("reading the schema version")?;
+    Ok(u32::try_from(version).unwrap_or(u32::MAX))
 }
 
 fn check_known(found: u32, display: &str) -> Result<()> {
@@ -106,7 +116,8 @@ fn check_server(client: &mut Client, display: &str) -> Result<()> {
     let encoding: String = client
         .query_one("SHOW server_encoding", &[])
         .context("reading the server's encoding")?
-        .get(0);
+        .try_get(0)
+        .context("reading the server's settings")?;
     if !encoding.eq_ignore_ascii_case("UTF8") {
         return Err(Error::Unsupported(format!(
             "{display} uses the {encoding} encoding; modstate needs a UTF8 database (createdb -E UTF8 --locale=C.UTF-8 --template=template0)"
@@ -118,7 +129,8 @@ fn check_server(client: &mut Client, display: &str) -> Result<()> {
             &[],
         )
         .context("looking for the unaccent extension")?
-        .get(0);
+        .try_get(0)
+        .context("reading the server's settings")?;
     if !available {
         return Err(Error::Unsupported(format!(
             "the server of {display} lacks the unaccent extension that memory search needs; install PostgreSQL's contrib package (Debian: postgresql-contrib)"

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -39,7 +39,16 @@ struct Inner {
 struct Session {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// When it went back to the pool.
+    idle_since: Instant,
 }
+
+/// A connection idle longer than this is checked (one round trip) before it is handed out:
+/// a sync client learns that the server dropped it (a restart) only when it next talks to it,
+/// and a long-lived process such as `modstate mcp` would fail its next calls otherwise.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(5);
+/// How long that check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Pool {
     /// A pool for `target`; opens nothing yet.
@@ -83,11 +92,20 @@ impl Pool {
             }
             found
         };
+        let reused = match reused {
+            Some(mut session) if session.idle_since.elapsed() >= CHECK_AFTER_IDLE => session
+                .client
+                .is_valid(CHECK_TIMEOUT)
+                .is_ok()
+                .then_some(session),
+            other => other,
+        };
         let session = match reused {
             Some(session) => session,
             None => Session {
                 client: self.connect()?,
                 statements: HashMap::new(),
+                idle_since: Instant::now(),
             },
         };
         Ok(Conn {
@@ -96,9 +114,8 @@ impl Pool {
         })
     }
 
-    /// A new connection that is never pooled: for a lock, which must live on a session of its
-    /// own (session locks survive ROLLBACK and would go back to the pool still held).
-    pub(crate) fn connect(&self) -> Result<Client> {
+    /// A new connection.
+    fn connect(&self) -> Result<Client> {
         self.inner
             .target
             .config
@@ -106,10 +123,27 @@ impl Pool {
             .context(&format!("connecting to {}", self.display()))
     }
 
-    fn give_back(&self, session: Session) {
+    /// A new connection that is never pooled, made before `deadline`: for a lock, which must
+    /// live on a session of its own (session locks survive ROLLBACK and would go back to the
+    /// pool still held), and whose wait, connecting included, ends at the lock timeout.
+    pub(crate) fn connect_by(&self, deadline: Instant) -> Result<Client> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut config = self.inner.target.config.clone();
+        let timeout = config
+            .get_connect_timeout()
+            .map_or(left, |t| (*t).min(left));
+        // At least a moment: a connect timeout of zero means none at all.
+        config.connect_timeout(timeout.max(Duration::from_millis(100)));
+        config
+            .connect(self.inner.tls.clone())
+            .context(&format!("connecting to {}", self.display()))
+    }
+
+    fn give_back(&self, mut session: Session) {
         if session.client.is_closed() {
             return;
         }
+        session.idle_since = Instant::now();
         let mut idle = self
             .inner
             .idle

@@ -83,6 +83,16 @@ impl std::fmt::Debug for Target {
 /// Reads `url` (a `postgres://` or `postgresql://` URL), filling what it leaves out from the
 /// environment through `env` (the process environment, or a table in tests).
 pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
+    // The client knows only the lower-case schemes; `POSTGRES://…` would be read as
+    // `key=value` settings instead, and its error would quote the URL.
+    let lowered;
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.chars().any(|c| c.is_ascii_uppercase()) => {
+            lowered = format!("{}://{rest}", scheme.to_ascii_lowercase());
+            lowered.as_str()
+        }
+        _ => url,
+    };
     // sslmode and sslrootcert are read here: the client knows fewer sslmodes than libpq and
     // no root certificates.
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
@@ -116,7 +126,12 @@ pub(crate) fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<T
     };
     let mut config = postgres::Config::from_str(&rest).map_err(|e| {
         let mut why = e.to_string();
-        if let Some(cause) = std::error::Error::source(&e) {
+        // The cause names the option at fault; one that quotes the URL itself is left out,
+        // since the URL may hold a password.
+        if let Some(cause) = std::error::Error::source(&e).map(|c| c.to_string())
+            && !cause.contains("://")
+            && !cause.contains('@')
+        {
             why = format!("{why}: {cause}");
         }
         Error::Invalid(format!(
@@ -362,6 +377,13 @@ mod tests {
         assert_eq!(t.config.get_dbname(), Some("mem"));
         assert_eq!(t.ssl_mode, SslMode::Disable);
         assert_eq!(t.display, "postgres://bob@/mem?host=/tmp/sock&port=5439");
+    }
+
+    #[test]
+    fn an_upper_case_scheme_is_read_as_a_url() {
+        let t = parse("POSTGRES://u:pw@h/db?application_name=x", &env(&[])).unwrap();
+        assert_eq!(t.config.get_user(), Some("u"));
+        assert_eq!(t.display, "postgres://u@h:5432/db");
     }
 
     #[test]
