@@ -867,3 +867,19 @@ pub fn keyword_stuffing_does_not_beat_a_natural_sentence(db: &Db) {
         assert_eq!(hits[0], natural, "{query}: {hits:?}");
     }
 }
+
+/// A very long, very repetitive memory gets the same score on every backend: the formula of
+/// `memory/rank.rs` over all its words (a server that keeps only some positions of a word
+/// must not rank it on those alone). "deploy" 300 times: one word found, 299 repeats of 300
+/// words: 10 + 1/(1 + ln 300) − 8 × (299/300 − 0.2).
+pub fn a_long_repetitive_memory_scores_by_all_of_its_words(db: &Db) {
+    let stuffed = add(db, "", &"deploy ".repeat(300));
+    let natural = add(db, "", "Deploys to production happen on Fridays");
+    let page = cli_json(db, &["memory", "search", "deploy"]);
+    let memories = page["memories"].as_array().unwrap();
+    let ids: Vec<&str> = memories.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [natural.as_str(), stuffed.as_str()], "{page}");
+    let expected = 10.0 + 1.0 / (1.0 + 300f64.ln()) - 8.0 * (299.0 / 300.0 - 0.2);
+    let score = memories[1]["score"].as_f64().unwrap();
+    assert!((score - expected).abs() < 1e-9, "{score} vs {expected}");
+}

@@ -210,6 +210,7 @@ conformance! {
         search_ranks_better_matches_first,
         an_exact_phrase_ranks_first_even_in_a_longer_memory,
         keyword_stuffing_does_not_beat_a_natural_sentence,
+        a_long_repetitive_memory_scores_by_all_of_its_words,
     }
     mcp {
         tools_are_listed_and_write_and_read_the_store,

@@ -322,36 +322,55 @@ fn is_capped(entries: &[Entry]) -> bool {
 const MAX_POSITIONS: usize = 255;
 const MAX_POSITION: u32 = 16383;
 
-/// The vector of memory `id` without the server's caps: every word of its indexed text with
-/// its lexemes, in order (`ts_debug`), so a capped memory ranks as SQLite ranks it. A token
-/// the configuration maps (not a space) takes the next position, as in `to_tsvector`.
-fn exact_entries(tx: &mut Transaction<'_>, id: &str) -> Result<Vec<Entry>> {
-    let what = "ranking a long memory";
-    let row = tx
-        .query_one("SELECT body, grams FROM memories WHERE id = $1", &[&id])
-        .context(what)?;
-    let body: &str = row.try_get(0).context(what)?;
-    let grams: &str = row.try_get(1).context(what)?;
-    let text = indexed_text(body, grams);
+/// The vectors of memories `ids` without the server's caps: every word of each one's indexed
+/// text with its lexemes, in order (`ts_debug`), so a capped memory ranks as SQLite ranks it.
+/// A token the configuration maps (not a space) takes the next position, as in
+/// `to_tsvector`. Two round trips for all of them.
+fn exact_entries(tx: &mut Transaction<'_>, ids: &[String]) -> Result<Vec<(String, Vec<Entry>)>> {
+    let what = "ranking long memories";
     let rows = tx
         .query(
-            "SELECT d.lexemes FROM ts_debug('modstate_search', $1) WITH ORDINALITY
-                 AS d(alias, description, token, dictionaries, dictionary, lexemes, i)
-             ORDER BY d.i",
-            &[&text],
+            "SELECT id, body, grams FROM memories WHERE id = ANY($1)",
+            &[&ids],
         )
         .context(what)?;
-    let mut positions: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut position = 0u32;
+    let mut found = Vec::with_capacity(rows.len());
+    let mut texts = Vec::with_capacity(rows.len());
     for row in &rows {
-        let lexemes: Option<Vec<String>> = row.try_get(0).context(what)?;
-        let Some(lexemes) = lexemes else { continue };
-        position = position.saturating_add(1);
+        let id: String = row.try_get(0).context(what)?;
+        let body: &str = row.try_get(1).context(what)?;
+        let grams: &str = row.try_get(2).context(what)?;
+        texts.push(indexed_text(body, grams));
+        found.push((id, HashMap::<String, Vec<u32>>::new(), 0u32));
+    }
+    let rows = tx
+        .query(
+            "SELECT t.n, d.lexemes
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(text, n),
+                  ts_debug('modstate_search', t.text) WITH ORDINALITY
+                      AS d(alias, description, token, dictionaries, dictionary, lexemes, i)
+             ORDER BY t.n, d.i",
+            &[&texts],
+        )
+        .context(what)?;
+    for row in &rows {
+        let n: i64 = row.try_get(0).context(what)?;
+        let lexemes: Option<Vec<String>> = row.try_get(1).context(what)?;
+        let (Some(lexemes), Some((_, positions, position))) = (
+            lexemes,
+            usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)),
+        ) else {
+            continue;
+        };
+        *position = position.saturating_add(1);
         for lexeme in lexemes {
-            positions.entry(lexeme).or_default().push(position);
+            positions.entry(lexeme).or_default().push(*position);
         }
     }
-    Ok(positions.into_iter().collect())
+    Ok(found
+        .into_iter()
+        .map(|(id, positions, _)| (id, positions.into_iter().collect()))
+        .collect())
 }
 
 /// What a ranked search is looking for: the phrases of its terms, computed once per search.
@@ -477,9 +496,10 @@ fn ranked(
             }
         }
     }
-    for id in capped {
-        let entries = exact_entries(tx, &id)?;
-        scored.push((features(&entries, &query.phrases).score(), id));
+    if !capped.is_empty() {
+        for (id, entries) in exact_entries(tx, &capped)? {
+            scored.push((features(&entries, &query.phrases).score(), id));
+        }
     }
     if let Some(c) = cursor {
         scored.retain(|(score, id)| *score < c.score || (*score == c.score && *id < c.id));
