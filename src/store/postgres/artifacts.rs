@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use postgres::types::ToSql;
 use postgres::{GenericClient, Statement, Transaction};
 
 use super::PgBackend;
@@ -195,20 +196,46 @@ fn insert_row(
     what: &str,
 ) -> Result<bool> {
     let n = client
-        .execute(
-            insert,
-            &[
-                &digest.as_str(),
-                &envelope.as_bytes(),
-                &sha.hex(),
-                &(envelope.as_bytes().len() as i64),
-                &envelope.state_type(),
-                &envelope.state_version(),
-                &now_rfc3339(),
-            ],
-        )
+        .execute(insert, &RowValues::of(digest, envelope, sha).params())
         .context(what)?;
     Ok(n == 1)
+}
+
+/// The values of an artifact row, in the column order of [`INSERT`] and [`UPDATE`].
+struct RowValues<'a> {
+    digest: &'a str,
+    envelope: &'a [u8],
+    sha256: &'a str,
+    size: i64,
+    state_type: &'a str,
+    state_version: i64,
+    created_at: String,
+}
+
+impl<'a> RowValues<'a> {
+    fn of(digest: &'a Digest, envelope: &'a Envelope, sha: &'a Digest) -> RowValues<'a> {
+        RowValues {
+            digest: digest.as_str(),
+            envelope: envelope.as_bytes(),
+            sha256: sha.hex(),
+            size: envelope.as_bytes().len() as i64,
+            state_type: envelope.state_type(),
+            state_version: envelope.state_version(),
+            created_at: now_rfc3339(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.digest,
+            &self.envelope,
+            &self.sha256,
+            &self.size,
+            &self.state_type,
+            &self.state_version,
+            &self.created_at,
+        ]
+    }
 }
 
 /// Inserts or replaces one artifact row inside the caller's transaction. A stored row is
@@ -252,15 +279,7 @@ fn put_row(
     }
     tx.execute(
         &statements.update,
-        &[
-            &digest.as_str(),
-            &envelope.as_bytes(),
-            &sha.hex(),
-            &(envelope.as_bytes().len() as i64),
-            &envelope.state_type(),
-            &envelope.state_version(),
-            &now_rfc3339(),
-        ],
+        &RowValues::of(digest, envelope, sha).params(),
     )
     .context("storing an artifact")?;
     Ok(PutOutcome::Replaced)
