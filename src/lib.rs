@@ -1,6 +1,6 @@
 #![deny(missing_docs)]
 //! modstate — a store that many processes share without losing a byte: SQLite on one machine
-//! by default, behind one backend boundary.
+//! by default, a PostgreSQL server for a fleet, behind one backend boundary.
 //!
 //! Module loaders fetch saved module-state artifacts by content digest; agents persist and
 //! search memories; backup jobs export consistent snapshots while everyone keeps writing.
@@ -20,6 +20,8 @@
 //!  ───────────────────────────────────────────────────────────────────────────────────────
 //!  engines         store/sqlite/     the embedded default: WAL, one writer, a read pool,
 //!                                    FTS5, the backup API; the only module naming rusqlite
+//!                  store/postgres/   a server for a fleet: a small pool, advisory locks,
+//!                                    a GIN full-text index; the only module naming postgres
 //!  ───────────────────────────────────────────────────────────────────────────────────────
 //!  risky calls     lock.rs     the one place that takes a file lock (`clippy.toml`)
 //!                  atomic.rs   the one place that renames a file into place
@@ -29,8 +31,10 @@
 //! Where things happen:
 //! * a write: `store/sqlite/mod.rs`, `SqliteBackend::write` — one `BEGIN IMMEDIATE`
 //!   transaction under the cross-process write lock; every write method of the backend goes
-//!   through it;
+//!   through it. On PostgreSQL, `PgBackend::write` (one transaction) and the single-statement
+//!   artifact put in `store/postgres/artifacts.rs`;
 //! * a lock: [`lock`] (kernel advisory locks in `<db>.locks/`, holders from `/proc/locks`);
+//!   on PostgreSQL, `store/postgres/locks.rs` (session advisory locks);
 //! * a rename: [`atomic`] (temp file, fsync, rename, directory fsync).
 //!
 //! The library prints nothing and names no command-line flag: front ends turn its errors and
