@@ -29,19 +29,20 @@ impl Backend for PgBackend {
             "storing a batch of artifacts"
         };
         let mut conn = self.connection()?;
-        let statements = Statements {
-            insert: conn.prepared(INSERT)?,
-            lock: conn.prepared(LOCK)?,
-            update: conn.prepared(UPDATE)?,
-        };
+        let insert = conn.prepared(INSERT)?;
         // One statement is one transaction: a new digest, the common put, costs one round
-        // trip. A digest already stored takes the transaction below, which decides what to do
-        // with the row locked.
+        // trip (and a new connection prepares nothing else). A digest already stored takes
+        // the transaction below, which decides what to do with the row locked.
         if let [(digest, envelope, sha)] = items
-            && insert_row(&mut *conn, &statements.insert, digest, envelope, sha, what)?
+            && insert_row(&mut *conn, &insert, digest, envelope, sha, what)?
         {
             return Ok(vec![PutOutcome::Inserted]);
         }
+        let statements = Statements {
+            insert,
+            lock: conn.prepared(LOCK)?,
+            update: conn.prepared(UPDATE)?,
+        };
         // In digest order: two batches that share digests then wait for each other's rows in
         // one order and cannot deadlock. The sort is stable, so repeats of one digest keep
         // their order (and their outcomes, as one after another on SQLite).
