@@ -5,11 +5,14 @@
 //! * the store's stamp counter when the first page was read (the *snapshot*);
 //! * a fingerprint of the query and filters, so a cursor cannot continue a different search;
 //! * the last position shown: the score and id of the last result (search), or its id
-//!   (listing).
+//!   (listing);
+//! * for a search, the collection statistics its scores were computed with (see `rank.rs`),
+//!   so later pages score every memory exactly as the first did.
 //!
 //! What paging guarantees (see `table.rs` for how):
 //! * A search orders by (score, id), both fixed for a memory that does not change (the score
-//!   depends only on the memory and the query, see `rank.rs`). Later pages hold what ranks
+//!   depends only on the memory, the query and the statistics the cursor carries, see
+//!   `rank.rs`). Later pages hold what ranks
 //!   strictly after the cursor among memories not written since the snapshot. So a memory
 //!   that matched at the first page and is unchanged appears exactly once, in rank order;
 //!   one added or updated after the first page is left out of the later pages (search again
@@ -20,6 +23,7 @@
 
 use uuid::Uuid;
 
+use super::rank::Statistics;
 use crate::error::{Error, Result};
 
 /// What a cursor pages through.
@@ -48,12 +52,14 @@ pub struct Cursor {
     pub score: f64,
     /// The last result's id.
     pub id: String,
+    /// A ranked search's statistics as of its first page.
+    pub statistics: Option<Statistics>,
 }
 
 impl Cursor {
     /// The opaque token.
     pub fn encode(&self) -> String {
-        let text = format!(
+        let mut text = format!(
             "{}.{:x}.{:x}.{:x}.{}",
             self.kind.tag(),
             self.snapshot,
@@ -61,6 +67,15 @@ impl Cursor {
             self.score.to_bits(),
             self.id
         );
+        if let Some(s) = &self.statistics {
+            let frequencies: Vec<String> = s.frequencies.iter().map(|f| format!("{f:x}")).collect();
+            text.push_str(&format!(
+                ".{:x}.{:x}.{}",
+                s.memories,
+                s.tokens,
+                frequencies.join(",")
+            ));
+        }
         text.bytes().map(|b| format!("{b:02x}")).collect()
     }
 
@@ -92,7 +107,7 @@ pub fn check_cursor(token: &str) -> Result<()> {
 }
 
 fn parse(token: &str) -> Option<Cursor> {
-    if !token.len().is_multiple_of(2) || token.len() > 400 {
+    if !token.len().is_multiple_of(2) || token.len() > MAX_TOKEN {
         return None;
     }
     let bytes = (0..token.len())
@@ -110,6 +125,19 @@ fn parse(token: &str) -> Option<Cursor> {
     let fingerprint = u64::from_str_radix(fields.next()?, 16).ok()?;
     let score = f64::from_bits(u64::from_str_radix(fields.next()?, 16).ok()?);
     let id = fields.next()?;
+    let statistics = match fields.next() {
+        None => None,
+        Some(memories) => Some(Statistics {
+            memories: u64::from_str_radix(memories, 16).ok()?,
+            tokens: u64::from_str_radix(fields.next()?, 16).ok()?,
+            frequencies: fields
+                .next()?
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(|f| u64::from_str_radix(f, 16).ok())
+                .collect::<Option<Vec<u64>>>()?,
+        }),
+    };
     if fields.next().is_some() || !score.is_finite() {
         return None;
     }
@@ -120,8 +148,12 @@ fn parse(token: &str) -> Option<Cursor> {
         fingerprint,
         score,
         id,
+        statistics,
     })
 }
+
+/// The longest cursor accepted: a search of a few hundred words.
+const MAX_TOKEN: usize = 16 * 1024;
 
 /// FNV-1a over the parts, each followed by a separator: stable across builds and versions
 /// (std's hasher is not promised to be).
@@ -163,6 +195,11 @@ mod tests {
             fingerprint: fingerprint(&[Some("deploy"), None]),
             score: -0.125,
             id: "0190a0b0-0000-7000-8000-000000000001".into(),
+            statistics: Some(Statistics {
+                memories: 12,
+                tokens: 345,
+                frequencies: vec![3, 0, 12],
+            }),
         };
         let token = cursor.encode();
         assert_eq!(
@@ -171,6 +208,16 @@ mod tests {
         );
         assert!(Cursor::decode(&token, Kind::List, &[cursor.fingerprint]).is_err());
         assert!(Cursor::decode(&token, Kind::Search, &[7]).is_err());
+        let listing = Cursor {
+            kind: Kind::List,
+            statistics: None,
+            ..cursor
+        };
+        let token = listing.encode();
+        assert_eq!(
+            Cursor::decode(&token, Kind::List, &[listing.fingerprint]).unwrap(),
+            listing
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! * Search: English stemming and folded accents (`porter unicode61 remove_diacritics 2`),
 //!   words inside CJK text through bigrams ([`grams`]), symbol-only queries searched
-//!   literally (`query.rs`), and a ranking that depends only on the memory and the query
-//!   (`rank.rs`), so pages continue exactly (`cursor.rs`).
+//!   literally (`query.rs`), and BM25 ranking over the query's content words and their
+//!   irregular forms (`rank.rs`, `words.rs`), with the statistics of the first page carried in
+//!   the cursor so pages continue exactly (`cursor.rs`).
 //! * Drift guard (the backend's stamps): every write takes the next value of one store-wide counter;
 //!   it becomes the memory's `version` and its namespace's `generation`. A write may carry the
 //!   generation and/or version its caller saw; the checks and the write happen inside one
@@ -18,6 +19,7 @@ mod page;
 mod query;
 mod rank;
 mod store;
+mod words;
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -31,8 +33,8 @@ pub use grams::grams;
 pub(crate) use grams::run_bigrams;
 pub(crate) use id::next_id;
 pub use page::{Hit, MemoryPage, Page};
-pub use query::{SearchText, Term, terms};
-pub use rank::Features;
+pub use query::{SearchText, Term, open_end, terms};
+pub use rank::{Features, QueryPhrase, Ranking, Scorer, Statistics};
 pub use store::{Rows, SearchMode};
 
 /// Longest namespace or category accepted, in bytes.

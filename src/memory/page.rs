@@ -59,11 +59,8 @@ pub struct MemoryPage<T> {
     /// `expect_generation`; `None` when it spanned every namespace (each memory then carries
     /// its own namespace's generation).
     pub generation: Option<u64>,
-    /// Why the results are what they are, when that is not obvious (a query of symbols only,
-    /// or no memory holding every word).
+    /// Why the results are what they are, when that is not obvious (a query of symbols only).
     pub note: Option<String>,
-    /// No memory held every word of the query; these hold some of them, most first.
-    pub some_words: bool,
 }
 
 impl<T: Serialize> Serialize for MemoryPage<T> {

@@ -1,9 +1,9 @@
 //! Turning what a user typed into what a search looks for, whatever the engine.
 //!
 //! A query is split into words (at white space and NUL) and, inside words, into runs of CJK
-//! characters, which have no spaces (see [`super::grams`]). Words are required together; the
-//! last one may match as a prefix, so a query typed so far finds what the user is heading
-//! for. The storage backend turns these terms into its own query language and must never let
+//! characters, which have no spaces (see [`super::grams`]). Which of them are scored, and
+//! how, is the ranking's business (`rank.rs`); the last word may match as a prefix, so a
+//! query typed so far finds what the user is heading for. The storage backend turns these terms into its own query language and must never let
 //! user text act as syntax (SQLite: every word becomes a quoted FTS5 string).
 //!
 //! A query with something to look for but no letter or digit (`🚀`, `✅`, `->`) cannot go
@@ -17,9 +17,7 @@ use super::grams::is_cjk;
 pub enum SearchText {
     /// Nothing typed: every memory, newest first.
     Everything,
-    /// The query's terms, in order; each must match (the last also as a prefix). With two
-    /// terms or more, a search that finds nothing holding them all falls back to memories
-    /// holding any of them.
+    /// The query's terms, in order, ranked as `rank.rs` says.
     Words(Vec<Term>),
     /// No letter or digit: memories whose text contains this, exactly as typed.
     Literal(String),
@@ -48,6 +46,15 @@ impl SearchText {
             SearchText::Literal(literal.to_owned())
         }
     }
+}
+
+/// Whether `query` may still be being typed: it does not end like a sentence ("?", "!", ".").
+/// Then its last word also matches as a prefix; a finished question's last word does not
+/// ("Where did I go?" must not find "good" and "Google").
+pub fn open_end(query: &str) -> bool {
+    !query
+        .trim_end_matches(|c: char| c.is_whitespace() || c == '\0')
+        .ends_with(['?', '!', '.', '？', '！', '。'])
 }
 
 /// The terms of `text`, in order.

@@ -3,7 +3,8 @@
 
 use super::cursor::{Cursor, Kind, fingerprint};
 use super::page::{Hit, MemoryPage, Page};
-use super::query::{SearchText, Term};
+use super::query::{SearchText, open_end};
+use super::rank::{Ranking, Statistics};
 use super::{Expect, Memory, MemoryFilter, NewMemory, check_body, check_id, check_label};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -15,10 +16,8 @@ pub enum SearchMode {
     Everything,
     /// Memories holding this text as typed, newest first.
     Literal(String),
-    /// Memories holding every term, best first.
-    AllTerms(Vec<Term>),
-    /// Memories holding any of the terms, those with the most first.
-    AnyTerm(Vec<Term>),
+    /// Memories holding any phrase of the plan, best first (see `rank.rs`).
+    Ranked(Ranking),
 }
 
 /// What one paged read found, inside one read transaction of the backend.
@@ -30,6 +29,8 @@ pub struct Rows<T> {
     pub snapshot: u64,
     /// The generation of the namespace the read is limited to, if it is.
     pub generation: Option<u64>,
+    /// A ranked search's statistics: read at the first page, the cursor's on later pages.
+    pub statistics: Option<Statistics>,
 }
 
 impl Store {
@@ -98,6 +99,7 @@ impl Store {
                 fingerprint: print,
                 score: 0.0,
                 id: m.id.clone(),
+                statistics: None,
             }
             .encode()
         });
@@ -105,7 +107,6 @@ impl Store {
             page,
             generation: found.generation,
             note: None,
-            some_words: false,
         })
     }
 
@@ -124,76 +125,60 @@ impl Store {
             .collect())
     }
 
-    /// Memories whose text holds every word of `query` (case-, accent- and
-    /// inflection-insensitive; CJK words as substrings; the last word also as a prefix), best
-    /// match first, one page of them. When no memory holds every word of a query of two or
-    /// more, those holding the most of them, with a note and `some_words` set (later pages
-    /// stay in that mode). User text never reaches the engine as query syntax. A query with
-    /// no letter or digit but something else (`🚀`) finds memories holding it as typed,
-    /// newest first, with a note; an empty query lists newest first. Scores: see `rank.rs`;
-    /// 0 where nothing is ranked. Paging: see `cursor.rs`.
+    /// Memories ranked by how well they match `query`, a question or keywords, best first, one
+    /// page of them. Every memory holding any scored word of the query is a candidate
+    /// (case-, accent- and inflection-insensitive, irregular forms included; function words
+    /// left out when the query has others; CJK words as substrings; the last word also as a
+    /// prefix while the query does not end a sentence); the score is BM25 with a proximity
+    /// bonus and a stuffing penalty (`rank.rs`). User text never reaches the engine as query
+    /// syntax. A query with no letter or digit but something else (`🚀`) finds memories
+    /// holding it as typed, newest first, with a note; an empty query lists newest first
+    /// (score 0). Paging: see `cursor.rs`.
     pub fn search_page(&self, query: &str, filter: &MemoryFilter) -> Result<MemoryPage<Hit>> {
         let text = SearchText::parse(query);
         let category = category_key(filter);
-        let print = |mode: &str, key: &str| {
-            fingerprint(&[
-                Some("search"),
-                Some(mode),
-                Some(key),
-                filter.namespace.as_deref(),
-                category.as_deref(),
-            ])
-        };
-        // Each way of searching, with the fingerprint its cursors carry: every word first,
-        // then (if nothing holds them all) any of them.
-        let mut modes: Vec<(SearchMode, u64)> = match &text {
-            SearchText::Everything => vec![(SearchMode::Everything, print("all", ""))],
-            SearchText::Literal(literal) => vec![(
+        let (mode, key) = match &text {
+            SearchText::Everything => (SearchMode::Everything, "all".to_owned()),
+            SearchText::Literal(literal) => (
                 SearchMode::Literal(literal.clone()),
-                print("literal", literal),
-            )],
+                format!("literal {literal}"),
+            ),
             SearchText::Words(terms) => {
-                let key = format!("{terms:?}");
-                let mut modes = vec![(SearchMode::AllTerms(terms.clone()), print("words", &key))];
-                if terms.len() >= 2 {
-                    modes.push((
-                        SearchMode::AnyTerm(terms.clone()),
-                        print("some words", &key),
-                    ));
-                }
-                modes
+                let plan = Ranking::plan(terms, open_end(query));
+                let key = format!("ranked {:?}", plan);
+                (SearchMode::Ranked(plan), key)
             }
         };
-        let prints: Vec<u64> = modes.iter().map(|(_, p)| *p).collect();
+        let print = fingerprint(&[
+            Some("search"),
+            Some(&key),
+            filter.namespace.as_deref(),
+            category.as_deref(),
+        ]);
         let cursor = filter
             .cursor
             .as_deref()
-            .map(|token| Cursor::decode(token, Kind::Search, &prints))
+            .map(|token| Cursor::decode(token, Kind::Search, &[print]))
             .transpose()?;
-        // A later page continues in the mode of the first.
-        if let Some(cursor) = &cursor {
-            modes.retain(|(_, p)| *p == cursor.fingerprint);
-        }
-        let tried: Vec<SearchMode> = modes.iter().map(|(m, _)| m.clone()).collect();
-        let (used, found) = self
-            .backend()
-            .search_memories(&tried, filter, cursor.as_ref())?;
-        let print = modes.get(used).map_or(0, |(_, p)| *p);
-        let some_words = prints.len() == 2 && print == prints[1];
-        let note = if some_words && !found.rows.is_empty() {
-            Some(
-                "no memory holds every word of the query; these hold some of them, those with the most first"
-                    .to_owned(),
-            )
-        } else {
-            match &text {
-                SearchText::Literal(literal) => Some(format!(
-                    "the query has no letters or digits, so memories holding {literal:?} exactly as typed are shown, newest first"
-                )),
-                _ => None,
+        if let (SearchMode::Ranked(plan), Some(cursor)) = (&mode, &cursor) {
+            let terms = cursor.statistics.as_ref().map(|s| s.frequencies.len());
+            if terms != Some(plan.terms()) {
+                return Err(Error::Invalid(
+                    "the cursor does not carry this search's statistics; start again without a cursor".into(),
+                ));
             }
+        }
+        let found = self
+            .backend()
+            .search_memories(&mode, filter, cursor.as_ref())?;
+        let note = match &text {
+            SearchText::Literal(literal) => Some(format!(
+                "the query has no letters or digits, so memories holding {literal:?} exactly as typed are shown, newest first"
+            )),
+            _ => None,
         };
         let snapshot = found.snapshot;
+        let statistics = found.statistics;
         let page = Page::cut(found.rows, filter.limit, |hit: &Hit| {
             Cursor {
                 kind: Kind::Search,
@@ -201,6 +186,7 @@ impl Store {
                 fingerprint: print,
                 score: hit.score,
                 id: hit.memory.id.clone(),
+                statistics: statistics.clone(),
             }
             .encode()
         });
@@ -208,7 +194,6 @@ impl Store {
             page,
             generation: found.generation,
             note,
-            some_words,
         })
     }
 

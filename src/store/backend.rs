@@ -61,15 +61,16 @@ pub(crate) trait Backend: Send + Sync {
     /// filter's limit, read in one transaction.
     fn list_memories(&self, filter: &MemoryFilter, after: Option<&Cursor>) -> Result<Rows<Memory>>;
 
-    /// Tries each mode in order in one read transaction and answers with the first that finds
-    /// anything (its index) — by score then id, strictly after the cursor, among memories not
-    /// written since the cursor's snapshot; up to one more than the filter's limit.
+    /// Searches in one read transaction — by score then id, strictly after the cursor, among
+    /// memories not written since the cursor's snapshot; up to one more than the filter's
+    /// limit. A ranked search scores with the cursor's statistics, or on a first page with
+    /// the collection's as of this transaction, and answers with the statistics it used.
     fn search_memories(
         &self,
-        modes: &[SearchMode],
+        mode: &SearchMode,
         filter: &MemoryFilter,
         after: Option<&Cursor>,
-    ) -> Result<(usize, Rows<Hit>)>;
+    ) -> Result<Rows<Hit>>;
 
     /// Replaces a memory's body (and category), checking `expect` against the memory as it is
     /// inside the writing transaction.

@@ -128,11 +128,11 @@ impl Backend for PgBackend {
 
     fn search_memories(
         &self,
-        modes: &[SearchMode],
+        mode: &SearchMode,
         filter: &MemoryFilter,
         after: Option<&Cursor>,
-    ) -> Result<(usize, Rows<Hit>)> {
-        self.search_memories_pg(modes, filter, after)
+    ) -> Result<Rows<Hit>> {
+        self.search_memories_pg(mode, filter, after)
     }
 
     fn update_memory(

@@ -18,7 +18,7 @@ use postgres::{GenericClient, Row, Transaction};
 
 use super::PgBackend;
 use super::errors::PgContext;
-use super::search::{Query, indexed_text, probe_limit, search_rows};
+use super::search::{indexed_text, probe_limit, search_rows};
 use crate::error::Result;
 use crate::memory::{
     Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode, check_expected, grams,
@@ -282,39 +282,31 @@ impl PgBackend {
                 rows,
                 snapshot,
                 generation,
+                statistics: None,
             })
         })
     }
 
     pub(crate) fn search_memories_pg(
         &self,
-        modes: &[SearchMode],
+        mode: &SearchMode,
         filter: &MemoryFilter,
         cursor: Option<&Cursor>,
-    ) -> Result<(usize, Rows<Hit>)> {
+    ) -> Result<Rows<Hit>> {
         self.read("searching memories", |tx| {
             let snapshot = cursor.map_or_else(|| counter(tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(tx, filter)?;
-            let mut rows = Vec::new();
-            let mut used = 0;
-            let mut query: Option<Query> = None;
-            if !impossible(filter) {
-                for (i, mode) in modes.iter().enumerate() {
-                    rows = search_rows(tx, mode, &mut query, filter, cursor)?;
-                    used = i;
-                    if !rows.is_empty() {
-                        break;
-                    }
-                }
-            }
-            Ok((
-                used,
-                Rows {
-                    rows,
-                    snapshot,
-                    generation,
-                },
-            ))
+            let (rows, statistics) = if impossible(filter) {
+                (Vec::new(), cursor.and_then(|c| c.statistics.clone()))
+            } else {
+                search_rows(tx, mode, filter, cursor)?
+            };
+            Ok(Rows {
+                rows,
+                snapshot,
+                generation,
+                statistics,
+            })
         })
     }
 

@@ -13,11 +13,18 @@ use crate::error::{Error, Result};
 use crate::store::SCHEMA_VERSION;
 
 /// Each migration: the version it brings the database to, its name, its SQL.
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    3,
-    "0003_schema",
-    include_str!("../../../migrations/postgres/0003_schema.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        3,
+        "0003_schema",
+        include_str!("../../../migrations/postgres/0003_schema.sql"),
+    ),
+    (
+        4,
+        "0004_search_statistics",
+        include_str!("../../../migrations/postgres/0004_search_statistics.sql"),
+    ),
+];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.
 const MIGRATION_LOCK: i64 = 0x6d6f_6473_7461_7465; // "modstate"

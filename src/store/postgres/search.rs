@@ -12,12 +12,14 @@
 //!   lexemes (so stemming and accent folding are the server's, as for the rows). The
 //!   `tsquery` is then written here from those lexemes, each one quoted: user text never
 //!   reaches query syntax. A term is a phrase of its lexemes (`<->`); the last word is a
-//!   prefix (`:*`), and so is a lone CJK character; terms are joined by `&` (every term) or
-//!   `|` (any term). The GIN index on `search` finds the candidates.
-//! * **Ranking.** [`Features::score`], the formula SQLite uses, from features computed here
-//!   from each candidate's vector: the positions where each phrase occurs, and the length of
-//!   the text. It depends only on the memory and the query, so a cursor over (score, id) is
-//!   exact, and both engines order the same data the same way.
+//!   prefix (`:*`), and so is a lone CJK character; phrases are joined by `|` (any of them).
+//!   The GIN index on `search` finds the candidates.
+//! * **Ranking.** [`crate::memory::Scorer`], the formula SQLite uses, from features computed
+//!   here from each candidate's vector: the positions where each phrase occurs, and the length
+//!   of the text; the statistics (memories, tokens, each term's document frequency) from
+//!   `memory_search_totals`, kept by triggers, and counts through the GIN index, or from the
+//!   cursor on later pages, so a cursor over (score, id) is exact, and both engines order the
+//!   same data the same way.
 //!
 //! Known differences from SQLite, all in the stemmer: the schema stems with Snowball English
 //! (Porter2), SQLite with the original Porter, so a few forms stem apart ("uses": "use" here,
@@ -36,7 +38,10 @@ use postgres::types::ToSql;
 use super::errors::PgContext;
 use super::memories::{Args, COLUMNS, FROM, memory_from_row, push_filter};
 use crate::error::{Error, Result};
-use crate::memory::{Cursor, Features, Hit, MemoryFilter, SearchMode, Term, run_bigrams};
+use crate::memory::{
+    Cursor, Features, Hit, MemoryFilter, QueryPhrase, Ranking, SearchMode, Statistics, Term,
+    run_bigrams,
+};
 
 /// The text whose vector is stored in `search`: the grams when the memory has CJK text (they
 /// hold every word of the body, split apart), else the body; letters and digits only.
@@ -132,24 +137,20 @@ pub(crate) struct Phrase {
     pub prefix: bool,
 }
 
-/// The text of each term to send to the server, and whether it is a prefix: the last term
-/// when it is a word (as in SQLite's `fts.rs`), and a lone CJK character (the start of a
-/// bigram, or a run's last character).
-fn term_texts(terms: &[Term]) -> Vec<(String, bool)> {
-    let last = terms.len().saturating_sub(1);
-    terms
+/// The text of each phrase of the plan to send to the server, and whether it is a prefix.
+fn phrase_texts(phrases: &[QueryPhrase]) -> Vec<(String, bool)> {
+    phrases
         .iter()
-        .enumerate()
-        .map(|(i, term)| match term {
-            Term::Word(word) => (normalize(word), i == last),
-            Term::Cjk(run) => (normalize(&run_bigrams(run).join(" ")), run.len() == 1),
+        .map(|phrase| match &phrase.term {
+            Term::Word(word) => (normalize(word), phrase.prefix),
+            Term::Cjk(run) => (normalize(&run_bigrams(run).join(" ")), phrase.prefix),
         })
         .collect()
 }
 
-/// The query's phrases, their lexemes from the server in one round trip.
-fn phrases(tx: &mut Transaction<'_>, terms: &[Term]) -> Result<Vec<Phrase>> {
-    let texts = term_texts(terms);
+/// The plan's phrases, their lexemes from the server in one round trip.
+fn phrases(tx: &mut Transaction<'_>, plan: &[QueryPhrase]) -> Result<Vec<Phrase>> {
+    let texts = phrase_texts(plan);
     let input: Vec<&str> = texts.iter().map(|(t, _)| t.as_str()).collect();
     let rows = tx
         .query(
@@ -373,35 +374,68 @@ fn exact_entries(tx: &mut Transaction<'_>, ids: &[String]) -> Result<Vec<(String
         .collect())
 }
 
-/// What a ranked search is looking for: the phrases of its terms, computed once per search.
-pub(crate) struct Query {
-    phrases: Vec<Phrase>,
-}
-
-impl Query {
-    /// The phrases of `terms`, from the server.
-    pub(crate) fn new(tx: &mut Transaction<'_>, terms: &[Term]) -> Result<Query> {
-        Ok(Query {
-            phrases: phrases(tx, terms)?,
-        })
-    }
-}
-
-/// One page (plus one row) of a search in `mode`, inside the caller's read transaction.
-/// `query` holds the phrases of the mode's terms (the same for every ranked mode).
+/// One page (plus one row) of a search in `mode`, inside the caller's read transaction, and
+/// the statistics a ranked one was scored with (the cursor's, else read now).
 pub(crate) fn search_rows(
     tx: &mut Transaction<'_>,
     mode: &SearchMode,
-    query: &mut Option<Query>,
     filter: &MemoryFilter,
     cursor: Option<&Cursor>,
-) -> Result<Vec<Hit>> {
+) -> Result<(Vec<Hit>, Option<Statistics>)> {
     match mode {
-        SearchMode::AllTerms(terms) => ranked(tx, terms, true, query, filter, cursor),
-        SearchMode::AnyTerm(terms) => ranked(tx, terms, false, query, filter, cursor),
-        SearchMode::Literal(literal) => newest(tx, Some(literal), filter, cursor),
-        SearchMode::Everything => newest(tx, None, filter, cursor),
+        SearchMode::Ranked(plan) => ranked(tx, plan, filter, cursor),
+        SearchMode::Literal(literal) => Ok((newest(tx, Some(literal), filter, cursor)?, None)),
+        SearchMode::Everything => Ok((newest(tx, None, filter, cursor)?, None)),
     }
+}
+
+/// The statistics of a ranked search as of the caller's transaction: the totals the schema
+/// keeps (`memory_search_totals`, maintained by triggers in every memory write) and each
+/// scored term's document frequency, counted through the GIN index in one round trip.
+fn statistics(tx: &mut Transaction<'_>, plan: &Ranking, phrases: &[Phrase]) -> Result<Statistics> {
+    let what = "reading the search statistics";
+    let row = tx
+        .query_one(
+            "SELECT memories, tokens FROM memory_search_totals WHERE singleton = 0",
+            &[],
+        )
+        .context(what)?;
+    let memories: i64 = row.try_get(0).context(what)?;
+    let tokens: i64 = row.try_get(1).context(what)?;
+    // One OR of its forms per term; a term whose forms hold no word matches nothing.
+    let queries: Vec<Option<String>> = (0..plan.terms())
+        .map(|term| {
+            let forms: Vec<Phrase> = plan
+                .phrases
+                .iter()
+                .zip(phrases)
+                .filter(|(p, _)| p.of == term)
+                .map(|(_, phrase)| phrase.clone())
+                .collect();
+            tsquery(&forms, false)
+        })
+        .collect();
+    let rows = tx
+        .query(
+            "SELECT CASE WHEN q IS NULL THEN 0
+                    ELSE (SELECT count(*) FROM memories WHERE search @@ q::tsquery) END
+             FROM unnest($1::text[]) WITH ORDINALITY AS u(q, i) ORDER BY i",
+            &[&queries],
+        )
+        .context(what)?;
+    let frequencies = rows
+        .iter()
+        .map(|r| {
+            r.try_get::<_, i64>(0)
+                .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+        .collect::<std::result::Result<Vec<u64>, _>>()
+        .context(what)?;
+    Ok(Statistics {
+        memories: u64::try_from(memories).unwrap_or(0),
+        tokens: u64::try_from(tokens).unwrap_or(0),
+        frequencies,
+    })
 }
 
 /// Unranked modes: every memory, or those whose body holds `literal` as typed; newest first.
@@ -452,23 +486,21 @@ pub(crate) fn probe_limit(limit: Option<usize>) -> Option<i64> {
     limit.map(|n| i64::try_from(n.saturating_add(1)).unwrap_or(i64::MAX))
 }
 
-/// Ranked modes: the candidates from the index, scored here, the winners' rows fetched.
+/// A ranked search: the candidates from the index, scored here, the winners' rows fetched.
 fn ranked(
     tx: &mut Transaction<'_>,
-    terms: &[Term],
-    all: bool,
-    query: &mut Option<Query>,
+    plan: &Ranking,
     filter: &MemoryFilter,
     cursor: Option<&Cursor>,
-) -> Result<Vec<Hit>> {
-    if query.is_none() {
-        *query = Some(Query::new(tx, terms)?);
-    }
-    let Some(query) = query.as_ref() else {
-        return Ok(Vec::new());
+) -> Result<(Vec<Hit>, Option<Statistics>)> {
+    let phrases = phrases(tx, &plan.phrases)?;
+    let statistics = match cursor.and_then(|c| c.statistics.clone()) {
+        Some(statistics) => statistics,
+        None => statistics(tx, plan, &phrases)?,
     };
-    let Some(text) = tsquery(&query.phrases, all) else {
-        return Ok(Vec::new());
+    let scorer = plan.scorer(&statistics);
+    let Some(text) = tsquery(&phrases, false) else {
+        return Ok((Vec::new(), Some(statistics)));
     };
     let mut args = Args::new("SELECT m.id, m.search::text FROM memories m WHERE".to_owned());
     let p = args.push(text);
@@ -492,13 +524,13 @@ fn ranked(
             if is_capped(&entries) {
                 capped.push(id);
             } else {
-                scored.push((features(&entries, &query.phrases).score(), id));
+                scored.push((scorer.score(&features(&entries, &phrases)), id));
             }
         }
     }
     if !capped.is_empty() {
         for (id, entries) in exact_entries(tx, &capped)? {
-            scored.push((features(&entries, &query.phrases).score(), id));
+            scored.push((scorer.score(&features(&entries, &phrases)), id));
         }
     }
     if let Some(c) = cursor {
@@ -509,7 +541,7 @@ fn ranked(
         scored.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     if scored.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Some(statistics)));
     }
     let ids: Vec<&str> = scored.iter().map(|(_, id)| id.as_str()).collect();
     let rows = tx
@@ -523,10 +555,11 @@ fn ranked(
         let memory = memory_from_row(row, 0)?;
         found.insert(memory.id.clone(), memory);
     }
-    Ok(scored
+    let hits = scored
         .into_iter()
         .filter_map(|(score, id)| found.remove(&id).map(|memory| Hit { memory, score }))
-        .collect())
+        .collect();
+    Ok((hits, Some(statistics)))
 }
 
 #[cfg(test)]
@@ -593,21 +626,22 @@ mod tests {
 
     #[test]
     fn terms_are_sent_normalized_and_the_last_word_is_a_prefix() {
+        let texts = |query: &str| phrase_texts(&Ranking::plan(&terms(query), true).phrases);
         assert_eq!(
-            term_texts(&terms("foo.example.com deploy")),
+            texts("foo.example.com deploy"),
             [
                 ("foo example com".to_owned(), false),
                 ("deploy".to_owned(), true)
             ]
         );
         assert_eq!(
-            term_texts(&terms("Dagger的配置")),
+            texts("Dagger的配置"),
             [
-                ("Dagger".to_owned(), false),
+                ("dagger".to_owned(), false),
                 ("的配 配置".to_owned(), false)
             ]
         );
-        assert_eq!(term_texts(&terms("中")), [("中".to_owned(), true)]);
+        assert_eq!(texts("中"), [("中".to_owned(), true)]);
     }
 
     #[test]
@@ -662,7 +696,12 @@ mod tests {
         let together = parse_tsvector("'deploy':1 'product':2 'friday':3").unwrap();
         let apart = parse_tsvector("'deploy':1 'on':2 'product':3").unwrap();
         let q = [phrase(&["deploy"], false), phrase(&["product"], true)];
-        assert!(features(&together, &q).score() > features(&apart, &q).score());
+        let scorer = Ranking::plan(&terms("deploy product"), false).scorer(&Statistics {
+            memories: 2,
+            tokens: 6,
+            frequencies: vec![2, 2],
+        });
+        assert!(scorer.score(&features(&together, &q)) > scorer.score(&features(&apart, &q)));
     }
 
     #[test]

@@ -108,11 +108,11 @@ impl Backend for SqliteBackend {
 
     fn search_memories(
         &self,
-        modes: &[SearchMode],
+        mode: &SearchMode,
         filter: &MemoryFilter,
         after: Option<&Cursor>,
-    ) -> Result<(usize, Rows<Hit>)> {
-        self.search_memories_sql(modes, filter, after)
+    ) -> Result<Rows<Hit>> {
+        self.search_memories_sql(mode, filter, after)
     }
 
     fn update_memory(

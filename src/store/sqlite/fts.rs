@@ -1,56 +1,48 @@
-//! The SQLite side of memory search: a query's terms as an FTS5 MATCH expression.
+//! The SQLite side of memory search: a ranking plan's phrases as FTS5 MATCH expressions.
 //!
-//! User text is never interpreted as FTS5 syntax: every word becomes an FTS5 string
+//! User text is never interpreted as FTS5 syntax: every phrase becomes an FTS5 string
 //! (double-quoted, inner quotes doubled), so `AND`, `NEAR`, `-`, `:`, `^`, `*`, parentheses and
-//! quotes are just characters, and the tokenizer drops the punctuation. Words are AND-ed
-//! (FTS5's implicit operator); the last one matches as a prefix. A run of CJK characters
-//! becomes the phrase of its bigrams, matched against the `grams` column.
+//! quotes are just characters, and the tokenizer drops the punctuation. A run of CJK
+//! characters becomes the phrase of its bigrams, matched against the `grams` column. The
+//! phrases are OR-ed: a memory holding any of them is a candidate, and the ranking decides
+//! (`memory/rank.rs`).
 
-use crate::memory::{Term, run_bigrams, terms};
+use crate::memory::{QueryPhrase, Ranking, Term, open_end, run_bigrams, terms};
 
-/// The FTS5 expression requiring every term of `text`, or `None` when it holds no searchable
+/// The FTS5 expression a search for `text` matches, or `None` when it holds no searchable
 /// word (blank, or no letter or digit at all).
 pub fn fts5_query(text: &str) -> Option<String> {
     let terms = terms(text);
-    (!terms.is_empty()).then(|| all(&terms))
+    let plan = Ranking::plan(&terms, open_end(text));
+    (!plan.phrases.is_empty()).then(|| any(&plan.phrases))
 }
 
-/// The MATCH expression requiring every term.
-pub(crate) fn all(terms: &[Term]) -> String {
-    phrases(terms).join(" ")
+/// The MATCH expression for memories holding any of `phrases`.
+pub(crate) fn any<'a>(phrases: impl IntoIterator<Item = &'a QueryPhrase>) -> String {
+    phrases
+        .into_iter()
+        .map(phrase)
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
-/// The MATCH expression requiring any term (the fallback when nothing holds them all).
-pub(crate) fn any(terms: &[Term]) -> String {
-    phrases(terms).join(" OR ")
+/// The MATCH expression for memories holding any form of scored term `term`: what its document
+/// frequency counts.
+pub(crate) fn term(plan: &Ranking, term: usize) -> String {
+    any(plan.forms_of(term))
 }
 
-/// The FTS5 phrase of each term, in order; the last one a prefix.
-fn phrases(terms: &[Term]) -> Vec<String> {
-    let last = terms.len().saturating_sub(1);
-    terms
-        .iter()
-        .enumerate()
-        .map(|(i, term)| {
-            let mut query = String::new();
-            match term {
-                Term::Word(word) => {
-                    push_string(&mut query, word);
-                    if i == last {
-                        query.push('*');
-                    }
-                }
-                Term::Cjk(run) => {
-                    push_string(&mut query, &run_bigrams(run).join(" "));
-                    // One character is the start of a bigram, or a run's last character.
-                    if run.len() == 1 {
-                        query.push('*');
-                    }
-                }
-            }
-            query
-        })
-        .collect()
+/// One phrase as an FTS5 string, with `*` when it is a prefix.
+fn phrase(phrase: &QueryPhrase) -> String {
+    let mut query = String::new();
+    match &phrase.term {
+        Term::Word(word) => push_string(&mut query, word),
+        Term::Cjk(run) => push_string(&mut query, &run_bigrams(run).join(" ")),
+    }
+    if phrase.prefix {
+        query.push('*');
+    }
+    query
 }
 
 fn push_string(query: &mut String, word: &str) {
@@ -61,8 +53,7 @@ fn push_string(query: &mut String, word: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{any, fts5_query};
-    use crate::memory::terms;
+    use super::fts5_query;
 
     #[test]
     fn nul_bytes_split_words() {
@@ -71,21 +62,25 @@ mod tests {
             fts5_query("8\u{fffd}\0\0").as_deref(),
             Some("\"8\u{fffd}\"*")
         );
-        assert_eq!(fts5_query("a\0b").as_deref(), Some("\"a\" \"b\"*"));
+        assert_eq!(fts5_query("a\0b").as_deref(), Some("\"a\" OR \"b\"*"));
     }
 
     #[test]
-    fn words_are_quoted_and_the_last_is_a_prefix() {
-        assert_eq!(fts5_query("rust sqlite").unwrap(), r#""rust" "sqlite"*"#);
+    fn words_are_quoted_and_the_last_is_a_prefix_until_a_sentence_ends() {
+        assert_eq!(fts5_query("rust sqlite").unwrap(), r#""rust" OR "sqlite"*"#);
         assert_eq!(fts5_query("  single ").unwrap(), r#""single"*"#);
-        assert_eq!(any(&terms("who owns")), r#""who" OR "owns"*"#);
+        assert_eq!(fts5_query("who owns").unwrap(), r#""owns"*"#);
+        assert_eq!(
+            fts5_query("Where did the children go?").unwrap(),
+            r#""children" OR "child" OR "go" OR "goes" OR "went" OR "gone""#
+        );
     }
 
     #[test]
     fn syntax_is_quoted_away() {
         assert_eq!(
-            fts5_query(r#"a "b" NEAR(c) -d"#).unwrap(),
-            r#""a" """b""" "NEAR(c)" "-d"*"#
+            fts5_query(r#"x "b" NEAR(c) -dd"#).unwrap(),
+            r#""x" OR "b" OR "NEAR(c)" OR "dd"*"#
         );
     }
 
@@ -95,7 +90,7 @@ mod tests {
         assert_eq!(fts5_query("中").unwrap(), r#""中"*"#);
         assert_eq!(
             fts5_query("Dagger的配置 guide").unwrap(),
-            r#""Dagger" "的配 配置" "guide"*"#
+            r#""dagger" OR "的配 配置" OR "guide"*"#
         );
     }
 

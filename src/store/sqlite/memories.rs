@@ -10,8 +10,8 @@ use super::stamps::{counter, namespace_generation, next_stamp, set_namespace_gen
 use super::{SqliteBackend, fts, rank};
 use crate::error::Result;
 use crate::memory::{
-    Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode, check_expected, grams,
-    later_than, next_id, not_found, timestamp,
+    Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Ranking, Rows, SearchMode, Statistics,
+    check_expected, grams, later_than, next_id, not_found, timestamp,
 };
 use crate::store::sqlite::errors::SqlContext;
 
@@ -89,37 +89,37 @@ impl SqliteBackend {
                 rows,
                 snapshot,
                 generation,
+                statistics: None,
             })
         })
     }
 
     pub(crate) fn search_memories_sql(
         &self,
-        modes: &[SearchMode],
+        mode: &SearchMode,
         filter: &MemoryFilter,
         cursor: Option<&Cursor>,
-    ) -> Result<(usize, Rows<Hit>)> {
+    ) -> Result<Rows<Hit>> {
         self.read(|conn| {
             let tx = conn.unchecked_transaction().context("searching memories")?;
             let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(&tx, filter)?;
-            let mut rows = Vec::new();
-            let mut used = 0;
-            for (i, mode) in modes.iter().enumerate() {
-                rows = search_rows(&tx, mode, filter, cursor)?;
-                used = i;
-                if !rows.is_empty() {
-                    break;
-                }
-            }
-            Ok((
-                used,
-                Rows {
-                    rows,
-                    snapshot,
-                    generation,
-                },
-            ))
+            let statistics = match (mode, cursor) {
+                (SearchMode::Ranked(_), Some(cursor)) => cursor.statistics.clone(),
+                (SearchMode::Ranked(plan), None) => statistics(&tx, plan)?,
+                _ => None,
+            };
+            let rows = match (mode, &statistics) {
+                // Nothing in the index holds any of the words.
+                (SearchMode::Ranked(_), None) => Vec::new(),
+                _ => search_rows(&tx, mode, statistics.as_ref(), filter, cursor)?,
+            };
+            Ok(Rows {
+                rows,
+                snapshot,
+                generation,
+                statistics,
+            })
         })
     }
 
@@ -176,32 +176,70 @@ impl SqliteBackend {
     }
 }
 
-/// One page (plus one row) of a search in `mode`, inside the caller's read transaction.
+/// The collection statistics of a ranked search as of the caller's read transaction, or
+/// `None` when no memory holds any of its phrases: the index's rows and tokens, and each scored
+/// term's document frequency (FTS5 counts the matches of a MATCH without reading the rows).
+fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
+    if plan.phrases.is_empty() {
+        return Ok(None);
+    }
+    let totals: Option<String> = with_rank(conn, || {
+        conn.prepare_cached(&format!(
+            "SELECT {}(memories_fts) FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT 1",
+            rank::TOTALS
+        ))?
+        .query_row([fts::any(&plan.phrases)], |r| r.get(0))
+        .optional()
+    })
+    .context("reading the search statistics")?;
+    let Some(totals) = totals else {
+        return Ok(None);
+    };
+    let (memories, tokens) = totals
+        .split_once(',')
+        .and_then(|(n, t)| Some((n.parse().ok()?, t.parse().ok()?)))
+        .unwrap_or((0, 0));
+    let mut frequencies = Vec::with_capacity(plan.terms());
+    let mut stmt = conn
+        .prepare_cached("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1")
+        .context("reading the search statistics")?;
+    for term in 0..plan.terms() {
+        let df: i64 = stmt
+            .query_row([fts::term(plan, term)], |r| r.get(0))
+            .context("reading the search statistics")?;
+        frequencies.push(u64::try_from(df).unwrap_or(0));
+    }
+    Ok(Some(Statistics {
+        memories,
+        tokens,
+        frequencies,
+    }))
+}
+
+/// One page (plus one row) of a search in `mode`, inside the caller's read transaction; a
+/// ranked one scored under `statistics`.
 fn search_rows(
     conn: &Connection,
     mode: &SearchMode,
+    statistics: Option<&Statistics>,
     filter: &MemoryFilter,
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Hit>> {
     let mut args = Vec::new();
-    let fts = match mode {
-        SearchMode::AllTerms(terms) => Some(fts::all(terms)),
-        SearchMode::AnyTerm(terms) => Some(fts::any(terms)),
-        _ => None,
-    };
-    let (source, ranked) = match (mode, fts) {
-        (_, Some(fts)) => {
-            args.push(Value::Text(fts));
+    let (source, ranked) = match (mode, statistics) {
+        (SearchMode::Ranked(plan), Some(statistics)) => {
+            args.push(Value::Text(plan.scorer(statistics).encode()));
+            args.push(Value::Text(fts::any(&plan.phrases)));
             (
                 format!(
-                    "(SELECT rowid AS seq, {}(memories_fts) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
+                    "(SELECT rowid AS seq, {}(memories_fts, ?) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
                      JOIN memories m ON m.seq = r.seq WHERE 1 = 1",
                     rank::NAME
                 ),
                 true,
             )
         }
-        (SearchMode::Literal(literal), None) => {
+        (SearchMode::Literal(literal), _) => {
             args.push(Value::Text(literal.clone()));
             ("memories m WHERE instr(m.body, ?) > 0".to_owned(), false)
         }
@@ -252,14 +290,15 @@ fn search_rows(
     .context("searching memories")
 }
 
-/// Runs `query`; if this connection does not know the ranking function yet, registers it and
-/// runs `query` again. (Read connections are pooled by the store; registering on first use
+/// Runs `query`; if this connection does not know the ranking functions yet, registers them
+/// and runs `query` again. (Read connections are pooled by the store; registering on first use
 /// keeps the store's connection setup free of search details.)
 fn with_rank<T>(conn: &Connection, query: impl Fn() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     match query() {
         Err(e)
-            if e.to_string()
-                .contains(&format!("no such function: {}", rank::NAME)) =>
+            if [rank::NAME, rank::TOTALS]
+                .iter()
+                .any(|name| e.to_string().contains(&format!("no such function: {name}"))) =>
         {
             rank::register(conn).map_err(|e| {
                 rusqlite::Error::SqliteFailure(

@@ -20,6 +20,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_memory_search",
         include_str!("../../../migrations/0003_memory_search.sql"),
     ),
+    (
+        "0004_search_statistics",
+        include_str!("../../../migrations/0004_search_statistics.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -1,9 +1,14 @@
-//! `modstate_rank(memories_fts)`: the search ranking as an FTS5 auxiliary function. It reads
-//! the row's [`Features`] through the FTS5 extension API and returns their score (the formula
-//! and its reasons are in `memory/rank.rs`).
+//! The search ranking inside SQLite, as two FTS5 auxiliary functions:
+//! * `modstate_rank(memories_fts, scorer)`: the row's [`Features`] through the FTS5 extension
+//!   API, scored by the [`Scorer`] whose text is the second argument (the formula and its
+//!   reasons are in `memory/rank.rs`). The text is decoded once per query and kept as FTS5
+//!   auxiliary data, so each row costs only its features and the arithmetic.
+//! * `modstate_totals(memories_fts)`: the index's row count and total tokens (body and grams
+//!   columns), as `"N,T"`: the statistics a first page freezes.
 //!
-//! The function is registered on each connection the first time a search finds it missing
-//! (see `memories.rs`), through the `fts5_api` pointer SQLite hands out for `SELECT fts5(?1)`.
+//! The functions are registered on each connection the first time a search finds them
+//! missing (see `memories.rs`), through the `fts5_api` pointer SQLite hands out for
+//! `SELECT fts5(?1)`.
 
 use std::ffi::{c_int, c_void};
 use std::ptr;
@@ -12,10 +17,12 @@ use rusqlite::Connection;
 use rusqlite::ffi;
 
 use crate::error::{Error, Result};
-use crate::memory::Features;
+use crate::memory::{Features, Scorer};
 
 /// The SQL name of the ranking function.
 pub const NAME: &str = "modstate_rank";
+/// The SQL name of the statistics function.
+pub const TOTALS: &str = "modstate_totals";
 
 /// Registers [`NAME`] on `conn`.
 pub fn register(conn: &Connection) -> Result<()> {
@@ -65,25 +72,135 @@ pub fn register(conn: &Connection) -> Result<()> {
         if rc != ffi::SQLITE_OK {
             return Err(failed("xCreateFunction", rc));
         }
+        let rc = create(
+            api,
+            c"modstate_totals".as_ptr(),
+            ptr::null_mut(),
+            Some(totals),
+            None,
+        );
+        if rc != ffi::SQLITE_OK {
+            return Err(failed("xCreateFunction", rc));
+        }
     }
     Ok(())
 }
 
-/// The auxiliary function: reads the features of the current row and returns its score.
+/// The ranking function: scores the current row's features with the query's scorer.
 ///
 /// # Safety
-/// Called by FTS5 only, with its extension API table and the context of the row being ranked.
+/// Called by FTS5 only, with its extension API table, the context of the row being ranked and
+/// its arguments after the table (one: the scorer's text).
 unsafe extern "C" fn rank(
+    api: *const ffi::Fts5ExtensionApi,
+    fts: *mut ffi::Fts5Context,
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: FTS5 passes a valid API table, context and `argc` arguments.
+    unsafe {
+        let api = &*api;
+        let scorer = match scorer(api, fts, argc, argv) {
+            Ok(scorer) => scorer,
+            Err(rc) => return ffi::sqlite3_result_error_code(ctx, rc),
+        };
+        match features(api, fts) {
+            Ok(features) => ffi::sqlite3_result_double(ctx, (*scorer).score(&features)),
+            Err(rc) => ffi::sqlite3_result_error_code(ctx, rc),
+        }
+    }
+}
+
+/// The query's scorer: decoded from the argument on the first row, then kept as the query's
+/// auxiliary data (FTS5 frees it with the query).
+///
+/// # Safety
+/// As for [`rank`]; the pointer returned lives as long as the query.
+unsafe fn scorer(
+    api: &ffi::Fts5ExtensionApi,
+    fts: *mut ffi::Fts5Context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) -> std::result::Result<*const Scorer, c_int> {
+    let (Some(get), Some(set)) = (api.xGetAuxdata, api.xSetAuxdata) else {
+        return Err(ffi::SQLITE_ERROR);
+    };
+    // SAFETY: `fts` is live; the auxiliary data, when set, is a `Box<Scorer>` set below.
+    unsafe {
+        let kept = get(fts, 0);
+        if !kept.is_null() {
+            return Ok(kept.cast::<Scorer>());
+        }
+        if argc != 1 {
+            return Err(ffi::SQLITE_MISUSE);
+        }
+        let value = *argv;
+        let text = ffi::sqlite3_value_text(value);
+        let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+        if text.is_null() {
+            return Err(ffi::SQLITE_MISUSE);
+        }
+        let bytes = std::slice::from_raw_parts(text, len);
+        let scorer = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(Scorer::decode)
+            .ok_or(ffi::SQLITE_MISUSE)?;
+        let boxed = Box::into_raw(Box::new(scorer));
+        let rc = set(fts, boxed.cast::<c_void>(), Some(drop_scorer));
+        if rc != ffi::SQLITE_OK {
+            // FTS5 calls the destructor itself when it cannot keep the data.
+            return Err(rc);
+        }
+        Ok(boxed)
+    }
+}
+
+/// Frees a scorer kept as auxiliary data.
+///
+/// # Safety
+/// `data` is a pointer made by `Box::into_raw(Box<Scorer>)` in [`scorer`], freed once.
+unsafe extern "C" fn drop_scorer(data: *mut c_void) {
+    if !data.is_null() {
+        // SAFETY: as the function's contract says.
+        drop(unsafe { Box::from_raw(data.cast::<Scorer>()) });
+    }
+}
+
+/// The statistics function: `"N,T"`, the index's rows and tokens in both columns.
+///
+/// # Safety
+/// Called by FTS5 only, with its extension API table and a row's context.
+unsafe extern "C" fn totals(
     api: *const ffi::Fts5ExtensionApi,
     fts: *mut ffi::Fts5Context,
     ctx: *mut ffi::sqlite3_context,
     _argc: c_int,
     _argv: *mut *mut ffi::sqlite3_value,
 ) {
-    // SAFETY: FTS5 passes a valid API table and context for the row being ranked.
-    match unsafe { features(&*api, fts) } {
-        Ok(features) => unsafe { ffi::sqlite3_result_double(ctx, features.score()) },
-        Err(rc) => unsafe { ffi::sqlite3_result_error_code(ctx, rc) },
+    // SAFETY: FTS5 passes a valid API table and context.
+    unsafe {
+        let api = &*api;
+        let (Some(row_count), Some(total_size)) = (api.xRowCount, api.xColumnTotalSize) else {
+            return ffi::sqlite3_result_error_code(ctx, ffi::SQLITE_ERROR);
+        };
+        let (mut rows, mut body, mut grams) = (0i64, 0i64, 0i64);
+        for rc in [
+            row_count(fts, &mut rows),
+            total_size(fts, 0, &mut body),
+            total_size(fts, 1, &mut grams),
+        ] {
+            if rc != ffi::SQLITE_OK {
+                return ffi::sqlite3_result_error_code(ctx, rc);
+            }
+        }
+        let text = format!("{rows},{}", body.saturating_add(grams));
+        ffi::sqlite3_result_text(
+            ctx,
+            text.as_ptr().cast(),
+            c_int::try_from(text.len()).unwrap_or(0),
+            ffi::SQLITE_TRANSIENT(),
+        );
     }
 }
 
