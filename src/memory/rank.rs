@@ -12,7 +12,7 @@
 //!   as in the query ("code review"): [`PAIR_BONUS`] × the smaller of their idfs. The whole
 //!   query found as a phrase collects every pair;
 //! * a **stuffing penalty**: when more than 20% of a memory's words are repeats of query terms,
-//!   its score is divided by `1 + 4 × (share − 0.2)`. Natural text repeats a word now and then;
+//!   its score is divided by `1 + 8 × (share − 0.2)`. Natural text repeats a word now and then;
 //!   "deploy deploy production deploy" is mostly repeats, and loses to a sentence.
 //!
 //! **Which words are scored** ([`Ranking::plan`]): every term of the query except function
@@ -41,7 +41,7 @@ pub const PAIR_BONUS: f64 = 1.0;
 /// The share of a memory's words that may be repeated query terms without a penalty.
 const STUFFING_FREE: f64 = 0.2;
 /// How steeply the score falls past [`STUFFING_FREE`].
-const STUFFING_SLOPE: f64 = 4.0;
+const STUFFING_SLOPE: f64 = 8.0;
 
 /// What the score is computed from, for one memory and one query.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn neighbours_as_in_the_query_beat_scattered_words() {
         let s = scorer();
-        assert!(s.score(&doc(&[(0, 3), (1, 4)], 12)) > s.score(&doc(&[(0, 1), (1, 6)], 7)));
+        assert!(s.score(&doc(&[(0, 3), (1, 4)], 10)) > s.score(&doc(&[(0, 1), (1, 6)], 10)));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! * **Irregular forms.** Porter (SQLite) and Snowball (PostgreSQL) stem regular inflections
 //!   ("deploys" → "deploy") but not "went" → "go" or "children" → "child". Each group here is
 //!   one word's forms; a query word in a group searches for every form of it, as one term.
-//!   Forms that are also common unrelated words ("saw", "rose", "left"…) are not listed:
+//!   Forms that are also common unrelated words ("saw", "rose", "bore"…) are not listed:
 //!   expanding them would find the wrong memories more often than the right ones.
 
 /// Whether `word` (lower case, without surrounding punctuation) is a function word.

@@ -589,33 +589,35 @@ pub fn a_restore_never_brings_back_a_generation_already_handed_out(db: &Db) {
     );
 }
 
-pub fn when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note(db: &Db) {
+pub fn memories_holding_more_of_the_words_come_first_and_function_words_do_not_count(db: &Db) {
     for text in [
         "Kenji Watanabe owns the search service; ask him before changing the ranking",
         "The search box on the website uses the same service",
         "Kenji likes ramen",
+        "Who is who: the who's who of the team, who knows who",
     ] {
         assert_exit(&modstate(db, &["memory", "add", text]), 0);
     }
-    let out = modstate(db, &["--json", "memory", "search", "who owns search"]);
+    // "who" is a function word: the memory repeating it is not a match for the question.
+    let out = modstate(db, &["--json", "memory", "search", "Who owns search?"]);
     assert_exit(&out, 0);
-    let texts = page_texts(&json(&out));
+    let page = json(&out);
+    let texts = page_texts(&page);
     assert_eq!(texts.len(), 2, "{texts:?}");
     assert!(texts[0].starts_with("Kenji Watanabe owns"), "{texts:?}");
-    assert!(
-        stderr(&out).contains("no memory holds every word"),
-        "{}",
-        stderr(&out)
+    assert!(page.get("note").is_none(), "{page}");
+    // Its pages continue in the same order.
+    let first = cli_json(
+        db,
+        &["memory", "search", "Who owns search?", "--limit", "1"],
     );
-    // Its pages continue in the same mode.
-    let first = cli_json(db, &["memory", "search", "who owns search", "--limit", "1"]);
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = cli_json(
         db,
         &[
             "memory",
             "search",
-            "who owns search",
+            "Who owns search?",
             "--limit",
             "1",
             "--cursor",
@@ -623,10 +625,13 @@ pub fn when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_
         ],
     );
     assert_eq!([page_texts(&first), page_texts(&second)].concat(), texts);
-    // When one memory holds every word, only those are shown.
+    // The memory holding every word first, then those holding some.
     let page = cli_json(db, &["memory", "search", "kenji ramen"]);
-    assert_eq!(page_texts(&page), ["Kenji likes ramen"]);
-    assert!(page.get("note").is_none());
+    assert_eq!(page_texts(&page)[0], "Kenji likes ramen");
+    assert_eq!(page_texts(&page).len(), 2);
+    // A query of function words only searches for them.
+    let page = cli_json(db, &["memory", "search", "who"]);
+    assert!(page_texts(&page)[0].starts_with("Who is who"), "{page}");
 }
 
 pub fn eight_processes_adding_at_once_lose_nothing(db: &Db) {
@@ -870,16 +875,26 @@ pub fn keyword_stuffing_does_not_beat_a_natural_sentence(db: &Db) {
 
 /// A very long, very repetitive memory gets the same score on every backend: the formula of
 /// `memory/rank.rs` over all its words (a server that keeps only some positions of a word
-/// must not rank it on those alone). "deploy" 300 times: one word found, 299 repeats of 300
-/// words: 10 + 1/(1 + ln 300) − 8 × (299/300 − 0.2).
+/// must not rank it on those alone, nor count its length from them). "deploy" 300 times: one
+/// term in all 300 words of 306 in 2 memories, both holding it; the last word is a prefix.
 pub fn a_long_repetitive_memory_scores_by_all_of_its_words(db: &Db) {
+    use modstate::memory::{Features, Ranking, Statistics, terms};
     let stuffed = add(db, "", &"deploy ".repeat(300));
     let natural = add(db, "", "Deploys to production happen on Fridays");
     let page = cli_json(db, &["memory", "search", "deploy"]);
     let memories = page["memories"].as_array().unwrap();
     let ids: Vec<&str> = memories.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [natural.as_str(), stuffed.as_str()], "{page}");
-    let expected = 10.0 + 1.0 / (1.0 + 300f64.ln()) - 8.0 * (299.0 / 300.0 - 0.2);
+    let scorer = Ranking::plan(&terms("deploy"), true).scorer(&Statistics {
+        memories: 2,
+        tokens: 306,
+        frequencies: vec![2],
+    });
+    let expected = scorer.score(&Features {
+        phrase_sizes: vec![1],
+        instances: (0..300).map(|offset| (0, offset)).collect(),
+        length: 300,
+    });
     let score = memories[1]["score"].as_f64().unwrap();
     assert!((score - expected).abs() < 1e-9, "{score} vs {expected}");
 }

@@ -203,7 +203,7 @@ conformance! {
         generations_are_per_namespace_and_versions_per_memory,
         malformed_ids_and_cursors_are_invalid_input,
         a_restore_never_brings_back_a_generation_already_handed_out,
-        when_no_memory_holds_every_word_those_holding_the_most_come_first_with_a_note,
+        memories_holding_more_of_the_words_come_first_and_function_words_do_not_count,
         eight_processes_adding_at_once_lose_nothing,
         eight_processes_with_one_expected_version_one_wins_and_namespaces_never_conflict,
         cli_search_pages_in_rank_order_without_repeats_or_skips_while_others_write,
