@@ -142,8 +142,70 @@ pub fn run(default_count: usize) -> String {
         middle(&mut peer_ratios),
         middle(&mut indexed_ratios)
     ));
+    md.push_str(&questions(&store, &like));
     md.push_str(&judged());
     md.push_str(&cjk_cost(count / 10));
+    md
+}
+
+/// Natural questions of 8–12 words, as agents ask them, in this vocabulary.
+pub(crate) const QUESTIONS: &[&str] = &[
+    "Who owns the billing cache and is on call every Friday?",
+    "Which language does the user prefer over Go for data pipelines?",
+    "When did the search queue time out and why was the limit raised?",
+];
+
+/// The top 10 for each of [`QUESTIONS`], in process, against a one-word query in the same
+/// run: what a question costs with every memory holding any of its words a candidate.
+fn questions(store: &Store, conn: &Connection) -> String {
+    let top10 = |query: &str| {
+        median(|| {
+            store
+                .search_memories(
+                    query,
+                    &MemoryFilter {
+                        limit: Some(10),
+                        ..MemoryFilter::default()
+                    },
+                )
+                .expect("search")
+                .len()
+        })
+    };
+    let candidates = |query: &str| -> i64 {
+        let fts = fts_query(query).expect("a query with words");
+        conn.query_row(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1",
+            [fts],
+            |r| r.get(0),
+        )
+        .expect("count candidates")
+    };
+    let one_word = top10("deploy");
+    let mut md = String::from(
+        "### Natural questions: the top 10, in process
+
+         Candidates are the memories holding any scored word (function words left out); each is          scored by BM25 with the statistics read for the first page.
+
+         | query | candidates | median top 10 | ratio to the one-word query |
+| --- | ---: | ---: | ---: |
+",
+    );
+    md.push_str(&format!(
+        "| \"deploy\" (one word) | {} | {} | 1.00× |\n",
+        candidates("deploy"),
+        millis(one_word)
+    ));
+    for question in QUESTIONS {
+        let t = top10(question);
+        md.push_str(&format!(
+            "| {question:?} | {} | {} | {:.2}× |\n",
+            candidates(question),
+            millis(t),
+            t.as_secs_f64() / one_word.as_secs_f64()
+        ));
+    }
+    md.push('\n');
     md
 }
 
@@ -368,8 +430,14 @@ fn count_like(conn: &Connection, query: &str) -> i64 {
         .expect("count LIKE")
 }
 
+/// Memories holding every word of `query` (the last as a prefix), as the LIKE side counts
+/// them: what the table's "matches" column shows.
 fn count_fts(conn: &Connection, query: &str) -> i64 {
-    let fts = fts_query(query).expect("a query with words");
+    let words: Vec<String> = query
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    let fts = format!("{}*", words.join(" "));
     conn.query_row(
         "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1",
         [fts],

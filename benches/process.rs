@@ -160,15 +160,18 @@ fn memory_search(bin: &str, dir: &Path, runs: usize, count: usize) -> String {
             )
             .map_or(0, |v| v.len())
     };
-    let (rare_n, common_n) = (matches(&rare), matches("deploy"));
+    let question = super::memory_search::QUESTIONS[0];
+    let (rare_n, common_n, question_n) = (matches(&rare), matches("deploy"), matches(question));
     drop(store);
     let db_arg = db.display().to_string();
     let search = |q: &str| wall_ms(bin, &["--db", &db_arg, "memory", "search", q]);
     search("deploy");
-    let (mut rare_t, mut common_t, mut version) = (vec![], vec![], vec![]);
+    let (mut rare_t, mut common_t, mut question_t, mut version) =
+        (vec![], vec![], vec![], vec![]);
     for _ in 0..runs.max(5) {
         rare_t.push(search(&rare));
         common_t.push(search("deploy"));
+        question_t.push(search(question));
         version.push(wall_ms(bin, &["--version"]));
     }
     let floor = quantile(&version, 0.5);
@@ -188,6 +191,11 @@ fn memory_search(bin: &str, dir: &Path, runs: usize, count: usize) -> String {
             common_n,
             &common_t,
         ),
+        (
+            format!("memory search {question:?} (a question)"),
+            question_n,
+            &question_t,
+        ),
     ] {
         let _ = writeln!(
             md,
@@ -198,6 +206,11 @@ fn memory_search(bin: &str, dir: &Path, runs: usize, count: usize) -> String {
             quantile(v, 0.5) / floor
         );
     }
+    let _ = writeln!(
+        md,
+        "\nThe question costs {:.2}× the one-word query (p50).",
+        quantile(&question_t, 0.5) / quantile(&common_t, 0.5)
+    );
     md.push('\n');
     md
 }
