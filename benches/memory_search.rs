@@ -183,13 +183,12 @@ fn questions(store: &Store, conn: &Connection) -> String {
     };
     let one_word = top10("deploy");
     let mut md = String::from(
-        "### Natural questions: the top 10, in process
-
-         Candidates are the memories holding any scored word (function words left out); each is          scored by BM25 with the statistics read for the first page.
-
-         | query | candidates | median top 10 | ratio to the one-word query |
-| --- | ---: | ---: | ---: |
-",
+        "### Natural questions: the top 10, in process\n\n\
+         Candidates are the memories holding any scored word (function words left out); each \
+         is scored by BM25 with the statistics read for the first page, and MaxScore pruning \
+         stops once no memory holding only the commoner words could reach the page.\n\n\
+         | query | candidates | median top 10 | ratio to the one-word query |\n\
+         | --- | ---: | ---: | ---: |\n",
     );
     md.push_str(&format!(
         "| \"deploy\" (one word) | {} | {} | 1.00× |\n",

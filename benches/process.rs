@@ -166,8 +166,7 @@ fn memory_search(bin: &str, dir: &Path, runs: usize, count: usize) -> String {
     let db_arg = db.display().to_string();
     let search = |q: &str| wall_ms(bin, &["--db", &db_arg, "memory", "search", q]);
     search("deploy");
-    let (mut rare_t, mut common_t, mut question_t, mut version) =
-        (vec![], vec![], vec![], vec![]);
+    let (mut rare_t, mut common_t, mut question_t, mut version) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs.max(5) {
         rare_t.push(search(&rare));
         common_t.push(search("deploy"));

@@ -750,3 +750,126 @@ fn an_mcp_server_outlives_a_postgres_restart() {
     let (status, _) = server.close();
     assert_eq!(status.code(), Some(0));
 }
+
+/// A database the previous release created (schema 3, built here from its own schema file
+/// and rows as its writes stored them) upgrades to schema 4: every memory kept, and the
+/// search totals the migration counts from the existing rows rank them exactly as a new
+/// SQLite store of the same memories does.
+#[test]
+fn a_schema_3_database_upgrades_and_counts_its_search_totals() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let db = cluster.database();
+    let url = cluster.socket_url(&db);
+    cluster.psql_exec(&db, include_str!("../migrations/postgres/0003_schema.sql"));
+    cluster.psql_exec(
+        &db,
+        "INSERT INTO modstate_schema (singleton, version) VALUES (true, 3)",
+    );
+    let bodies = [
+        "The user prefers Rust for CLI tools",
+        "Deploys to production happen on Fridays after the standup",
+        "We went to Lisbon in May and the children loved the trams",
+        "Caroline researched adoption agencies last week",
+        "deploy deploy deploy: the deploy runbook",
+    ];
+    for (i, body) in bodies.iter().enumerate() {
+        // As the schema-3 writer stored a memory: the vector of its letters and digits.
+        let indexed: String = body
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+            .collect();
+        cluster.psql_exec(
+            &db,
+            &format!(
+                "INSERT INTO memories (id, namespace, category, body, grams, search, created_at, updated_at, version)
+                 VALUES ('01900000-0000-7000-8000-00000000000{i}', 'old', '', '{body}', '',
+                         to_tsvector('modstate_search', '{indexed}'),
+                         '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z', {})",
+                i + 1
+            ),
+        );
+    }
+    cluster.psql_exec(
+        &db,
+        "UPDATE memory_counter SET value = 5; INSERT INTO memory_namespaces VALUES ('old', 5)",
+    );
+
+    let run = |url: &str, args: &[&str]| {
+        let out = modstate(cluster, url).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let page: serde_json::Value =
+        serde_json::from_slice(&run(&url, &["--json", "memory", "ls"]).stdout).unwrap();
+    assert_eq!(page["memories"].as_array().unwrap().len(), bodies.len());
+    assert_eq!(page["memories"][0]["generation"], 5);
+    assert_eq!(
+        cluster
+            .psql_query(&db, "SELECT version FROM modstate_schema")
+            .trim(),
+        "4"
+    );
+    assert_eq!(
+        cluster
+            .psql_query(
+                &db,
+                "SELECT memories || ',' || tokens FROM memory_search_totals"
+            )
+            .trim(),
+        format!(
+            "{},{}",
+            bodies.len(),
+            bodies
+                .iter()
+                .map(|b| b
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                    .count())
+                .sum::<usize>()
+        )
+    );
+
+    let export = run(&url, &["memory", "export"]);
+    let sqlite = cluster.scratch.join(format!("{db}.db"));
+    let sqlite = sqlite.to_str().unwrap();
+    let mut import = Command::new(BIN)
+        .args(["--db", sqlite, "memory", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(import.stdin.as_mut().unwrap(), &export.stdout).unwrap();
+    drop(import.stdin.take());
+    assert!(import.wait().unwrap().success());
+    for query in [
+        "deploy production",
+        "Where did the kids go?",
+        "What did Caroline research?",
+    ] {
+        let scores = |url: &str| -> Vec<(String, f64)> {
+            let out = run(url, &["--json", "memory", "search", query]);
+            let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            page["memories"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (
+                        m["id"].as_str().unwrap().to_owned(),
+                        m["score"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let upgraded = scores(&url);
+        assert!(!upgraded.is_empty(), "{query}");
+        let new = scores(sqlite);
+        assert_eq!(upgraded.len(), new.len(), "{query}");
+        for ((a, x), (b, y)) in upgraded.iter().zip(&new) {
+            assert_eq!(a, b, "{query}");
+            assert!((x - y).abs() < 1e-9, "{query}: {x} vs {y}");
+        }
+    }
+}

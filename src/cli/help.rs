@@ -59,6 +59,7 @@ pub const MEMORY_EXAMPLES: &str = "\
 Examples:
   modstate memory add --namespace my-agent --category preference 'prefers tabs'
   modstate memory search --namespace my-agent tabs
+  modstate memory search 'What does the user prefer for indentation?'
   modstate memory ls --namespace my-agent --limit 10
   modstate memory update <ID> 'prefers spaces' --expect-generation 7
   modstate memory rm <ID>";

@@ -48,12 +48,21 @@ pub enum MemoryCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Search memories: every word must occur (ignoring case, accents and English word
-    /// endings; words inside Chinese/Japanese text are found too), the last one also as a
-    /// prefix; best match first. An empty query lists newest first.
+    /// Search memories, best match first: ask a question or give keywords.
+    ///
+    /// Every memory holding any word of the query is ranked (ignoring case, accents, English
+    /// word endings and common irregular forms: "went" finds "go"; words inside
+    /// Chinese/Japanese text are found too). A question's function words ("what", "did",
+    /// "the") are left out when it has other words. The score is BM25 (rare words weigh more,
+    /// repeats help less and less, length normalised) plus a bonus for query words found side
+    /// by side; higher is better. The last word also matches as a prefix unless the query ends
+    /// a sentence (?, !, .). Pages continue exactly with --cursor: the cursor carries the
+    /// statistics of the first page, so each memory keeps its score while others write. An
+    /// empty query lists newest first.
     Search {
-        /// Plain words; quotes, operators and punctuation are taken literally, never as syntax.
-        /// A query of symbols only (🚀) finds memories holding it exactly as typed.
+        /// A question or plain words; quotes, operators and punctuation are taken literally,
+        /// never as syntax. A query of symbols only (🚀) finds memories holding it exactly as
+        /// typed.
         #[arg(default_value = "", allow_hyphen_values = true)]
         query: String,
         #[command(flatten)]

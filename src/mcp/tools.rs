@@ -63,7 +63,7 @@ pub struct AddMemoryArgs {
 #[schemars(crate = "rmcp::schemars")]
 pub struct SearchMemoriesArgs {
     #[schemars(
-        description = "The words to look for. Omit to list newest first. Symbols only (an emoji) find memories holding them as typed."
+        description = "A question or the words to look for. Omit to list newest first. Symbols only (an emoji) find memories holding them as typed."
     )]
     query: Option<String>,
     #[schemars(description = CATEGORY_FILTER)]
@@ -179,7 +179,7 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec::of::<SearchMemoriesArgs>(
         "search_memories",
         Effect::Reads,
-        "Search saved memories by words, best match first. Every word must occur, ignoring case, accents and English word endings (deploy finds Deploys); words inside Chinese or Japanese text are found too; the last word also matches as a prefix. Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Returns {memories, generation, next_cursor}: pass next_cursor back as cursor for the next page, generation as expect_generation.",
+        "Search saved memories, best match first: ask a natural question (What did Caroline research?) or give keywords. Every memory holding any of its words is ranked by BM25 (rare words weigh more, repeats less and less, length normalised; query words side by side score a bonus), ignoring case, accents, English word endings and common irregular forms (went finds go); function words like what, did, the are left out; words inside Chinese or Japanese text are found too; the last word also matches as a prefix unless the query ends with ? ! or . Words are plain text: quotes and operators have no special meaning. Without a query, lists newest first. Returns {memories, generation, next_cursor}; each memory has a score (higher is better): pass next_cursor back as cursor for the next page (pages stay exact while others write), generation as expect_generation.",
     ),
     ToolSpec::of::<GetMemoriesArgs>(
         "get_memories",

@@ -279,6 +279,38 @@ impl Scorer {
         (bm25 + proximity) / (1.0 + STUFFING_SLOPE * stuffing)
     }
 
+    /// The highest score a memory can have that holds only `terms` (indices of scored
+    /// terms): each term at most `idf·(k1 + 1)`, plus the proximity bonus of neighbouring pairs
+    /// among them. An engine that has found enough memories scoring above the bound of the
+    /// terms it has not searched by can stop (MaxScore, as Lucene and tantivy prune).
+    pub fn bound(&self, terms: &[usize]) -> f64 {
+        let holds = |t: usize| terms.contains(&t);
+        let words: f64 = terms
+            .iter()
+            .filter_map(|&t| self.idf.get(t))
+            .map(|idf| idf * (K1 + 1.0))
+            .sum();
+        let pairs: f64 = (1..self.idf.len())
+            .filter(|&t| holds(t - 1) && holds(t))
+            .map(|t| PAIR_BONUS * self.idf[t - 1].min(self.idf[t]))
+            .sum();
+        words + pairs
+    }
+
+    /// The scored terms, the weightiest (rarest) first: the order in which an engine adds
+    /// terms to the set a search must find candidates by.
+    pub fn terms_by_weight(&self) -> Vec<usize> {
+        let mut terms: Vec<usize> = (0..self.idf.len()).collect();
+        terms.sort_by(|&a, &b| self.idf[b].total_cmp(&self.idf[a]).then(a.cmp(&b)));
+        terms
+    }
+
+    /// The same scorer for an engine that reports the phrases in another order, or some twice:
+    /// `of[i]` is the scored term of reported phrase `i`.
+    pub fn for_phrases(&self, of: Vec<usize>) -> Scorer {
+        Scorer { of, ..self.clone() }
+    }
+
     /// The scorer as text, for an engine that scores inside the database (SQLite's auxiliary
     /// function reads it back with [`Scorer::decode`]): every number exact, so both ends
     /// compute the same scores.
@@ -450,6 +482,16 @@ mod tests {
             ..one.clone()
         };
         assert_eq!(s.score(&one), s.score(&both));
+    }
+
+    #[test]
+    fn the_bound_is_never_below_a_score() {
+        let s = scorer();
+        let best_of_first = s.score(&doc(&[(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)], 5));
+        assert!(s.bound(&[0]) > best_of_first);
+        let both = s.score(&doc(&[(0, 0), (1, 1), (0, 2), (1, 3)], 4));
+        assert!(s.bound(&[0, 1]) > both && both > s.bound(&[1]));
+        assert_eq!(s.terms_by_weight(), [0, 1]);
     }
 
     #[test]

@@ -634,6 +634,55 @@ pub fn memories_holding_more_of_the_words_come_first_and_function_words_do_not_c
     assert!(page_texts(&page)[0].starts_with("Who is who"), "{page}");
 }
 
+/// Questions as agents ask them: the function words ("what", "did", "when", "I") fill chatty
+/// turns and must not outvote the one content word that matters. Here they are rare in the
+/// store (one chatty memory), so term weights alone would rank the chatter first.
+pub fn function_words_of_a_question_do_not_outvote_its_content_words(db: &Db) {
+    let research = add(db, "", "Researched adoption agencies last week");
+    let zurich = add(db, "", "Moved to Zurich in March 2021, for the new job");
+    let pottery = add(db, "", "Signed up for a pottery class on Saturdays");
+    add(
+        db,
+        "",
+        "What did you do? What did they say when I asked? When did I? What did I?",
+    );
+    for (question, wanted) in [
+        ("What did I research?", &research),
+        ("When did I move?", &zurich),
+        ("What class did I sign up for?", &pottery),
+    ] {
+        let hits = search_ids(db, question);
+        assert_eq!(hits.first(), Some(wanted), "{question}: {hits:?}");
+    }
+}
+
+/// A question's word and a memory's word that differ by an irregular form match, both ways:
+/// each wanted memory holds one query word as typed and one as another form, and a shorter
+/// decoy holds only the word as typed.
+pub fn irregular_forms_match_both_ways(db: &Db) {
+    let lisbon = add(db, "", "We went to Lisbon in May and loved it");
+    let bike = add(db, "", "Bought a new bike for the commute");
+    let park = add(db, "", "The children love the park by the river");
+    let swim = add(db, "", "Ana goes swimming before work");
+    for decoy in [
+        "Lisbon is lovely",
+        "The bike is red",
+        "The park is closed",
+        "Swimming pool hours",
+    ] {
+        add(db, "", decoy);
+    }
+    for (query, wanted) in [
+        ("go to Lisbon", &lisbon),
+        ("When did I buy the bike?", &bike),
+        ("child park", &park),
+        ("who went swimming", &swim),
+    ] {
+        let hits = search_ids(db, query);
+        assert_eq!(hits.first(), Some(wanted), "{query}: {hits:?}");
+    }
+}
+
 pub fn eight_processes_adding_at_once_lose_nothing(db: &Db) {
     const WORKERS: usize = 8;
     const ADDS: usize = 25;

@@ -204,6 +204,8 @@ conformance! {
         malformed_ids_and_cursors_are_invalid_input,
         a_restore_never_brings_back_a_generation_already_handed_out,
         memories_holding_more_of_the_words_come_first_and_function_words_do_not_count,
+        function_words_of_a_question_do_not_outvote_its_content_words,
+        irregular_forms_match_both_ways,
         eight_processes_adding_at_once_lose_nothing,
         eight_processes_with_one_expected_version_one_wins_and_namespaces_never_conflict,
         cli_search_pages_in_rank_order_without_repeats_or_skips_while_others_write,

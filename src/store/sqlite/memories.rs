@@ -218,6 +218,13 @@ fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
 
 /// One page (plus one row) of a search in `mode`, inside the caller's read transaction; a
 /// ranked one scored under `statistics`.
+///
+/// A ranked page is found with MaxScore pruning: candidates are first the memories holding
+/// the weightiest term, every query word still scored; if the page's last score beats the
+/// highest score a memory holding only the other terms could reach (`Scorer::bound`), no
+/// such memory can be on the page and the search stops; otherwise the next weightiest term
+/// joins the candidates' terms. A question's rare word keeps the candidates few; the answer is
+/// the same as scoring every memory holding any word.
 fn search_rows(
     conn: &Connection,
     mode: &SearchMode,
@@ -225,11 +232,77 @@ fn search_rows(
     filter: &MemoryFilter,
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Hit>> {
+    let (plan, statistics) = match (mode, statistics) {
+        (SearchMode::Ranked(plan), Some(statistics)) => (plan, statistics),
+        (SearchMode::Literal(literal), _) => {
+            return page(conn, Source::Literal(literal), filter, cursor);
+        }
+        _ => return page(conn, Source::Everything, filter, cursor),
+    };
+    let scorer = plan.scorer(statistics);
+    let order = scorer.terms_by_weight();
+    // Without a limit every candidate is on the page: no pruning.
+    let first = if filter.limit.is_some() {
+        1
+    } else {
+        order.len()
+    };
+    let wanted = filter.limit.map_or(usize::MAX, |n| n.saturating_add(1));
+    let all_phrases = fts::any(&plan.phrases);
+    for essential in first..=order.len() {
+        let (searched, rest) = order.split_at(essential);
+        if rest.is_empty() {
+            let text = scorer.encode();
+            return page(conn, Source::Ranked(&text, &all_phrases), filter, cursor);
+        }
+        // The candidates hold a searched term; the second operand (true for all of them)
+        // makes FTS5 report every phrase's matches, so each is scored by every word.
+        let searched_phrases: Vec<_> = plan
+            .phrases
+            .iter()
+            .filter(|p| searched.contains(&p.of))
+            .collect();
+        let expression = format!(
+            "({}) AND ({all_phrases})",
+            fts::any(searched_phrases.iter().copied())
+        );
+        let of: Vec<usize> = searched_phrases
+            .iter()
+            .copied()
+            .chain(&plan.phrases)
+            .map(|p| p.of)
+            .collect();
+        let text = scorer.for_phrases(of).encode();
+        let rows = page(conn, Source::Ranked(&text, &expression), filter, cursor)?;
+        if rows.len() >= wanted && rows[wanted - 1].score > scorer.bound(rest) {
+            return Ok(rows);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// What a page is read from.
+enum Source<'a> {
+    /// Ranked: the scorer's text and the MATCH expression.
+    Ranked(&'a str, &'a str),
+    /// Memories holding this text as typed, newest first.
+    Literal(&'a str),
+    /// Every memory, newest first.
+    Everything,
+}
+
+/// One page (plus one row) from `source`, after the cursor, with the filter.
+fn page(
+    conn: &Connection,
+    source: Source<'_>,
+    filter: &MemoryFilter,
+    cursor: Option<&Cursor>,
+) -> Result<Vec<Hit>> {
     let mut args = Vec::new();
-    let (source, ranked) = match (mode, statistics) {
-        (SearchMode::Ranked(plan), Some(statistics)) => {
-            args.push(Value::Text(plan.scorer(statistics).encode()));
-            args.push(Value::Text(fts::any(&plan.phrases)));
+    let (source, ranked) = match source {
+        Source::Ranked(scorer, expression) => {
+            args.push(Value::Text(scorer.to_owned()));
+            args.push(Value::Text(expression.to_owned()));
             (
                 format!(
                     "(SELECT rowid AS seq, {}(memories_fts, ?) AS score FROM memories_fts WHERE memories_fts MATCH ?) r
@@ -239,11 +312,11 @@ fn search_rows(
                 true,
             )
         }
-        (SearchMode::Literal(literal), _) => {
-            args.push(Value::Text(literal.clone()));
+        Source::Literal(literal) => {
+            args.push(Value::Text(literal.to_owned()));
             ("memories m WHERE instr(m.body, ?) > 0".to_owned(), false)
         }
-        _ => ("memories m WHERE 1 = 1".to_owned(), false),
+        Source::Everything => ("memories m WHERE 1 = 1".to_owned(), false),
     };
     let score = if ranked { "r.score" } else { "0.0" };
     let mut inner = format!("SELECT m.seq AS seq, {score} AS score, m.id AS id FROM {source}");
