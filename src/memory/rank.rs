@@ -1,13 +1,19 @@
 //! The search ranking, in one place: which words of a query are scored, the statistics a score
 //! depends on, and the formula.
 //!
-//! **The formula** ([`Scorer::score`]) is Okapi BM25 over the query's scored terms, as Lucene
-//! and tantivy compute it, plus two things BM25 lacks:
-//! * `idf(t) = ln(1 + (N − df + 0.5) / (df + 0.5))`: a word few memories hold weighs more
-//!   (N memories, df of them hold a form of `t`); always positive;
-//! * `tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avglen))` per term, k1 = 1.2, b = 0.75: repeating a
-//!   word helps with diminishing returns, and length is normalised against the average, so
-//!   neither the shortest nor the longest memory wins by length alone;
+//! **The formula** ([`Scorer::score`]) is BM25+ (Okapi BM25 with Lv and Zhai's lower bound)
+//! over the query's scored terms, with idf as Lucene and tantivy compute it, plus two things
+//! BM25 lacks:
+//! * `idf(f) = ln(1 + (N − df + 0.5) / (df + 0.5))` for each form `f` of a term: a word few
+//!   memories hold weighs more (N memories, df of them hold `f`); always positive;
+//! * `idf(f) · (tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avglen)) + δ)` per form, k1 = 1.2,
+//!   b = 0.75, δ = 1: repeating a word helps with diminishing returns, length is normalised
+//!   against the average so neither the shortest nor the longest memory wins by length alone,
+//!   and holding the word at all is worth δ however long the memory (plain BM25 scores a word
+//!   in a long memory as if it were barely there);
+//! * a term scores by its **best form** (a disjunction-max): the word typed at full weight, an
+//!   irregular form ("buy" for "bought") at [`ALTERNATIVE_WEIGHT`], each with its own idf, so a
+//!   common form's many matches never borrow a rare form's weight;
 //! * a **proximity bonus** for each pair of neighbouring query terms found next to each other
 //!   as in the query ("code review"): [`PAIR_BONUS`] × the smaller of their idfs. The whole
 //!   query found as a phrase collects every pair;
@@ -20,7 +26,7 @@
 //! irregular forms ("went" also finds "go"). Every memory holding any scored term is a
 //! candidate, so memories holding all of them rank first by the sum, without a fallback.
 //!
-//! **Exact paging.** The statistics ([`Statistics`]: N, the total length, each term's df) are
+//! **Exact paging.** The statistics ([`Statistics`]: N, the total length, each form's df) are
 //! read when the first page is read and carried in its cursor, so later pages score every
 //! memory with the same numbers and a memory that did not change keeps its score while others
 //! write. That is what makes a cursor over (score, id) exact with collection statistics.
@@ -40,8 +46,65 @@ const B: f64 = 0.75;
 pub const PAIR_BONUS: f64 = 1.0;
 /// The share of a memory's words that may be repeated query terms without a penalty.
 const STUFFING_FREE: f64 = 0.2;
+/// BM25+'s lower bound (Lv and Zhai, 2011), in idf units: what holding a term at all is
+/// worth, however long the memory, so a long memory that holds a word is not scored as if it
+/// barely did.
+const DELTA: f64 = 1.0;
 /// How steeply the score falls past [`STUFFING_FREE`].
 const STUFFING_SLOPE: f64 = 8.0;
+
+/// What a match of an irregular form counts, against 1 for the word typed: "bought" also
+/// finds "buy", but a memory saying "bought" says what was asked more surely than one saying
+/// "buy" (query expansion weighs expanded terms below the query's own, as synonym boosts in
+/// Lucene and Elasticsearch do).
+pub const ALTERNATIVE_WEIGHT: f64 = 0.5;
+
+/// One phrase an engine reports, as the scorer sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Form {
+    /// Its index in the plan's phrases: the same form reported twice is one form.
+    id: usize,
+    /// The scored term it is a form of.
+    term: usize,
+    /// Whether it is an irregular form rather than the word typed.
+    alternative: bool,
+    /// Its idf, from its own document frequency.
+    idf: f64,
+}
+
+impl Form {
+    /// What one match of it is worth against a match of the word typed.
+    fn weight(&self) -> f64 {
+        if self.alternative {
+            ALTERNATIVE_WEIGHT
+        } else {
+            1.0
+        }
+    }
+
+    /// `id.term.idf-bits`, with `~` after the term for an alternative form.
+    fn encode(&self) -> String {
+        let mark = if self.alternative { "~" } else { "" };
+        format!("{}.{}{mark}.{:x}", self.id, self.term, self.idf.to_bits())
+    }
+
+    fn decode(text: &str) -> Option<Form> {
+        let mut parts = text.split('.');
+        let id = parts.next()?.parse().ok()?;
+        let term = parts.next()?;
+        let (term, alternative) = match term.strip_suffix('~') {
+            Some(term) => (term, true),
+            None => (term, false),
+        };
+        let idf = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
+        parts.next().is_none().then_some(Form {
+            id,
+            term: term.parse().ok()?,
+            alternative,
+            idf,
+        })
+    }
+}
 
 /// What the score is computed from, for one memory and one query.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -62,7 +125,8 @@ pub struct Statistics {
     pub memories: u64,
     /// Their searched tokens, all together (N × the average length).
     pub tokens: u64,
-    /// For each scored term, how many memories hold any of its forms (df).
+    /// For each phrase of the plan (each form of each scored term), how many memories hold it
+    /// (df): a form is weighed by its own rarity.
     pub frequencies: Vec<u64>,
 }
 
@@ -75,6 +139,9 @@ pub struct QueryPhrase {
     pub prefix: bool,
     /// The scored term it is a form of (an index into the plan's terms).
     pub of: usize,
+    /// Whether it is an irregular form of the word typed ("buy" for "bought"), which counts
+    /// [`ALTERNATIVE_WEIGHT`] of a match of the word itself.
+    pub alternative: bool,
 }
 
 /// How a query is ranked: the phrases an engine must find, grouped into scored terms.
@@ -113,6 +180,7 @@ impl Ranking {
                         term: Term::Word(core.clone()),
                         prefix: open_end && i == last && *extra == 0,
                         of,
+                        alternative: false,
                     });
                     for form in irregular_forms(core).unwrap_or(&[]) {
                         if form != core {
@@ -120,6 +188,7 @@ impl Ranking {
                                 term: Term::Word((*form).to_owned()),
                                 prefix: false,
                                 of,
+                                alternative: true,
                             });
                         }
                     }
@@ -131,6 +200,7 @@ impl Ranking {
                         term: Term::Word(word.clone()),
                         prefix: open_end && i == last,
                         of,
+                        alternative: false,
                     });
                 }
                 (Term::Cjk(run), _) => {
@@ -141,6 +211,7 @@ impl Ranking {
                         term: Term::Cjk(run.clone()),
                         prefix: run.len() == 1,
                         of,
+                        alternative: false,
                     });
                 }
             }
@@ -158,14 +229,52 @@ impl Ranking {
         self.phrases.iter().filter(move |p| p.of == term)
     }
 
-    /// The scorer of this plan under `statistics` (which must have one frequency per term).
+    /// The scorer of this plan under `statistics` (which must have one frequency per
+    /// phrase), for an engine that reports matches by the plan's phrase indices.
     pub fn scorer(&self, statistics: &Statistics) -> Scorer {
-        Scorer::new(
-            self.phrases.iter().map(|p| p.of).collect(),
-            self.gaps.clone(),
-            statistics,
-        )
+        self.scorer_for(statistics, &self.phrases)
     }
+
+    /// The same for an engine that reports the phrases in another order, or some twice:
+    /// `reported` are phrases of this plan, in the order the engine reports them.
+    pub fn scorer_for<'a>(
+        &self,
+        statistics: &Statistics,
+        reported: impl IntoIterator<Item = &'a QueryPhrase>,
+    ) -> Scorer {
+        let n = statistics.memories as f64;
+        let forms = reported
+            .into_iter()
+            .map(|phrase| {
+                let id = self
+                    .phrases
+                    .iter()
+                    .position(|p| std::ptr::eq(p, phrase))
+                    .or_else(|| self.phrases.iter().position(|p| p == phrase))
+                    .unwrap_or(0);
+                let df = statistics.frequencies.get(id).copied().unwrap_or(0) as f64;
+                Form {
+                    id,
+                    term: phrase.of,
+                    alternative: phrase.alternative,
+                    idf: idf(n, df),
+                }
+            })
+            .collect();
+        let average_length = if statistics.memories == 0 {
+            1.0
+        } else {
+            (statistics.tokens as f64 / n).max(1.0)
+        };
+        Scorer::new(forms, self.gaps.clone(), average_length)
+    }
+}
+
+/// A form's inverse document frequency among `n` memories, `df` of which hold it: Lucene's
+/// `ln(1 + (n − df + 0.5) / (df + 0.5))`, always positive, so a common word still counts a
+/// little and a score only grows with matches.
+fn idf(n: f64, df: f64) -> f64 {
+    (1.0 + (n - df + 0.5) / (df + 0.5)).ln().max(0.0)
 }
 
 /// A query word as the function-word list and the forms table see it: lower case, surrounding
@@ -197,102 +306,109 @@ fn tokens_in(word: &str) -> usize {
 /// A plan's scoring under fixed statistics: computed once per search, used for every memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scorer {
-    /// The scored term of each phrase.
-    of: Vec<usize>,
+    /// Each phrase the engine reports, in the order it reports them.
+    forms: Vec<Form>,
     /// The query tokens left out before each term.
     gaps: Vec<usize>,
-    /// Each term's idf.
-    idf: Vec<f64>,
+    /// Each term's weight: the largest weighted idf of its forms (bounds, proximity, order).
+    term_idf: Vec<f64>,
     /// The average searched length of a memory.
     average_length: f64,
 }
 
 impl Scorer {
-    fn new(of: Vec<usize>, gaps: Vec<usize>, statistics: &Statistics) -> Scorer {
-        let n = statistics.memories as f64;
-        let idf = (0..gaps.len())
-            .map(|t| {
-                let df = statistics.frequencies.get(t).copied().unwrap_or(0) as f64;
-                (1.0 + (n - df + 0.5) / (df + 0.5)).ln().max(0.0)
-            })
-            .collect();
-        let average_length = if statistics.memories == 0 {
-            1.0
-        } else {
-            (statistics.tokens as f64 / n).max(1.0)
-        };
+    fn new(forms: Vec<Form>, gaps: Vec<usize>, average_length: f64) -> Scorer {
+        let mut term_idf = vec![0.0f64; gaps.len()];
+        for form in &forms {
+            if let Some(best) = term_idf.get_mut(form.term) {
+                *best = best.max(form.weight() * form.idf);
+            }
+        }
         Scorer {
-            of,
+            forms,
             gaps,
-            idf,
+            term_idf,
             average_length,
         }
     }
 
     /// The score of a memory with `features`: higher is better (see the module's docs).
     pub fn score(&self, features: &Features) -> f64 {
-        // (term, offset, size) of each match; a token matched by two forms of one term (which
-        // can stem alike) counts once.
-        let mut at: Vec<(usize, usize, usize)> = features
+        // (term, offset, alternative, size, form) of each match; a token matched by two forms
+        // of one term (which can stem alike) counts once, as the word typed if either is.
+        let mut at: Vec<(usize, usize, bool, usize, usize)> = features
             .instances
             .iter()
             .filter_map(|&(phrase, offset)| {
-                let term = *self.of.get(phrase)?;
+                let form = self.forms.get(phrase)?;
                 let size = features.phrase_sizes.get(phrase).copied().unwrap_or(1);
-                Some((term, offset, size.max(1)))
+                Some((form.term, offset, form.alternative, size.max(1), form.id))
             })
             .collect();
         at.sort_unstable();
         at.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
 
-        let terms = self.idf.len();
-        let mut frequency = vec![0usize; terms];
-        for &(term, _, _) in &at {
-            frequency[term] += 1;
+        // Term frequency per form; each term scores by its best form (a disjunction-max, so
+        // a common form cannot lend its many matches the weight of a rare one).
+        let mut frequency: Vec<(usize, usize)> = at.iter().map(|m| (m.4, 0)).collect();
+        frequency.sort_unstable();
+        frequency.dedup();
+        for m in &at {
+            if let Ok(i) = frequency.binary_search_by(|(id, _)| id.cmp(&m.4)) {
+                frequency[i].1 += 1;
+            }
         }
         let length = features.length.max(1) as f64;
         let norm = K1 * (1.0 - B + B * length / self.average_length);
-        let bm25: f64 = frequency
-            .iter()
-            .zip(&self.idf)
-            .map(|(&tf, idf)| {
-                let tf = tf as f64;
-                idf * tf * (K1 + 1.0) / (tf + norm)
-            })
-            .sum();
+        let mut best = vec![0.0f64; self.term_idf.len()];
+        for &(id, tf) in &frequency {
+            let Some(form) = self.forms.iter().find(|f| f.id == id) else {
+                continue;
+            };
+            let tf = tf as f64;
+            let part = form.weight() * form.idf * (tf * (K1 + 1.0) / (tf + norm) + DELTA);
+            if let Some(b) = best.get_mut(form.term) {
+                *b = b.max(part);
+            }
+        }
+        let bm25: f64 = best.iter().sum();
 
         let found = |term: usize, offset: usize| {
-            at.binary_search_by(|&(t, o, _)| (t, o).cmp(&(term, offset)))
+            at.binary_search_by(|m| (m.0, m.1).cmp(&(term, offset)))
                 .is_ok()
         };
+        let terms = self.term_idf.len();
         let proximity: f64 = (1..terms)
             .filter(|&term| {
                 at.iter()
-                    .filter(|(t, _, _)| *t == term - 1)
-                    .any(|&(_, offset, size)| found(term, offset + size + self.gaps[term]))
+                    .filter(|m| m.0 == term - 1)
+                    .any(|m| found(term, m.1 + m.3 + self.gaps[term]))
             })
-            .map(|term| PAIR_BONUS * self.idf[term - 1].min(self.idf[term]))
+            .map(|term| PAIR_BONUS * self.term_idf[term - 1].min(self.term_idf[term]))
             .sum();
 
-        let repeats: usize = frequency.iter().map(|tf| tf.saturating_sub(1)).sum();
+        let mut matched: Vec<usize> = at.iter().map(|m| m.0).collect();
+        matched.dedup();
+        let repeats = at.len().saturating_sub(matched.len());
         let stuffing = (repeats as f64 / length - STUFFING_FREE).max(0.0);
         (bm25 + proximity) / (1.0 + STUFFING_SLOPE * stuffing)
     }
 
     /// The highest score a memory can have that holds only `terms` (indices of scored
-    /// terms): each term at most `idf·(k1 + 1)`, plus the proximity bonus of neighbouring pairs
-    /// among them. An engine that has found enough memories scoring above the bound of the
-    /// terms it has not searched by can stop (MaxScore, as Lucene and tantivy prune).
+    /// terms): each term at most its weighted idf × (k1 + 1 + δ), plus the proximity bonus of
+    /// neighbouring pairs among them. An engine that has found enough memories scoring above
+    /// the bound of the terms it has not searched by can stop (MaxScore, as Lucene and tantivy
+    /// prune).
     pub fn bound(&self, terms: &[usize]) -> f64 {
         let holds = |t: usize| terms.contains(&t);
         let words: f64 = terms
             .iter()
-            .filter_map(|&t| self.idf.get(t))
-            .map(|idf| idf * (K1 + 1.0))
+            .filter_map(|&t| self.term_idf.get(t))
+            .map(|idf| idf * (K1 + 1.0 + DELTA))
             .sum();
-        let pairs: f64 = (1..self.idf.len())
+        let pairs: f64 = (1..self.term_idf.len())
             .filter(|&t| holds(t - 1) && holds(t))
-            .map(|t| PAIR_BONUS * self.idf[t - 1].min(self.idf[t]))
+            .map(|t| PAIR_BONUS * self.term_idf[t - 1].min(self.term_idf[t]))
             .sum();
         words + pairs
     }
@@ -300,27 +416,25 @@ impl Scorer {
     /// The scored terms, the weightiest (rarest) first: the order in which an engine adds
     /// terms to the set a search must find candidates by.
     pub fn terms_by_weight(&self) -> Vec<usize> {
-        let mut terms: Vec<usize> = (0..self.idf.len()).collect();
-        terms.sort_by(|&a, &b| self.idf[b].total_cmp(&self.idf[a]).then(a.cmp(&b)));
+        let mut terms: Vec<usize> = (0..self.term_idf.len()).collect();
+        terms.sort_by(|&a, &b| {
+            self.term_idf[b]
+                .total_cmp(&self.term_idf[a])
+                .then(a.cmp(&b))
+        });
         terms
-    }
-
-    /// The same scorer for an engine that reports the phrases in another order, or some twice:
-    /// `of[i]` is the scored term of reported phrase `i`.
-    pub fn for_phrases(&self, of: Vec<usize>) -> Scorer {
-        Scorer { of, ..self.clone() }
     }
 
     /// The scorer as text, for an engine that scores inside the database (SQLite's auxiliary
     /// function reads it back with [`Scorer::decode`]): every number exact, so both ends
     /// compute the same scores.
     pub fn encode(&self) -> String {
-        let list = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(",");
+        let forms: Vec<String> = self.forms.iter().map(Form::encode).collect();
+        let gaps: Vec<String> = self.gaps.iter().map(usize::to_string).collect();
         format!(
-            "{}|{}|{}|{:x}",
-            list(&mut self.of.iter().map(usize::to_string)),
-            list(&mut self.gaps.iter().map(usize::to_string)),
-            list(&mut self.idf.iter().map(|v| format!("{:x}", v.to_bits()))),
+            "{}|{}|{:x}",
+            forms.join(","),
+            gaps.join(","),
             self.average_length.to_bits()
         )
     }
@@ -328,29 +442,21 @@ impl Scorer {
     /// Reads [`Scorer::encode`]'s text; `None` if it is not one.
     pub fn decode(text: &str) -> Option<Scorer> {
         let mut parts = text.split('|');
-        let numbers = |part: &str| -> Option<Vec<usize>> {
-            part.split(',')
-                .filter(|s| !s.is_empty())
-                .map(|s| s.parse().ok())
-                .collect()
-        };
-        let of = numbers(parts.next()?)?;
-        let gaps = numbers(parts.next()?)?;
-        let idf = parts
+        let forms = parts
             .next()?
             .split(',')
             .filter(|s| !s.is_empty())
-            .map(|s| u64::from_str_radix(s, 16).ok().map(f64::from_bits))
-            .collect::<Option<Vec<f64>>>()?;
+            .map(Form::decode)
+            .collect::<Option<Vec<Form>>>()?;
+        let gaps = parts
+            .next()?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().ok())
+            .collect::<Option<Vec<usize>>>()?;
         let average_length = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
-        let valid =
-            parts.next().is_none() && idf.len() == gaps.len() && of.iter().all(|&t| t < gaps.len());
-        valid.then_some(Scorer {
-            of,
-            gaps,
-            idf,
-            average_length,
-        })
+        let valid = parts.next().is_none() && forms.iter().all(|f| f.term < gaps.len());
+        valid.then(|| Scorer::new(forms, gaps, average_length))
     }
 }
 
@@ -470,7 +576,7 @@ mod tests {
         let s = plan.scorer(&Statistics {
             memories: 10,
             tokens: 100,
-            frequencies: vec![3],
+            frequencies: vec![3; plan.phrases.len()],
         });
         let one = Features {
             phrase_sizes: vec![1; plan.phrases.len()],
@@ -498,14 +604,87 @@ mod tests {
     fn a_scorer_round_trips_exactly() {
         let s = scorer();
         assert_eq!(Scorer::decode(&s.encode()), Some(s));
+        let went = Ranking::plan(&terms("went home"), false).scorer(&Statistics {
+            memories: 10,
+            tokens: 100,
+            frequencies: vec![1, 2, 3],
+        });
+        assert!(went.encode().contains('~'), "{}", went.encode());
+        assert_eq!(Scorer::decode(&went.encode()), Some(went));
         for bad in [
             "",
             "0|0",
-            "0|0|x|1",
-            "5|0|3ff0000000000000|1",
-            "0|0|3ff0000000000000|1|",
+            "0.0.x|0|1",
+            "0.5.3ff0000000000000|0|1",
+            "0.0.3ff0000000000000.1|0|1",
+            "0.0.3ff0000000000000|0|1|",
         ] {
             assert_eq!(Scorer::decode(bad), None, "{bad}");
         }
+    }
+
+    /// "bought" (in 1 of 100 memories) also finds "buy" (in 60).
+    fn bought() -> (Ranking, Scorer) {
+        let plan = Ranking::plan(&terms("bought"), false);
+        assert_eq!(
+            words(&plan),
+            [("bought".into(), false, 0), ("buy".into(), false, 0)]
+        );
+        let scorer = plan.scorer(&Statistics {
+            memories: 100,
+            tokens: 1000,
+            frequencies: vec![1, 60],
+        });
+        (plan, scorer)
+    }
+
+    fn forms(instances: &[(usize, usize)], length: usize) -> Features {
+        Features {
+            phrase_sizes: vec![1, 1],
+            instances: instances.to_vec(),
+            length,
+        }
+    }
+
+    #[test]
+    fn an_irregular_form_counts_less_than_the_word_typed() {
+        let (plan, s) = bought();
+        assert!(plan.phrases[1].alternative && !plan.phrases[0].alternative);
+        // Were "buy" as rare as "bought", it would still count half.
+        let even = plan.scorer(&Statistics {
+            memories: 100,
+            tokens: 1000,
+            frequencies: vec![1, 1],
+        });
+        let typed = even.score(&forms(&[(0, 3)], 10));
+        let alternative = even.score(&forms(&[(1, 3)], 10));
+        assert!(alternative > 0.0 && (alternative - typed * ALTERNATIVE_WEIGHT).abs() < 1e-9);
+        assert!(s.score(&forms(&[(0, 3)], 10)) > s.score(&forms(&[(1, 3)], 10)));
+    }
+
+    #[test]
+    fn a_common_form_does_not_borrow_a_rare_forms_weight() {
+        let (_, s) = bought();
+        // Ten "buy"s score by buy's idf: less than one "bought", and no more with "bought"
+        // beside them than "bought" alone would (each term scores by its best form).
+        let buys: Vec<(usize, usize)> = (0..10).map(|i| (1, i * 3)).collect();
+        let many_buys = s.score(&forms(&buys, 40));
+        let one_bought = s.score(&forms(&[(0, 5)], 40));
+        assert!(one_bought > many_buys, "{one_bought} > {many_buys}");
+        let mut both = buys.clone();
+        both.push((0, 31));
+        let with_bought = s.score(&forms(&both, 40));
+        assert!((with_bought - one_bought).abs() < 1e-9 || with_bought < one_bought);
+    }
+
+    #[test]
+    fn holding_a_word_counts_however_long_the_memory() {
+        let s = scorer();
+        // BM25+: a rare word once in a memory twenty times the average length still scores
+        // at least its idf, well above a common word in a short memory.
+        let long = s.score(&doc(&[(0, 100)], 200));
+        let common_short = s.score(&doc(&[(1, 2)], 5));
+        assert!(long > common_short, "{long} > {common_short}");
+        assert!(long >= s.bound(&[0]) / (K1 + 1.0 + DELTA) * DELTA);
     }
 }

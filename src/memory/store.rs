@@ -162,7 +162,7 @@ impl Store {
             .transpose()?;
         if let (SearchMode::Ranked(plan), Some(cursor)) = (&mode, &cursor) {
             let terms = cursor.statistics.as_ref().map(|s| s.frequencies.len());
-            if terms != Some(plan.terms()) {
+            if terms != Some(plan.phrases.len()) {
                 return Err(Error::Invalid(
                     "the cursor does not carry this search's statistics; start again without a cursor".into(),
                 ));

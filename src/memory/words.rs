@@ -6,7 +6,8 @@
 //!   research. They are left out of the search whenever the query has any other word (a query
 //!   of function words only, like "the", searches for them). The list is the common English
 //!   one (NLTK's, with the contraction pieces a tokenizer leaves: "s", "t", "ll", …, and a few
-//!   question words it lacks).
+//!   question words it lacks: the modals, "whose", and the "many" and "much" of "how many",
+//!   which ask for a number and name nothing).
 //! * **Irregular forms.** Porter (SQLite) and Snowball (PostgreSQL) stem regular inflections
 //!   ("deploys" → "deploy") but not "went" → "go" or "children" → "child". Each group here is
 //!   one word's forms; a query word in a group searches for every form of it, as one term.
@@ -102,11 +103,13 @@ const FUNCTION_WORDS: &[&str] = &[
     "ll",
     "m",
     "ma",
+    "many",
     "me",
     "might",
     "mightn",
     "more",
     "most",
+    "much",
     "must",
     "mustn",
     "my",

@@ -392,7 +392,7 @@ pub(crate) fn search_rows(
 /// The statistics of a ranked search as of the caller's transaction: the totals the schema
 /// keeps (`memory_search_totals`, maintained by triggers in every memory write) and each
 /// scored term's document frequency, counted through the GIN index in one round trip.
-fn statistics(tx: &mut Transaction<'_>, plan: &Ranking, phrases: &[Phrase]) -> Result<Statistics> {
+fn statistics(tx: &mut Transaction<'_>, phrases: &[Phrase]) -> Result<Statistics> {
     let what = "reading the search statistics";
     let row = tx
         .query_one(
@@ -402,18 +402,10 @@ fn statistics(tx: &mut Transaction<'_>, plan: &Ranking, phrases: &[Phrase]) -> R
         .context(what)?;
     let memories: i64 = row.try_get(0).context(what)?;
     let tokens: i64 = row.try_get(1).context(what)?;
-    // One OR of its forms per term; a term whose forms hold no word matches nothing.
-    let queries: Vec<Option<String>> = (0..plan.terms())
-        .map(|term| {
-            let forms: Vec<Phrase> = plan
-                .phrases
-                .iter()
-                .zip(phrases)
-                .filter(|(p, _)| p.of == term)
-                .map(|(_, phrase)| phrase.clone())
-                .collect();
-            tsquery(&forms, false)
-        })
+    // One query per phrase; a phrase that holds no word matches nothing.
+    let queries: Vec<Option<String>> = phrases
+        .iter()
+        .map(|phrase| tsquery(std::slice::from_ref(phrase), false))
         .collect();
     let rows = tx
         .query(
@@ -496,7 +488,7 @@ fn ranked(
     let phrases = phrases(tx, &plan.phrases)?;
     let statistics = match cursor.and_then(|c| c.statistics.clone()) {
         Some(statistics) => statistics,
-        None => statistics(tx, plan, &phrases)?,
+        None => statistics(tx, &phrases)?,
     };
     let scorer = plan.scorer(&statistics);
     let Some(text) = tsquery(&phrases, false) else {

@@ -26,12 +26,6 @@ pub(crate) fn any<'a>(phrases: impl IntoIterator<Item = &'a QueryPhrase>) -> Str
         .join(" OR ")
 }
 
-/// The MATCH expression for memories holding any form of scored term `term`: what its document
-/// frequency counts.
-pub(crate) fn term(plan: &Ranking, term: usize) -> String {
-    any(plan.forms_of(term))
-}
-
 /// One phrase as an FTS5 string, with `*` when it is a prefix.
 fn phrase(phrase: &QueryPhrase) -> String {
     let mut query = String::new();

@@ -203,9 +203,9 @@ fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
     let mut stmt = conn
         .prepare_cached("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1")
         .context("reading the search statistics")?;
-    for term in 0..plan.terms() {
+    for phrase in &plan.phrases {
         let df: i64 = stmt
-            .query_row([fts::term(plan, term)], |r| r.get(0))
+            .query_row([fts::any([phrase])], |r| r.get(0))
             .context("reading the search statistics")?;
         frequencies.push(u64::try_from(df).unwrap_or(0));
     }
@@ -260,13 +260,8 @@ fn search_rows(
             "({}) AND ({all_phrases})",
             fts::any(searched_phrases.iter().copied())
         );
-        let of: Vec<usize> = searched_phrases
-            .iter()
-            .copied()
-            .chain(&plan.phrases)
-            .map(|p| p.of)
-            .collect();
-        let text = scorer.for_phrases(of).encode();
+        let reported = searched_phrases.iter().copied().chain(&plan.phrases);
+        let text = plan.scorer_for(statistics, reported).encode();
         let rows = page(conn, Source::Ranked(&text, &expression), filter, cursor)?;
         let wanted = limit.saturating_add(1);
         if rows.len() >= wanted && rows[wanted - 1].score > scorer.bound(rest) {
