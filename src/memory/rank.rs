@@ -7,7 +7,7 @@
 //! * `idf(f) = ln(1 + (N − df + 0.5) / (df + 0.5))` for each form `f` of a term: a word few
 //!   memories hold weighs more (N memories, df of them hold `f`); always positive;
 //! * `idf(f) · (tf·(k1 + 1) / (tf + k1·(1 − b + b·len/avglen)) + δ)` per form, k1 = 1.2,
-//!   b = 0.75, δ = 1: repeating a word helps with diminishing returns, length is normalised
+//!   b = 0.5, δ = 1: repeating a word helps with diminishing returns, length is normalised
 //!   against the average so neither the shortest nor the longest memory wins by length alone,
 //!   and holding the word at all is worth δ however long the memory (plain BM25 scores a word
 //!   in a long memory as if it were barely there);
@@ -40,8 +40,12 @@ use super::words::{irregular_forms, is_function_word};
 
 /// BM25's term-frequency saturation.
 const K1: f64 = 1.2;
-/// BM25's length normalisation (0: none, 1: full).
-const B: f64 = 0.75;
+/// BM25's length normalisation (0: none, 1: full). Lower than the textbook 0.75: a memory's
+/// length says less about its topic than a web page's does (a long session that mentions a
+/// question's words a few times is as likely the answer as a short turn), and on the recall
+/// bench 0.5 finds more on LongMemEval's whole sessions with nothing lost on single turns or
+/// LoCoMo (BENCHMARKS.md, "Recall").
+const B: f64 = 0.5;
 /// The bonus for two neighbouring query terms found side by side, in idf units.
 pub const PAIR_BONUS: f64 = 1.0;
 /// The share of a memory's words that may be repeated query terms without a penalty.
