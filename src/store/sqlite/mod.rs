@@ -25,6 +25,7 @@
 //! This is the only module (with its children) that names `rusqlite`.
 
 mod artifacts;
+mod cache;
 pub(crate) mod errors;
 pub(crate) mod fts;
 mod maintenance;
@@ -89,6 +90,10 @@ pub(crate) struct SqliteBackend {
     schema_version: u32,
     /// Whether this open created the database file.
     created: bool,
+    /// Artifact reads that hit, since this process last folded them into the cache row.
+    hits: std::sync::atomic::AtomicU64,
+    /// Artifact reads that missed, likewise.
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteBackend {
@@ -169,6 +174,8 @@ impl SqliteBackend {
             writer,
             schema_version,
             created,
+            hits: Default::default(),
+            misses: Default::default(),
         })
     }
 
