@@ -278,6 +278,7 @@ pub(crate) fn free_bytes(path: &Path) -> Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled the buffer.
     let st = unsafe { st.assume_init() };
+    #[allow(clippy::unnecessary_cast)]
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
@@ -376,8 +377,13 @@ impl Store {
         Ok(())
     }
 
-    /// The collector lock if it is free right now.
+    /// The collector lock if no one holds it now (`None` then: that collector does the
+    /// work). Two writers that both find it free take turns, and the second finds the work
+    /// done when it re-checks inside its transaction.
     fn try_collector(&self) -> Result<Option<KeyedGuard>> {
+        if self.locks().is_held(COLLECTOR_KEY)? {
+            return Ok(None);
+        }
         match self.locks().keyed(&[COLLECTOR_KEY], Mode::Exclusive) {
             Ok(guard) => Ok(Some(guard)),
             Err(Error::Busy(_)) => Ok(None),

@@ -31,6 +31,7 @@ pub(crate) mod fts;
 mod maintenance;
 mod memories;
 mod migrate;
+mod netfs;
 mod pinned;
 pub(crate) mod portable;
 pub(crate) mod rank;
@@ -127,6 +128,7 @@ impl SqliteBackend {
             create_private_dir(parent)?;
         }
         let canonical = canonical_db_path(&path)?;
+        netfs::refuse_network_fs(&canonical, options.allow_network_fs)?;
         if exists {
             refuse_hard_links(&canonical)?;
         }
