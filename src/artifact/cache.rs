@@ -335,7 +335,7 @@ impl Store {
     pub fn prune(&self, policy: &CachePolicy, dry_run: bool) -> Result<Collection> {
         if policy.is_empty() {
             return Err(Error::Invalid(
-                "pruning needs a rule: --max-size, --older-than, --keep-newest or --min-free"
+                "pruning needs a rule: a size cap, an age, a number to keep or a free-space floor"
                     .to_owned(),
             ));
         }
@@ -445,7 +445,7 @@ impl Store {
 
 fn unsupported_min_free() -> Error {
     Error::Unsupported(
-        "--min-free needs a database file: a server's free space is the server's; use --max-size"
+        "a free-space floor needs a database file: a server's free space is the server's; cap the size instead"
             .to_owned(),
     )
 }

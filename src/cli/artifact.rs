@@ -360,7 +360,23 @@ fn check(ctx: &Context, file: &Path, digest: &str) -> Result<i32> {
     })
 }
 
+/// Refuses an age no artifact can have: one that reaches before 1970.
+fn check_age(policy: &CachePolicy) -> Result<()> {
+    if let Some(age) = policy.older_than
+        && std::time::SystemTime::now()
+            .checked_sub(age)
+            .is_none_or(|t| t < std::time::SystemTime::UNIX_EPOCH)
+    {
+        return Err(Error::Invalid(format!(
+            "--older-than {} reaches before 1970; give a shorter duration",
+            humantime::format_duration(age)
+        )));
+    }
+    Ok(())
+}
+
 fn prune(ctx: &Context, policy: &CachePolicy, dry_run: bool) -> Result<i32> {
+    check_age(policy)?;
     let store = ctx.open_existing()?;
     let done = store.prune(policy, dry_run)?;
     if ctx.json {
@@ -394,6 +410,7 @@ fn set_policy(
     clear: bool,
     touch_interval: Option<Duration>,
 ) -> Result<i32> {
+    check_age(policy)?;
     if clear || !policy.is_empty() || touch_interval.is_some() {
         let store = ctx.open()?;
         let policy = if clear || !policy.is_empty() {
