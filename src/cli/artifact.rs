@@ -380,7 +380,11 @@ fn prune(ctx: &Context, policy: &CachePolicy, dry_run: bool) -> Result<i32> {
     let store = ctx.open_existing()?;
     let done = store.prune(policy, dry_run)?;
     if ctx.json {
-        print_json(&done)?;
+        // `removed` stays a list of digests, as before the policy; `evicted` adds the bytes.
+        let digests: Vec<&str> = done.removed.iter().map(|e| e.digest.as_str()).collect();
+        print_json(&json!({"removed": digests, "dry_run": done.dry_run,
+            "evicted": done.removed, "freed": done.freed, "bytes_before": done.bytes_before,
+            "bytes_after": done.bytes_after, "kept_pinned": done.kept_pinned}))?;
         return Ok(0);
     }
     let mut text = String::new();

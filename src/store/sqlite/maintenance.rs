@@ -119,6 +119,15 @@ impl Maintenance for SqliteBackend {
     }
 
     fn cache_stats(&self, pins: bool) -> Result<CacheStats> {
+        // After a put (no pins asked), on the writer connection that put used: a process that
+        // only wrote then opens no read connection, and its writer, closing last, still
+        // checkpoints and removes the WAL.
+        if !pins
+            && self.writer_is_open()
+            && let Ok(Some(conn)) = self.try_writer()
+        {
+            return super::cache::cache_stats(&conn, false);
+        }
         self.read(|conn| super::cache::cache_stats(conn, pins))
     }
 

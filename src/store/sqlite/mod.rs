@@ -348,6 +348,11 @@ impl SqliteBackend {
         Ok(self.writer.get_or_init(|| Mutex::new(conn)))
     }
 
+    /// Whether this store has opened its writer connection.
+    pub(crate) fn writer_is_open(&self) -> bool {
+        self.writer.get().is_some()
+    }
+
     /// Whether writes are possible (false when the database's directory is read-only).
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
