@@ -68,6 +68,51 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
     // MODSTATE_BENCH_BASELINE_BIN: another build (say, of the previous commit) measured in the
     // same pairs, for a before/after in one run.
     let baseline = std::env::var("MODSTATE_BENCH_BASELINE_BIN").ok();
+    // The baseline may be of an older schema: it gets a database of its own, written by itself.
+    let old_db = dir.join("get-baseline.db");
+    let old_db_arg = old_db.display().to_string();
+    let old_args = ["--db", old_db_arg.as_str(), "artifact", "get", key.as_str()];
+    if let Some(old) = &baseline {
+        let mut lines = String::new();
+        for (k, v) in &items {
+            let envelope = std::str::from_utf8(v.as_bytes()).expect("an envelope is UTF-8");
+            let _ = writeln!(lines, "{{\"digest\":\"{k}\",\"state\":{envelope}}}");
+        }
+        let mut child = Command::new(old)
+            .args(["--db", old_db_arg.as_str(), "artifact", "put-many", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the baseline");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(lines.as_bytes())
+            .expect("write");
+        assert!(child.wait().expect("wait").success(), "baseline put-many");
+    }
+    // The same get when every read records its use (touch interval 0: a write transaction per
+    // read); with the default interval (1h) a read pays it once an hour per artifact.
+    let touch_db = dir.join("get-touch.db");
+    let store = Store::open(&touch_db, Options::default()).expect("open");
+    store.put_many(items.iter().map(|(k, v)| (k, v))).unwrap();
+    store
+        .set_cache_policy(
+            &modstate::artifact::cache::CachePolicy::default(),
+            Some(std::time::Duration::ZERO),
+        )
+        .unwrap();
+    drop(store);
+    let touch_db_arg = touch_db.display().to_string();
+    let touch_args = [
+        "--db",
+        touch_db_arg.as_str(),
+        "artifact",
+        "get",
+        key.as_str(),
+    ];
+    let mut touching = Vec::new();
     let (mut get, mut cat, mut version, mut ratios) = (vec![], vec![], vec![], vec![]);
     let mut before = Vec::new();
     // A warm-up of each, then pairs whose order alternates so neither always runs second.
@@ -87,8 +132,9 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
         ratios.push(g / c);
         version.push(wall_ms(bin, &["--version"]));
         if let Some(old) = &baseline {
-            before.push(wall_ms(old, &get_args));
+            before.push(wall_ms(old, &old_args));
         }
+        touching.push(wall_ms(bin, &touch_args));
     }
     let mut md = format!(
         "## A whole `modstate artifact get` process vs `cat dagger.moduletypes.json`\n\n\
@@ -102,6 +148,10 @@ fn get_vs_cat(bin: &str, dir: &Path, pairs: usize) -> String {
         ("modstate --version", &version),
         ("modstate artifact get", &get),
     ];
+    rows.push((
+        "modstate artifact get, recording its use on every read",
+        &touching,
+    ));
     if !before.is_empty() {
         rows.push((
             "modstate artifact get, MODSTATE_BENCH_BASELINE_BIN",

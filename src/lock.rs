@@ -101,6 +101,14 @@ pub trait Locks: Send + Sync {
     fn status(&self) -> Result<Vec<LockState>>;
     /// Where the locks live when they are files (the lock directory), for a diagnosis.
     fn directory(&self) -> Option<&Path>;
+    /// Whether someone holds `key` (shared or exclusive) right now; takes nothing. For the
+    /// artifact collector, which must not remove what a running process pins.
+    fn is_held(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .status()?
+            .iter()
+            .any(|s| s.name == key && s.state != "free"))
+    }
 }
 
 impl Locks for LockDir {
@@ -122,6 +130,16 @@ impl Locks for LockDir {
 
     fn directory(&self) -> Option<&Path> {
         Some(self.path())
+    }
+
+    fn is_held(&self, key: &str) -> Result<bool> {
+        let path = self.dir.join(key_file_name(key));
+        match open_lock_file_read_only(&path) {
+            Ok(file) => Ok(probe(&file, &path)? != "free"),
+            // Never taken (or no lock directory yet): nobody holds it.
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -9,7 +9,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -33,6 +32,8 @@ pub struct Stats {
     pub free_pages: u64,
     /// Page size.
     pub page_size: u64,
+    /// The artifact cache: exact totals, policy, hits, misses, evictions, collections, pins.
+    pub cache: crate::artifact::cache::CacheStats,
 }
 
 /// How many memories one namespace holds, and its generation.
@@ -68,7 +69,12 @@ pub struct IntegrityReport {
 impl Store {
     /// Counts and sizes; reads only.
     pub fn stats(&self) -> Result<Stats> {
-        self.maintenance().stats()
+        let mut stats = self.maintenance().stats()?;
+        stats.cache = self.maintenance().cache_stats(true)?;
+        // Exact, from the totals kept in every write transaction.
+        stats.artifacts = stats.cache.artifacts;
+        stats.artifact_bytes = stats.cache.bytes;
+        Ok(stats)
     }
 
     /// The `-wal` file beside the database; `None` for a server database, whose server looks
@@ -82,28 +88,6 @@ impl Store {
     /// skipped.
     pub fn check_integrity(&self) -> Result<IntegrityReport> {
         self.maintenance().check_integrity()
-    }
-
-    /// Removes artifacts created before `older_than` (when given) that are not among the
-    /// `keep_newest` newest (when given); returns the digests removed, oldest first. One
-    /// transaction: all or nothing.
-    pub fn prune_artifacts(
-        &self,
-        older_than: Option<SystemTime>,
-        keep_newest: Option<u64>,
-    ) -> Result<Vec<String>> {
-        let rule = PruneRule::new(older_than, keep_newest)?;
-        self.maintenance().prune_artifacts(&rule, false)
-    }
-
-    /// The digests [`Store::prune_artifacts`] would remove now, removing nothing.
-    pub fn prunable_artifacts(
-        &self,
-        older_than: Option<SystemTime>,
-        keep_newest: Option<u64>,
-    ) -> Result<Vec<String>> {
-        let rule = PruneRule::new(older_than, keep_newest)?;
-        self.maintenance().prune_artifacts(&rule, true)
     }
 
     /// Rebuilds the database file so the space of removed rows goes back to the file system.
@@ -123,29 +107,6 @@ impl Store {
         Ok(VacuumReport {
             bytes_before,
             bytes_after: size()?,
-        })
-    }
-}
-
-/// Which artifacts a prune removes: those stored before `cutoff` (when set) that are not
-/// among the `keep` newest (by stored time, then digest).
-pub(crate) struct PruneRule {
-    /// RFC 3339 UTC with microseconds, as stored: such times compare as text.
-    pub cutoff: Option<String>,
-    /// How many of the newest to keep (0: none kept for that reason).
-    pub keep: u64,
-}
-
-impl PruneRule {
-    fn new(older_than: Option<SystemTime>, keep_newest: Option<u64>) -> Result<PruneRule> {
-        if older_than.is_none() && keep_newest.is_none() {
-            return Err(Error::Invalid(
-                "pruning needs an age or a number of artifacts to keep".to_owned(),
-            ));
-        }
-        Ok(PruneRule {
-            cutoff: older_than.map(crate::time::timestamp),
-            keep: keep_newest.unwrap_or(0),
         })
     }
 }

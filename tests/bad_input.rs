@@ -237,6 +237,7 @@ fn artifact_rows() -> Vec<Row> {
         artifact_check_rows(),
         artifact_resolve_rows(),
         artifact_prune_rows(),
+        artifact_cache_rows(),
     ]
     .into_iter()
     .flatten()
@@ -1050,6 +1051,72 @@ fn artifact_prune_rows() -> Vec<Row> {
             3,
         )
         .db("missing/state.db"),
+    ]);
+    rows
+}
+
+/// `artifact policy`, `pin` and `unpin`: sizes and durations must read; only a stored
+/// artifact can be pinned; `--min-free` and a size together with `--clear` are refused.
+fn artifact_cache_rows() -> Vec<Row> {
+    let absent = digest_of(99);
+    let mut rows = Vec::new();
+    rows.extend(bad_digest_rows("artifact pin", |d| {
+        strings(&["artifact", "pin", d])
+    }));
+    rows.extend(bad_digest_rows("artifact unpin", |d| {
+        strings(&["artifact", "unpin", d])
+    }));
+    rows.extend([
+        Row::new(
+            "artifact policy",
+            "a size that is not one",
+            ["artifact", "policy", "--max-size", "big"],
+            2,
+        ),
+        Row::new(
+            "artifact policy",
+            "an unknown size unit",
+            ["artifact", "policy", "--max-size", "5XB"],
+            2,
+        ),
+        Row::new(
+            "artifact policy",
+            "a rule and --clear",
+            ["artifact", "policy", "--max-size", "5MB", "--clear"],
+            2,
+        ),
+        Row::new(
+            "artifact policy",
+            "a touch interval that is not one",
+            ["artifact", "policy", "--touch-interval", "often"],
+            2,
+        ),
+        Row::new(
+            "artifact prune",
+            "a size too large",
+            ["artifact", "prune", "--max-size", "99999999999TB"],
+            2,
+        ),
+        Row::new(
+            "artifact pin",
+            "not stored",
+            ["artifact", "pin", &absent],
+            3,
+        ),
+        Row::new(
+            "artifact pin",
+            "a lease that is not a duration",
+            ["artifact", "pin", &absent, "--for", "ever"],
+            2,
+        ),
+        Row::new(
+            "artifact unpin",
+            "not pinned",
+            ["artifact", "unpin", &absent],
+            3,
+        ),
+        Row::new("artifact policy", "no database", ["artifact", "policy"], 3)
+            .db("missing/state.db"),
     ]);
     rows
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod artifact;
 mod bad_input;
+mod cache_bounds;
 mod cli;
 mod conformance;
 mod crash;

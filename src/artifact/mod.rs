@@ -1,6 +1,7 @@
 //! Module-state artifacts: the saved state envelope, its table in the store, and the
 //! `dagger.moduletypes.json` file format.
 
+pub mod cache;
 pub mod file;
 mod resolve;
 mod store;

@@ -49,7 +49,11 @@ impl Store {
     pub fn put(&self, digest: &Digest, envelope: &Envelope) -> Result<PutOutcome> {
         let sha = Digest::of(envelope.as_bytes());
         let mut outcomes = self.backend().put_artifacts(&[(digest, envelope, sha)])?;
-        Ok(outcomes.pop().unwrap_or(PutOutcome::Unchanged))
+        let outcome = outcomes.pop().unwrap_or(PutOutcome::Unchanged);
+        if outcome != PutOutcome::Unchanged {
+            self.after_artifact_write();
+        }
+        Ok(outcome)
     }
 
     /// Stores many artifacts in one transaction under one write-lock hold: all or nothing.
@@ -62,7 +66,11 @@ impl Store {
             .into_iter()
             .map(|(digest, envelope)| (digest, envelope, Digest::of(envelope.as_bytes())))
             .collect();
-        self.backend().put_artifacts(&items)
+        let outcomes = self.backend().put_artifacts(&items)?;
+        if outcomes.iter().any(|o| *o != PutOutcome::Unchanged) {
+            self.after_artifact_write();
+        }
+        Ok(outcomes)
     }
 
     /// The stored envelope, its hash verified on every read whatever the engine; `None` if

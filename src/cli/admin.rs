@@ -317,6 +317,21 @@ pub fn stats(ctx: &Context) -> Result<i32> {
     row("database", store.canonical_path().display().to_string());
     row("artifacts", stats.artifacts.to_string());
     row("artifact_bytes", stats.artifact_bytes.to_string());
+    let c = &stats.cache;
+    let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    row("artifact_cap", or_dash(c.policy.max_size));
+    row("artifact_hits", c.hits.to_string());
+    row("artifact_misses", c.misses.to_string());
+    row("artifact_evictions", c.evictions.to_string());
+    row("artifact_collections", c.collections.to_string());
+    row(
+        "artifact_last_collection",
+        match (&c.last_collection_at, c.last_collection_freed) {
+            (Some(at), Some(freed)) => format!("{at} freed {freed} bytes"),
+            _ => "-".to_owned(),
+        },
+    );
+    row("artifact_pinned_bytes", c.pinned_bytes.to_string());
     for ns in &stats.memories {
         row(
             &format!("memories[{}]", ns.namespace),

@@ -3,13 +3,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
 
 use std::os::unix::process::ExitStatusExt;
 
+use modstate::artifact::cache::CachePolicy;
 use modstate::artifact::file::read_artifact_file_any;
 use modstate::artifact::{Served, read_artifact_file, write_artifact_file};
 use modstate::{Digest, Error, Outcome, PutOutcome, Result};
@@ -101,23 +102,103 @@ pub enum ArtifactCommand {
         #[arg(long)]
         digest: String,
     },
-    /// Remove old artifacts so a cache that grows forever can be trimmed.
+    /// Remove artifacts by one policy: size cap, age, newest kept, free space.
     ///
-    /// With both options, an artifact goes only if it is older than DURATION and not among
-    /// the N newest. One transaction; prints the digests removed. `modstate vacuum` then gives
-    /// the space back to the file system.
+    /// Any combination: the N most recently used (--keep-newest) and pinned artifacts never
+    /// go; of the rest, those unused for --older-than go, then the least recently used until
+    /// the artifacts take at most --max-size and the file system has --min-free bytes free.
+    /// With --keep-newest alone, every other artifact goes. One transaction; prints the
+    /// digests removed. `modstate vacuum` then gives the space back to the file system.
     #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
     Prune {
-        /// Remove artifacts stored longer ago than this, e.g. 30d, 12h, 1w 2d.
-        #[arg(long, value_name = "DURATION", group = "which", value_parser = parse_duration)]
-        older_than: Option<Duration>,
-        /// Keep the N most recently stored artifacts.
-        #[arg(long, value_name = "N", group = "which")]
-        keep_newest: Option<u64>,
+        #[command(flatten)]
+        policy: PolicyArgs,
         /// Print what would be removed, and remove nothing.
         #[arg(long)]
         dry_run: bool,
     },
+    /// Store the prune policy, applied automatically by writers from then on.
+    ///
+    /// After a put that leaves the store over --max-size (or, for the other rules, once per
+    /// --touch-interval), the writer collects in a transaction of its own, one collector at a
+    /// time, down to 90% of the cap. With no rule, prints the stored policy; --clear removes it.
+    #[command(group(clap::ArgGroup::new("which").multiple(true)))]
+    Policy {
+        #[command(flatten)]
+        policy: PolicyArgs,
+        /// Remove the stored policy: no automatic collection.
+        #[arg(long, conflicts_with = "which")]
+        clear: bool,
+        /// How often a read records the artifact's use (default 1h), and how often writers
+        /// apply the age rules.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        touch_interval: Option<Duration>,
+    },
+    /// Pin an artifact: no prune or collection removes it.
+    Pin {
+        #[arg(help = DIGEST_HELP)]
+        digest: String,
+        /// Until this long from now (e.g. 2h); without it, until `artifact unpin`.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        for_how_long: Option<Duration>,
+    },
+    /// Remove an artifact's pin (exit 3 if it had none).
+    Unpin {
+        #[arg(help = DIGEST_HELP)]
+        digest: String,
+    },
+}
+
+/// The rules of a prune policy.
+#[derive(clap::Args)]
+pub struct PolicyArgs {
+    /// Evict least recently used first until artifacts take at most SIZE (e.g. 500MB, 2GiB).
+    #[arg(long, value_name = "SIZE", group = "which", value_parser = parse_size)]
+    max_size: Option<u64>,
+    /// Remove artifacts not read or stored for this long, e.g. 30d, 12h, 1w 2d.
+    #[arg(long, value_name = "DURATION", group = "which", value_parser = parse_duration)]
+    older_than: Option<Duration>,
+    /// Keep the N most recently used artifacts.
+    #[arg(long, value_name = "N", group = "which")]
+    keep_newest: Option<u64>,
+    /// Evict least recently used first until the database's file system has SIZE free
+    /// (SQLite only).
+    #[arg(long, value_name = "SIZE", group = "which", value_parser = parse_size)]
+    min_free: Option<u64>,
+}
+
+impl PolicyArgs {
+    fn policy(&self) -> CachePolicy {
+        CachePolicy {
+            max_size: self.max_size,
+            older_than: self.older_than,
+            keep_newest: self.keep_newest,
+            min_free: self.min_free,
+        }
+    }
+}
+
+/// A size as humans write it: bytes, or with K/M/G/T (powers of 1000) or KiB/MiB/GiB/TiB.
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let bad = || format!("{text:?} is not a size; write it as 500000, 500KB, 20MB or 2GiB");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "m" | "mb" => 1000 * 1000,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "t" | "tb" => 1000 * 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large a size"))
 }
 
 /// A duration as humans write it (`30d`, `12h`, `1w 2d`).
@@ -142,11 +223,17 @@ pub fn run(ctx: &Context, cmd: ArtifactCommand) -> Result<i32> {
             command,
         } => resolve(ctx, &digest, file.as_deref(), write_file, &command),
         ArtifactCommand::Check { file, digest } => check(ctx, &file, &digest),
-        ArtifactCommand::Prune {
-            older_than,
-            keep_newest,
-            dry_run,
-        } => prune(ctx, older_than, keep_newest, dry_run),
+        ArtifactCommand::Prune { policy, dry_run } => prune(ctx, &policy.policy(), dry_run),
+        ArtifactCommand::Policy {
+            policy,
+            clear,
+            touch_interval,
+        } => set_policy(ctx, &policy.policy(), clear, touch_interval),
+        ArtifactCommand::Pin {
+            digest,
+            for_how_long,
+        } => pin(ctx, &digest, for_how_long),
+        ArtifactCommand::Unpin { digest } => unpin(ctx, &digest),
     }
 }
 
@@ -273,47 +360,118 @@ fn check(ctx: &Context, file: &Path, digest: &str) -> Result<i32> {
     })
 }
 
-fn prune(
-    ctx: &Context,
-    older_than: Option<Duration>,
-    keep_newest: Option<u64>,
-    dry_run: bool,
-) -> Result<i32> {
+/// Refuses an age no artifact can have: one that reaches before 1970.
+fn check_age(policy: &CachePolicy) -> Result<()> {
+    if let Some(age) = policy.older_than
+        && std::time::SystemTime::now()
+            .checked_sub(age)
+            .is_none_or(|t| t < std::time::SystemTime::UNIX_EPOCH)
+    {
+        return Err(Error::Invalid(format!(
+            "--older-than {} reaches before 1970; give a shorter duration",
+            humantime::format_duration(age)
+        )));
+    }
+    Ok(())
+}
+
+fn prune(ctx: &Context, policy: &CachePolicy, dry_run: bool) -> Result<i32> {
+    check_age(policy)?;
     let store = ctx.open_existing()?;
-    let cutoff = older_than
-        .map(|age| {
-            SystemTime::now()
-                .checked_sub(age)
-                .filter(|t| *t >= SystemTime::UNIX_EPOCH)
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "--older-than {} reaches before 1970; give a shorter duration",
-                        humantime::format_duration(age)
-                    ))
-                })
-        })
-        .transpose()?;
-    let removed = if dry_run {
-        store.prunable_artifacts(cutoff, keep_newest)?
-    } else {
-        store.prune_artifacts(cutoff, keep_newest)?
-    };
+    let done = store.prune(policy, dry_run)?;
     if ctx.json {
-        print_json(&json!({"removed": removed, "dry_run": dry_run}))?;
+        // `removed` stays a list of digests, as before the policy; `evicted` adds the bytes.
+        let digests: Vec<&str> = done.removed.iter().map(|e| e.digest.as_str()).collect();
+        print_json(&json!({"removed": digests, "dry_run": done.dry_run,
+            "evicted": done.removed, "freed": done.freed, "bytes_before": done.bytes_before,
+            "bytes_after": done.bytes_after, "kept_pinned": done.kept_pinned}))?;
         return Ok(0);
     }
     let mut text = String::new();
-    for digest in &removed {
-        text.push_str(digest);
+    for e in &done.removed {
+        text.push_str(&e.digest);
         text.push('\n');
     }
     print_text(&text)?;
     notice(&format!(
-        "{} {} artifact{}",
+        "{} {} artifact{} ({} bytes){}",
         if dry_run { "would remove" } else { "removed" },
-        removed.len(),
-        if removed.len() == 1 { "" } else { "s" }
+        done.removed.len(),
+        if done.removed.len() == 1 { "" } else { "s" },
+        done.freed,
+        if done.kept_pinned > 0 {
+            format!("; kept {} pinned", done.kept_pinned)
+        } else {
+            String::new()
+        }
     ));
+    Ok(0)
+}
+
+fn set_policy(
+    ctx: &Context,
+    policy: &CachePolicy,
+    clear: bool,
+    touch_interval: Option<Duration>,
+) -> Result<i32> {
+    check_age(policy)?;
+    if clear || !policy.is_empty() || touch_interval.is_some() {
+        let store = ctx.open()?;
+        let policy = if clear || !policy.is_empty() {
+            policy.clone()
+        } else {
+            store.cache_stats()?.policy
+        };
+        store.set_cache_policy(&policy, touch_interval)?;
+    }
+    let store = ctx.open_existing()?;
+    let stats = store.cache_stats()?;
+    if ctx.json {
+        print_json(&json!({"policy": stats.policy, "touch_interval_ms": stats.touch_interval_ms}))?;
+        return Ok(0);
+    }
+    let p = &stats.policy;
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    print_text(&format!(
+        "max_size\t{}\nolder_than\t{}\nkeep_newest\t{}\nmin_free\t{}\ntouch_interval\t{}\n",
+        show(p.max_size.map(|v| v.to_string())),
+        show(
+            p.older_than
+                .map(|d| humantime::format_duration(d).to_string())
+        ),
+        show(p.keep_newest.map(|v| v.to_string())),
+        show(p.min_free.map(|v| v.to_string())),
+        humantime::format_duration(Duration::from_millis(stats.touch_interval_ms)),
+    ))?;
+    Ok(0)
+}
+
+fn pin(ctx: &Context, digest: &str, for_how_long: Option<Duration>) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open_existing()?;
+    store.pin(&digest, for_how_long)?;
+    if ctx.json {
+        print_json(&json!({"digest": digest.as_str(), "pinned": true,
+            "for_ms": for_how_long.map(|d| d.as_millis() as u64)}))?;
+    } else if !quiet() {
+        print_text(&format!("pinned {digest}\n"))?;
+    }
+    Ok(0)
+}
+
+fn unpin(ctx: &Context, digest: &str) -> Result<i32> {
+    let digest = Digest::parse(digest)?;
+    let store = ctx.open_existing()?;
+    if !store.unpin(&digest)? {
+        return Err(Error::NotFound(format!(
+            "{digest} is not pinned; `modstate stats` counts the pins"
+        )));
+    }
+    if ctx.json {
+        print_json(&json!({"digest": digest.as_str(), "pinned": false}))?;
+    } else if !quiet() {
+        print_text(&format!("unpinned {digest}\n"))?;
+    }
     Ok(0)
 }
 
@@ -364,6 +522,9 @@ fn resolve(
             }
         }
     });
+    // Pinned until printed: no collection removes what this process is serving.
+    // Best effort: a store this user may only read has no lock directory to pin in.
+    let pin = store.pin_while_running(&digest).ok();
     let resolved = match store.resolve(&digest, file, compute) {
         Ok(resolved) => resolved,
         Err(e) => match failure {
@@ -418,6 +579,7 @@ fn resolve(
         bytes.push(b'\n');
         print_bytes(&bytes)?;
     }
+    drop(pin);
     Ok(0)
 }
 

@@ -37,7 +37,9 @@ Examples:
   modstate artifact ls | cut -f1
   modstate artifact resolve sha256:<64 hex> --file dagger.moduletypes.json --write-file -- ./compute.sh
   modstate artifact check dagger.moduletypes.json --digest sha256:<64 hex>
-  modstate artifact prune --older-than 30d";
+  modstate artifact prune --older-than 30d
+  modstate artifact policy --max-size 2GiB
+  modstate artifact pin sha256:<64 hex> --for 2h";
 
 pub const LOCK_EXAMPLES: &str = "\
 Examples:

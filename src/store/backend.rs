@@ -122,13 +122,36 @@ pub(crate) trait Maintenance: Send + Sync {
     /// The engine's integrity check and the full-text index against the memory rows.
     fn check_integrity(&self) -> Result<crate::maintenance::IntegrityReport>;
 
-    /// The artifacts `rule` selects, oldest first; removed in one transaction unless
-    /// `dry_run`.
-    fn prune_artifacts(
+    /// The cache's totals, stored policy and counters (read from one row: no scan); with
+    /// `pins`, also the leases that have not expired and their bytes.
+    fn cache_stats(&self, pins: bool) -> Result<crate::artifact::cache::CacheStats>;
+
+    /// Stores the cache policy, and the touch interval (ms) when given.
+    fn set_cache_policy(
         &self,
-        rule: &crate::maintenance::PruneRule,
+        policy: &crate::artifact::cache::CachePolicy,
+        touch_interval_ms: Option<i64>,
+    ) -> Result<()>;
+
+    /// Leases `digest` until `expires_ms` (`None`: until unpinned); `false` if not stored.
+    fn pin_artifact(&self, digest: &Digest, expires_ms: Option<i64>) -> Result<bool>;
+
+    /// Removes `digest`'s lease; `false` if it had none.
+    fn unpin_artifact(&self, digest: &Digest) -> Result<bool>;
+
+    /// One collection: in one write transaction (a read one when `dry_run`), reads the cache
+    /// row and every artifact least recently used first, asks `choose`, removes what it chose
+    /// and records what was done (a collection that freed nothing puts the next automatic one
+    /// an interval ahead). `None` when `choose` finds the store within its policy.
+    fn collect_artifacts(
+        &self,
+        choose: &mut dyn FnMut(
+            &crate::artifact::cache::CacheStats,
+            &[crate::artifact::cache::Candidate],
+        ) -> Result<crate::artifact::cache::Plan>,
         dry_run: bool,
-    ) -> Result<Vec<String>>;
+        now_ms: i64,
+    ) -> Result<Option<crate::artifact::cache::Collection>>;
 
     /// Rebuilds the storage so freed space goes back to the file system. The caller holds
     /// the global lock.

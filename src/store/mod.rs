@@ -80,6 +80,9 @@ pub struct Options {
     pub max_memory_bytes: usize,
     /// Size the `-wal` file is brought back under once no reader needs its frames.
     pub wal_size_limit: u64,
+    /// Open a SQLite store on a network file system (NFS, SMB/CIFS…) anyway: only safe when
+    /// a single host ever opens it. Also set by `MODSTATE_ALLOW_NETWORK_FS=1`.
+    pub allow_network_fs: bool,
 }
 
 impl Default for Options {
@@ -92,6 +95,7 @@ impl Default for Options {
             max_artifact_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 64 * 1024,
             wal_size_limit: 16 * 1024 * 1024,
+            allow_network_fs: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! memory and snapshot methods forward to `memories.rs` and `snapshot.rs`).
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use postgres::types::ToSql;
 use postgres::{GenericClient, Statement, Transaction};
@@ -29,6 +30,8 @@ impl Backend for PgBackend {
             "storing a batch of artifacts"
         };
         let mut conn = self.connection()?;
+        // Cheap: one statement only when this process has counted reads since its last write.
+        self.fold_counters(&mut *conn)?;
         let insert = conn.prepared(INSERT)?;
         // One statement is one transaction: a new digest, the common put, costs one round
         // trip (and a new connection prepares nothing else). A digest already stored takes
@@ -61,21 +64,33 @@ impl Backend for PgBackend {
     fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
         let mut conn = self.connection()?;
         let select = conn.prepared(
-            "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = $1",
+            "SELECT a.envelope, a.sha256, a.state_type, a.state_version,
+                    coalesce(a.last_used_ms, 0), c.touch_interval_ms
+             FROM artifacts a, artifact_cache c WHERE a.digest = $1 AND c.singleton = 0",
         )?;
         let row = conn
             .query_opt(&select, &[&digest.as_str()])
             .context("reading an artifact")?;
+        drop(conn);
         let what = "reading an artifact";
-        row.map(|r| {
-            Ok(StoredArtifact {
-                bytes: r.try_get(0).context(what)?,
-                sha256: r.try_get(1).context(what)?,
-                state_type: r.try_get(2).context(what)?,
-                state_version: r.try_get(3).context(what)?,
-            })
-        })
-        .transpose()
+        let Some(r) = row else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        let stored = StoredArtifact {
+            bytes: r.try_get(0).context(what)?,
+            sha256: r.try_get(1).context(what)?,
+            state_type: r.try_get(2).context(what)?,
+            state_version: r.try_get(3).context(what)?,
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let last_used_ms: i64 = r.try_get(4).context(what)?;
+        let interval_ms: i64 = r.try_get(5).context(what)?;
+        let now_ms = crate::artifact::cache::now_ms();
+        if now_ms.saturating_sub(last_used_ms) >= interval_ms {
+            self.touch(digest, now_ms);
+        }
+        Ok(Some(stored))
     }
 
     fn list_artifacts(&self) -> Result<Vec<ArtifactInfo>> {
@@ -172,12 +187,12 @@ impl Backend for PgBackend {
 }
 
 const INSERT: &str =
-    "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
+    "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at, last_used_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
      ON CONFLICT (digest) DO NOTHING";
 const LOCK: &str = "SELECT sha256, envelope FROM artifacts WHERE digest = $1 FOR UPDATE";
 const UPDATE: &str = "UPDATE artifacts SET envelope = $2, sha256 = $3, size = $4, state_type = $5,
-         state_version = $6, created_at = $7
+         state_version = $6, created_at = $7, last_used_ms = $8
      WHERE digest = $1";
 
 /// The statements of a put, prepared on the connection that runs it.
@@ -211,6 +226,7 @@ struct RowValues<'a> {
     state_type: &'a str,
     state_version: i64,
     created_at: String,
+    last_used_ms: i64,
 }
 
 impl<'a> RowValues<'a> {
@@ -223,10 +239,11 @@ impl<'a> RowValues<'a> {
             state_type: envelope.state_type(),
             state_version: envelope.state_version(),
             created_at: now_rfc3339(),
+            last_used_ms: crate::artifact::cache::now_ms(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.digest,
             &self.envelope,
@@ -235,6 +252,7 @@ impl<'a> RowValues<'a> {
             &self.state_type,
             &self.state_version,
             &self.created_at,
+            &self.last_used_ms,
         ]
     }
 }

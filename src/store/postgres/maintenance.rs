@@ -9,17 +9,16 @@
 use std::collections::BTreeSet;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{GenericClient, Row, Transaction};
+use postgres::{Row, Transaction};
 
 use super::PgBackend;
 use super::errors::PgContext;
 use super::memories::{INSERT, next_stamp, set_namespace_generation, stamp_value};
 use super::search::indexed_text;
+use crate::artifact::cache::{CachePolicy, CacheStats, Candidate, Collection, Plan};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::maintenance::{
-    ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, PruneRule, Stats,
-};
+use crate::maintenance::{ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, Stats};
 use crate::memory::grams;
 use crate::store::Maintenance;
 
@@ -58,24 +57,6 @@ fn exported_from_row(r: &Row) -> Result<ExportedMemory> {
 
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
-}
-
-/// The digests `rule` selects, oldest first.
-fn prunable(conn: &mut impl GenericClient, rule: &PruneRule) -> Result<Vec<String>> {
-    let keep = i64::try_from(rule.keep).unwrap_or(i64::MAX);
-    let rows = conn
-        .query(
-            "SELECT digest FROM artifacts
-             WHERE ($1::text IS NULL OR created_at < $1)
-               AND digest NOT IN (SELECT digest FROM artifacts
-                                  ORDER BY created_at DESC, digest DESC LIMIT $2)
-             ORDER BY created_at, digest",
-            &[&rule.cutoff, &keep],
-        )
-        .context("choosing artifacts to prune")?;
-    rows.iter()
-        .map(|r| r.try_get(0).context("choosing artifacts to prune"))
-        .collect()
 }
 
 /// Every artifact's bytes hashed again and compared with its stored sha256 and size.
@@ -172,14 +153,6 @@ fn check_search(tx: &mut Transaction<'_>) -> Result<(Vec<String>, usize)> {
 impl Maintenance for PgBackend {
     fn stats(&self) -> Result<Stats> {
         self.read("reading the store's counts", |tx| {
-            let row = tx
-                .query_one(
-                    "SELECT count(*), coalesce(sum(size), 0)::bigint FROM artifacts",
-                    &[],
-                )
-                .context("counting artifacts")?;
-            let artifacts: i64 = row.try_get(0).context("counting artifacts")?;
-            let artifact_bytes: i64 = row.try_get(1).context("counting artifacts")?;
             let memories = tx
                 .query(
                     "SELECT m.namespace, count(*), coalesce(max(n.generation), 0)
@@ -209,14 +182,16 @@ impl Maintenance for PgBackend {
             let db_bytes: i64 = row.try_get(0).context("reading the store's size")?;
             let page_size: i64 = row.try_get(1).context("reading the store's size")?;
             Ok(Stats {
-                artifacts: count(artifacts),
-                artifact_bytes: count(artifact_bytes),
+                // From the cache's totals, by the caller: no scan.
+                artifacts: 0,
+                artifact_bytes: 0,
                 memories,
                 db_bytes: count(db_bytes),
                 // The server's WAL and free space are the cluster's, not this store's.
                 wal_bytes: 0,
                 free_pages: 0,
                 page_size: count(page_size),
+                cache: Default::default(),
             })
         })
     }
@@ -243,19 +218,44 @@ impl Maintenance for PgBackend {
         })
     }
 
-    fn prune_artifacts(&self, rule: &PruneRule, dry_run: bool) -> Result<Vec<String>> {
+    fn cache_stats(&self, pins: bool) -> Result<CacheStats> {
+        self.read("reading the cache totals", |tx| {
+            super::cache::cache_stats(tx, pins, false)
+        })
+    }
+
+    fn set_cache_policy(&self, policy: &CachePolicy, touch_interval_ms: Option<i64>) -> Result<()> {
+        self.write("storing the cache policy", |tx| {
+            super::cache::set_policy(tx, policy, touch_interval_ms)
+        })
+    }
+
+    fn pin_artifact(&self, digest: &Digest, expires_ms: Option<i64>) -> Result<bool> {
+        self.write("pinning an artifact", |tx| {
+            super::cache::pin(tx, digest, expires_ms)
+        })
+    }
+
+    fn unpin_artifact(&self, digest: &Digest) -> Result<bool> {
+        self.write("unpinning an artifact", |tx| {
+            super::cache::unpin(tx, digest)
+        })
+    }
+
+    fn collect_artifacts(
+        &self,
+        choose: &mut dyn FnMut(&CacheStats, &[Candidate]) -> Result<Plan>,
+        dry_run: bool,
+        now_ms: i64,
+    ) -> Result<Option<Collection>> {
         if dry_run {
-            return self.read("choosing artifacts to prune", |tx| prunable(tx, rule));
+            return self.read("choosing artifacts to remove", |tx| {
+                super::cache::collect(tx, choose, true, now_ms)
+            });
         }
-        self.write("pruning artifacts", |tx| {
-            // Writers of artifacts wait until the prune commits (readers do not), so an
-            // artifact stored again meanwhile is not removed by a choice made before.
-            tx.batch_execute("LOCK TABLE artifacts IN EXCLUSIVE MODE")
-                .context("pruning artifacts")?;
-            let digests = prunable(tx, rule)?;
-            tx.execute("DELETE FROM artifacts WHERE digest = ANY($1)", &[&digests])
-                .context("pruning artifacts")?;
-            Ok(digests)
+        self.write("collecting artifacts", |tx| {
+            self.fold_counters(tx)?;
+            super::cache::collect(tx, choose, false, now_ms)
         })
     }
 

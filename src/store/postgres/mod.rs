@@ -14,6 +14,7 @@
 //! instant.
 
 mod artifacts;
+mod cache;
 mod errors;
 mod locks;
 mod maintenance;
@@ -46,6 +47,10 @@ pub(crate) struct PgBackend {
     locks: PgLocks,
     schema_version: u32,
     created: bool,
+    /// Artifact reads that hit, since this process last folded them into the cache row.
+    hits: std::sync::atomic::AtomicU64,
+    /// Artifact reads that missed, likewise.
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl PgBackend {
@@ -72,6 +77,8 @@ impl PgBackend {
             locks,
             schema_version,
             created,
+            hits: Default::default(),
+            misses: Default::default(),
         })
     }
 

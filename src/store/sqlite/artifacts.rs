@@ -2,6 +2,7 @@
 //! memory methods forward to `memories.rs`).
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -32,32 +33,50 @@ impl Backend for SqliteBackend {
         } else {
             "storing a batch of artifacts"
         };
+        let now_ms = crate::artifact::cache::now_ms();
         self.write(what, |tx| {
+            self.fold_counters(tx)?;
             items
                 .iter()
-                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha))
+                .map(|(digest, envelope, sha)| put_row(tx, digest, envelope, sha, now_ms))
                 .collect()
         })
     }
 
     fn get_artifact(&self, digest: &Digest) -> Result<Option<StoredArtifact>> {
-        self.read(|conn| {
+        let found = self.read(|conn| {
             conn.prepare_cached(
-                "SELECT envelope, sha256, state_type, state_version FROM artifacts WHERE digest = ?1",
+                "SELECT a.envelope, a.sha256, a.state_type, a.state_version,
+                        coalesce(a.last_used_ms, 0), c.touch_interval_ms
+                 FROM artifacts a, artifact_cache c WHERE a.digest = ?1 AND c.only = 0",
             )
             .and_then(|mut stmt| {
                 stmt.query_row([digest.as_str()], |r| {
-                    Ok(StoredArtifact {
-                        bytes: r.get(0)?,
-                        sha256: r.get(1)?,
-                        state_type: r.get(2)?,
-                        state_version: r.get(3)?,
-                    })
+                    Ok((
+                        StoredArtifact {
+                            bytes: r.get(0)?,
+                            sha256: r.get(1)?,
+                            state_type: r.get(2)?,
+                            state_version: r.get(3)?,
+                        },
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
                 })
                 .optional()
             })
             .context("reading an artifact")
-        })
+        })?;
+        let Some((stored, last_used_ms, interval_ms)) = found else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let now_ms = crate::artifact::cache::now_ms();
+        if now_ms.saturating_sub(last_used_ms) >= interval_ms {
+            self.touch(digest, now_ms);
+        }
+        Ok(Some(stored))
     }
 
     fn list_artifacts(&self) -> Result<Vec<ArtifactInfo>> {
@@ -171,6 +190,7 @@ fn put_row(
     digest: &Digest,
     envelope: &Envelope,
     sha: &Digest,
+    now_ms: i64,
 ) -> Result<PutOutcome> {
     let existing: Option<String> = tx
         .prepare_cached("SELECT sha256 FROM artifacts WHERE digest = ?1")
@@ -185,12 +205,12 @@ fn put_row(
         None => PutOutcome::Inserted,
     };
     tx.prepare_cached(
-        "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO artifacts (digest, envelope, sha256, size, state_type, state_version, created_at, last_used_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (digest) DO UPDATE SET
              envelope = excluded.envelope, sha256 = excluded.sha256, size = excluded.size,
              state_type = excluded.state_type, state_version = excluded.state_version,
-             created_at = excluded.created_at",
+             created_at = excluded.created_at, last_used_ms = excluded.last_used_ms",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -201,6 +221,7 @@ fn put_row(
             envelope.state_type(),
             envelope.state_version(),
             now_rfc3339(),
+            now_ms,
         ])
     })
     .context("storing an artifact")?;

@@ -3,14 +3,15 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::SqlContext;
 use super::{SqliteBackend, stamps};
+use crate::artifact::cache::{CachePolicy, CacheStats, Candidate, Collection, Plan};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::maintenance::{
-    ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, PruneRule, Stats, file_len,
-    suffixed,
+    ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, Stats, file_len, suffixed,
 };
 use crate::memory::grams;
 use crate::store::Maintenance;
@@ -33,34 +34,10 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn prunable(conn: &Connection, rule: &PruneRule) -> Result<Vec<String>> {
-    let keep = i64::try_from(rule.keep).unwrap_or(i64::MAX);
-    let mut stmt = conn
-        .prepare(
-            "SELECT digest FROM artifacts
-             WHERE (?1 IS NULL OR created_at < ?1)
-               AND digest NOT IN (SELECT digest FROM artifacts
-                                  ORDER BY created_at DESC, digest DESC LIMIT ?2)
-             ORDER BY created_at, digest",
-        )
-        .context("choosing artifacts to prune")?;
-    stmt.query_map(params![rule.cutoff, keep], |r| r.get::<_, String>(0))
-        .context("choosing artifacts to prune")?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .context("choosing artifacts to prune")
-}
-
 impl Maintenance for SqliteBackend {
     fn stats(&self) -> Result<Stats> {
         let canonical = self.canonical_path().to_path_buf();
         self.read(|conn| {
-            let (artifacts, artifact_bytes): (i64, i64) = conn
-                .query_row(
-                    "SELECT count(*), coalesce(sum(size), 0) FROM artifacts",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .context("counting artifacts")?;
             let mut stmt = conn
                 .prepare(
                     "SELECT m.namespace, count(*), coalesce(n.generation, 0)
@@ -86,13 +63,15 @@ impl Maintenance for SqliteBackend {
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
                 .context("reading the page size")?;
             Ok(Stats {
-                artifacts: count(artifacts),
-                artifact_bytes: count(artifact_bytes),
+                // From the cache's totals, by the caller: no scan.
+                artifacts: 0,
+                artifact_bytes: 0,
                 memories,
                 db_bytes: file_len(&canonical),
                 wal_bytes: file_len(&suffixed(&canonical, "-wal")),
                 free_pages: count(free),
                 page_size: count(page_size),
+                cache: Default::default(),
             })
         })
     }
@@ -139,19 +118,49 @@ impl Maintenance for SqliteBackend {
         })
     }
 
-    fn prune_artifacts(&self, rule: &PruneRule, dry_run: bool) -> Result<Vec<String>> {
-        if dry_run {
-            return self.read(|conn| prunable(conn, rule));
+    fn cache_stats(&self, pins: bool) -> Result<CacheStats> {
+        // After a put (no pins asked), on the writer connection that put used: a process that
+        // only wrote then opens no read connection, and its writer, closing last, still
+        // checkpoints and removes the WAL.
+        if !pins
+            && self.writer_is_open()
+            && let Ok(Some(conn)) = self.try_writer()
+        {
+            return super::cache::cache_stats(&conn, false);
         }
-        self.write("pruning artifacts", |tx| {
-            let digests = prunable(tx, rule)?;
-            let mut delete = tx
-                .prepare("DELETE FROM artifacts WHERE digest = ?1")
-                .context("pruning artifacts")?;
-            for digest in &digests {
-                delete.execute([digest]).context("pruning artifacts")?;
-            }
-            Ok(digests)
+        self.read(|conn| super::cache::cache_stats(conn, pins))
+    }
+
+    fn set_cache_policy(&self, policy: &CachePolicy, touch_interval_ms: Option<i64>) -> Result<()> {
+        self.write("storing the cache policy", |tx| {
+            super::cache::set_policy(tx, policy, touch_interval_ms)
+        })
+    }
+
+    fn pin_artifact(&self, digest: &Digest, expires_ms: Option<i64>) -> Result<bool> {
+        self.write("pinning an artifact", |tx| {
+            super::cache::pin(tx, digest, expires_ms)
+        })
+    }
+
+    fn unpin_artifact(&self, digest: &Digest) -> Result<bool> {
+        self.write("unpinning an artifact", |tx| {
+            super::cache::unpin(tx, digest)
+        })
+    }
+
+    fn collect_artifacts(
+        &self,
+        choose: &mut dyn FnMut(&CacheStats, &[Candidate]) -> Result<Plan>,
+        dry_run: bool,
+        now_ms: i64,
+    ) -> Result<Option<Collection>> {
+        if dry_run {
+            return self.read(|conn| super::cache::collect(conn, choose, true, now_ms));
+        }
+        self.write("collecting artifacts", |tx| {
+            self.fold_counters(tx)?;
+            super::cache::collect(tx, choose, false, now_ms)
         })
     }
 

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_statistics",
         include_str!("../../../migrations/0004_search_statistics.sql"),
     ),
+    (
+        "0005_cache_bounds",
+        include_str!("../../../migrations/0005_cache_bounds.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

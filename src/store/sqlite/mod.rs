@@ -25,11 +25,13 @@
 //! This is the only module (with its children) that names `rusqlite`.
 
 mod artifacts;
+mod cache;
 pub(crate) mod errors;
 pub(crate) mod fts;
 mod maintenance;
 mod memories;
 mod migrate;
+mod netfs;
 mod pinned;
 pub(crate) mod portable;
 pub(crate) mod rank;
@@ -89,6 +91,10 @@ pub(crate) struct SqliteBackend {
     schema_version: u32,
     /// Whether this open created the database file.
     created: bool,
+    /// Artifact reads that hit, since this process last folded them into the cache row.
+    hits: std::sync::atomic::AtomicU64,
+    /// Artifact reads that missed, likewise.
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteBackend {
@@ -122,6 +128,7 @@ impl SqliteBackend {
             create_private_dir(parent)?;
         }
         let canonical = canonical_db_path(&path)?;
+        netfs::refuse_network_fs(&canonical, options.allow_network_fs)?;
         if exists {
             refuse_hard_links(&canonical)?;
         }
@@ -169,6 +176,8 @@ impl SqliteBackend {
             writer,
             schema_version,
             created,
+            hits: Default::default(),
+            misses: Default::default(),
         })
     }
 
@@ -337,6 +346,11 @@ impl SqliteBackend {
         set_writer_pragmas(&conn, &self.options)?;
         // Two threads may race here; one connection wins and the other is closed unused.
         Ok(self.writer.get_or_init(|| Mutex::new(conn)))
+    }
+
+    /// Whether this store has opened its writer connection.
+    pub(crate) fn writer_is_open(&self) -> bool {
+        self.writer.get().is_some()
     }
 
     /// Whether writes are possible (false when the database's directory is read-only).
