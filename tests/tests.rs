@@ -10,6 +10,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod faults;
+mod fleet_locks;
 mod litestream;
 mod lockfile;
 mod locks;

@@ -80,6 +80,10 @@ pub struct Options {
     pub max_memory_bytes: usize,
     /// Size the `-wal` file is brought back under once no reader needs its frames.
     pub wal_size_limit: u64,
+    /// A fencing token every write of this store carries: each write transaction first checks
+    /// it, and refuses the write ([`crate::Error::Fenced`]) if a newer token was issued for
+    /// its key since. `None`: writes are not fenced.
+    pub fence: Option<crate::lock::Fence>,
 }
 
 impl Default for Options {
@@ -92,6 +96,7 @@ impl Default for Options {
             max_artifact_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 64 * 1024,
             wal_size_limit: 16 * 1024 * 1024,
+            fence: None,
         }
     }
 }

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_search_statistics",
         include_str!("../../../migrations/postgres/0004_search_statistics.sql"),
     ),
+    (
+        5,
+        "0006_lock_leases",
+        include_str!("../../../migrations/postgres/0006_lock_leases.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_statistics",
         include_str!("../../../migrations/0004_search_statistics.sql"),
     ),
+    (
+        "0006_lock_leases",
+        include_str!("../../../migrations/0006_lock_leases.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.
