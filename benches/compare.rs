@@ -21,6 +21,7 @@ use modstate::{Digest, Envelope, Options, Store, Synchronous};
 mod common;
 mod contention;
 mod growth;
+mod lock_run;
 mod memory_search;
 mod pg_backend;
 mod process;
@@ -124,6 +125,10 @@ fn main() {
     }
     if selected("postgres") {
         pg_backend::run(&mut report, scale);
+    }
+    if selected("lock-run") {
+        let pairs = if scale.name == "quick" { 30 } else { 100 };
+        report.section(&lock_run::run(BIN, &root, pairs));
     }
     report.finish();
     let _ = fs::remove_dir_all(&root);

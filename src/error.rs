@@ -70,6 +70,17 @@ pub enum Error {
     /// Stored data failed a check: a row's hash does not match, integrity_check failed.
     #[error("{0}")]
     Integrity(String),
+
+    /// A held lock was lost while its holder still ran (a server lock whose session ended):
+    /// the work it guarded is no longer protected, and others may take the lock once its
+    /// lease has run out.
+    #[error("{0}")]
+    LockLost(String),
+
+    /// A write carried a fencing token older than one issued since for its key: a newer
+    /// holder of that lock exists, so the write was refused and nothing was written.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 impl Error {

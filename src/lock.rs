@@ -19,11 +19,11 @@
 #![allow(clippy::disallowed_methods)] // the one place allowed to take file locks
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt as _, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,228 @@ pub struct Holder {
     pub command: String,
     /// When the lock was taken (RFC 3339 UTC), when known.
     pub acquired_at: Option<String>,
+    /// The fencing token of this holding of an exclusive key: larger than every token issued
+    /// for that key before it. `None` for `write`, `global` and shared holders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u64>,
+}
+
+/// A fencing token presented with a write: the write is refused with [`Error::Fenced`] when
+/// a larger token has been issued for `key` since, because then a newer holder of the lock
+/// exists and the writer may be a holder that lost it without knowing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    /// The lock key the token was issued for.
+    pub key: String,
+    /// The token, as [`KeyedGuard::token`] (or `MODSTATE_LOCK_TOKEN` in `lock run`) gave it.
+    pub token: u64,
+}
+
+impl std::str::FromStr for Fence {
+    type Err = Error;
+
+    /// `KEY=TOKEN`, the token a positive whole number; the key may itself hold `=` (the last
+    /// one separates).
+    fn from_str(text: &str) -> Result<Fence> {
+        let bad = || {
+            Error::Invalid(format!(
+                "fence {text:?} is not KEY=TOKEN with TOKEN a positive whole number; give the key and the token its lock holder was issued"
+            ))
+        };
+        let (key, token) = text.rsplit_once('=').ok_or_else(bad)?;
+        let token: u64 = token.parse().map_err(|_| bad())?;
+        if token == 0 {
+            return Err(bad());
+        }
+        check_key(key)?;
+        Ok(Fence {
+            key: key.to_owned(),
+            token,
+        })
+    }
+}
+
+/// Refuses a fence whose token is not the latest issued for its key (`issued`, 0 when none
+/// ever was).
+pub(crate) fn check_fence(fence: &Fence, issued: u64) -> Result<()> {
+    if fence.token < issued {
+        return Err(Error::Fenced(format!(
+            "fenced: token {} for lock {:?} is stale, token {issued} was issued since to a newer holder; nothing was written — this holder lost the lock, stop its work",
+            fence.token, fence.key
+        )));
+    }
+    if fence.token > issued {
+        return Err(Error::Invalid(format!(
+            "fence token {} for lock {:?} was never issued (the latest is {issued}); give the token its lock holder was issued",
+            fence.token, fence.key
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a held lock is still held, as its heartbeat last saw it; shared by a guard, the
+/// thread that renews its lease and the thread that waits to report a loss.
+pub(crate) struct Watch {
+    state: Mutex<WatchState>,
+    changed: Condvar,
+}
+
+/// What a guard calls when its lock is lost.
+type LossCallback = Box<dyn FnOnce(Error) + Send>;
+
+struct WatchState {
+    /// Why the lock was lost, once it was.
+    lost: Option<String>,
+    /// Until when the holder may act as the holder without another renewal; `None` for a lock
+    /// that cannot expire while its process lives (a file lock).
+    valid_until: Option<Instant>,
+    /// The guard was dropped: the lock was released, nothing more to watch.
+    stopped: bool,
+    /// What to call on loss, at most once.
+    on_lost: Option<LossCallback>,
+    /// Whether a thread already waits to call `on_lost`.
+    waiting: bool,
+}
+
+impl Watch {
+    /// A watch valid until `valid_until` (`None`: for good).
+    pub(crate) fn new(valid_until: Option<Instant>) -> Arc<Watch> {
+        Arc::new(Watch {
+            state: Mutex::new(WatchState {
+                lost: None,
+                valid_until,
+                stopped: false,
+                on_lost: None,
+                waiting: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A renewal sent at `sent_at` succeeded: the holder may act until `valid_until`.
+    pub(crate) fn renewed(&self, valid_until: Instant) {
+        let mut state = self.state();
+        if state.lost.is_none() {
+            state.valid_until = Some(valid_until);
+        }
+        self.changed.notify_all();
+    }
+
+    /// The lock is lost, for the reason `why`: recorded, and the loss callback (if any) called.
+    pub(crate) fn lose(&self, why: String) {
+        let callback = {
+            let mut state = self.state();
+            if state.lost.is_some() || state.stopped {
+                return;
+            }
+            state.lost = Some(why.clone());
+            self.changed.notify_all();
+            state.on_lost.take()
+        };
+        if let Some(callback) = callback {
+            callback(Error::LockLost(why));
+        }
+    }
+
+    /// The guard is gone: stop renewing and never report a loss.
+    fn stop(&self) {
+        let mut state = self.state();
+        state.stopped = true;
+        state.on_lost = None;
+        self.changed.notify_all();
+    }
+
+    /// Sleeps up to `pause`, or less if the guard is dropped meanwhile; `false` once it is
+    /// (or the lock is lost): then the heartbeat ends.
+    pub(crate) fn sleep(&self, pause: Duration) -> bool {
+        let state = self.state();
+        if state.stopped || state.lost.is_some() {
+            return false;
+        }
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, pause, |s| !s.stopped && s.lost.is_none())
+            .unwrap_or_else(PoisonError::into_inner);
+        !state.stopped && state.lost.is_none()
+    }
+
+    /// Whether a loss was recorded (and so reported to whoever asked).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.state().lost.is_some()
+    }
+
+    /// Why the lock is lost, if it is: lost by its session, or not renewed in time.
+    fn lost(&self) -> Option<String> {
+        let state = self.state();
+        if let Some(why) = &state.lost {
+            return Some(why.clone());
+        }
+        match state.valid_until {
+            Some(until) if !state.stopped && Instant::now() >= until => Some(not_renewed_message()),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` once when the lock is lost: at once if it is already; from a thread of its own
+    /// otherwise, which also notices a lease that was not renewed in time (a renewal hanging
+    /// on a silent network). Never called for a lock that cannot expire, or after release.
+    fn on_lost(self: &Arc<Self>, f: LossCallback) {
+        if let Some(why) = self.lost() {
+            f(Error::LockLost(why));
+            return;
+        }
+        let mut state = self.state();
+        if state.valid_until.is_none() || state.stopped {
+            return;
+        }
+        state.on_lost = Some(f);
+        if state.waiting {
+            return;
+        }
+        state.waiting = true;
+        drop(state);
+        let watch = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("lock-watch".to_owned())
+            .spawn(move || watch.wait_for_expiry());
+        if spawned.is_err() {
+            // No thread for the deadline: a loss reported by the heartbeat still calls `f`.
+            self.state().waiting = false;
+        }
+    }
+
+    /// Waits until the lease runs out unrenewed (then it is lost), the lock is lost or the
+    /// guard is dropped.
+    fn wait_for_expiry(&self) {
+        let mut state = self.state();
+        loop {
+            if state.stopped || state.lost.is_some() {
+                return;
+            }
+            let Some(until) = state.valid_until else {
+                return;
+            };
+            let now = Instant::now();
+            if now >= until {
+                drop(state);
+                self.lose(not_renewed_message());
+                return;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+fn not_renewed_message() -> String {
+    "its lease could not be renewed in time (the server did not answer)".to_owned()
 }
 
 /// One lock file as `lock status` reports it.
@@ -151,9 +373,28 @@ pub struct LockDir {
 }
 
 /// A held lock; released (exactly once) when dropped.
-#[derive(Debug)]
+///
+/// A file lock cannot be lost while its process lives. A server lock can (its session ends:
+/// a server restart, an ended session, a network failure): [`LockGuard::check`] and
+/// [`LockGuard::on_lost`] say so, rather than letting the holder hold nothing unawares.
 pub struct LockGuard {
     held: Held,
+    /// The label of the lock, for messages.
+    label: String,
+    /// The fencing token of an exclusive key's holding.
+    token: Option<u64>,
+    /// The heartbeat's view of a server lock; `None` for a file lock.
+    watch: Option<Arc<Watch>>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("held", &self.held)
+            .field("label", &self.label)
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// What keeps a lock held: a locked file here, or a server backend's session.
@@ -174,22 +415,72 @@ impl std::fmt::Debug for Held {
 }
 
 impl LockGuard {
-    fn file(file: File) -> LockGuard {
+    fn file(file: File, label: &str, token: Option<u64>) -> LockGuard {
         LockGuard {
             held: Held::File(file),
+            label: label.to_owned(),
+            token,
+            watch: None,
         }
     }
 
-    /// A lock held by a server backend's session, released when `session` is dropped.
-    pub(crate) fn session(session: Box<dyn Send + Sync>) -> LockGuard {
+    /// A lock held by a server backend's session, released when `session` is dropped, watched
+    /// by the backend's heartbeat through `watch`.
+    pub(crate) fn session(
+        session: Box<dyn Send + Sync>,
+        label: &str,
+        token: Option<u64>,
+        watch: Arc<Watch>,
+    ) -> LockGuard {
         LockGuard {
             held: Held::Session(session),
+            label: label.to_owned(),
+            token,
+            watch: Some(watch),
+        }
+    }
+
+    /// The fencing token of this holding: larger than every token issued for the key before.
+    /// Only an exclusive key has one.
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// `Err(LockLost)` once the lock has been lost (its server session ended, or its lease
+    /// could not be renewed in time): the work it guards is no longer protected and must stop.
+    /// A file lock is never lost while its process lives.
+    pub fn check(&self) -> Result<()> {
+        match self.watch.as_ref().and_then(|w| w.lost()) {
+            Some(why) => Err(lost_error(&self.label, &why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Calls `f` once, from another thread, when the lock is lost (at once if it already is);
+    /// never after the guard is dropped, and never for a file lock.
+    pub fn on_lost(&self, f: impl FnOnce(Error) + Send + 'static) {
+        if let Some(watch) = &self.watch {
+            let label = self.label.clone();
+            watch.on_lost(Box::new(move |e| {
+                let why = e.to_string();
+                f(lost_error(&label, &why))
+            }));
         }
     }
 }
 
+/// The error of a lost lock.
+fn lost_error(label: &str, why: &str) -> Error {
+    Error::LockLost(format!(
+        "lock on {label} lost while held: {why}; others may take it once its lease runs out"
+    ))
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.stop();
+        }
         // Closing the descriptor releases the lock too; unlocking first makes the release
         // independent of any descriptor a child process might have inherited.
         if let Held::File(file) = &self.held {
@@ -212,6 +503,44 @@ impl KeyedGuard {
         KeyedGuard {
             _keys: keys,
             _global: global,
+        }
+    }
+
+    /// The fencing token of `key`, held exclusively by this guard: larger than every token
+    /// issued for that key before. `None` for a key not held here, or held shared.
+    pub fn token(&self, key: &str) -> Option<u64> {
+        self._keys
+            .iter()
+            .find(|g| g.label == key)
+            .and_then(LockGuard::token)
+    }
+
+    /// `Err(LockLost)` once any of the guard's locks has been lost; see [`LockGuard::check`].
+    pub fn check(&self) -> Result<()> {
+        self._keys.iter().try_for_each(LockGuard::check)?;
+        self._global.check()
+    }
+
+    /// Calls `f` once, from another thread, when any of the guard's locks is lost; see
+    /// [`LockGuard::on_lost`].
+    pub fn on_lost(&self, f: impl FnOnce(Error) + Send + 'static) {
+        let once: Arc<Mutex<Option<LossCallback>>> = Arc::new(Mutex::new(Some(Box::new(f))));
+        let guards = || self._keys.iter().chain(std::iter::once(&self._global));
+        let watches: Vec<Arc<Watch>> = guards().filter_map(|g| g.watch.clone()).collect();
+        for guard in guards() {
+            let once = Arc::clone(&once);
+            let watches = watches.clone();
+            guard.on_lost(move |e| {
+                let f = once.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(f) = f {
+                    // The guard is lost as a whole: its other locks are not to be relied on
+                    // (nor warned about again at release).
+                    for watch in &watches {
+                        watch.lose(e.to_string());
+                    }
+                    f(e);
+                }
+            });
         }
     }
 }
@@ -266,8 +595,8 @@ impl LockDir {
         if !try_lock(&file, Mode::Exclusive).map_err(|e| Error::io("locking", &path, e))? {
             return Ok(None);
         }
-        let _ = write_holder(&file, WRITE);
-        Ok(Some(LockGuard::file(file)))
+        let _ = write_holder(&file, WRITE, None);
+        Ok(Some(LockGuard::file(file, WRITE, None)))
     }
 
     /// The global lock: exclusive for structural work, shared for keyed work.
@@ -289,9 +618,28 @@ impl LockDir {
         let mut held = Vec::with_capacity(keys.len());
         for key in keys {
             // An error drops `held` and `global`: nothing stays locked.
-            held.push(self.acquire(&key_file_name(key), key, mode, deadline)?);
+            let path = self.dir.join(key_file_name(key));
+            let file = self.open_in_dir(&path)?;
+            let file = take_lock(file, &path, key, mode, deadline, self.timeout)?;
+            held.push(if mode == Mode::Exclusive {
+                issue_token(file, key)?
+            } else {
+                LockGuard::file(file, key, None)
+            });
         }
         Ok(KeyedGuard::new(global, held))
+    }
+
+    /// The latest fencing token issued for `key` (0 if none ever was), from the counter in
+    /// its lock file; read without taking the lock, so it never waits.
+    pub fn issued_token(&self, key: &str) -> Result<u64> {
+        check_key(key)?;
+        let path = self.dir.join(key_file_name(key));
+        match open_lock_file_read_only(&path) {
+            Ok(file) => Ok(read_holder(&file).and_then(|h| h.token).unwrap_or(0)),
+            Err(Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every lock file with its state, sorted by name. Opens every file read-only and creates
@@ -388,16 +736,40 @@ fn lock_file(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<LockGuard> {
-    let file = if try_lock(&file, mode).map_err(|e| Error::io("locking", path, e))? {
-        file
-    } else {
-        wait_for_lock(file, path, label, mode, deadline, timeout)?
-    };
+    let file = take_lock(file, path, label, mode, deadline, timeout)?;
     if mode == Mode::Exclusive {
         // Best effort: the record only informs `lock status` and waiters.
-        let _ = write_holder(&file, label);
+        let _ = write_holder(&file, label, None);
     }
-    Ok(LockGuard::file(file))
+    Ok(LockGuard::file(file, label, None))
+}
+
+/// Gives an exclusively held key's guard its fencing token: one more than the last issued,
+/// kept in the lock file's holder record (written under the lock, so no two holders can
+/// issue the same number). Unlike the rest of the record this write must succeed: a token
+/// that was not recorded could be issued again.
+fn issue_token(file: File, key: &str) -> Result<LockGuard> {
+    let previous = read_holder(&file).and_then(|h| h.token).unwrap_or(0);
+    let token = previous + 1;
+    write_holder(&file, key, Some(token))
+        .map_err(|e| Error::io("recording the fencing token of lock", key, e))?;
+    Ok(LockGuard::file(file, key, Some(token)))
+}
+
+/// Takes the lock on an opened lock file, at once if free, else by waiting; writes nothing.
+fn take_lock(
+    file: File,
+    path: &Path,
+    label: &str,
+    mode: Mode,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<File> {
+    if try_lock(&file, mode).map_err(|e| Error::io("locking", path, e))? {
+        Ok(file)
+    } else {
+        wait_for_lock(file, path, label, mode, deadline, timeout)
+    }
 }
 
 /// `<db>.locks`
@@ -580,6 +952,7 @@ fn current_holders(
                 key: recorded.map_or_else(|| label.to_owned(), |h| h.key.clone()),
                 command: process_command_line(pid),
                 acquired_at: None,
+                token: None,
             },
         })
         .collect();
@@ -737,13 +1110,14 @@ fn open_lock_file_read_only(path: &Path) -> Result<File> {
         .map_err(|e| Error::io("opening lock file", path, e))
 }
 
-fn write_holder(file: &File, key: &str) -> std::io::Result<()> {
+fn write_holder(file: &File, key: &str, token: Option<u64>) -> std::io::Result<()> {
     let holder = Holder {
         pid: std::process::id(),
         host: host().to_owned(),
         key: key.to_owned(),
         command: command_line().to_owned(),
         acquired_at: Some(now_rfc3339()),
+        token,
     };
     let mut text = serde_json::to_vec(&holder).map_err(std::io::Error::other)?;
     // Overwrite in place, padded with spaces (JSON allows trailing whitespace), instead of
@@ -759,11 +1133,20 @@ fn write_holder(file: &File, key: &str) -> std::io::Result<()> {
     file.write_all_at(&text, 0)
 }
 
-/// The recorded holder; `None` for an empty, half-written or foreign file.
+/// The recorded holder; `None` for an empty, half-written or foreign file. Read from the
+/// start whatever the descriptor's offset.
 fn read_holder(file: &File) -> Option<Holder> {
-    let mut text = Vec::new();
-    let reader = file;
-    reader.take(16 * 1024).read_to_end(&mut text).ok()?;
+    let mut text = vec![0u8; 16 * 1024];
+    let mut len = 0;
+    while len < text.len() {
+        match file.read_at(&mut text[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    text.truncate(len);
     serde_json::from_slice(&text).ok()
 }
 

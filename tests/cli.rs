@@ -530,7 +530,7 @@ fn piped_listings_are_tab_separated_rows_without_a_header() {
     }
     let status = stdout_text(&h.run(&["lock", "status"]));
     assert!(
-        status.lines().all(|l| l.split('\t').count() == 5),
+        status.lines().all(|l| l.split('\t').count() == 6),
         "{status}"
     );
     assert!(!status.contains("NAME"), "{status}");

@@ -323,7 +323,8 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "text",
             "category",
             "expect_generation",
-            "expect_version"
+            "expect_version",
+            "fence"
         ])
     );
 
@@ -541,7 +542,7 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     );
     assert_eq!(
         server.call_err("add_memory", json!({"memory": "typo"})),
-        r#"add_memory: unknown argument "memory"; it takes text, category"#
+        r#"add_memory: unknown argument "memory"; it takes text, category, fence"#
     );
     // Arguments that are not an object do not fit CallToolRequest itself: -32602.
     let not_object = server.request(

@@ -11,6 +11,7 @@ mod cli;
 mod conformance;
 mod crash;
 mod faults;
+mod fleet_locks;
 mod litestream;
 mod lockfile;
 mod locks;

@@ -52,7 +52,8 @@ impl Store {
     ///
     /// On a miss the keyed lock for the digest is taken and the store checked again, so when
     /// many processes miss at once the computation runs once and the others read its result.
-    /// A failing or panicking `compute` stores nothing; the lock is released either way.
+    /// A failing or panicking `compute` stores nothing; the lock is released either way. A
+    /// server lock lost while `compute` ran stores nothing either: [`crate::Error::LockLost`].
     pub fn get_or_compute(
         &self,
         digest: &Digest,
@@ -61,11 +62,14 @@ impl Store {
         if let Some(envelope) = self.get(digest)? {
             return Ok((envelope, Served::Store));
         }
-        let _guard = self.locks().keyed(&[digest.as_str()], Mode::Exclusive)?;
+        let guard = self.locks().keyed(&[digest.as_str()], Mode::Exclusive)?;
         if let Some(envelope) = self.get(digest)? {
             return Ok((envelope, Served::Store));
         }
         let envelope = compute()?;
+        // A server lock lost while computing: another process may be computing too, so this
+        // one stores nothing and says so (`LockLost`).
+        guard.check()?;
         self.put(digest, &envelope)?;
         Ok((envelope, Served::Computed))
     }

@@ -100,6 +100,13 @@ impl SignalForwarder {
         Ok(child)
     }
 
+    /// A handle that stops the running command from another thread (a lost lock's callback).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            phase: Arc::clone(&self.phase),
+        }
+    }
+
     /// The command has exited: stop forwarding and take the terminal back if it was handed
     /// over. A signal from now on is ignored: what it would stop has already ended.
     pub fn finished(&self) {
@@ -118,6 +125,47 @@ impl SignalForwarder {
             }
         }
         *phase = Phase::After;
+    }
+}
+
+/// How long a command stopped for a lost lock has between SIGTERM and SIGKILL. With the
+/// heartbeat's 5 s to notice, it keeps the stop inside the 10 s lease (README, "lock-delay").
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Stops the running command: see [`SignalForwarder::stopper`].
+#[derive(Clone)]
+pub struct Stopper {
+    phase: Arc<Mutex<Phase>>,
+}
+
+impl Stopper {
+    /// Sends SIGTERM to the command's process group, and SIGKILL [`STOP_GRACE`] later if the
+    /// command is still running then; nothing if it has already exited.
+    pub fn stop(&self) {
+        let Phase::Running { pgid } = *lock(&self.phase) else {
+            return;
+        };
+        // SAFETY: kill with a negative pid signals the command's process group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        let phase = Arc::clone(&self.phase);
+        let _ = std::thread::Builder::new()
+            .name("stop-grace".to_owned())
+            .spawn(move || {
+                std::thread::sleep(STOP_GRACE);
+                // Held while signalling: `finished` cannot run (and the group's id be reused)
+                // in between.
+                let current = lock(&phase);
+                if let Phase::Running { pgid: still } = *current
+                    && still == pgid
+                {
+                    // SAFETY: as above.
+                    unsafe {
+                        libc::kill(-pgid, libc::SIGKILL);
+                    }
+                }
+            });
     }
 }
 

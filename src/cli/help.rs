@@ -9,11 +9,13 @@ Exit codes:
   2         usage error
   3         not found / not usable (absent key, no database or no store in the server's
             database, an artifact file not `loaded`)
-  4         conflict: the drift guard refused a write
+  4         conflict: the drift guard refused a write, or a --fence token is stale
   5         busy: a lock or the database stayed busy past the timeout (also a server's lock
             or statement timeout)
   6         invalid input: bad digest or id, malformed JSON, too large, unsupported version
   7         integrity failure: corrupted row, failed integrity check, checksum mismatch
+  8         lock lost: a server lock was lost while `lock run`'s command ran (it was
+            stopped), or while `artifact resolve` computed (nothing stored)
   126, 127  `lock run`: the command could not be executed / was not found
   128+N     `lock run`, `artifact resolve`: the command was ended by signal N
 

@@ -2,6 +2,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -10,7 +11,7 @@ use modstate::lock::{LockDir, Locks, Mode};
 use modstate::store::{Options, Store, canonical_db_path, url_scheme};
 use modstate::{Error, Result};
 
-use super::child::{SignalForwarder, spawn_failure_code};
+use super::child::{STOP_GRACE, SignalForwarder, spawn_failure_code};
 use super::{Context, Table, busy_hint, no_database, parse_secs, print_json};
 
 #[derive(Subcommand)]
@@ -20,11 +21,17 @@ pub enum LockCommand {
     /// On a terminal: aligned columns under a header. Piped: one holder a line (a free lock
     /// has `-` for its holder), NAME, STATE, PID, COMMAND and SINCE separated by tabs, no
     /// header. On a server database (a postgres:// URL), whose holders may run on other
-    /// machines, a last column HOST names the holder's host; a held lock whose holder has
-    /// not described itself yet shows `?` for it.
+    /// machines, a column HOST names the holder's host; a held lock whose holder has
+    /// not described itself yet shows `?` for it. A last column TOKEN shows an exclusively
+    /// held key's fencing token (`-` otherwise).
     Status,
     /// Run COMMAND while holding KEY (and the global lock shared); exit with COMMAND's code,
     /// or 5 if the lock is not had within the timeout.
+    ///
+    /// COMMAND gets the key's fencing token in MODSTATE_LOCK_TOKEN (larger than every earlier
+    /// holder's; pass it to writes with --fence KEY=TOKEN). On a server database, a lock lost
+    /// while COMMAND runs (the server restarted, the session was ended) stops COMMAND: SIGTERM
+    /// to its process group, SIGKILL 3 s later, and exit 8.
     Run {
         /// The key to hold; any UTF-8 string up to 1 KiB. Omit with --global.
         #[arg(required_unless_present = "global", conflicts_with = "global")]
@@ -88,16 +95,23 @@ fn run_locked(
             Mode::Exclusive
         };
         let key = key.unwrap_or_default();
-        locks.keyed(&[key.as_str()], mode).map(Held::Keyed)
+        locks
+            .keyed(&[key.as_str()], mode)
+            .map(|guard| Held::Keyed(guard, key))
     };
-    let _guard = held.map_err(|e| busy_hint(e, flag))?;
+    let guard = held.map_err(|e| busy_hint(e, flag))?;
     // The guard holds its own server sessions: the store's idle pooled connection is not
     // needed while the command runs.
     drop(source);
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Error::Invalid("no command given after --".to_owned()))?;
-    let mut child = match signals.spawn(Command::new(program).args(args)) {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(token) = guard.token() {
+        cmd.env("MODSTATE_LOCK_TOKEN", token.to_string());
+    }
+    let mut child = match signals.spawn(&mut cmd) {
         Ok(child) => child,
         Err(e) => {
             return Ok(super::output::fail(
@@ -108,18 +122,52 @@ fn run_locked(
             ));
         }
     };
+    // A server lock lost while the command runs: stop the command (SIGTERM, SIGKILL after
+    // the grace) before the lock's lease lets anyone else start.
+    let lost: Arc<Mutex<Option<Error>>> = Arc::default();
+    {
+        let lost = Arc::clone(&lost);
+        let stopper = signals.stopper();
+        guard.on_lost(move |e| {
+            *lost.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+            stopper.stop();
+        });
+    }
     let status = child.wait();
     signals.finished();
+    let status = status.map_err(|e| Error::io("waiting for", program, e))?;
+    if let Some(e) = lost.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(Error::LockLost(format!(
+            "{e}; stopped {program} (SIGTERM, then SIGKILL after {}s)",
+            STOP_GRACE.as_secs()
+        )));
+    }
     // The guard drops only now, after the command has exited.
-    Ok(exit_code_of(
-        status.map_err(|e| Error::io("waiting for", program, e))?,
-    ))
+    drop(guard);
+    Ok(exit_code_of(status))
 }
 
 /// The locks `lock run` holds, released when dropped.
 enum Held {
-    Global(#[allow(dead_code)] modstate::lock::LockGuard),
-    Keyed(#[allow(dead_code)] modstate::lock::KeyedGuard),
+    Global(modstate::lock::LockGuard),
+    Keyed(modstate::lock::KeyedGuard, String),
+}
+
+impl Held {
+    /// The fencing token of an exclusively held key.
+    fn token(&self) -> Option<u64> {
+        match self {
+            Held::Global(guard) => guard.token(),
+            Held::Keyed(guard, key) => guard.token(key),
+        }
+    }
+
+    fn on_lost(&self, f: impl FnOnce(Error) + Send + 'static) {
+        match self {
+            Held::Global(guard) => guard.on_lost(f),
+            Held::Keyed(guard, _) => guard.on_lost(f),
+        }
+    }
 }
 
 /// Where `lock` commands find the locks: the lock directory of a database file, or the store
@@ -196,10 +244,12 @@ fn status(ctx: &Context) -> Result<i32> {
     // Holders on a server may be anywhere; a file's holders are all on this host. HOST comes
     // last so the columns before it are the same on both.
     let with_host = matches!(source, LockSource::Store(_));
+    // TOKEN (an exclusive key's fencing token) comes after them all, so scripts reading the
+    // earlier columns by position keep working.
     let headers: &'static [&'static str] = if with_host {
-        &["NAME", "STATE", "PID", "COMMAND", "SINCE", "HOST"]
+        &["NAME", "STATE", "PID", "COMMAND", "SINCE", "HOST", "TOKEN"]
     } else {
-        &["NAME", "STATE", "PID", "COMMAND", "SINCE"]
+        &["NAME", "STATE", "PID", "COMMAND", "SINCE", "TOKEN"]
     };
     let mut table = Table::new(headers);
     for s in &states {
@@ -214,6 +264,7 @@ fn status(ctx: &Context) -> Result<i32> {
             if with_host {
                 row.push("-".into());
             }
+            row.push("-".into());
             table.row(row);
         }
         for h in &s.holders {
@@ -233,6 +284,7 @@ fn status(ctx: &Context) -> Result<i32> {
             if with_host {
                 row.push(h.host.clone());
             }
+            row.push(h.token.map_or_else(|| "-".to_owned(), |t| t.to_string()));
             table.row(row);
         }
     }

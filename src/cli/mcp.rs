@@ -21,5 +21,17 @@ pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
     if let Some(created) = ctx.take_created_notice() {
         super::notice(&format!("modstate mcp: {created}"));
     }
-    crate::mcp::serve(store, &args.namespace)
+    // A write tool called with `fence` writes through the same database opened with it.
+    let db = ctx.db_path()?.to_path_buf();
+    let options = ctx.options();
+    let reopen = std::sync::Arc::new(move |fence| {
+        modstate::Store::open(
+            &db,
+            modstate::Options {
+                fence: Some(fence),
+                ..options.clone()
+            },
+        )
+    });
+    crate::mcp::serve(store, &args.namespace, reopen)
 }

@@ -59,6 +59,24 @@ pub struct WithStore<C: Subcommand> {
     command: C,
 }
 
+/// A group that writes data, with the store options and `--fence`.
+#[derive(Args)]
+pub struct WithFencedStore<C: Subcommand> {
+    #[command(flatten)]
+    store: global::StoreArgs,
+    /// Refuse this command's writes (exit 4, nothing written) if a newer fencing token than
+    /// TOKEN was issued for lock KEY since: the token `lock run KEY` gave its command in
+    /// MODSTATE_LOCK_TOKEN.
+    #[arg(long, global = true, value_name = "KEY=TOKEN", value_parser = parse_fence)]
+    fence: Option<modstate::lock::Fence>,
+    #[command(subcommand)]
+    command: C,
+}
+
+fn parse_fence(text: &str) -> std::result::Result<modstate::lock::Fence, String> {
+    text.parse().map_err(|e: Error| e.to_string())
+}
+
 /// A command's own arguments with the store options.
 #[derive(Args)]
 pub struct StoreCommand<A: Args> {
@@ -84,7 +102,7 @@ enum Command {
     Init(StoreCommand<admin::NoArgs>),
     /// Module-state artifacts keyed by module source digest.
     #[command(after_help = help::ARTIFACT_EXAMPLES)]
-    Artifact(WithStore<artifact::ArtifactCommand>),
+    Artifact(WithFencedStore<artifact::ArtifactCommand>),
     /// Cross-process locks: who holds what; run a command under a lock.
     #[command(after_help = help::LOCK_EXAMPLES)]
     Lock(LockGroup),
@@ -93,7 +111,7 @@ enum Command {
     Lockfile(lockfile::LockfileArgs),
     /// Agent memories: namespaced notes with ranked full-text search and a drift guard.
     #[command(after_help = help::MEMORY_EXAMPLES)]
-    Memory(WithStore<memory::MemoryCommand>),
+    Memory(WithFencedStore<memory::MemoryCommand>),
     /// Consistent snapshots: export while writers keep writing, verify, restore.
     #[command(after_help = help::SNAPSHOT_EXAMPLES)]
     Snapshot(WithStore<snapshot::SnapshotCommand>),
@@ -142,6 +160,8 @@ pub struct Context {
     /// "created database …", said once the command has succeeded: a failing command keeps
     /// to its one error line.
     created: std::cell::RefCell<Option<String>>,
+    /// `--fence KEY=TOKEN`: every write of the command carries it.
+    pub fence: Option<modstate::lock::Fence>,
 }
 
 impl Context {
@@ -213,6 +233,7 @@ impl Context {
             busy_timeout: self.lock_timeout,
             lock_timeout: self.lock_timeout,
             synchronous: self.synchronous,
+            fence: self.fence.clone(),
             ..Options::default()
         }
     }
@@ -354,7 +375,7 @@ fn run() -> i32 {
         output::Verbosity::Normal
     });
     let json = cli.json;
-    let (group, command) = split(cli.command);
+    let (group, command, fence) = split(cli.command);
     let resolved = global::resolve(cli.store, group);
     let (db, db_error) = match resolved.db {
         Ok(path) => (path, None),
@@ -368,6 +389,7 @@ fn run() -> i32 {
         lock_timeout: resolved.lock_timeout,
         synchronous: resolved.synchronous,
         created: std::cell::RefCell::new(None),
+        fence,
     };
     match command.run(&ctx) {
         Ok(code) => {
@@ -408,17 +430,17 @@ enum Run {
     Man,
 }
 
-fn split(command: Command) -> (global::GroupOptions, Run) {
+fn split(command: Command) -> (global::GroupOptions, Run, Option<modstate::lock::Fence>) {
     use global::GroupOptions as G;
-    match command {
+    let (group, run) = match command {
+        Command::Artifact(g) => return (g.store.into(), Run::Artifact(g.command), g.fence),
+        Command::Memory(g) => return (g.store.into(), Run::Memory(g.command), g.fence),
         Command::Init(c) => (c.store.into(), Run::Init),
-        Command::Artifact(g) => (g.store.into(), Run::Artifact(g.command)),
         Command::Lock(g) => (g.store.into(), Run::Lock(g.command)),
         Command::Lockfile(mut args) => (
             std::mem::take(&mut args.timeout).into(),
             Run::Lockfile(args),
         ),
-        Command::Memory(g) => (g.store.into(), Run::Memory(g.command)),
         Command::Snapshot(g) => (g.store.into(), Run::Snapshot(g.command)),
         Command::Mcp(c) => (c.store.into(), Run::Mcp(c.args)),
         Command::Doctor(c) => (c.store.into(), Run::Doctor),
@@ -426,7 +448,8 @@ fn split(command: Command) -> (global::GroupOptions, Run) {
         Command::Vacuum(c) => (c.store.into(), Run::Vacuum),
         Command::Completions(args) => (G::default(), Run::Completions(args)),
         Command::Man => (G::default(), Run::Man),
-    }
+    };
+    (group, run, None)
 }
 
 impl Run {
@@ -480,6 +503,8 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::Busy(_) => 5,
         Error::Invalid(_) | Error::Unsupported(_) => 6,
         Error::Integrity(_) => 7,
+        Error::Fenced(_) => 4,
+        Error::LockLost(_) => 8,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }

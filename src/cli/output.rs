@@ -103,6 +103,8 @@ pub fn error_kind(error: &Error) -> &'static str {
         Error::Invalid(_) => "invalid",
         Error::Unsupported(_) => "unsupported",
         Error::Integrity(_) => "integrity",
+        Error::Fenced(_) => "fenced",
+        Error::LockLost(_) => "lock_lost",
         // A kind added to the library later.
         _ => "other",
     }

@@ -17,6 +17,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Serialize;
 use serde_json::json;
 
+use modstate::lock::Fence;
 use modstate::memory::{check_cursor, check_id};
 use modstate::{Digest, Error, MemoryFilter, Result, Store};
 
@@ -35,14 +36,20 @@ pub struct MemoryServer {
     store: Store,
     namespace: Arc<str>,
     tools: Arc<[Tool]>,
+    /// Opens the same database with a fence, for a write tool called with `fence`.
+    reopen: Reopen,
 }
 
+/// Opens the server's database again with every write carrying `Fence`.
+pub type Reopen = Arc<dyn Fn(Fence) -> Result<Store> + Send + Sync>;
+
 impl MemoryServer {
-    pub fn new(store: Store, namespace: &str) -> MemoryServer {
+    pub fn new(store: Store, namespace: &str, reopen: Reopen) -> MemoryServer {
         MemoryServer {
             store,
             namespace: namespace.into(),
             tools: tools::list().into(),
+            reopen,
         }
     }
 }
@@ -88,7 +95,27 @@ impl ServerHandler for MemoryServer {
         check_ids(&call)?;
         let store = self.store.clone();
         let namespace = self.namespace.clone();
-        let outcome = tokio::task::spawn_blocking(move || run(&store, &namespace, call)).await;
+        let reopen = Arc::clone(&self.reopen);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let fence = match &call {
+                Call::AddMemory { fence, .. }
+                | Call::UpdateMemory { fence, .. }
+                | Call::DeleteMemory { fence, .. } => fence.clone(),
+                _ => None,
+            };
+            let Some(fence) = fence else {
+                return run(&store, &namespace, call);
+            };
+            // A fenced write goes through a store opened with the fence: its write
+            // transaction checks the token.
+            let fenced = fence.parse().and_then(|fence| reopen(fence))?;
+            let done = run(&fenced, &namespace, call);
+            // Dropped off the runtime: a server backend's client blocks on its own runtime
+            // when it closes, which tokio forbids on this one's threads.
+            let _ = std::thread::spawn(move || drop(fenced)).join();
+            done
+        })
+        .await;
         match outcome {
             Ok(Ok(done)) => Ok(done.into()),
             Ok(Err(e)) => Ok(failure(e.to_string()).into()),
@@ -118,7 +145,7 @@ fn success(value: impl Serialize) -> Result<CallToolResult> {
 /// `{id, deleted, generation}`.
 fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
     match call {
-        Call::AddMemory { text, category } => {
+        Call::AddMemory { text, category, .. } => {
             success(store.add_memory(namespace, &text, &category)?)
         }
         Call::SearchMemories {
@@ -137,11 +164,12 @@ fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
             text,
             category,
             expect,
+            ..
         } => {
             check_namespace(store, namespace, &id)?;
             success(store.update_memory(&id, &text, category.as_deref(), expect)?)
         }
-        Call::DeleteMemory { id, expect } => {
+        Call::DeleteMemory { id, expect, .. } => {
             check_namespace(store, namespace, &id)?;
             let generation = store.delete_memory(&id, expect)?;
             success(json!({"id": id, "deleted": true, "generation": generation}))

@@ -42,6 +42,7 @@ const CATEGORY_FILTER: &str =
 const LIMIT: &str = "Most memories returned, 1 to 1000 (default 20).";
 const CURSOR: &str = "Continue after the previous page: its next_cursor, exactly as returned. Omit for the first page.";
 const EXPECT_GENERATION: &str = "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.";
+const FENCE: &str = "KEY=TOKEN: write only if TOKEN is still the newest fencing token issued for lock KEY (the MODSTATE_LOCK_TOKEN that `modstate lock run KEY` gave you). Otherwise nothing is written: a newer holder of that lock exists.";
 const EXPECT_VERSION: &str = "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.";
 
 /// `add_memory`'s arguments.
@@ -55,6 +56,8 @@ pub struct AddMemoryArgs {
         description = "A label to group and filter by, e.g. preference, fact, decision (at most 256 bytes)."
     )]
     category: Option<String>,
+    #[schemars(description = FENCE)]
+    fence: Option<String>,
 }
 
 /// `search_memories`' arguments.
@@ -104,6 +107,8 @@ pub struct UpdateMemoryArgs {
     expect_generation: Option<u64>,
     #[schemars(description = EXPECT_VERSION)]
     expect_version: Option<u64>,
+    #[schemars(description = FENCE)]
+    fence: Option<String>,
 }
 
 /// `delete_memory`'s arguments.
@@ -117,6 +122,8 @@ pub struct DeleteMemoryArgs {
     expect_generation: Option<u64>,
     #[schemars(description = EXPECT_VERSION)]
     expect_version: Option<u64>,
+    #[schemars(description = FENCE)]
+    fence: Option<String>,
 }
 
 /// `get_module_state`'s arguments.
@@ -220,6 +227,7 @@ pub enum Call {
     AddMemory {
         text: String,
         category: String,
+        fence: Option<String>,
     },
     SearchMemories {
         query: String,
@@ -237,10 +245,12 @@ pub enum Call {
         text: String,
         category: Option<String>,
         expect: Expect,
+        fence: Option<String>,
     },
     DeleteMemory {
         id: String,
         expect: Expect,
+        fence: Option<String>,
     },
     GetModuleState {
         digest: String,
@@ -252,6 +262,7 @@ impl From<AddMemoryArgs> for Call {
         Call::AddMemory {
             text: args.text,
             category: args.category.unwrap_or_default(),
+            fence: args.fence,
         }
     }
 }
@@ -287,6 +298,7 @@ impl From<UpdateMemoryArgs> for Call {
                 generation: args.expect_generation,
                 version: args.expect_version,
             },
+            fence: args.fence,
         }
     }
 }
@@ -299,6 +311,7 @@ impl From<DeleteMemoryArgs> for Call {
                 generation: args.expect_generation,
                 version: args.expect_version,
             },
+            fence: args.fence,
         }
     }
 }
@@ -506,7 +519,8 @@ mod tests {
             parse("add_memory", json!({"text": "m", "category": null})),
             Ok(Call::AddMemory {
                 text: "m".into(),
-                category: String::new()
+                category: String::new(),
+                fence: None
             })
         );
         assert_eq!(
@@ -541,14 +555,16 @@ mod tests {
                 expect: Expect {
                     generation: Some(0),
                     version: Some(7)
-                }
+                },
+                fence: None
             })
         );
         assert_eq!(
             parse("delete_memory", json!({"id": "i"})),
             Ok(Call::DeleteMemory {
                 id: "i".into(),
-                expect: Expect::default()
+                expect: Expect::default(),
+                fence: None
             })
         );
         assert_eq!(
@@ -575,7 +591,7 @@ mod tests {
         let unknown = parse("add_memory", json!({"memory": "m"})).unwrap_err();
         assert_eq!(
             unknown,
-            r#"add_memory: unknown argument "memory"; it takes text, category"#
+            r#"add_memory: unknown argument "memory"; it takes text, category, fence"#
         );
     }
 
@@ -619,7 +635,7 @@ mod tests {
                 .cloned()
                 .collect()
         };
-        assert_eq!(arguments("add_memory"), ["text", "category"]);
+        assert_eq!(arguments("add_memory"), ["text", "category", "fence"]);
         assert_eq!(
             arguments("search_memories"),
             ["query", "category", "limit", "cursor"]
@@ -632,12 +648,13 @@ mod tests {
                 "text",
                 "category",
                 "expect_generation",
-                "expect_version"
+                "expect_version",
+                "fence"
             ]
         );
         assert_eq!(
             arguments("delete_memory"),
-            ["id", "expect_generation", "expect_version"]
+            ["id", "expect_generation", "expect_version", "fence"]
         );
         assert_eq!(arguments("get_module_state"), ["digest"]);
         assert_eq!(schema("add_memory")["required"], json!(["text"]));

@@ -83,6 +83,10 @@ pub struct Options {
     /// Open a SQLite store on a network file system (NFS, SMB/CIFS…) anyway: only safe when
     /// a single host ever opens it. Also set by `MODSTATE_ALLOW_NETWORK_FS=1`.
     pub allow_network_fs: bool,
+    /// A fencing token every write of this store carries: each write transaction first checks
+    /// it, and refuses the write ([`crate::Error::Fenced`]) if a newer token was issued for
+    /// its key since. `None`: writes are not fenced.
+    pub fence: Option<crate::lock::Fence>,
 }
 
 impl Default for Options {
@@ -96,6 +100,7 @@ impl Default for Options {
             max_memory_bytes: 64 * 1024,
             wal_size_limit: 16 * 1024 * 1024,
             allow_network_fs: false,
+            fence: None,
         }
     }
 }

@@ -23,22 +23,88 @@
 //!   shown as a holder.
 //!
 //! Lock order, as for files: `global` → keys (sorted, deduplicated) → `write`.
+//!
+//! Unlike a file lock, a session lock can be lost while its holder runs (the server
+//! restarts, an administrator ends the session, the network fails). So:
+//!
+//! * **Heartbeat.** Every held lock's session is checked every [`HEARTBEAT`] (1 s) by a
+//!   thread of the guard, on the lock's own connection; a failed check marks the guard lost
+//!   (`LockGuard::check`, `on_lost`). A check that gets no answer does not hang the verdict:
+//!   the guard counts as lost [`VALID_FOR`] (5 s) after its last successful renewal was sent.
+//! * **Leases and lock-delay** (exclusive keys). The holder's row in `modstate_lock_leases`
+//!   expires [`LEASE`] (10 s, the server's clock) after each renewal. Whoever takes the key
+//!   next waits, holding the advisory lock, until a lost holder's lease has run out, so the
+//!   lost holder has seen the loss (≤ 5 s) and stopped its work (`lock run`: SIGTERM, SIGKILL
+//!   3 s later) before anyone else starts. A clean release clears the lease: no delay.
+//! * **Fencing tokens.** Each exclusive acquisition of a key increments the row's `token`,
+//!   in the statement that takes the lease; a fenced write reads the row `FOR SHARE` in its
+//!   own transaction, so a newer acquisition waits for it or it sees the newer token.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::Client;
 use postgres::error::SqlState;
+use postgres::{Client, SimpleQueryMessage, Transaction};
 use sha2::{Digest as _, Sha256};
 
 use super::errors::PgContext;
 use super::pool::{Pool, millis};
 use crate::error::{Error, Result};
 use crate::lock::{
-    Holder, KeyedGuard, LockGuard, LockState, Locks, Mode, QUIET_WAIT, check_key, command_line,
-    describe_holders, host, now_rfc3339,
+    Fence, Holder, KeyedGuard, LockGuard, LockState, Locks, Mode, QUIET_WAIT, Watch, check_fence,
+    check_key, command_line, describe_holders, host, now_rfc3339,
 };
+
+/// How often a held lock's session is checked and its lease renewed.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a lease lasts on the server's clock after each renewal: after a holder's session
+/// is lost, the key stays out of reach this long at most (lock-delay).
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
+/// How long after sending its last successful renewal a holder counts its lock as held:
+/// the lease minus the time to stop its work (`lock run`'s 3 s grace, 2 s to spare).
+pub(crate) const VALID_FOR: Duration = Duration::from_secs(5);
+
+/// Takes the advisory lock if free and, if taken, the key's lease: a new token when no live
+/// lease is left (none, released, or run out), else nothing. Answers (taken, new token, ms
+/// until the live lease runs out). One statement, so an uncontended acquisition costs no
+/// extra round trip.
+const TRY_LOCK_AND_LEASE: &str = "WITH got AS (SELECT pg_try_advisory_lock($1) AS ok), \
+     lease AS (INSERT INTO modstate_lock_leases AS l (id, key, token, holder, expires) \
+       SELECT $1, $2, 1, pg_backend_pid(), clock_timestamp() + interval '10 seconds' \
+       FROM got WHERE ok \
+       ON CONFLICT (id) DO UPDATE SET key = excluded.key, token = l.token + 1, \
+       holder = excluded.holder, expires = excluded.expires \
+       WHERE l.expires IS NULL OR l.expires <= clock_timestamp() \
+       RETURNING token) \
+     SELECT (SELECT ok FROM got), (SELECT token FROM lease), \
+     (SELECT ceil(extract(epoch FROM l.expires - clock_timestamp()) * 1000)::bigint \
+      FROM modstate_lock_leases l WHERE l.id = $1)";
+
+/// [`TRY_LOCK_AND_LEASE`] once the advisory lock is held (after a wait).
+const LEASE_HELD: &str = "WITH lease AS (INSERT INTO modstate_lock_leases AS l \
+       (id, key, token, holder, expires) \
+       SELECT $1, $2, 1, pg_backend_pid(), clock_timestamp() + interval '10 seconds' \
+       ON CONFLICT (id) DO UPDATE SET key = excluded.key, token = l.token + 1, \
+       holder = excluded.holder, expires = excluded.expires \
+       WHERE l.expires IS NULL OR l.expires <= clock_timestamp() \
+       RETURNING token) \
+     SELECT true, (SELECT token FROM lease), \
+     (SELECT ceil(extract(epoch FROM l.expires - clock_timestamp()) * 1000)::bigint \
+      FROM modstate_lock_leases l WHERE l.id = $1)";
+
+/// For a shared key: the advisory lock if free, and ms until a live lease of an exclusive
+/// holder runs out (shared holders take no lease, but respect a lost holder's).
+const TRY_SHARED_AND_DELAY: &str = "SELECT pg_try_advisory_lock_shared($1), NULL::bigint, \
+     (SELECT ceil(extract(epoch FROM l.expires - clock_timestamp()) * 1000)::bigint \
+      FROM modstate_lock_leases l WHERE l.id = $1 AND l.expires > clock_timestamp() \
+      AND $2::text IS NOT NULL)";
+
+/// [`TRY_SHARED_AND_DELAY`] once the shared lock is held.
+const SHARED_DELAY: &str = "SELECT true, NULL::bigint, \
+     (SELECT ceil(extract(epoch FROM l.expires - clock_timestamp()) * 1000)::bigint \
+      FROM modstate_lock_leases l WHERE l.id = $1 AND l.expires > clock_timestamp() \
+      AND $2::text IS NOT NULL)";
 
 /// A modstate lock by what it guards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +213,10 @@ const RELEASE: &str = "SELECT pg_advisory_unlock_all(); \
 /// Every granted bigint advisory lock in this database with the holder row of its session,
 /// if any; `$1`/`$2` (classid, objid) narrow it to one lock.
 const HELD_LOCKS: &str = "SELECT l.classid, l.objid, l.mode = 'ExclusiveLock', \
-     h.key, h.host, h.process, h.command, h.acquired_at \
+     h.key, h.host, h.process, h.command, h.acquired_at, k.token \
      FROM pg_locks l LEFT JOIN modstate_lock_holders h ON h.pid = l.pid \
+     LEFT JOIN modstate_lock_leases k ON l.mode = 'ExclusiveLock' AND k.holder = l.pid \
+       AND k.id = ((l.classid::bigint << 32) | l.objid::bigint) \
      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
      AND ($1::oid IS NULL OR (l.classid = $1 AND l.objid = $2)) \
@@ -166,35 +234,140 @@ impl PgLocks {
     }
 
     /// Takes one lock on a new session of its own: at once if free, else by waiting in the
-    /// server until `deadline`.
+    /// server until `deadline`. A session lost while waiting (a server restart) is replaced
+    /// by a new one, until the deadline: the waiter keeps its place in the line of work.
     fn acquire(&self, name: Name<'_>, mode: Mode, deadline: Instant) -> Result<LockGuard> {
+        self.acquire_tracked(name, mode, deadline)
+            .map(|(guard, _)| guard)
+    }
+
+    /// [`Self::acquire`], saying whether a lost session was replaced on the way.
+    fn acquire_tracked(
+        &self,
+        name: Name<'_>,
+        mode: Mode,
+        deadline: Instant,
+    ) -> Result<(LockGuard, bool)> {
+        let mut retried = false;
+        loop {
+            match self.acquire_once(name, mode, deadline) {
+                Err((e, connected)) if (connected || retried) && session_gone(&e) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    retried = true;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err((e, _)) => return Err(e),
+                Ok(guard) => return Ok((guard, retried)),
+            }
+        }
+    }
+
+    /// One attempt of [`Self::acquire`]; an error says whether a session had been opened.
+    fn acquire_once(
+        &self,
+        name: Name<'_>,
+        mode: Mode,
+        deadline: Instant,
+    ) -> std::result::Result<LockGuard, (Error, bool)> {
         let label = name.label();
         let what = format!("taking the lock on {label}");
         let id = name.id();
+        // A key's acquisitions deal with its lease; `write` and `global` have none.
+        let key = match name {
+            Name::Key(key) => Some(key),
+            _ => None,
+        };
+        let leased = key.is_some() && mode == Mode::Exclusive;
         // From here on, any early return drops the session, which releases whatever it holds.
-        let mut session = Session::new(self.pool.connect_by(deadline)?, label);
-        let client = session.client()?;
-        client.batch_execute(SESSION_SETUP).context(&what)?;
+        let client = self.pool.connect_by(deadline).map_err(|e| (e, false))?;
+        let mut session = Session::new(client, label);
+        let at = |e| (e, true);
+        let client = session.client().map_err(at)?;
+        client
+            .batch_execute(SESSION_SETUP)
+            .context(&what)
+            .map_err(at)?;
         // Best effort, as a lock file's record: it only informs `lock status` and waiters.
         let _ = record_holder(client, label);
-        let try_lock = match mode {
-            Mode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
-            Mode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+        let key_text = key.unwrap_or("");
+        let (first, after_wait) = match (key.is_some(), mode) {
+            (true, Mode::Exclusive) => (TRY_LOCK_AND_LEASE, LEASE_HELD),
+            (true, Mode::Shared) => (TRY_SHARED_AND_DELAY, SHARED_DELAY),
+            (false, Mode::Shared) => (
+                "SELECT pg_try_advisory_lock_shared($1), NULL::bigint, NULL::bigint WHERE $2::text IS NOT NULL",
+                "",
+            ),
+            (false, Mode::Exclusive) => (
+                "SELECT pg_try_advisory_lock($1), NULL::bigint, NULL::bigint WHERE $2::text IS NOT NULL",
+                "",
+            ),
         };
-        let got: bool = client
-            .query_one(try_lock, &[&id])
-            .context(&what)?
-            .try_get(0)
-            .context(&what)?;
+        let mut lease_sent = Instant::now();
+        let (mut got, mut token, mut delay) =
+            lease_row(client, first, id, key_text, &what).map_err(at)?;
         if !got {
-            self.wait(client, name, mode, deadline, &what)?;
+            self.wait(client, name, mode, deadline, &what).map_err(at)?;
             // The row was written before the wait; the lock was taken now.
             let _ = client.execute(
                 "UPDATE modstate_lock_holders SET acquired_at = $1 WHERE pid = pg_backend_pid()",
                 &[&now_rfc3339()],
             );
+            got = true;
+            if key.is_some() {
+                lease_sent = Instant::now();
+                (_, token, delay) =
+                    lease_row(client, after_wait, id, key_text, &what).map_err(at)?;
+            } else {
+                delay = None;
+            }
         }
-        Ok(LockGuard::session(Box::new(session)))
+        debug_assert!(got);
+        // Lock-delay: the advisory lock is ours, but a holder whose session was lost may
+        // still be stopping its work until its lease runs out.
+        let mut told = false;
+        loop {
+            let pending = if leased {
+                token.is_none()
+            } else {
+                delay.is_some_and(|ms| ms > 0)
+            };
+            if !pending {
+                break;
+            }
+            let ms = delay.unwrap_or(0).max(10);
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            let wait = Duration::from_millis(u64::try_from(ms).unwrap_or(10));
+            if wait > left {
+                return Err(at(Error::Busy(format!(
+                    "timed out after {:.1}s waiting for lock on {label}: its last holder's server session was lost and its lease runs out in {:.1}s (lock-delay, so that holder has stopped its work first); retry later, or allow a longer lock timeout",
+                    self.timeout.as_secs_f64(),
+                    wait.as_secs_f64()
+                ))));
+            }
+            if !told {
+                log::warn!(
+                    target: "modstate::lock",
+                    "Blocking waiting for lock on {label} (its last holder's server session was lost; its lease runs out in {:.1}s)",
+                    wait.as_secs_f64()
+                );
+                told = true;
+            }
+            std::thread::sleep(wait);
+            lease_sent = Instant::now();
+            (_, token, delay) = lease_row(client, after_wait, id, key_text, &what).map_err(at)?;
+        }
+        let token = token.and_then(|t| u64::try_from(t).ok());
+        if let Some(t) = token {
+            session.lease = Some((id, t));
+        }
+        // A lock without a lease is valid while its session lives: counted from now.
+        let valid_from = if leased { lease_sent } else { Instant::now() };
+        let watch = Watch::new(Some(valid_from + VALID_FOR));
+        session.start_heartbeat(&watch);
+        Ok(LockGuard::session(Box::new(session), label, token, watch))
     }
 
     /// Waits in the server for the lock until `deadline`: quietly for [`QUIET_WAIT`], then
@@ -274,13 +447,22 @@ impl Locks for PgLocks {
         keys.sort_unstable();
         keys.dedup();
         let deadline = Instant::now() + self.timeout;
-        let global = self.acquire(Name::Global, Mode::Shared, deadline)?;
-        let mut held = Vec::with_capacity(keys.len());
-        for key in keys {
-            // An error drops `held` and `global`: nothing stays locked.
-            held.push(self.acquire(Name::Key(key), mode, deadline)?);
+        loop {
+            let (global, _) = self.acquire_tracked(Name::Global, Mode::Shared, deadline)?;
+            let mut held = Vec::with_capacity(keys.len());
+            let mut renewed = false;
+            for key in &keys {
+                // An error drops `held` and `global`: nothing stays locked.
+                let (guard, retried) = self.acquire_tracked(Name::Key(key), mode, deadline)?;
+                held.push(guard);
+                renewed |= retried;
+            }
+            // A key taken on a new session after its first one was lost (a server restart):
+            // the earlier sessions, `global` among them, may have ended too; take all again.
+            if !renewed {
+                return Ok(KeyedGuard::new(global, held));
+            }
         }
-        Ok(KeyedGuard::new(global, held))
     }
 
     fn status(&self) -> Result<Vec<LockState>> {
@@ -295,73 +477,209 @@ impl Locks for PgLocks {
 
 /// A server session holding one lock; dropping it releases the lock and ends the session.
 struct Session {
-    /// In a mutex only to be `Sync`, as a guard must be (the client is not): nothing uses the
-    /// client once the lock is held, until the drop, which has it to itself.
-    client: Mutex<Option<Client>>,
+    /// Shared with the heartbeat thread, which takes the mutex for each check; `None` once
+    /// released.
+    client: Arc<Mutex<Option<Client>>>,
     /// The lock's name, for the warning when the session was lost while held.
     label: String,
+    /// (advisory key, token) of an exclusive key's lease, cleared at a clean release.
+    lease: Option<(i64, u64)>,
+    /// The heartbeat's view: a loss it already reported is not warned about again at release.
+    watch: Option<Arc<Watch>>,
 }
 
 impl Session {
     fn new(client: Client, label: &str) -> Session {
         Session {
-            client: Mutex::new(Some(client)),
+            client: Arc::new(Mutex::new(Some(client))),
             label: label.to_owned(),
+            lease: None,
+            watch: None,
         }
     }
 
     fn client(&mut self) -> Result<&mut Client> {
-        self.client
+        // Only the acquiring thread has the session until the heartbeat starts.
+        Arc::get_mut(&mut self.client)
+            .ok_or_else(|| Error::Invalid("the lock's session is in use".to_owned()))?
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
             .ok_or_else(|| Error::Invalid("the lock's session is already closed".to_owned()))
     }
+
+    /// Starts the thread that checks the session (and renews the lease) every [`HEARTBEAT`]
+    /// until the guard is dropped or the lock is lost. Without a thread the guard still
+    /// counts itself lost once [`VALID_FOR`] has passed unrenewed.
+    fn start_heartbeat(&mut self, watch: &Arc<Watch>) {
+        self.watch = Some(Arc::clone(watch));
+        let client = Arc::clone(&self.client);
+        let watch = Arc::clone(watch);
+        let beat = match self.lease {
+            Some((id, token)) => format!(
+                "UPDATE modstate_lock_leases SET expires = clock_timestamp() + interval '{} seconds' \
+                 WHERE id = {id} AND token = {token} AND holder = pg_backend_pid()",
+                LEASE.as_secs()
+            ),
+            None => "SELECT 1".to_owned(),
+        };
+        let leased = self.lease.is_some();
+        let _ = std::thread::Builder::new()
+            .name("lock-heartbeat".to_owned())
+            .spawn(move || heartbeat(&client, &watch, &beat, leased));
+    }
+}
+
+/// The heartbeat of one held lock: see [`Session::start_heartbeat`].
+fn heartbeat(client: &Mutex<Option<Client>>, watch: &Watch, beat: &str, leased: bool) {
+    while watch.sleep(HEARTBEAT) {
+        let mut slot = client.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(client) = slot.as_mut() else {
+            return; // released
+        };
+        let sent = Instant::now();
+        match client.simple_query(beat) {
+            Ok(messages) => {
+                let renewed = !leased
+                    || messages
+                        .iter()
+                        .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(1)));
+                if renewed {
+                    watch.renewed(sent + VALID_FOR);
+                } else {
+                    watch.lose("its lease had run out and was taken by a newer holder".to_owned());
+                    return;
+                }
+            }
+            Err(e) => {
+                watch.lose(format!(
+                    "its server session ended (server restart, ended session or network failure: {})",
+                    first_line(&e.to_string())
+                ));
+                return;
+            }
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         let taken = self
             .client
-            .get_mut()
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let Some(client) = taken else {
             return;
         };
         let label = std::mem::take(&mut self.label);
+        let lease = self.lease;
+        // A loss the guard already reported needs no second word.
+        let warn = !self.watch.as_ref().is_some_and(|w| w.is_lost());
         if tokio::runtime::Handle::try_current().is_ok() {
             // A sync client must not be used or dropped on a thread that runs a tokio
             // runtime (it would start a runtime inside it and panic): release it from a
             // thread of its own, and wait, so the lock is free when the guard is gone.
-            let _ = std::thread::spawn(move || release(client, &label)).join();
+            let _ = std::thread::spawn(move || release(client, &label, lease, warn)).join();
         } else {
-            release(client, &label);
+            release(client, &label, lease, warn);
         }
     }
 }
 
-/// Unlocks at once, so the lock is free when the guard's drop returns (closing alone frees
-/// it too, but only once the server has seen the connection end), then closes the session.
+/// Clears the lease (so the next holder need not wait it out), then unlocks at once, so the
+/// lock is free when the guard's drop returns (closing alone frees it too, but only once the
+/// server has seen the connection end), then closes the session. One round trip.
 ///
 /// A session that ended while the lock was held (the server restarted, an administrator
-/// ended it, the network failed past the keepalives) lost the lock when it ended, and
-/// others may have taken it since: unlike a file lock, a server lock can be lost by a
-/// holder that is still running. Nothing can undo that at release; it is said, so the
-/// holder's user knows the work was not protected to the end.
-fn release(mut client: Client, label: &str) {
+/// ended it, the network failed past the keepalives) lost the lock when it ended; its lease
+/// stays until it runs out, so nobody else started meanwhile unless the holder failed to
+/// stop in time. It is said, so the holder's user knows.
+fn release(mut client: Client, label: &str, lease: Option<(i64, u64)>, warn: bool) {
     let ended = [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN];
-    if let Err(e) = client.batch_execute(RELEASE)
+    let sql = match lease {
+        Some((id, token)) => format!(
+            "UPDATE modstate_lock_leases SET expires = NULL, holder = NULL \
+             WHERE id = {id} AND token = {token} AND holder = pg_backend_pid(); {RELEASE}"
+        ),
+        None => RELEASE.to_owned(),
+    };
+    if let Err(e) = client.batch_execute(&sql)
+        && warn
         && (e.is_closed()
             || e.as_db_error().is_none()
             || e.code().is_some_and(|code| ended.contains(code)))
     {
         log::warn!(
             target: "modstate::lock",
-            "the lock on {label} was lost while held: its server session ended (server restart, ended session or network failure), so others may have held it meanwhile"
+            "the lock on {label} was lost while held: its server session ended (server restart, ended session or network failure)"
         );
     }
     drop(client);
+}
+
+/// Runs one of the lease statements: (taken, new token, ms until a live lease runs out).
+fn lease_row(
+    client: &mut Client,
+    sql: &str,
+    id: i64,
+    key: &str,
+    what: &str,
+) -> Result<(bool, Option<i64>, Option<i64>)> {
+    let row = client.query_one(sql, &[&id, &key]).context(what)?;
+    Ok((
+        row.try_get(0).context(what)?,
+        row.try_get(1).context(what)?,
+        row.try_get(2).context(what)?,
+    ))
+}
+
+/// Whether an acquisition failed because its session ended or the server was not there (a
+/// restart): worth a new session while the deadline allows.
+fn session_gone(error: &Error) -> bool {
+    let Error::Database { source, .. } = error else {
+        return false;
+    };
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(c) = cause {
+        if let Some(pg) = c.downcast_ref::<postgres::Error>() {
+            let ended = [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ];
+            return pg.is_closed()
+                || pg.as_db_error().is_none()
+                || pg.code().is_some_and(|code| ended.contains(code));
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Refuses, inside the write transaction `tx`, a write whose fence is not the latest token
+/// issued for its key. The lease row is read `FOR SHARE`: a newer acquisition, which
+/// increments the token, waits for this transaction, so its holder's writes come after.
+pub(crate) fn check_fence_in(tx: &mut Transaction<'_>, fence: &Fence) -> Result<()> {
+    let what = "checking the write's fencing token";
+    let id = Name::Key(&fence.key).id();
+    let issued: Option<i64> = tx
+        .query_opt(
+            "SELECT token FROM modstate_lock_leases WHERE id = $1 FOR SHARE",
+            &[&id],
+        )
+        .context(what)?
+        .map(|row| row.try_get(0))
+        .transpose()
+        .context(what)?;
+    check_fence(
+        fence,
+        issued.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
+    )
 }
 
 /// Writes this session's holder row.
@@ -423,6 +741,10 @@ fn held_locks(client: &mut Client, only: Option<i64>) -> Result<Vec<LockState>> 
                         .try_get::<_, Option<String>>(7)
                         .context(what)?
                         .filter(|at| !at.is_empty()),
+                    token: row
+                        .try_get::<_, Option<i64>>(8)
+                        .context(what)?
+                        .and_then(|t| u64::try_from(t).ok()),
                 };
                 (name.label().to_owned(), holder)
             }
@@ -436,6 +758,7 @@ fn held_locks(client: &mut Client, only: Option<i64>) -> Result<Vec<LockState>> 
                     key: name.clone(),
                     command: "?".to_owned(),
                     acquired_at: None,
+                    token: None,
                 };
                 (name, holder)
             }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0005_cache_bounds",
         include_str!("../../../migrations/postgres/0005_cache_bounds.sql"),
     ),
+    (
+        6,
+        "0006_lock_leases",
+        include_str!("../../../migrations/postgres/0006_lock_leases.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

@@ -96,6 +96,9 @@ impl PgBackend {
     ) -> Result<T> {
         let mut conn = self.pool.get()?;
         let mut tx = conn.transaction().context(what)?;
+        if let Some(fence) = &self.options.fence {
+            locks::check_fence_in(&mut tx, fence)?;
+        }
         let out = f(&mut tx)?;
         tx.commit().context(what)?;
         Ok(out)

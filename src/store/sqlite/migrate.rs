@@ -28,6 +28,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_cache_bounds",
         include_str!("../../../migrations/0005_cache_bounds.sql"),
     ),
+    (
+        "0006_lock_leases",
+        include_str!("../../../migrations/0006_lock_leases.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -281,6 +281,10 @@ impl SqliteBackend {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context(what)?;
+        // Under the write lock: a newer holder's writes, which need that lock too, come after.
+        if let Some(fence) = &self.options.fence {
+            crate::lock::check_fence(fence, self.locks.issued_token(&fence.key)?)?;
+        }
         let out = f(&tx)?;
         tx.commit().context(what)?;
         self.bound_wal(&conn);
