@@ -70,6 +70,18 @@ pub enum Error {
     /// Stored data failed a check: a row's hash does not match, integrity_check failed.
     #[error("{0}")]
     Integrity(String),
+
+    /// A memory to supersede was already superseded by another (someone replaced it first);
+    /// nothing was written. A conflict, like [`Error::Conflict`].
+    #[error(
+        "conflict: memory {id} was already superseded by {by}; nothing was written — read {by} and supersede that one if it is still wrong"
+    )]
+    Superseded {
+        /// The memory asked to be superseded.
+        id: String,
+        /// The memory that superseded it.
+        by: String,
+    },
 }
 
 impl Error {

@@ -424,6 +424,7 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::Busy(_) => 5,
         Error::Invalid(_) | Error::Unsupported(_) => 6,
         Error::Integrity(_) => 7,
+        Error::Superseded { .. } => 4,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }

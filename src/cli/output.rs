@@ -103,6 +103,7 @@ pub fn error_kind(error: &Error) -> &'static str {
         Error::Invalid(_) => "invalid",
         Error::Unsupported(_) => "unsupported",
         Error::Integrity(_) => "integrity",
+        Error::Superseded { .. } => "conflict",
         // A kind added to the library later.
         _ => "other",
     }

@@ -43,6 +43,14 @@ const LIMIT: &str = "Most memories returned, 1 to 1000 (default 20).";
 const CURSOR: &str = "Continue after the previous page: its next_cursor, exactly as returned. Omit for the first page.";
 const EXPECT_GENERATION: &str = "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.";
 const EXPECT_VERSION: &str = "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.";
+const METADATA: &str = "Metadata: a JSON object (at most 16 KiB) you can filter on later with `where`, e.g. {\"project\": \"x\", \"priority\": 2}.";
+const TAGS: &str = "Tags, e.g. [\"work\", \"urgent\"]; filter with where {\"tags\": \"work\"}.";
+const TTL: &str = "Expire after this long: 30m, 12h, 7d. An expired memory disappears from every read at once. Omit for the namespace's default (usually never).";
+const EXPIRES_AT: &str = "Expire at this time instead, RFC 3339 UTC (2026-01-31T12:00:00Z).";
+const REFRESH: &str = "With ttl: each read of this memory (get, or being returned by a search or listing) pushes its expiry forward by the ttl.";
+const WHERE: &str = "Only memories matching this filter: {\"key\": value} on metadata keys (bare or metadata.KEY), tags, category, created_at, updated_at; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $contains, e.g. {\"priority\": {\"$gte\": 2}, \"tags\": {\"$in\": [\"a\", \"b\"]}}; combine with $and, $or, $not. A bare value means $eq.";
+const INCLUDE_SUPERSEDED: &str =
+    "Also return memories another memory superseded (hidden by default).";
 
 /// `add_memory`'s arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -55,6 +63,26 @@ pub struct AddMemoryArgs {
         description = "A label to group and filter by, e.g. preference, fact, decision (at most 256 bytes)."
     )]
     category: Option<String>,
+    #[schemars(description = METADATA)]
+    metadata: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = TAGS)]
+    tags: Option<Vec<String>>,
+    #[schemars(description = TTL)]
+    ttl: Option<String>,
+    #[schemars(description = EXPIRES_AT)]
+    expires_at: Option<String>,
+    #[schemars(description = REFRESH)]
+    refresh_on_read: Option<bool>,
+    #[schemars(
+        description = "Ids of memories this one replaces (a corrected or contradicted fact): they are hidden from searches and listings in the same write, kept for history. Refused if one was already superseded (someone else replaced it first)."
+    )]
+    supersedes: Option<Vec<String>>,
+    #[schemars(description = EXPECT_GENERATION)]
+    expect_generation: Option<u64>,
+    #[schemars(
+        description = "With one id in supersedes: replace it only if it is still at this version."
+    )]
+    expect_version: Option<u64>,
 }
 
 /// `search_memories`' arguments.
@@ -72,6 +100,11 @@ pub struct SearchMemoriesArgs {
     limit: Option<u64>,
     #[schemars(description = CURSOR)]
     cursor: Option<String>,
+    #[serde(rename = "where")]
+    #[schemars(rename = "where", description = WHERE)]
+    where_: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = INCLUDE_SUPERSEDED)]
+    include_superseded: Option<bool>,
 }
 
 /// `get_memories`' arguments.
@@ -85,6 +118,11 @@ pub struct GetMemoriesArgs {
     limit: Option<u64>,
     #[schemars(description = CURSOR)]
     cursor: Option<String>,
+    #[serde(rename = "where")]
+    #[schemars(rename = "where", description = WHERE)]
+    where_: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = INCLUDE_SUPERSEDED)]
+    include_superseded: Option<bool>,
 }
 
 /// `update_memory`'s arguments.
@@ -96,10 +134,20 @@ pub struct UpdateMemoryArgs {
         description = "The memory's id, as returned by add_memory, search_memories or get_memories."
     )]
     id: String,
-    #[schemars(description = "The new text: non-empty, at most 64 KiB.")]
-    text: String,
+    #[schemars(description = "The new text: non-empty, at most 64 KiB; omit to keep it.")]
+    text: Option<String>,
     #[schemars(description = "The new category; omit to keep the current one.")]
     category: Option<String>,
+    #[schemars(description = "New metadata, replacing the old object; omit to keep it.")]
+    metadata: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = "New tags, replacing the old ones; omit to keep them.")]
+    tags: Option<Vec<String>>,
+    #[schemars(description = "New lifetime from now (30m, 12h, 7d), or \"never\".")]
+    ttl: Option<String>,
+    #[schemars(description = EXPIRES_AT)]
+    expires_at: Option<String>,
+    #[schemars(description = REFRESH)]
+    refresh_on_read: Option<bool>,
     #[schemars(description = EXPECT_GENERATION)]
     expect_generation: Option<u64>,
     #[schemars(description = EXPECT_VERSION)]
@@ -117,6 +165,15 @@ pub struct DeleteMemoryArgs {
     expect_generation: Option<u64>,
     #[schemars(description = EXPECT_VERSION)]
     expect_version: Option<u64>,
+}
+
+/// `memory_history`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct MemoryHistoryArgs {
+    #[schemars(description = "The memory's id (also of a deleted or expired one).")]
+    id: String,
 }
 
 /// `get_module_state`'s arguments.
@@ -189,12 +246,17 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec::of::<UpdateMemoryArgs>(
         "update_memory",
         Effect::Overwrites,
-        "Replace the text of a memory by id, and its category if given. Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
+        "Change a memory by id: its text, category, metadata, tags or expiry (what is omitted stays). Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
     ),
     ToolSpec::of::<DeleteMemoryArgs>(
         "delete_memory",
         Effect::Overwrites,
         "Delete a memory by id. Pass expect_version to refuse if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns {id, deleted, generation}.",
+    ),
+    ToolSpec::of::<MemoryHistoryArgs>(
+        "memory_history",
+        Effect::Reads,
+        "Every recorded change of a memory, oldest first: add, update, supersede, delete, expire, import, each with the old and new text, the fields that changed, the version, the time and who wrote it. Returns {id, events}.",
     ),
     ToolSpec::of::<GetModuleStateArgs>(
         "get_module_state",
@@ -215,28 +277,39 @@ pub fn list() -> Vec<Tool> {
 
 /// A tool call with its arguments checked, in the form the handler runs: defaults filled in,
 /// an empty category filter read as none.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Call {
     AddMemory {
         text: String,
         category: String,
+        model: Model,
+        supersedes: Vec<String>,
+        expect: Expect,
     },
     SearchMemories {
         query: String,
         category: Option<String>,
         limit: usize,
         cursor: Option<String>,
+        filter: Option<Value>,
+        include_superseded: bool,
     },
     GetMemories {
         category: Option<String>,
         limit: usize,
         cursor: Option<String>,
+        filter: Option<Value>,
+        include_superseded: bool,
     },
     UpdateMemory {
         id: String,
-        text: String,
+        text: Option<String>,
         category: Option<String>,
+        model: Model,
         expect: Expect,
+    },
+    MemoryHistory {
+        id: String,
     },
     DeleteMemory {
         id: String,
@@ -247,11 +320,34 @@ pub enum Call {
     },
 }
 
+/// Metadata, tags and expiry of `add_memory` and `update_memory`, as given (checked by the
+/// store, as the CLI's are).
+#[derive(Debug, Default, PartialEq)]
+pub struct Model {
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+    pub ttl: Option<String>,
+    pub expires_at: Option<String>,
+    pub refresh_on_read: Option<bool>,
+}
+
 impl From<AddMemoryArgs> for Call {
     fn from(args: AddMemoryArgs) -> Call {
         Call::AddMemory {
             text: args.text,
             category: args.category.unwrap_or_default(),
+            model: Model {
+                metadata: args.metadata,
+                tags: args.tags,
+                ttl: args.ttl,
+                expires_at: args.expires_at,
+                refresh_on_read: args.refresh_on_read,
+            },
+            supersedes: args.supersedes.unwrap_or_default(),
+            expect: Expect {
+                generation: args.expect_generation,
+                version: args.expect_version,
+            },
         }
     }
 }
@@ -263,6 +359,8 @@ impl From<SearchMemoriesArgs> for Call {
             category: category_filter(args.category),
             limit: limit(args.limit),
             cursor: args.cursor,
+            filter: args.where_.map(Value::Object),
+            include_superseded: args.include_superseded.unwrap_or(false),
         }
     }
 }
@@ -273,6 +371,8 @@ impl From<GetMemoriesArgs> for Call {
             category: category_filter(args.category),
             limit: limit(args.limit),
             cursor: args.cursor,
+            filter: args.where_.map(Value::Object),
+            include_superseded: args.include_superseded.unwrap_or(false),
         }
     }
 }
@@ -283,11 +383,24 @@ impl From<UpdateMemoryArgs> for Call {
             id: args.id,
             text: args.text,
             category: args.category,
+            model: Model {
+                metadata: args.metadata,
+                tags: args.tags,
+                ttl: args.ttl,
+                expires_at: args.expires_at,
+                refresh_on_read: args.refresh_on_read,
+            },
             expect: Expect {
                 generation: args.expect_generation,
                 version: args.expect_version,
             },
         }
+    }
+}
+
+impl From<MemoryHistoryArgs> for Call {
+    fn from(args: MemoryHistoryArgs) -> Call {
+        Call::MemoryHistory { id: args.id }
     }
 }
 
@@ -407,6 +520,9 @@ fn check(tool: &str, schema: &JsonObject, values: &JsonObject) -> Result<(), Str
 #[derive(Clone, Copy, Debug)]
 enum Expected {
     Text,
+    Boolean,
+    Object,
+    TextList,
     Integer {
         minimum: Option<i128>,
         maximum: Option<i128>,
@@ -425,6 +541,11 @@ impl Expected {
         let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
         match types.as_slice() {
             ["string"] => Some(Expected::Text),
+            ["boolean"] => Some(Expected::Boolean),
+            ["object"] => Some(Expected::Object),
+            ["array"] if property.pointer("/items/type") == Some(&Value::from("string")) => {
+                Some(Expected::TextList)
+            }
             ["integer"] => Some(Expected::Integer {
                 minimum: property.get("minimum").and_then(integer),
                 maximum: property.get("maximum").and_then(integer),
@@ -436,6 +557,11 @@ impl Expected {
     fn fits(self, value: &Value) -> bool {
         match self {
             Expected::Text => value.is_string(),
+            Expected::Boolean => value.is_boolean(),
+            Expected::Object => value.is_object(),
+            Expected::TextList => value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
             Expected::Integer { minimum, maximum } => integer(value).is_some_and(|n| {
                 minimum.is_none_or(|low| n >= low) && maximum.is_none_or(|high| n <= high)
             }),
@@ -447,6 +573,9 @@ impl std::fmt::Display for Expected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Expected::Text => f.write_str("a string"),
+            Expected::Boolean => f.write_str("true or false"),
+            Expected::Object => f.write_str("a JSON object"),
+            Expected::TextList => f.write_str("a list of strings"),
             Expected::Integer {
                 minimum: Some(low),
                 maximum: Some(high),
@@ -506,7 +635,10 @@ mod tests {
             parse("add_memory", json!({"text": "m", "category": null})),
             Ok(Call::AddMemory {
                 text: "m".into(),
-                category: String::new()
+                category: String::new(),
+                model: Model::default(),
+                supersedes: Vec::new(),
+                expect: Expect::default(),
             })
         );
         assert_eq!(
@@ -518,7 +650,9 @@ mod tests {
                 query: "q".into(),
                 category: None,
                 limit: 5,
-                cursor: Some("c".into())
+                cursor: Some("c".into()),
+                filter: None,
+                include_superseded: false,
             })
         );
         assert_eq!(
@@ -526,7 +660,9 @@ mod tests {
             Ok(Call::GetMemories {
                 category: None,
                 limit: 20,
-                cursor: None
+                cursor: None,
+                filter: None,
+                include_superseded: false,
             })
         );
         assert_eq!(
@@ -536,8 +672,9 @@ mod tests {
             ),
             Ok(Call::UpdateMemory {
                 id: "i".into(),
-                text: "m".into(),
+                text: Some("m".into()),
                 category: Some("c".into()),
+                model: Model::default(),
                 expect: Expect {
                     generation: Some(0),
                     version: Some(7)
@@ -679,6 +816,9 @@ mod tests {
                     let value = match (Expected::of(property).unwrap(), edge) {
                         (_, "null") if !required => Value::Null,
                         (Expected::Text, _) => json!("x"),
+                        (Expected::Boolean, _) => json!(true),
+                        (Expected::Object, _) => json!({}),
+                        (Expected::TextList, _) => json!([]),
                         (Expected::Integer { minimum, .. }, "low") => json!(minimum.unwrap_or(0)),
                         (Expected::Integer { maximum, .. }, _) => {
                             json!(maximum.unwrap_or(i128::from(u64::MAX)))

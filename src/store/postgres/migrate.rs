@@ -24,6 +24,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0004_search_statistics",
         include_str!("../../../migrations/postgres/0004_search_statistics.sql"),
     ),
+    (
+        5,
+        "0007_memory_model",
+        include_str!("../../../migrations/postgres/0007_memory_model.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

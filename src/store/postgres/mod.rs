@@ -15,6 +15,7 @@
 
 mod artifacts;
 mod errors;
+mod filter;
 mod locks;
 mod maintenance;
 mod memories;

@@ -24,6 +24,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_statistics",
         include_str!("../../../migrations/0004_search_statistics.sql"),
     ),
+    (
+        "0007_memory_model",
+        include_str!("../../../migrations/0007_memory_model.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

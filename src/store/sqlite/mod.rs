@@ -26,6 +26,7 @@
 
 mod artifacts;
 pub(crate) mod errors;
+mod filter;
 pub(crate) mod fts;
 mod maintenance;
 mod memories;
