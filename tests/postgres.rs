@@ -809,7 +809,7 @@ fn a_schema_3_database_upgrades_and_counts_its_search_totals() {
         cluster
             .psql_query(&db, "SELECT version FROM modstate_schema")
             .trim(),
-        "4"
+        modstate::store::SCHEMA_VERSION.to_string()
     );
     assert_eq!(
         cluster

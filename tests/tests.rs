@@ -15,6 +15,7 @@ mod lockfile;
 mod locks;
 mod mcp;
 mod memory;
+mod memory_model;
 mod postgres;
 mod properties;
 mod s3;

@@ -712,7 +712,7 @@ mod tests {
         let unknown = parse("add_memory", json!({"memory": "m"})).unwrap_err();
         assert_eq!(
             unknown,
-            r#"add_memory: unknown argument "memory"; it takes text, category"#
+            r#"add_memory: unknown argument "memory"; it takes text, category, metadata, tags, ttl, expires_at, refresh_on_read, supersedes, expect_generation, expect_version"#
         );
     }
 
@@ -756,18 +756,47 @@ mod tests {
                 .cloned()
                 .collect()
         };
-        assert_eq!(arguments("add_memory"), ["text", "category"]);
+        assert_eq!(
+            arguments("add_memory"),
+            [
+                "text",
+                "category",
+                "metadata",
+                "tags",
+                "ttl",
+                "expires_at",
+                "refresh_on_read",
+                "supersedes",
+                "expect_generation",
+                "expect_version"
+            ]
+        );
         assert_eq!(
             arguments("search_memories"),
-            ["query", "category", "limit", "cursor"]
+            [
+                "query",
+                "category",
+                "limit",
+                "cursor",
+                "where",
+                "include_superseded"
+            ]
         );
-        assert_eq!(arguments("get_memories"), ["category", "limit", "cursor"]);
+        assert_eq!(
+            arguments("get_memories"),
+            ["category", "limit", "cursor", "where", "include_superseded"]
+        );
         assert_eq!(
             arguments("update_memory"),
             [
                 "id",
                 "text",
                 "category",
+                "metadata",
+                "tags",
+                "ttl",
+                "expires_at",
+                "refresh_on_read",
                 "expect_generation",
                 "expect_version"
             ]
@@ -778,7 +807,7 @@ mod tests {
         );
         assert_eq!(arguments("get_module_state"), ["digest"]);
         assert_eq!(schema("add_memory")["required"], json!(["text"]));
-        assert_eq!(schema("update_memory")["required"], json!(["id", "text"]));
+        assert_eq!(schema("update_memory")["required"], json!(["id"]));
         assert!(schema("get_memories").get("required").is_none());
         for tool in ["search_memories", "get_memories"] {
             let limit = &schema(tool)["properties"]["limit"];
