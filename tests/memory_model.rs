@@ -114,15 +114,15 @@ pub fn an_expired_memory_is_gone_from_every_read_path_before_any_sweep(db: &Db) 
     // ls and search
     assert_eq!(
         ids(&db.json(&["memory", "ls", "--namespace", "n"])),
-        [keep.clone()]
+        [keep.as_str()]
     );
     assert_eq!(
         ids(&db.json(&["memory", "search", "ephemeral", "--namespace", "n"])),
-        [keep.clone()]
+        [keep.as_str()]
     );
     assert_eq!(
         ids(&db.json(&["memory", "search", "--namespace", "n"])),
-        [keep.clone()]
+        [keep.as_str()]
     );
     // export
     let exported = ok(db, &["memory", "export"]);
@@ -133,9 +133,9 @@ pub fn an_expired_memory_is_gone_from_every_read_path_before_any_sweep(db: &Db) 
     // MCP
     let mut server = mcp(db, "n");
     let listed = server.call_ok("get_memories", json!({}));
-    assert_eq!(ids(&listed), [keep.clone()], "{listed}");
+    assert_eq!(ids(&listed), [keep.as_str()], "{listed}");
     let found = server.call_ok("search_memories", json!({"query": "ephemeral word"}));
-    assert_eq!(ids(&found), [keep.clone()], "{found}");
+    assert_eq!(ids(&found), [keep.as_str()], "{found}");
     drop(server);
     // No sweep ran: its history ends with the add, and only a sweep records an expiry.
     let history = db.json(&["memory", "history", &gone]);
@@ -620,11 +620,11 @@ pub fn supersedes_hides_the_old_memory_and_refuses_missing_or_already_superseded
     );
     assert_eq!(
         ids(&db.json(&["memory", "ls", "--namespace", "s"])),
-        [new.clone(), other.clone()]
+        [new.as_str(), other.as_str()]
     );
     assert_eq!(
         ids(&db.json(&["memory", "search", "office floor", "--namespace", "s"])),
-        [new.clone()]
+        [new.as_str()]
     );
     let all = db.json(&["memory", "ls", "--namespace", "s", "--include-superseded"]);
     assert_eq!(ids(&all).len(), 3);
@@ -705,7 +705,7 @@ pub fn supersedes_hides_the_old_memory_and_refuses_missing_or_already_superseded
     );
     assert_eq!(
         ids(&db.json(&["memory", "ls", "--namespace", "s"])),
-        [new.clone(), other.clone()]
+        [new.as_str(), other.as_str()]
     );
     // History on both sides.
     let history = db.json(&["memory", "history", &old]);
@@ -762,7 +762,7 @@ pub fn of_eight_processes_superseding_one_memory_exactly_one_wins(db: &Db) {
         .to_owned();
     assert_eq!(
         ids(&db.json(&["memory", "ls", "--namespace", "c"])),
-        [winner.clone()]
+        [winner.as_str()]
     );
     assert_eq!(
         db.json(&["memory", "get", &target])["superseded_by"],
