@@ -554,7 +554,7 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     );
     assert_eq!(
         server.call_err("add_memory", json!({"memory": "typo"})),
-        r#"add_memory: unknown argument "memory"; it takes text, category"#
+        r#"add_memory: unknown argument "memory"; it takes text, category, metadata, tags, ttl, expires_at, refresh_on_read, supersedes, expect_generation, expect_version"#
     );
     // Arguments that are not an object do not fit CallToolRequest itself: -32602.
     let not_object = server.request(

@@ -47,6 +47,7 @@ both_backends! {
     of_eight_processes_superseding_one_memory_exactly_one_wins,
     namespaces_list_counts_and_generations_by_prefix,
     bad_ttls_filters_and_metadata_are_refused_with_exit_6_and_change_nothing,
+    snapshots_carry_every_new_field_and_the_history_to_either_backend,
 }
 
 fn ok(db: &Db, args: &[&str]) -> String {
@@ -885,6 +886,90 @@ pub fn bad_ttls_filters_and_metadata_are_refused_with_exit_6_and_change_nothing(
         stderr(&out)
     );
     assert_eq!(ok(db, &["memory", "export"]), before);
+}
+
+pub fn snapshots_carry_every_new_field_and_the_history_to_either_backend(db: &Db) {
+    let old = add(
+        db,
+        &[
+            "--namespace",
+            "z",
+            "--metadata",
+            r#"{"k": [1, "two"]}"#,
+            "--tag",
+            "t",
+            "old fact",
+        ],
+    );
+    add(
+        db,
+        &[
+            "--namespace",
+            "z",
+            "--supersedes",
+            &old,
+            "--ttl",
+            "30d",
+            "--refresh-on-read",
+            "new fact",
+        ],
+    );
+    ok(db, &["memory", "default-ttl", "--namespace", "z", "12h"]);
+    let gone = add(db, &["--namespace", "z", "deleted later"]);
+    ok(db, &["memory", "rm", &gone]);
+    let snap = db.dir().join("snap.db");
+    ok(db, &["snapshot", "export", snap.to_str().unwrap()]);
+    // Everything but the stamps a restore moves on: memories, history, namespace settings.
+    let content = |db: &Db| -> (Vec<Value>, Value, Value) {
+        let mut memories: Vec<Value> = ok(db, &["memory", "export"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for m in &mut memories {
+            m.as_object_mut().unwrap().remove("version");
+            for e in m["history"].as_array_mut().unwrap() {
+                e.as_object_mut().unwrap().remove("version");
+            }
+        }
+        let mut deleted = db.json(&["memory", "history", &gone]);
+        for e in deleted["events"].as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("version");
+        }
+        let mut namespaces = db.json(&["memory", "namespaces"]);
+        for n in namespaces["namespaces"].as_array_mut().unwrap() {
+            n.as_object_mut().unwrap().remove("generation");
+        }
+        (memories, deleted, namespaces)
+    };
+    let before = content(db);
+    assert_eq!(before.0.len(), 2);
+    assert_eq!(before.2["namespaces"][0]["default_ttl_seconds"], 12 * 3600);
+    // Into a store of the same backend and into one of the other (SQLite for PostgreSQL).
+    let targets = if db.is_postgres() {
+        vec![db.another(), Db::sqlite()]
+    } else {
+        vec![db.another()]
+    };
+    for target in targets {
+        ok(
+            &target,
+            &[
+                "memory",
+                "add",
+                "--namespace",
+                "z",
+                "replaced by the restore",
+            ],
+        );
+        ok(&target, &["snapshot", "restore", snap.to_str().unwrap()]);
+        assert_eq!(content(&target), before, "{:?}", target.backend);
+    }
+    if !db.is_postgres()
+        && let Some(pg) = Db::postgres()
+    {
+        ok(&pg, &["snapshot", "restore", snap.to_str().unwrap()]);
+        assert_eq!(content(&pg), before, "SQLite snapshot into PostgreSQL");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

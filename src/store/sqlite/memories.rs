@@ -652,7 +652,7 @@ fn select_by_id(conn: &Connection, id: &str, now: &str) -> Result<Option<Memory>
 }
 
 /// Records a history event inside the writing transaction.
-pub(super) fn insert_event(tx: &Transaction<'_>, event: &MemoryEvent) -> Result<()> {
+pub(super) fn insert_event(tx: &Connection, event: &MemoryEvent) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO memory_events (memory_id, namespace, action, version, old_text, new_text, changes, actor, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
