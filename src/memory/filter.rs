@@ -478,12 +478,12 @@ mod tests {
         assert_eq!(
             w,
             Where::And(vec![
-                Where::Compare(Field::Category, Op::Eq, Scalar::Text("fact".into())),
                 Where::Compare(
                     Field::Metadata("project".into()),
                     Op::Eq,
                     Scalar::Text("x".into())
                 ),
+                Where::Compare(Field::Category, Op::Eq, Scalar::Text("fact".into())),
             ])
         );
     }
