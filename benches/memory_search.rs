@@ -726,6 +726,7 @@ impl Sentences {
             namespace: format!("agent-{}", self.below(8)),
             category: self.pick(CATEGORIES).to_owned(),
             body,
+            ..NewMemory::default()
         }
     }
 }

@@ -251,6 +251,7 @@ fn search(report: &mut Report, scale: &Scale, cluster: &Cluster) {
                     namespace: String::new(),
                     category: String::new(),
                     body: words.join(" "),
+                    ..NewMemory::default()
                 }
             })
             .collect();

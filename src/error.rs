@@ -81,6 +81,17 @@ pub enum Error {
     /// holder of that lock exists, so the write was refused and nothing was written.
     #[error("{0}")]
     Fenced(String),
+    /// A memory to supersede was already superseded by another (someone replaced it first);
+    /// nothing was written. A conflict, like [`Error::Conflict`].
+    #[error(
+        "conflict: memory {id} was already superseded by {by}; nothing was written — read {by} and supersede that one if it is still wrong"
+    )]
+    Superseded {
+        /// The memory asked to be superseded.
+        id: String,
+        /// The memory that superseded it.
+        by: String,
+    },
 }
 
 impl Error {

@@ -34,6 +34,10 @@ pub struct Stats {
     pub page_size: u64,
     /// The artifact cache: exact totals, policy, hits, misses, evictions, collections, pins.
     pub cache: crate::artifact::cache::CacheStats,
+    /// Memory history events kept (one per change; bounded by `memory history prune`).
+    pub history_events: u64,
+    /// Bytes of text those events hold (old and new texts and changed fields).
+    pub history_bytes: u64,
 }
 
 /// How many memories one namespace holds, and its generation.
@@ -180,9 +184,16 @@ mod tests {
 /// One memory as `memory export` writes it and `memory import` reads it: one JSON object a
 /// line, every stored field that is the memory's own (its namespace's generation is the
 /// store's, and is not carried).
+///
+/// Format 2 (issue 27) adds `format`, metadata, tags, expiry, `superseded_by` and the
+/// memory's `history`; a line without `format` is format 1 (those fields empty) and still
+/// imports. A newer format is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportedMemory {
+    /// The line format: [`EXPORT_FORMAT`] when written; 1 when absent.
+    #[serde(default = "format_one")]
+    pub format: u32,
     /// The memory's id (a UUIDv7), kept as it is.
     pub id: String,
     /// Its namespace.
@@ -197,6 +208,46 @@ pub struct ExportedMemory {
     pub updated_at: String,
     /// Its version, as stored.
     pub version: u64,
+    /// Its metadata.
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Its tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When it expires.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The lifetime its expiry was set from.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// Whether reads push its expiry forward.
+    #[serde(default)]
+    pub refresh_on_read: bool,
+    /// The memory that superseded it.
+    #[serde(default)]
+    pub superseded_by: Option<String>,
+    /// Its recorded changes, oldest first.
+    #[serde(default)]
+    pub history: Vec<crate::memory::MemoryEvent>,
+}
+
+/// The export line format this binary writes.
+pub const EXPORT_FORMAT: u32 = 2;
+
+fn format_one() -> u32 {
+    1
+}
+
+impl ExportedMemory {
+    /// Whether `other` is the same memory, whatever the line format and history it carries.
+    pub(crate) fn same_memory(&self, other: &ExportedMemory) -> bool {
+        let strip = |m: &ExportedMemory| ExportedMemory {
+            format: EXPORT_FORMAT,
+            history: Vec::new(),
+            ..m.clone()
+        };
+        strip(self) == strip(other)
+    }
 }
 
 /// What an import did.
@@ -278,6 +329,32 @@ fn parse_exported(line: &[u8], max_body: usize) -> std::result::Result<ExportedM
             "not a memory as `memory export` writes it ({e}); expected {{\"id\",\"namespace\",\"category\",\"text\",\"created_at\",\"updated_at\",\"version\"}}"
         )
     })?;
+    if m.format > EXPORT_FORMAT || m.format == 0 {
+        return Err(format!(
+            "format {} is not one this modstate reads (1 to {EXPORT_FORMAT}); upgrade modstate",
+            m.format
+        ));
+    }
+    crate::memory::check_metadata(&m.metadata).map_err(|e| e.to_string())?;
+    if crate::memory::check_tags(&m.tags).map_err(|e| e.to_string())? != m.tags {
+        return Err("tags are not sorted and distinct as export writes them".into());
+    }
+    for stamp in m.expires_at.iter() {
+        if humantime::parse_rfc3339(stamp).is_err() || !stamp.ends_with('Z') {
+            return Err(format!(
+                "expires_at {stamp:?} is not an RFC 3339 UTC time such as 2026-01-01T12:00:00.123456Z"
+            ));
+        }
+    }
+    if let Some(by) = &m.superseded_by {
+        crate::memory::check_id(by).map_err(|e| e.to_string())?;
+    }
+    if let Some(event) = m.history.iter().find(|e| e.memory_id != m.id) {
+        return Err(format!(
+            "its history holds an event of memory {}, not of {}",
+            event.memory_id, m.id
+        ));
+    }
     let id = crate::memory::check_id(&m.id).map_err(|e| e.to_string())?;
     if id != m.id {
         return Err(format!("id {:?} is not in stored form ({id})", m.id));

@@ -711,6 +711,233 @@ fn artifact_resolve_rows() -> Vec<Row> {
 }
 
 /// `batch/` holding valid.json and one bad file, so the bad one must reject the whole batch.
+/// `memory …` of issue 27: bad TTLs, expiry times, metadata, tags, filters and history
+/// arguments; nothing may be written.
+fn memory_model_rows() -> Vec<Row> {
+    const ABSENT: &str = "0190aaaa-0000-7000-8000-000000000000";
+    let big = format!(r#"{{"k": "{}"}}"#, "x".repeat(17 * 1024));
+    vec![
+        Row::new(
+            "memory add",
+            "a TTL that is not a duration",
+            ["memory", "add", "--ttl", "soon", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "a zero TTL",
+            ["memory", "add", "--ttl", "0s", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "a TTL over 100 years",
+            ["memory", "add", "--ttl", "200y", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "an expiry that is not RFC 3339",
+            ["memory", "add", "--expires-at", "tomorrow", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "both --ttl and --expires-at",
+            [
+                "memory",
+                "add",
+                "--ttl",
+                "1h",
+                "--expires-at",
+                "2030-01-01T00:00:00Z",
+                "x",
+            ],
+            2,
+        ),
+        Row::new(
+            "memory add",
+            "refresh-on-read without a TTL",
+            ["memory", "add", "--refresh-on-read", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "metadata that is not JSON",
+            ["memory", "add", "--metadata", "{", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "metadata that is not an object",
+            ["memory", "add", "--metadata", "[1,2]", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "a metadata key starting with $",
+            ["memory", "add", "--metadata", r#"{"$eq": 1}"#, "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "metadata over 16 KiB",
+            ["memory", "add", "--metadata", big.as_str(), "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "an empty tag",
+            ["memory", "add", "--tag", "", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "a tag with a newline",
+            ["memory", "add", "--tag", "a\nb", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "superseding a malformed id",
+            ["memory", "add", "--supersedes", "nonsense", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "superseding an absent memory",
+            ["memory", "add", "--supersedes", ABSENT, "x"],
+            3,
+        ),
+        Row::new(
+            "memory update",
+            "nothing to change",
+            ["memory", "update", ABSENT],
+            6,
+        ),
+        Row::new(
+            "memory update",
+            "a TTL that is not a duration",
+            ["memory", "update", ABSENT, "--ttl", "7 fortnights"],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "a filter that is not JSON",
+            ["memory", "ls", "--where", "{"],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "a filter that is not an object",
+            ["memory", "ls", "--where", "[1]"],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "an unknown operator",
+            ["memory", "ls", "--where", r#"{"a": {"$regex": "x"}}"#],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "an unknown combinator",
+            ["memory", "ls", "--where", r#"{"$xor": []}"#],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "$in without a list",
+            ["memory", "ls", "--where", r#"{"a": {"$in": 1}}"#],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "an ordered comparison of tags",
+            ["memory", "ls", "--where", r#"{"tags": {"$gt": "a"}}"#],
+            6,
+        ),
+        Row::new(
+            "memory ls",
+            "a time that is not RFC 3339",
+            [
+                "memory",
+                "ls",
+                "--where",
+                r#"{"created_at": {"$gt": "monday"}}"#,
+            ],
+            6,
+        ),
+        Row::new(
+            "memory search",
+            "$or of an object",
+            ["memory", "search", "x", "--where", r#"{"$or": {"a": 1}}"#],
+            6,
+        ),
+        Row::new(
+            "memory search",
+            "$exists of a string",
+            [
+                "memory",
+                "search",
+                "x",
+                "--where",
+                r#"{"a": {"$exists": "yes"}}"#,
+            ],
+            6,
+        ),
+        Row::new(
+            "memory history",
+            "a malformed id",
+            ["memory", "history", "nonsense"],
+            6,
+        ),
+        Row::new(
+            "memory history",
+            "an id with no history",
+            ["memory", "history", ABSENT],
+            3,
+        ),
+        Row::new("memory history", "no id", ["memory", "history"], 6),
+        Row::new(
+            "memory history",
+            "an age that is not a duration",
+            ["memory", "history", "prune", "--older-than", "old"],
+            6,
+        ),
+        Row::new(
+            "memory history",
+            "no age",
+            ["memory", "history", "prune"],
+            2,
+        ),
+        Row::new(
+            "memory sweep",
+            "an extra argument",
+            ["memory", "sweep", "now"],
+            2,
+        ),
+        Row::new(
+            "memory namespaces",
+            "--prefix without a value",
+            ["memory", "namespaces", "--prefix"],
+            2,
+        ),
+        Row::new(
+            "memory default-ttl",
+            "a TTL that is not a duration",
+            ["memory", "default-ttl", "soon"],
+            6,
+        ),
+        Row::new(
+            "memory default-ttl",
+            "an instant instead of a lifetime",
+            ["memory", "default-ttl", "2030-01-01T00:00:00Z"],
+            6,
+        ),
+    ]
+}
+
 /// `memory …`: bad text, labels, ids and numbers; nothing may be written.
 fn memory_rows() -> Vec<Row> {
     const ABSENT: &str = "0190aaaa-0000-7000-8000-000000000000";
@@ -854,6 +1081,7 @@ fn memory_rows() -> Vec<Row> {
         ),
     ]);
     rows.extend(memory_transfer_rows());
+    rows.extend(memory_model_rows());
     rows
 }
 

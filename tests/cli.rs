@@ -877,7 +877,7 @@ fn memory_export_import_is_lossless_idempotent_and_all_or_nothing() {
     assert_eq!(stdout_text(&left), "", "a failed import left memories");
 
     // A memory already here with other content is refused, naming its line.
-    let changed = exported.replacen("second", "changed", 1);
+    let changed = exported.replacen("\"second\"", "\"changed\"", 1);
     let out = h.run_in(
         &["--db", other_db, "memory", "import", "-"],
         changed.as_bytes(),

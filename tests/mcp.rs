@@ -294,8 +294,9 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             ("add_memory".to_owned(), json!(["text"])),
             ("search_memories".to_owned(), json!([])),
             ("get_memories".to_owned(), json!([])),
-            ("update_memory".to_owned(), json!(["id", "text"])),
+            ("update_memory".to_owned(), json!(["id"])),
             ("delete_memory".to_owned(), json!(["id"])),
+            ("memory_history".to_owned(), json!(["id"])),
             ("get_module_state".to_owned(), json!(["digest"])),
         ]
     );
@@ -310,11 +311,18 @@ fn initialize_list_and_call_every_tool_against_the_database() {
     };
     assert_eq!(
         properties("search_memories"),
-        set(&["query", "category", "limit", "cursor"])
+        set(&[
+            "query",
+            "category",
+            "limit",
+            "cursor",
+            "where",
+            "include_superseded"
+        ])
     );
     assert_eq!(
         properties("get_memories"),
-        set(&["category", "limit", "cursor"])
+        set(&["category", "limit", "cursor", "where", "include_superseded"])
     );
     assert_eq!(
         properties("update_memory"),
@@ -322,6 +330,11 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "id",
             "text",
             "category",
+            "metadata",
+            "tags",
+            "ttl",
+            "expires_at",
+            "refresh_on_read",
             "expect_generation",
             "expect_version",
             "fence"
@@ -542,7 +555,7 @@ fn bad_calls_get_protocol_correct_errors_and_the_server_keeps_serving() {
     );
     assert_eq!(
         server.call_err("add_memory", json!({"memory": "typo"})),
-        r#"add_memory: unknown argument "memory"; it takes text, category, fence"#
+        r#"add_memory: unknown argument "memory"; it takes text, category, metadata, tags, ttl, expires_at, refresh_on_read, supersedes, expect_generation, expect_version, fence"#
     );
     // Arguments that are not an object do not fit CallToolRequest itself: -32602.
     let not_object = server.request(

@@ -235,6 +235,7 @@ fn add_memories_is_all_or_nothing() {
             } else {
                 format!("bulk {i}")
             },
+            ..NewMemory::default()
         })
     };
     assert!(matches!(

@@ -17,6 +17,7 @@ mod lockfile;
 mod locks;
 mod mcp;
 mod memory;
+mod memory_model;
 mod postgres;
 mod properties;
 mod s3;

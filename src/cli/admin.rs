@@ -347,6 +347,8 @@ pub fn stats(ctx: &Context) -> Result<i32> {
             .sum::<u64>()
             .to_string(),
     );
+    row("history_events", stats.history_events.to_string());
+    row("history_bytes", stats.history_bytes.to_string());
     row("db_bytes", stats.db_bytes.to_string());
     // A server's log and free space belong to the whole cluster, not to this store.
     if store.file().is_some() {

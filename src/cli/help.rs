@@ -9,10 +9,12 @@ Exit codes:
   2         usage error
   3         not found / not usable (absent key, no database or no store in the server's
             database, an artifact file not `loaded`)
-  4         conflict: the drift guard refused a write, or a --fence token is stale
+  4         conflict: the drift guard refused a write, a --fence token is stale, or a
+            memory to supersede was already superseded
   5         busy: a lock or the database stayed busy past the timeout (also a server's lock
             or statement timeout)
-  6         invalid input: bad digest or id, malformed JSON, too large, unsupported version
+  6         invalid input: bad digest or id, malformed JSON, too large, unsupported version;
+            a bad TTL, expiry time, --where filter, metadata or tag
   7         integrity failure: corrupted row, failed integrity check, checksum mismatch
   8         lock lost: a server lock was lost while `lock run`'s command ran (it was
             stopped), or while `artifact resolve` computed (nothing stored)

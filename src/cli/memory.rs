@@ -11,8 +11,8 @@ use std::ffi::OsString;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use modstate::memory::{check_id, check_label};
-use modstate::{Error, Expect, Memory, MemoryFilter, Page, Result, Store};
+use modstate::memory::{Expiry, MemoryChange, Where, check_id, check_label, parse_metadata};
+use modstate::{Error, Expect, Memory, MemoryFilter, NewMemory, Page, Result, Store};
 
 use super::input::read_limited;
 use super::{Context, Table, notice, print_json, print_text, quiet};
@@ -21,7 +21,8 @@ use super::{Context, Table, notice, print_json, print_text, quiet};
 pub enum MemoryCommand {
     /// Remember a text; prints the new memory's id.
     Add {
-        /// Namespace (an agent, a project…); memories in other namespaces stay apart.
+        /// Namespace (an agent, a project…); memories in other namespaces stay apart. A
+        /// hierarchy is spelled with slashes, team/agent/topic (see `memory namespaces`).
         #[arg(long, default_value = "")]
         namespace: String,
         /// Category, e.g. preference, fact, decision.
@@ -30,6 +31,15 @@ pub enum MemoryCommand {
         /// The text; `-` reads it from stdin (one trailing newline is dropped).
         #[arg(allow_hyphen_values = true)]
         text: OsString,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// This memory replaces memory ID (repeatable): the old one is hidden from ls and
+        /// search (kept, shown with --include-superseded) in the same transaction. Exit 4 if
+        /// it was already superseded or moved past --expect-generation/--expect-version.
+        #[arg(long, value_name = "ID")]
+        supersedes: Vec<String>,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
     /// Print one memory (exit 3 if absent, 6 if the id is malformed).
     Get {
@@ -71,18 +81,56 @@ pub enum MemoryCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Replace a memory's text (and category, if given).
+    /// Change a memory: its text, category, metadata, tags or expiry (what is not given stays).
     Update {
         /// The memory's id, as `add` printed it.
         id: String,
-        /// The new text; `-` reads it from stdin (one trailing newline is dropped).
+        /// The new text; `-` reads it from stdin (one trailing newline is dropped). Omit it
+        /// to change only other fields.
         #[arg(allow_hyphen_values = true)]
-        text: OsString,
+        text: Option<OsString>,
         /// New category; the old one stays if omitted.
         #[arg(long)]
         category: Option<String>,
         #[command(flatten)]
+        model: ModelArgs,
+        /// Remove the expiry: the memory never expires.
+        #[arg(long, conflicts_with_all = ["ttl", "expires_at"])]
+        no_expiry: bool,
+        /// Remove every tag.
+        #[arg(long, conflicts_with = "tag")]
+        clear_tags: bool,
+        #[command(flatten)]
         expect: ExpectArgs,
+    },
+    /// Every recorded change of a memory, oldest first (kept after it is deleted, until
+    /// pruned): add, update, supersede, delete, expire, import.
+    #[command(args_conflicts_with_subcommands = true)]
+    History {
+        /// The memory's id.
+        id: Option<String>,
+        #[command(subcommand)]
+        command: Option<HistoryCommand>,
+    },
+    /// Remove expired memories now (each keeps an `expire` event in its history). Expired
+    /// memories are invisible to every read already; writes also sweep, at most once a minute.
+    Sweep,
+    /// List namespaces with their memory counts and generations.
+    ///
+    /// Namespaces are flat strings; a hierarchy is spelled with slashes (team/agent/topic),
+    /// and --prefix team/ lists one subtree.
+    Namespaces {
+        /// Only namespaces starting with this text.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Set (or with `none` remove) the default lifetime of new memories in a namespace.
+    DefaultTtl {
+        /// The namespace; the default namespace ("") if omitted.
+        #[arg(long, default_value = "")]
+        namespace: String,
+        /// A duration such as 30m, 12h, 7d; `none` removes the default.
+        ttl: String,
     },
     /// Remove a memory (exit 3 if absent).
     Rm {
@@ -119,6 +167,52 @@ pub enum MemoryCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum HistoryCommand {
+    /// Remove history events older than a duration (history grows by one event per change;
+    /// prune it to bound its size, `modstate stats` shows it).
+    Prune {
+        /// A duration such as 90d.
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+}
+
+/// Metadata, tags and expiry of `add` and `update`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Metadata: a JSON object (up to 16 KiB), filterable with --where.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
+    /// A tag (repeatable). On update, the given tags replace the old ones.
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Expire after this long: 30m, 12h, 7d. Expired memories vanish from every read at once.
+    #[arg(long, value_name = "DURATION", conflicts_with = "expires_at")]
+    ttl: Option<String>,
+    /// Expire at this time (RFC 3339 UTC, 2026-01-31T12:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    expires_at: Option<String>,
+    /// Each read (get, or being returned by ls or search) pushes the expiry forward by the
+    /// TTL (needs --ttl).
+    #[arg(long)]
+    refresh_on_read: bool,
+}
+
+impl ModelArgs {
+    fn expiry(&self) -> Result<Option<Expiry>> {
+        match (&self.ttl, &self.expires_at) {
+            (Some(ttl), _) => Expiry::ttl(ttl).map(Some),
+            (None, Some(at)) => Expiry::at(at).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn metadata(&self) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        self.metadata.as_deref().map(parse_metadata).transpose()
+    }
+}
+
 #[derive(Args)]
 pub struct FilterArgs {
     /// Only this namespace (exact); all namespaces if omitted.
@@ -130,16 +224,27 @@ pub struct FilterArgs {
     /// Continue after the previous page: pass the `next_cursor` it printed.
     #[arg(long, value_name = "TOKEN")]
     cursor: Option<String>,
+    /// Only memories matching this JSON filter on metadata keys, tags, category, created_at
+    /// and updated_at: {"project": "x", "priority": {"$gte": 2}, "tags": {"$in": ["a"]}}.
+    /// Operators $eq $ne $gt $gte $lt $lte $in $nin $exists $contains; combinators $and $or
+    /// $not; a bare value means $eq.
+    #[arg(long = "where", value_name = "JSON")]
+    where_: Option<String>,
+    /// Also show memories that another memory superseded.
+    #[arg(long)]
+    include_superseded: bool,
 }
 
 impl FilterArgs {
-    fn with_limit(self, limit: usize) -> MemoryFilter {
-        MemoryFilter {
+    fn with_limit(self, limit: usize) -> Result<MemoryFilter> {
+        Ok(MemoryFilter {
             namespace: self.namespace,
             category: self.category,
             limit: Some(limit),
             cursor: self.cursor,
-        }
+            filter: self.where_.as_deref().map(Where::parse_str).transpose()?,
+            include_superseded: self.include_superseded,
+        })
     }
 }
 
@@ -170,7 +275,10 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             namespace,
             category,
             text,
-        } => add(ctx, &namespace, &category, text),
+            model,
+            supersedes,
+            expect,
+        } => add(ctx, &namespace, &category, text, &model, supersedes, expect),
         MemoryCommand::Get { id } => get(ctx, &id),
         MemoryCommand::Ls { filter, limit } => ls(ctx, filter, limit),
         MemoryCommand::Search {
@@ -182,8 +290,23 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             id,
             text,
             category,
+            model,
+            no_expiry,
+            clear_tags,
             expect,
-        } => update(ctx, &id, text, category.as_deref(), expect),
+        } => update(
+            ctx,
+            &id,
+            text,
+            category,
+            &model,
+            (no_expiry, clear_tags),
+            expect,
+        ),
+        MemoryCommand::History { id, command } => history(ctx, id, command),
+        MemoryCommand::Sweep => sweep(ctx),
+        MemoryCommand::Namespaces { prefix } => namespaces(ctx, &prefix),
+        MemoryCommand::DefaultTtl { namespace, ttl } => default_ttl(ctx, &namespace, &ttl),
         MemoryCommand::Rm { id, expect } => rm(ctx, &id, expect),
         MemoryCommand::Generation { namespace } => generation(ctx, &namespace),
         MemoryCommand::Export { namespace } => export(ctx, namespace.as_deref()),
@@ -192,10 +315,42 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn add(ctx: &Context, namespace: &str, category: &str, text: OsString) -> Result<()> {
+/// The store, recording `$MODSTATE_WRITER` (if set) as the author of memory changes.
+fn open_writing(ctx: &Context) -> Result<Store> {
     let store = ctx.open()?;
+    Ok(match std::env::var("MODSTATE_WRITER") {
+        Ok(writer) => store.with_writer(&writer),
+        Err(_) => store,
+    })
+}
+
+fn add(
+    ctx: &Context,
+    namespace: &str,
+    category: &str,
+    text: OsString,
+    model: &ModelArgs,
+    supersedes: Vec<String>,
+    expect: ExpectArgs,
+) -> Result<()> {
+    let expiry = model.expiry()?;
+    let metadata = model.metadata()?.unwrap_or_default();
+    let store = open_writing(ctx)?;
     let body = read_text(&store, text)?;
-    let memory = store.add_memory(namespace, &body, category)?;
+    let mut added = store.add_memories([NewMemory {
+        namespace: namespace.to_owned(),
+        category: category.to_owned(),
+        body,
+        metadata,
+        tags: model.tag.clone(),
+        expiry,
+        refresh_on_read: model.refresh_on_read,
+        supersedes,
+        expect: expect.into(),
+    }])?;
+    let memory = added
+        .pop()
+        .ok_or_else(|| Error::Invalid("no memory was given to add".into()))?;
     if ctx.json {
         print_json(&memory)
     } else {
@@ -207,12 +362,19 @@ fn get(ctx: &Context, id: &str) -> Result<()> {
     check_id(id)?;
     let store = ctx.open_existing()?;
     let memory = store.get_memory(id)?.ok_or_else(|| absent(id))?;
+    if let Some(by) = &memory.superseded_by {
+        notice(&format!(
+            "memory {} was superseded by {by}; `modstate memory get {by}` shows what replaced it",
+            memory.id
+        ));
+    }
     print_memory(ctx, &memory)
 }
 
 fn ls(ctx: &Context, filter: FilterArgs, limit: usize) -> Result<()> {
+    let filter = filter.with_limit(limit)?;
     let store = ctx.open_existing()?;
-    let page = store.list_page(&filter.with_limit(limit))?;
+    let page = store.list_page(&filter)?;
     if ctx.json {
         return print_json(&page);
     }
@@ -222,8 +384,9 @@ fn ls(ctx: &Context, filter: FilterArgs, limit: usize) -> Result<()> {
 }
 
 fn search(ctx: &Context, query: &str, filter: FilterArgs, limit: usize) -> Result<()> {
+    let filter = filter.with_limit(limit)?;
     let store = ctx.open_existing()?;
-    let page = store.search_page(query, &filter.with_limit(limit))?;
+    let page = store.search_page(query, &filter)?;
     if let Some(note) = &page.note {
         notice(note);
     }
@@ -238,20 +401,149 @@ fn search(ctx: &Context, query: &str, filter: FilterArgs, limit: usize) -> Resul
 fn update(
     ctx: &Context,
     id: &str,
-    text: OsString,
-    category: Option<&str>,
+    text: Option<OsString>,
+    category: Option<String>,
+    model: &ModelArgs,
+    (no_expiry, clear_tags): (bool, bool),
     expect: ExpectArgs,
 ) -> Result<()> {
     check_id(id)?;
-    let store = ctx.open()?;
-    let body = read_text(&store, text)?;
-    let memory = store.update_memory(id, &body, category, expect.into())?;
+    let expiry = if no_expiry {
+        Some(Expiry::Never)
+    } else {
+        model.expiry()?
+    };
+    let metadata = model.metadata()?;
+    let tags = if clear_tags {
+        Some(Vec::new())
+    } else if model.tag.is_empty() {
+        None
+    } else {
+        Some(model.tag.clone())
+    };
+    let store = open_writing(ctx)?;
+    let body = text.map(|t| read_text(&store, t)).transpose()?;
+    let change = MemoryChange {
+        body,
+        category,
+        metadata,
+        tags,
+        expiry,
+        refresh_on_read: model.refresh_on_read.then_some(true),
+    };
+    if change == MemoryChange::default() {
+        return Err(Error::Invalid(
+            "nothing to change; give a new text, --category, --metadata, --tag, --ttl, --expires-at or --no-expiry".into(),
+        ));
+    }
+    let memory = store.change_memory(id, change, expect.into())?;
     print_memory(ctx, &memory)
+}
+
+fn history(ctx: &Context, id: Option<String>, command: Option<HistoryCommand>) -> Result<()> {
+    if let Some(HistoryCommand::Prune { older_than }) = command {
+        let age = humantime::parse_duration(older_than.trim()).map_err(|e| {
+            Error::Invalid(format!(
+                "--older-than {older_than:?} is not a duration ({e}); write it as 90d or 12h"
+            ))
+        })?;
+        let store = ctx.open()?;
+        let removed = store.prune_memory_history(age)?;
+        return if ctx.json {
+            print_json(&json!({"removed": removed}))
+        } else if quiet() {
+            Ok(())
+        } else {
+            print_text(&format!("removed {removed} history events\n"))
+        };
+    }
+    let Some(id) = id else {
+        return Err(Error::Invalid(
+            "give a memory id (`memory history ID`) or `memory history prune --older-than 90d`"
+                .into(),
+        ));
+    };
+    check_id(&id)?;
+    let store = ctx.open_existing()?;
+    let events = store.memory_history(&id)?;
+    if ctx.json {
+        return print_json(&json!({"id": check_id(&id)?, "events": events}));
+    }
+    let mut table = Table::new(&["AT", "ACTION", "VERSION", "ACTOR", "CHANGES", "TEXT"]);
+    for e in &events {
+        let changes: Vec<&str> = e.changes.keys().map(String::as_str).collect();
+        let text = match (&e.old_text, &e.new_text) {
+            (Some(old), Some(new)) => format!("{old} -> {new}"),
+            (None, Some(new)) => new.clone(),
+            (Some(old), None) => old.clone(),
+            (None, None) => String::new(),
+        };
+        table.row(vec![
+            e.at.clone(),
+            e.action.clone(),
+            e.version.to_string(),
+            e.actor.clone(),
+            changes.join(","),
+            text,
+        ]);
+    }
+    table.print()
+}
+
+fn sweep(ctx: &Context) -> Result<()> {
+    let store = ctx.open()?;
+    let removed = store.sweep_memories()?;
+    if ctx.json {
+        print_json(&json!({"removed": removed}))
+    } else if quiet() {
+        Ok(())
+    } else {
+        print_text(&format!("removed {removed} expired memories\n"))
+    }
+}
+
+fn namespaces(ctx: &Context, prefix: &str) -> Result<()> {
+    let store = ctx.open_existing()?;
+    let list = store.memory_namespaces(prefix)?;
+    if ctx.json {
+        return print_json(&json!({"namespaces": list}));
+    }
+    let mut table = Table::new(&["NAMESPACE", "MEMORIES", "GENERATION", "DEFAULT_TTL"]);
+    for n in &list {
+        table.row(vec![
+            n.namespace.clone(),
+            n.memories.to_string(),
+            n.generation.to_string(),
+            n.default_ttl_seconds
+                .map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    table.print()
+}
+
+fn default_ttl(ctx: &Context, namespace: &str, ttl: &str) -> Result<()> {
+    let expiry = if ttl.trim().eq_ignore_ascii_case("none") {
+        None
+    } else {
+        Some(Expiry::ttl(ttl)?)
+    };
+    let store = ctx.open()?;
+    store.set_namespace_ttl(namespace, expiry.clone())?;
+    let seconds = match expiry {
+        Some(Expiry::After(s)) => Some(s),
+        _ => None,
+    };
+    if ctx.json {
+        print_json(&json!({"namespace": namespace, "default_ttl_seconds": seconds}))
+    } else {
+        Ok(())
+    }
 }
 
 fn rm(ctx: &Context, id: &str, expect: ExpectArgs) -> Result<()> {
     let id = check_id(id)?;
-    let store = ctx.open()?;
+    let store = open_writing(ctx)?;
     let generation = store.delete_memory(&id, expect.into())?;
     if ctx.json {
         print_json(&json!({"id": id, "deleted": true, "generation": generation}))

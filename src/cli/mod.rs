@@ -331,6 +331,7 @@ fn run() -> i32 {
             lock_timeout: resolved.lock_timeout,
             synchronous: resolved.synchronous,
             created: std::cell::RefCell::new(None),
+            fence: None,
         };
         return match artifact::run(&ctx, artifact::ArtifactCommand::Get { digest }) {
             Ok(code) => code,
@@ -505,6 +506,7 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::Integrity(_) => 7,
         Error::Fenced(_) => 4,
         Error::LockLost(_) => 8,
+        Error::Superseded { .. } => 4,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }

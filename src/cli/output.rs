@@ -105,6 +105,7 @@ pub fn error_kind(error: &Error) -> &'static str {
         Error::Integrity(_) => "integrity",
         Error::Fenced(_) => "fenced",
         Error::LockLost(_) => "lock_lost",
+        Error::Superseded { .. } => "conflict",
         // A kind added to the library later.
         _ => "other",
     }

@@ -18,10 +18,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use modstate::lock::Fence;
-use modstate::memory::{check_cursor, check_id};
-use modstate::{Digest, Error, MemoryFilter, Result, Store};
+use modstate::memory::{Expiry, MemoryChange, Where, check_cursor, check_id};
+use modstate::{Digest, Error, MemoryFilter, NewMemory, Result, Store};
 
-use super::tools::{self, Call};
+use super::tools::{self, Call, Model};
 
 const INSTRUCTIONS: &str = "Long-term memory shared with other agents and sessions on this machine. \
 Search or list before adding, to avoid duplicates; update a memory rather than adding a near-copy. \
@@ -76,7 +76,7 @@ impl ServerHandler for MemoryServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> std::result::Result<CallToolResponse, ErrorData> {
         // An unknown tool is a protocol error (the spec's -32602); bad arguments are not.
         let Some(tool) = tools::find(&request.name) else {
@@ -93,7 +93,13 @@ impl ServerHandler for MemoryServer {
             Err(message) => return Ok(failure(message).into()),
         };
         check_ids(&call)?;
-        let store = self.store.clone();
+        // History records the client's name (from `initialize`) as the writer.
+        let store = match context.peer.peer_info() {
+            Some(info) => self
+                .store
+                .with_writer(&format!("mcp:{}", info.client_info.name)),
+            None => self.store.with_writer("mcp"),
+        };
         let namespace = self.namespace.clone();
         let reopen = Arc::clone(&self.reopen);
         let outcome = tokio::task::spawn_blocking(move || {
@@ -108,7 +114,10 @@ impl ServerHandler for MemoryServer {
             };
             // A fenced write goes through a store opened with the fence: its write
             // transaction checks the token.
-            let fenced = fence.parse().and_then(|fence| reopen(fence))?;
+            let fenced = fence
+                .parse()
+                .and_then(|fence| reopen(fence))?
+                .with_writer(store.writer());
             let done = run(&fenced, &namespace, call);
             // Dropped off the runtime: a server backend's client blocks on its own runtime
             // when it closes, which tokio forbids on this one's threads.
@@ -145,29 +154,89 @@ fn success(value: impl Serialize) -> Result<CallToolResult> {
 /// `{id, deleted, generation}`.
 fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
     match call {
-        Call::AddMemory { text, category, .. } => {
-            success(store.add_memory(namespace, &text, &category)?)
+        Call::AddMemory {
+            text,
+            category,
+            model,
+            supersedes,
+            expect,
+            ..
+        } => {
+            let mut added = store.add_memories([NewMemory {
+                namespace: namespace.to_owned(),
+                category,
+                body: text,
+                metadata: model.metadata.clone().unwrap_or_default(),
+                tags: model.tags.clone().unwrap_or_default(),
+                expiry: expiry(&model)?,
+                refresh_on_read: model.refresh_on_read.unwrap_or(false),
+                supersedes,
+                expect,
+            }])?;
+            success(added.pop())
         }
         Call::SearchMemories {
             query,
             category,
             limit,
             cursor,
-        } => success(store.search_page(&query, &filter(namespace, category, limit, cursor))?),
+            filter: where_,
+            include_superseded,
+        } => {
+            let filter = filter(
+                namespace,
+                category,
+                limit,
+                cursor,
+                where_,
+                include_superseded,
+            )?;
+            success(store.search_page(&query, &filter)?)
+        }
         Call::GetMemories {
             category,
             limit,
             cursor,
-        } => success(store.list_page(&filter(namespace, category, limit, cursor))?),
+            filter: where_,
+            include_superseded,
+        } => {
+            let filter = filter(
+                namespace,
+                category,
+                limit,
+                cursor,
+                where_,
+                include_superseded,
+            )?;
+            success(store.list_page(&filter)?)
+        }
         Call::UpdateMemory {
             id,
             text,
             category,
+            model,
             expect,
             ..
         } => {
             check_namespace(store, namespace, &id)?;
-            success(store.update_memory(&id, &text, category.as_deref(), expect)?)
+            let change = MemoryChange {
+                body: text,
+                category,
+                metadata: model.metadata.clone(),
+                tags: model.tags.clone(),
+                expiry: expiry(&model)?,
+                refresh_on_read: model.refresh_on_read,
+            };
+            success(store.change_memory(&id, change, expect)?)
+        }
+        Call::MemoryHistory { id } => {
+            let events = store.memory_history(&id)?;
+            if events.iter().any(|e| e.namespace != namespace) {
+                return Err(Error::NotFound(format!(
+                    "no memory with id {id:?} in this namespace"
+                )));
+            }
+            success(json!({"id": id, "events": events}))
         }
         Call::DeleteMemory { id, expect, .. } => {
             check_namespace(store, namespace, &id)?;
@@ -197,7 +266,9 @@ fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
 /// for the CLI; the message says what is wrong.
 fn check_ids(call: &Call) -> std::result::Result<(), ErrorData> {
     let (id, cursor) = match call {
-        Call::UpdateMemory { id, .. } | Call::DeleteMemory { id, .. } => (Some(id), None),
+        Call::UpdateMemory { id, .. }
+        | Call::DeleteMemory { id, .. }
+        | Call::MemoryHistory { id } => (Some(id), None),
         Call::SearchMemories { cursor, .. } | Call::GetMemories { cursor, .. } => {
             (None, cursor.as_ref())
         }
@@ -219,12 +290,27 @@ fn filter(
     category: Option<String>,
     limit: usize,
     cursor: Option<String>,
-) -> MemoryFilter {
-    MemoryFilter {
+    where_: Option<serde_json::Value>,
+    include_superseded: bool,
+) -> Result<MemoryFilter> {
+    Ok(MemoryFilter {
         namespace: Some(namespace.to_owned()),
         category,
         limit: Some(limit),
         cursor,
+        filter: where_.as_ref().map(Where::parse).transpose()?,
+        include_superseded,
+    })
+}
+
+/// The expiry a tool call asks for: `ttl` ("never" clears it) or `expires_at`.
+fn expiry(model: &Model) -> Result<Option<Expiry>> {
+    match (&model.ttl, &model.expires_at) {
+        (Some(_), Some(_)) => Err(Error::Invalid("give ttl or expires_at, not both".into())),
+        (Some(ttl), None) if ttl.trim().eq_ignore_ascii_case("never") => Ok(Some(Expiry::Never)),
+        (Some(ttl), None) => Expiry::ttl(ttl).map(Some),
+        (None, Some(at)) => Expiry::at(at).map(Some),
+        (None, None) => Ok(None),
     }
 }
 

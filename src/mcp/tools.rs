@@ -44,6 +44,14 @@ const CURSOR: &str = "Continue after the previous page: its next_cursor, exactly
 const EXPECT_GENERATION: &str = "Write only if no memory of this namespace changed since you read: pass any `generation` a result returned. Otherwise nothing is written and the error gives the current generation.";
 const FENCE: &str = "KEY=TOKEN: write only if TOKEN is still the newest fencing token issued for lock KEY (the MODSTATE_LOCK_TOKEN that `modstate lock run KEY` gave you). Otherwise nothing is written: a newer holder of that lock exists.";
 const EXPECT_VERSION: &str = "Write only if this memory is still the one you read: pass its `version`. Otherwise nothing is written and the error gives the current version.";
+const METADATA: &str = "Metadata: a JSON object (at most 16 KiB) you can filter on later with `where`, e.g. {\"project\": \"x\", \"priority\": 2}.";
+const TAGS: &str = "Tags, e.g. [\"work\", \"urgent\"]; filter with where {\"tags\": \"work\"}.";
+const TTL: &str = "Expire after this long: 30m, 12h, 7d. An expired memory disappears from every read at once. Omit for the namespace's default (usually never).";
+const EXPIRES_AT: &str = "Expire at this time instead, RFC 3339 UTC (2026-01-31T12:00:00Z).";
+const REFRESH: &str = "With ttl: each read of this memory (get, or being returned by a search or listing) pushes its expiry forward by the ttl.";
+const WHERE: &str = "Only memories matching this filter: {\"key\": value} on metadata keys (bare or metadata.KEY), tags, category, created_at, updated_at; operators $eq $ne $gt $gte $lt $lte $in $nin $exists $contains, e.g. {\"priority\": {\"$gte\": 2}, \"tags\": {\"$in\": [\"a\", \"b\"]}}; combine with $and, $or, $not. A bare value means $eq.";
+const INCLUDE_SUPERSEDED: &str =
+    "Also return memories another memory superseded (hidden by default).";
 
 /// `add_memory`'s arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -56,6 +64,26 @@ pub struct AddMemoryArgs {
         description = "A label to group and filter by, e.g. preference, fact, decision (at most 256 bytes)."
     )]
     category: Option<String>,
+    #[schemars(description = METADATA)]
+    metadata: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = TAGS)]
+    tags: Option<Vec<String>>,
+    #[schemars(description = TTL)]
+    ttl: Option<String>,
+    #[schemars(description = EXPIRES_AT)]
+    expires_at: Option<String>,
+    #[schemars(description = REFRESH)]
+    refresh_on_read: Option<bool>,
+    #[schemars(
+        description = "Ids of memories this one replaces (a corrected or contradicted fact): they are hidden from searches and listings in the same write, kept for history. Refused if one was already superseded (someone else replaced it first)."
+    )]
+    supersedes: Option<Vec<String>>,
+    #[schemars(description = EXPECT_GENERATION)]
+    expect_generation: Option<u64>,
+    #[schemars(
+        description = "With one id in supersedes: replace it only if it is still at this version."
+    )]
+    expect_version: Option<u64>,
     #[schemars(description = FENCE)]
     fence: Option<String>,
 }
@@ -75,6 +103,11 @@ pub struct SearchMemoriesArgs {
     limit: Option<u64>,
     #[schemars(description = CURSOR)]
     cursor: Option<String>,
+    #[serde(rename = "where")]
+    #[schemars(rename = "where", description = WHERE)]
+    where_: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = INCLUDE_SUPERSEDED)]
+    include_superseded: Option<bool>,
 }
 
 /// `get_memories`' arguments.
@@ -88,6 +121,11 @@ pub struct GetMemoriesArgs {
     limit: Option<u64>,
     #[schemars(description = CURSOR)]
     cursor: Option<String>,
+    #[serde(rename = "where")]
+    #[schemars(rename = "where", description = WHERE)]
+    where_: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = INCLUDE_SUPERSEDED)]
+    include_superseded: Option<bool>,
 }
 
 /// `update_memory`'s arguments.
@@ -99,10 +137,20 @@ pub struct UpdateMemoryArgs {
         description = "The memory's id, as returned by add_memory, search_memories or get_memories."
     )]
     id: String,
-    #[schemars(description = "The new text: non-empty, at most 64 KiB.")]
-    text: String,
+    #[schemars(description = "The new text: non-empty, at most 64 KiB; omit to keep it.")]
+    text: Option<String>,
     #[schemars(description = "The new category; omit to keep the current one.")]
     category: Option<String>,
+    #[schemars(description = "New metadata, replacing the old object; omit to keep it.")]
+    metadata: Option<serde_json::Map<String, Value>>,
+    #[schemars(description = "New tags, replacing the old ones; omit to keep them.")]
+    tags: Option<Vec<String>>,
+    #[schemars(description = "New lifetime from now (30m, 12h, 7d), or \"never\".")]
+    ttl: Option<String>,
+    #[schemars(description = EXPIRES_AT)]
+    expires_at: Option<String>,
+    #[schemars(description = REFRESH)]
+    refresh_on_read: Option<bool>,
     #[schemars(description = EXPECT_GENERATION)]
     expect_generation: Option<u64>,
     #[schemars(description = EXPECT_VERSION)]
@@ -124,6 +172,15 @@ pub struct DeleteMemoryArgs {
     expect_version: Option<u64>,
     #[schemars(description = FENCE)]
     fence: Option<String>,
+}
+
+/// `memory_history`'s arguments.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct MemoryHistoryArgs {
+    #[schemars(description = "The memory's id (also of a deleted or expired one).")]
+    id: String,
 }
 
 /// `get_module_state`'s arguments.
@@ -196,12 +253,17 @@ pub const TOOLS: &[ToolSpec] = &[
     ToolSpec::of::<UpdateMemoryArgs>(
         "update_memory",
         Effect::Overwrites,
-        "Replace the text of a memory by id, and its category if given. Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
+        "Change a memory by id: its text, category, metadata, tags or expiry (what is omitted stays). Pass expect_version to refuse the write if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns the memory as updated.",
     ),
     ToolSpec::of::<DeleteMemoryArgs>(
         "delete_memory",
         Effect::Overwrites,
         "Delete a memory by id. Pass expect_version to refuse if this memory changed since you read it, or expect_generation if any memory of this namespace did. Returns {id, deleted, generation}.",
+    ),
+    ToolSpec::of::<MemoryHistoryArgs>(
+        "memory_history",
+        Effect::Reads,
+        "Every recorded change of a memory, oldest first: add, update, supersede, delete, expire, import, each with the old and new text, the fields that changed, the version, the time and who wrote it. Returns {id, events}.",
     ),
     ToolSpec::of::<GetModuleStateArgs>(
         "get_module_state",
@@ -222,11 +284,14 @@ pub fn list() -> Vec<Tool> {
 
 /// A tool call with its arguments checked, in the form the handler runs: defaults filled in,
 /// an empty category filter read as none.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Call {
     AddMemory {
         text: String,
         category: String,
+        model: Model,
+        supersedes: Vec<String>,
+        expect: Expect,
         fence: Option<String>,
     },
     SearchMemories {
@@ -234,18 +299,26 @@ pub enum Call {
         category: Option<String>,
         limit: usize,
         cursor: Option<String>,
+        filter: Option<Value>,
+        include_superseded: bool,
     },
     GetMemories {
         category: Option<String>,
         limit: usize,
         cursor: Option<String>,
+        filter: Option<Value>,
+        include_superseded: bool,
     },
     UpdateMemory {
         id: String,
-        text: String,
+        text: Option<String>,
         category: Option<String>,
+        model: Model,
         expect: Expect,
         fence: Option<String>,
+    },
+    MemoryHistory {
+        id: String,
     },
     DeleteMemory {
         id: String,
@@ -257,11 +330,34 @@ pub enum Call {
     },
 }
 
+/// Metadata, tags and expiry of `add_memory` and `update_memory`, as given (checked by the
+/// store, as the CLI's are).
+#[derive(Debug, Default, PartialEq)]
+pub struct Model {
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    pub tags: Option<Vec<String>>,
+    pub ttl: Option<String>,
+    pub expires_at: Option<String>,
+    pub refresh_on_read: Option<bool>,
+}
+
 impl From<AddMemoryArgs> for Call {
     fn from(args: AddMemoryArgs) -> Call {
         Call::AddMemory {
             text: args.text,
             category: args.category.unwrap_or_default(),
+            model: Model {
+                metadata: args.metadata,
+                tags: args.tags,
+                ttl: args.ttl,
+                expires_at: args.expires_at,
+                refresh_on_read: args.refresh_on_read,
+            },
+            supersedes: args.supersedes.unwrap_or_default(),
+            expect: Expect {
+                generation: args.expect_generation,
+                version: args.expect_version,
+            },
             fence: args.fence,
         }
     }
@@ -274,6 +370,8 @@ impl From<SearchMemoriesArgs> for Call {
             category: category_filter(args.category),
             limit: limit(args.limit),
             cursor: args.cursor,
+            filter: args.where_.map(Value::Object),
+            include_superseded: args.include_superseded.unwrap_or(false),
         }
     }
 }
@@ -284,6 +382,8 @@ impl From<GetMemoriesArgs> for Call {
             category: category_filter(args.category),
             limit: limit(args.limit),
             cursor: args.cursor,
+            filter: args.where_.map(Value::Object),
+            include_superseded: args.include_superseded.unwrap_or(false),
         }
     }
 }
@@ -294,12 +394,25 @@ impl From<UpdateMemoryArgs> for Call {
             id: args.id,
             text: args.text,
             category: args.category,
+            model: Model {
+                metadata: args.metadata,
+                tags: args.tags,
+                ttl: args.ttl,
+                expires_at: args.expires_at,
+                refresh_on_read: args.refresh_on_read,
+            },
             expect: Expect {
                 generation: args.expect_generation,
                 version: args.expect_version,
             },
             fence: args.fence,
         }
+    }
+}
+
+impl From<MemoryHistoryArgs> for Call {
+    fn from(args: MemoryHistoryArgs) -> Call {
+        Call::MemoryHistory { id: args.id }
     }
 }
 
@@ -420,6 +533,9 @@ fn check(tool: &str, schema: &JsonObject, values: &JsonObject) -> Result<(), Str
 #[derive(Clone, Copy, Debug)]
 enum Expected {
     Text,
+    Boolean,
+    Object,
+    TextList,
     Integer {
         minimum: Option<i128>,
         maximum: Option<i128>,
@@ -438,6 +554,11 @@ impl Expected {
         let types: Vec<&str> = types.into_iter().filter(|t| *t != "null").collect();
         match types.as_slice() {
             ["string"] => Some(Expected::Text),
+            ["boolean"] => Some(Expected::Boolean),
+            ["object"] => Some(Expected::Object),
+            ["array"] if property.pointer("/items/type") == Some(&Value::from("string")) => {
+                Some(Expected::TextList)
+            }
             ["integer"] => Some(Expected::Integer {
                 minimum: property.get("minimum").and_then(integer),
                 maximum: property.get("maximum").and_then(integer),
@@ -449,6 +570,11 @@ impl Expected {
     fn fits(self, value: &Value) -> bool {
         match self {
             Expected::Text => value.is_string(),
+            Expected::Boolean => value.is_boolean(),
+            Expected::Object => value.is_object(),
+            Expected::TextList => value
+                .as_array()
+                .is_some_and(|items| items.iter().all(Value::is_string)),
             Expected::Integer { minimum, maximum } => integer(value).is_some_and(|n| {
                 minimum.is_none_or(|low| n >= low) && maximum.is_none_or(|high| n <= high)
             }),
@@ -460,6 +586,9 @@ impl std::fmt::Display for Expected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             Expected::Text => f.write_str("a string"),
+            Expected::Boolean => f.write_str("true or false"),
+            Expected::Object => f.write_str("a JSON object"),
+            Expected::TextList => f.write_str("a list of strings"),
             Expected::Integer {
                 minimum: Some(low),
                 maximum: Some(high),
@@ -520,7 +649,10 @@ mod tests {
             Ok(Call::AddMemory {
                 text: "m".into(),
                 category: String::new(),
-                fence: None
+                model: Model::default(),
+                supersedes: Vec::new(),
+                expect: Expect::default(),
+                fence: None,
             })
         );
         assert_eq!(
@@ -532,7 +664,9 @@ mod tests {
                 query: "q".into(),
                 category: None,
                 limit: 5,
-                cursor: Some("c".into())
+                cursor: Some("c".into()),
+                filter: None,
+                include_superseded: false,
             })
         );
         assert_eq!(
@@ -540,7 +674,9 @@ mod tests {
             Ok(Call::GetMemories {
                 category: None,
                 limit: 20,
-                cursor: None
+                cursor: None,
+                filter: None,
+                include_superseded: false,
             })
         );
         assert_eq!(
@@ -550,8 +686,9 @@ mod tests {
             ),
             Ok(Call::UpdateMemory {
                 id: "i".into(),
-                text: "m".into(),
+                text: Some("m".into()),
                 category: Some("c".into()),
+                model: Model::default(),
                 expect: Expect {
                     generation: Some(0),
                     version: Some(7)
@@ -591,7 +728,7 @@ mod tests {
         let unknown = parse("add_memory", json!({"memory": "m"})).unwrap_err();
         assert_eq!(
             unknown,
-            r#"add_memory: unknown argument "memory"; it takes text, category, fence"#
+            r#"add_memory: unknown argument "memory"; it takes text, category, metadata, tags, ttl, expires_at, refresh_on_read, supersedes, expect_generation, expect_version, fence"#
         );
     }
 
@@ -635,18 +772,48 @@ mod tests {
                 .cloned()
                 .collect()
         };
-        assert_eq!(arguments("add_memory"), ["text", "category", "fence"]);
+        assert_eq!(
+            arguments("add_memory"),
+            [
+                "text",
+                "category",
+                "metadata",
+                "tags",
+                "ttl",
+                "expires_at",
+                "refresh_on_read",
+                "supersedes",
+                "expect_generation",
+                "expect_version",
+                "fence"
+            ]
+        );
         assert_eq!(
             arguments("search_memories"),
-            ["query", "category", "limit", "cursor"]
+            [
+                "query",
+                "category",
+                "limit",
+                "cursor",
+                "where",
+                "include_superseded"
+            ]
         );
-        assert_eq!(arguments("get_memories"), ["category", "limit", "cursor"]);
+        assert_eq!(
+            arguments("get_memories"),
+            ["category", "limit", "cursor", "where", "include_superseded"]
+        );
         assert_eq!(
             arguments("update_memory"),
             [
                 "id",
                 "text",
                 "category",
+                "metadata",
+                "tags",
+                "ttl",
+                "expires_at",
+                "refresh_on_read",
                 "expect_generation",
                 "expect_version",
                 "fence"
@@ -658,7 +825,7 @@ mod tests {
         );
         assert_eq!(arguments("get_module_state"), ["digest"]);
         assert_eq!(schema("add_memory")["required"], json!(["text"]));
-        assert_eq!(schema("update_memory")["required"], json!(["id", "text"]));
+        assert_eq!(schema("update_memory")["required"], json!(["id"]));
         assert!(schema("get_memories").get("required").is_none());
         for tool in ["search_memories", "get_memories"] {
             let limit = &schema(tool)["properties"]["limit"];
@@ -696,6 +863,9 @@ mod tests {
                     let value = match (Expected::of(property).unwrap(), edge) {
                         (_, "null") if !required => Value::Null,
                         (Expected::Text, _) => json!("x"),
+                        (Expected::Boolean, _) => json!(true),
+                        (Expected::Object, _) => json!({}),
+                        (Expected::TextList, _) => json!([]),
                         (Expected::Integer { minimum, .. }, "low") => json!(minimum.unwrap_or(0)),
                         (Expected::Integer { maximum, .. }, _) => {
                             json!(maximum.unwrap_or(i128::from(u64::MAX)))

@@ -13,6 +13,7 @@
 //!   value exactly one writes and the other gets [`Error::Conflict`] with nothing written.
 
 mod cursor;
+pub mod filter;
 mod grams;
 mod id;
 mod page;
@@ -22,6 +23,7 @@ mod store;
 mod words;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -29,6 +31,7 @@ use crate::error::{Error, Result};
 pub(crate) use crate::time::{later_than, timestamp};
 pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
+pub use filter::{Where, check_metadata, check_tags, parse_metadata};
 pub use grams::grams;
 pub(crate) use grams::run_bigrams;
 pub(crate) use id::next_id;
@@ -36,6 +39,7 @@ pub use page::{Hit, MemoryPage, Page};
 pub use query::{SearchText, Term, open_end, terms};
 pub use rank::{Features, QueryPhrase, Ranking, Scorer, Statistics};
 pub use store::{Rows, SearchMode};
+pub(crate) use store::{added_event, apply_change, changed_event, check_supersede, removed_event};
 
 /// Longest namespace or category accepted, in bytes.
 pub const MAX_LABEL_BYTES: usize = 256;
@@ -61,6 +65,18 @@ pub struct Memory {
     /// Its namespace's generation when this was read or written (for `expect_generation`):
     /// the namespace's current value, never an older one.
     pub generation: u64,
+    /// Free-form metadata (a JSON object), filterable with `where`.
+    pub metadata: Map<String, Value>,
+    /// Tags, sorted, without duplicates.
+    pub tags: Vec<String>,
+    /// When it stops being visible (RFC 3339, UTC), `None`: never.
+    pub expires_at: Option<String>,
+    /// The lifetime its expiry was set from, in seconds, if it was set from one.
+    pub ttl_seconds: Option<u64>,
+    /// Whether reading it pushes `expires_at` forward by `ttl_seconds`.
+    pub refresh_on_read: bool,
+    /// The id of the memory that replaced it (`supersedes`), `None` while it is current.
+    pub superseded_by: Option<String>,
 }
 
 /// A memory to add with [`Store::add_memories`](crate::Store::add_memories).
@@ -72,10 +88,139 @@ pub struct NewMemory {
     pub category: String,
     /// The text to remember.
     pub body: String,
+    /// Metadata (a JSON object; empty: none).
+    pub metadata: Map<String, Value>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// When it expires; `None`: its namespace's default lifetime, if any.
+    pub expiry: Option<Expiry>,
+    /// Whether reads push its expiry forward (needs a lifetime, [`Expiry::After`]).
+    pub refresh_on_read: bool,
+    /// Ids of memories this one replaces: hidden from ls and search once this is added, in
+    /// the same transaction. `expect` guards them like an update.
+    pub supersedes: Vec<String>,
+    /// For `supersedes`: the generation and/or version the caller saw (of the superseded
+    /// memories' namespace / of the one superseded memory).
+    pub expect: Expect,
+}
+
+/// When a memory expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Never.
+    Never,
+    /// This many seconds after it is written (and after each read, with refresh-on-read).
+    After(u64),
+    /// At this instant (RFC 3339 in the stored form).
+    At(String),
+}
+
+impl Expiry {
+    /// Parses a lifetime such as `30m`, `12h`, `7d` (at least one second).
+    pub fn ttl(text: &str) -> Result<Expiry> {
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+            Error::Invalid(format!(
+                "TTL {:?} is not a duration ({e}); write it as 30m, 12h or 7d",
+                shorten(text)
+            ))
+        })?;
+        if duration.as_secs() == 0 {
+            return Err(Error::Invalid(format!(
+                "TTL {:?} is shorter than one second; give at least 1s",
+                shorten(text)
+            )));
+        }
+        if duration.as_secs() > MAX_TTL_SECONDS {
+            return Err(Error::Invalid(format!(
+                "TTL {:?} is longer than 100 years; omit it for a memory that never expires",
+                shorten(text)
+            )));
+        }
+        Ok(Expiry::After(duration.as_secs()))
+    }
+
+    /// Parses an instant: RFC 3339 in UTC (`2026-01-31T12:00:00Z`).
+    pub fn at(text: &str) -> Result<Expiry> {
+        let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+            Error::Invalid(format!(
+                "expiry {:?} is not an RFC 3339 time in UTC; write it as 2026-01-31T12:00:00Z",
+                shorten(text)
+            ))
+        })?;
+        Ok(Expiry::At(timestamp(at)))
+    }
+
+    /// The stored `(expires_at, ttl_seconds)` for a write at `now`.
+    pub(crate) fn resolve(&self, now: std::time::SystemTime) -> (Option<String>, Option<u64>) {
+        match self {
+            Expiry::Never => (None, None),
+            Expiry::After(secs) => (
+                Some(timestamp(now + std::time::Duration::from_secs(*secs))),
+                Some(*secs),
+            ),
+            Expiry::At(at) => (Some(at.clone()), None),
+        }
+    }
+}
+
+/// Longest lifetime accepted: a hundred years.
+pub const MAX_TTL_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// What an update changes; `None` fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryChange {
+    /// The new text.
+    pub body: Option<String>,
+    /// The new category.
+    pub category: Option<String>,
+    /// The new metadata (replaces the old object).
+    pub metadata: Option<Map<String, Value>>,
+    /// The new tags (replace the old ones).
+    pub tags: Option<Vec<String>>,
+    /// The new expiry.
+    pub expiry: Option<Expiry>,
+    /// Whether reads push the expiry forward.
+    pub refresh_on_read: Option<bool>,
+}
+
+/// One recorded change of a memory (`memory history`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MemoryEvent {
+    /// The memory's id.
+    pub memory_id: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// `add`, `update`, `delete`, `expire`, `supersede` (it was replaced), or `import`.
+    pub action: String,
+    /// The memory's version after the change (for a delete or expiry: the stamp it took).
+    pub version: u64,
+    /// The text before the change, where there was one and it changed.
+    pub old_text: Option<String>,
+    /// The text after the change, where there is one and it changed.
+    pub new_text: Option<String>,
+    /// The other fields that changed: `{"field": {"old": …, "new": …}}`.
+    pub changes: Map<String, Value>,
+    /// Who made the change, where the front end knows (`""` otherwise).
+    pub actor: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+/// A namespace as `memory namespaces` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NamespaceInfo {
+    /// Its name.
+    pub namespace: String,
+    /// How many memories it holds now (visible ones: not expired).
+    pub memories: u64,
+    /// Its generation.
+    pub generation: u64,
+    /// The default lifetime of its new memories, in seconds, if it has one.
+    pub default_ttl_seconds: Option<u64>,
 }
 
 /// Which memories a listing or a search considers, and which page. `None` means "any".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MemoryFilter {
     /// Exact namespace.
     pub namespace: Option<String>,
@@ -85,6 +230,10 @@ pub struct MemoryFilter {
     pub limit: Option<usize>,
     /// Continue after the page that returned this `next_cursor`.
     pub cursor: Option<String>,
+    /// Conditions on metadata, tags, category and times (see [`filter`]).
+    pub filter: Option<Where>,
+    /// Also show memories another one superseded.
+    pub include_superseded: bool,
 }
 
 /// What a write expects to find, for the drift guard. `None`: not checked.

@@ -14,7 +14,10 @@ use crate::error::Result;
 use std::path::Path;
 
 use crate::lock::Locks;
-use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::memory::{
+    Cursor, Expect, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo, NewMemory,
+    Rows, SearchMode,
+};
 use crate::snapshot::{CopyProgress, SnapshotInfo};
 use crate::store::SnapshotFile;
 
@@ -52,9 +55,11 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Adds validated memories in one transaction, each with a new id (time-sortable, larger
     /// than every id before) and the next stamp as its version and its namespace's generation.
-    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>>;
+    /// Each superseded memory is marked in the same transaction (refused if absent, expired,
+    /// already superseded, or if that would make a cycle); `writer` goes into the history.
+    fn add_memories(&self, memories: Vec<NewMemory>, writer: &str) -> Result<Vec<Memory>>;
 
-    /// The memory with this (well-formed) id.
+    /// The memory with this (well-formed) id, unless it has expired.
     fn get_memory(&self, id: &str) -> Result<Option<Memory>>;
 
     /// Memories matching the filter, newest first, after the cursor: up to one more than the
@@ -72,19 +77,39 @@ pub(crate) trait Backend: Send + Sync {
         after: Option<&Cursor>,
     ) -> Result<Rows<Hit>>;
 
-    /// Replaces a memory's body (and category), checking `expect` against the memory as it is
-    /// inside the writing transaction.
+    /// Changes a memory's fields, checking `expect` against the memory as it is inside the
+    /// writing transaction, and records the event.
     fn update_memory(
         &self,
         id: &str,
-        body: &str,
-        category: Option<&str>,
+        change: &MemoryChange,
         expect: Expect,
+        writer: &str,
     ) -> Result<Memory>;
 
     /// Removes a memory, checking `expect` inside the writing transaction; answers the
     /// namespace's new generation.
-    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64>;
+    fn delete_memory(&self, id: &str, expect: Expect, writer: &str) -> Result<u64>;
+
+    /// Sets `expires_at` of each `(id, new expiry)` that has not expired at `now`, only if
+    /// that moves it forward — without ever waiting for a writer: when the write lock or a
+    /// row is busy, it does nothing. Answers the ids it pushed.
+    fn refresh_expiry(&self, due: &[(String, String)], now: &str) -> Result<Vec<String>>;
+
+    /// The history of a memory, oldest first.
+    fn memory_history(&self, id: &str) -> Result<Vec<MemoryEvent>>;
+
+    /// Removes history events recorded before `cutoff` (RFC 3339); answers how many.
+    fn prune_history(&self, cutoff: &str) -> Result<u64>;
+
+    /// Removes memories expired at `now`, each with an `expire` event; answers how many.
+    fn sweep_expired(&self, now: &str) -> Result<u64>;
+
+    /// Namespaces starting with `prefix`, with their counts of memories visible at `now`.
+    fn namespaces(&self, prefix: &str, now: &str) -> Result<Vec<NamespaceInfo>>;
+
+    /// Sets a namespace's default lifetime (seconds) for new memories.
+    fn set_namespace_ttl(&self, namespace: &str, seconds: Option<u64>) -> Result<()>;
 
     /// A namespace's generation (0 if never written).
     fn memory_generation(&self, namespace: &str) -> Result<u64>;

@@ -109,6 +109,8 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Store {
     engine: Arc<dyn Engine>,
+    /// Who writes through this handle, recorded in memory history (`""`: unknown).
+    writer: Arc<str>,
 }
 
 impl Store {
@@ -136,7 +138,24 @@ impl Store {
                 )));
             }
         };
-        Ok(Store { engine })
+        Ok(Store {
+            engine,
+            writer: Arc::from(""),
+        })
+    }
+
+    /// This handle, recording `writer` as the author of the memory changes made through it
+    /// (history events); front ends pass the name they know (the MCP client, `--as`).
+    pub fn with_writer(&self, writer: &str) -> Store {
+        Store {
+            engine: Arc::clone(&self.engine),
+            writer: Arc::from(writer),
+        }
+    }
+
+    /// Who writes through this handle (`""`: unknown).
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     /// The engine's side of looking after the store (see `maintenance.rs`).

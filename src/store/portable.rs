@@ -40,4 +40,29 @@ pub(crate) struct MemoryRow {
     pub updated_at: String,
     /// The stamp of its last write.
     pub version: u64,
+    /// Its metadata, as JSON text (an object).
+    pub metadata: String,
+    /// Its tags, as JSON text (an array).
+    pub tags: String,
+    /// When it expires (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// The lifetime its expiry was set from, in seconds.
+    pub ttl_seconds: Option<i64>,
+    /// Whether reads push its expiry forward.
+    pub refresh_on_read: bool,
+    /// The memory that superseded it.
+    pub superseded_by: Option<String>,
+}
+
+impl MemoryRow {
+    /// Whether it carries any of the issue-27 fields (a restore writes those in a second
+    /// step, only for the rows that have them).
+    pub(crate) fn has_model(&self) -> bool {
+        self.metadata != "{}"
+            || self.tags != "[]"
+            || self.expires_at.is_some()
+            || self.ttl_seconds.is_some()
+            || self.refresh_on_read
+            || self.superseded_by.is_some()
+    }
 }

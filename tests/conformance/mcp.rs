@@ -76,6 +76,7 @@ pub fn tools_are_listed_and_write_and_read_the_store(db: &Db) {
             "get_memories",
             "update_memory",
             "delete_memory",
+            "memory_history",
             "get_module_state"
         ]
     );

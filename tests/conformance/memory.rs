@@ -279,7 +279,13 @@ pub fn cli_listing_pages_with_a_cursor_and_the_documented_shape(db: &Db) {
             "created_at",
             "updated_at",
             "version",
-            "generation"
+            "generation",
+            "metadata",
+            "tags",
+            "expires_at",
+            "ttl_seconds",
+            "refresh_on_read",
+            "superseded_by"
         ]
     );
     let mut texts = page_texts(&first);

@@ -22,7 +22,7 @@ use crate::maintenance::{ExportedMemory, ImportReport, IntegrityReport, Namespac
 use crate::memory::grams;
 use crate::store::Maintenance;
 
-const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version";
+const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version, metadata::text, tags::text, expires_at, ttl_seconds, refresh_on_read, superseded_by";
 
 /// The store's tables, for sizes and vacuum.
 const TABLES: &[&str] = &[
@@ -30,6 +30,8 @@ const TABLES: &[&str] = &[
     "memories",
     "memory_counter",
     "memory_namespaces",
+    "memory_events",
+    "memory_sweep",
     "modstate_schema",
     "modstate_lock_holders",
 ];
@@ -45,6 +47,20 @@ fn exported_from_row(r: &Row) -> Result<ExportedMemory> {
     let what = "reading a memory";
     let version: i64 = r.try_get(6).context(what)?;
     Ok(ExportedMemory {
+        format: crate::maintenance::EXPORT_FORMAT,
+        metadata: match serde_json::from_str(&r.try_get::<_, String>(7).context(what)?) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+        tags: serde_json::from_str(&r.try_get::<_, String>(8).context(what)?).unwrap_or_default(),
+        expires_at: r.try_get(9).context(what)?,
+        ttl_seconds: r
+            .try_get::<_, Option<i64>>(10)
+            .context(what)?
+            .and_then(|t| u64::try_from(t).ok()),
+        refresh_on_read: r.try_get(11).context(what)?,
+        superseded_by: r.try_get(12).context(what)?,
+        history: Vec::new(),
         id: r.try_get(0).context(what)?,
         namespace: r.try_get(1).context(what)?,
         category: r.try_get(2).context(what)?,
@@ -181,10 +197,22 @@ impl Maintenance for PgBackend {
                 .context("reading the store's size")?;
             let db_bytes: i64 = row.try_get(0).context("reading the store's size")?;
             let page_size: i64 = row.try_get(1).context("reading the store's size")?;
+            let row = tx
+                .query_one(
+                    "SELECT count(*), coalesce(sum(coalesce(octet_length(old_text), 0)
+                        + coalesce(octet_length(new_text), 0) + octet_length(changes::text)), 0)::bigint
+                     FROM memory_events",
+                    &[],
+                )
+                .context("counting memory history")?;
+            let history_events: i64 = row.try_get(0).context("counting memory history")?;
+            let history_bytes: i64 = row.try_get(1).context("counting memory history")?;
             Ok(Stats {
                 // From the cache's totals, by the caller: no scan.
                 artifacts: 0,
                 artifact_bytes: 0,
+                history_events: count(history_events),
+                history_bytes: count(history_bytes),
                 memories,
                 db_bytes: count(db_bytes),
                 // The server's WAL and free space are the cluster's, not this store's.
@@ -273,18 +301,38 @@ impl Maintenance for PgBackend {
         if namespace.is_some_and(|n| n.contains('\0')) {
             return Ok(Vec::new());
         }
-        let mut conn = self.connection()?;
-        conn.query(
-            &format!(
-                "SELECT {EXPORT_COLUMNS} FROM memories
-                 WHERE $1::text IS NULL OR namespace = $1 ORDER BY id"
-            ),
-            &[&namespace],
-        )
-        .context("exporting memories")?
-        .iter()
-        .map(exported_from_row)
-        .collect()
+        let now = crate::time::now_rfc3339();
+        // One REPEATABLE READ transaction: the memories and their histories as of one instant.
+        self.read("exporting memories", |tx| {
+            let mut memories = tx
+                .query(
+                    &format!(
+                        "SELECT {EXPORT_COLUMNS} FROM memories
+                         WHERE ($1::text IS NULL OR namespace = $1)
+                           AND (expires_at IS NULL OR expires_at > $2::text) ORDER BY id"
+                    ),
+                    &[&namespace, &now],
+                )
+                .context("exporting memories")?
+                .iter()
+                .map(exported_from_row)
+                .collect::<Result<Vec<_>>>()?;
+            let events = tx
+                .prepare(
+                    "SELECT memory_id, namespace, action, version, old_text, new_text, changes::text, actor, at
+                     FROM memory_events WHERE memory_id = $1 ORDER BY seq",
+                )
+                .context("exporting memory history")?;
+            for m in &mut memories {
+                m.history = tx
+                    .query(&events, &[&m.id])
+                    .context("exporting memory history")?
+                    .iter()
+                    .map(super::memories::event_from_row)
+                    .collect::<Result<Vec<_>>>()?;
+            }
+            Ok(memories)
+        })
     }
 
     fn import_memories(&self, memories: &[(usize, ExportedMemory)]) -> Result<ImportReport> {
@@ -312,7 +360,7 @@ impl Maintenance for PgBackend {
                     .map(|r| exported_from_row(&r))
                     .transpose()?;
                 match existing {
-                    Some(here) if here == *m => report.unchanged += 1,
+                    Some(here) if here.same_memory(m) => report.unchanged += 1,
                     Some(here) => {
                         return Err(Error::Invalid(format!(
                             "line {line}: memory {} is already in this store with other content (version {} here, {} in the file); nothing was imported — remove that line, or the memory here, and retry",
@@ -337,6 +385,38 @@ impl Maintenance for PgBackend {
                             ],
                         )
                         .context("importing memories")?;
+                        super::memories::set_model(
+                            tx,
+                            &crate::memory::Memory {
+                                id: m.id.clone(),
+                                namespace: m.namespace.clone(),
+                                category: m.category.clone(),
+                                body: m.text.clone(),
+                                created_at: m.created_at.clone(),
+                                updated_at: m.updated_at.clone(),
+                                version: m.version,
+                                generation: 0,
+                                metadata: m.metadata.clone(),
+                                tags: m.tags.clone(),
+                                expires_at: m.expires_at.clone(),
+                                ttl_seconds: m.ttl_seconds,
+                                refresh_on_read: m.refresh_on_read,
+                                superseded_by: m.superseded_by.clone(),
+                            },
+                        )?;
+                        let known: i64 = tx
+                            .query_one(
+                                "SELECT count(*) FROM memory_events WHERE memory_id = $1",
+                                &[&m.id],
+                            )
+                            .context("importing memory history")?
+                            .try_get(0)
+                            .context("importing memory history")?;
+                        if known == 0 {
+                            for event in &m.history {
+                                super::memories::insert_event(tx, event)?;
+                            }
+                        }
                         report.imported += 1;
                         newest_version = newest_version.max(m.version);
                         touched.insert(m.namespace.clone());

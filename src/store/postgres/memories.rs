@@ -16,17 +16,24 @@ use std::time::SystemTime;
 use postgres::types::ToSql;
 use postgres::{GenericClient, Row, Transaction};
 
+use serde_json::{Map, Value as Json};
+
 use super::PgBackend;
 use super::errors::PgContext;
+use super::filter::push_where;
 use super::search::{indexed_text, probe_limit, search_rows};
 use crate::error::Result;
 use crate::memory::{
-    Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode, check_expected, grams,
-    later_than, next_id, not_found, timestamp,
+    Cursor, Expect, Expiry, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo,
+    NewMemory, Rows, SearchMode, added_event, apply_change, changed_event, check_expected,
+    check_supersede, grams, later_than, next_id, not_found, removed_event, timestamp,
 };
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
-pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0)";
+pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata::text, m.tags::text, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by";
+
+/// How often writes sweep expired memories, at most.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 pub(super) const FROM: &str =
     "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
 
@@ -36,6 +43,12 @@ pub(super) const FROM: &str =
 pub(super) const INSERT: &str = "INSERT INTO memories
      (id, namespace, category, body, grams, search, created_at, updated_at, version)
      VALUES ($1, $2, $3, $4, $5, to_tsvector('modstate_search', $6), $7, $8, $9)";
+
+/// Sets the issue-27 fields of a memory row: `$1` id, `$2` metadata (JSON text), `$3` tags
+/// (JSON text), `$4` expires_at, `$5` ttl_seconds, `$6` refresh_on_read, `$7` superseded_by.
+pub(super) const SET_MODEL: &str =
+    "UPDATE memories SET metadata = $2::text::jsonb, tags = $3::text::jsonb,
+     expires_at = $4, ttl_seconds = $5, refresh_on_read = $6, superseded_by = $7 WHERE id = $1";
 
 /// A statement built piece by piece with its parameters.
 pub(super) struct Args {
@@ -64,7 +77,19 @@ impl Args {
 
 /// Appends the filter's conditions on alias `m`: the namespace exactly, the category ignoring
 /// ASCII case (as SQLite's NOCASE column).
+///
+/// Never an expired memory (as of now), a superseded one only when asked, and the `where`.
 pub(super) fn push_filter(args: &mut Args, filter: &MemoryFilter) {
+    let now = args.push(timestamp(SystemTime::now()));
+    args.sql.push_str(&format!(
+        " AND (m.expires_at IS NULL OR m.expires_at > {now}::text)"
+    ));
+    if !filter.include_superseded {
+        args.sql.push_str(" AND m.superseded_by IS NULL");
+    }
+    if let Some(filter) = &filter.filter {
+        push_where(args, filter);
+    }
     if let Some(namespace) = &filter.namespace {
         let p = args.push(namespace.clone());
         args.sql.push_str(&format!(" AND m.namespace = {p}"));
@@ -100,17 +125,155 @@ pub(super) fn memory_from_row(r: &Row, first: usize) -> Result<Memory> {
         updated_at: r.try_get(first + 5).context(what)?,
         version: u64::try_from(version).unwrap_or(0),
         generation: u64::try_from(generation).unwrap_or(0),
+        metadata: json_object(&r.try_get::<_, String>(first + 8).context(what)?),
+        tags: serde_json::from_str(&r.try_get::<_, String>(first + 9).context(what)?)
+            .unwrap_or_default(),
+        expires_at: r.try_get(first + 10).context(what)?,
+        ttl_seconds: r
+            .try_get::<_, Option<i64>>(first + 11)
+            .context(what)?
+            .and_then(|t| u64::try_from(t).ok()),
+        refresh_on_read: r.try_get(first + 12).context(what)?,
+        superseded_by: r.try_get(first + 13).context(what)?,
     })
 }
 
+/// Stored metadata text as an object.
+fn json_object(text: &str) -> Map<String, Json> {
+    match serde_json::from_str(text) {
+        Ok(Json::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The memory with `id` unless it has expired.
 fn select_by_id(conn: &mut impl GenericClient, id: &str) -> Result<Option<Memory>> {
+    let now = timestamp(SystemTime::now());
     conn.query_opt(
-        &format!("SELECT {COLUMNS} FROM {FROM} WHERE m.id = $1"),
-        &[&id],
+        &format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE m.id = $1 AND (m.expires_at IS NULL OR m.expires_at > $2::text)"
+        ),
+        &[&id, &now],
     )
     .context("reading a memory")?
     .map(|r| memory_from_row(&r, 0))
     .transpose()
+}
+
+/// Writes the issue-27 fields of `m` to its row.
+pub(super) fn set_model(tx: &mut Transaction<'_>, m: &Memory) -> Result<()> {
+    tx.execute(
+        SET_MODEL,
+        &[
+            &m.id,
+            &Json::Object(m.metadata.clone()).to_string(),
+            &serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into()),
+            &m.expires_at,
+            &m.ttl_seconds.map(stamp_value),
+            &m.refresh_on_read,
+            &m.superseded_by,
+        ],
+    )
+    .context("writing a memory's metadata and expiry")?;
+    Ok(())
+}
+
+/// Records a history event inside the writing transaction.
+pub(super) fn insert_event(tx: &mut Transaction<'_>, event: &MemoryEvent) -> Result<()> {
+    tx.execute(
+        "INSERT INTO memory_events (memory_id, namespace, action, version, old_text, new_text, changes, actor, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9)",
+        &[
+            &event.memory_id,
+            &event.namespace,
+            &event.action,
+            &stamp_value(event.version),
+            &event.old_text,
+            &event.new_text,
+            &Json::Object(event.changes.clone()).to_string(),
+            &event.actor,
+            &event.at,
+        ],
+    )
+    .context("recording a memory's history")?;
+    Ok(())
+}
+
+pub(super) fn event_from_row(r: &Row) -> Result<MemoryEvent> {
+    let what = "reading a memory's history";
+    let version: i64 = r.try_get(3).context(what)?;
+    Ok(MemoryEvent {
+        memory_id: r.try_get(0).context(what)?,
+        namespace: r.try_get(1).context(what)?,
+        action: r.try_get(2).context(what)?,
+        version: u64::try_from(version).unwrap_or(0),
+        old_text: r.try_get(4).context(what)?,
+        new_text: r.try_get(5).context(what)?,
+        changes: json_object(&r.try_get::<_, String>(6).context(what)?),
+        actor: r.try_get(7).context(what)?,
+        at: r.try_get(8).context(what)?,
+    })
+}
+
+/// The default expiry of new memories in `namespace`.
+fn default_expiry(tx: &mut Transaction<'_>, namespace: &str) -> Result<Expiry> {
+    let row = tx
+        .query_opt(
+            "SELECT default_ttl_seconds FROM memory_namespaces WHERE namespace = $1",
+            &[&namespace],
+        )
+        .context("reading a namespace's default expiry")?;
+    let ttl: Option<i64> = match row {
+        Some(r) => r
+            .try_get(0)
+            .context("reading a namespace's default expiry")?,
+        None => None,
+    };
+    Ok(match ttl.and_then(|t| u64::try_from(t).ok()) {
+        Some(secs) if secs > 0 => Expiry::After(secs),
+        _ => Expiry::Never,
+    })
+}
+
+/// Sweeps if the last sweep was more than [`SWEEP_INTERVAL`] ago (inside a write that holds
+/// the counter's row lock, so sweeps take turns with other memory writes).
+fn maybe_sweep(tx: &mut Transaction<'_>, now: SystemTime) -> Result<()> {
+    let due = timestamp(now - SWEEP_INTERVAL);
+    let last: String = tx
+        .query_one("SELECT last_at FROM memory_sweep WHERE singleton = 0", &[])
+        .context("reading when memories were last swept")?
+        .try_get(0)
+        .context("reading when memories were last swept")?;
+    if last < due {
+        sweep(tx, &timestamp(now))?;
+    }
+    Ok(())
+}
+
+/// Removes the memories expired at `now`, each with an `expire` event.
+fn sweep(tx: &mut Transaction<'_>, now: &str) -> Result<u64> {
+    let expired = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE m.expires_at IS NOT NULL AND m.expires_at <= $1::text"
+            ),
+            &[&now],
+        )
+        .context("sweeping expired memories")?
+        .iter()
+        .map(|r| memory_from_row(r, 0))
+        .collect::<Result<Vec<_>>>()?;
+    for old in &expired {
+        tx.execute("DELETE FROM memories WHERE id = $1", &[&old.id])
+            .context("sweeping expired memories")?;
+        insert_event(tx, &removed_event(old, "expire", old.version, now, ""))?;
+    }
+    tx.execute(
+        "UPDATE memory_sweep SET last_at = $1 WHERE singleton = 0",
+        &[&now],
+    )
+    .context("recording the sweep")?;
+    Ok(expired.len() as u64)
 }
 
 /// The store-wide counter: the last stamp handed out.
@@ -191,10 +354,15 @@ fn envelope_generation(tx: &mut Transaction<'_>, filter: &MemoryFilter) -> Resul
 }
 
 impl PgBackend {
-    pub(crate) fn add_memories_pg(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
+    pub(crate) fn add_memories_pg(
+        &self,
+        memories: Vec<NewMemory>,
+        writer: &str,
+    ) -> Result<Vec<Memory>> {
         self.write("adding memories", |tx| {
             // The counter's row lock first: ids then follow commit order.
             let mut stamp = Some(next_stamp(tx)?);
+            maybe_sweep(tx, SystemTime::now())?;
             let mut newest = newest_id(tx)?;
             let insert = tx.prepare(INSERT).context("adding a memory")?;
             let mut added = Vec::with_capacity(memories.len());
@@ -205,9 +373,15 @@ impl PgBackend {
                     None => next_stamp(tx)?,
                 };
                 let id = next_id(newest.as_deref());
-                let now = timestamp(SystemTime::now());
+                let now_at = SystemTime::now();
+                let now = timestamp(now_at);
                 let grams = grams(&m.body);
                 let text = indexed_text(&m.body, &grams);
+                let expiry = match m.expiry.clone() {
+                    Some(expiry) => expiry,
+                    None => default_expiry(tx, &m.namespace)?,
+                };
+                let (expires_at, ttl_seconds) = expiry.resolve(now_at);
                 tx.execute(
                     &insert,
                     &[
@@ -225,17 +399,49 @@ impl PgBackend {
                 .context("adding a memory")?;
                 set_namespace_generation(tx, &m.namespace, stamp)?;
                 last_stamp.insert(m.namespace.clone(), stamp);
-                newest = Some(id.clone());
-                added.push(Memory {
-                    id,
-                    namespace: m.namespace,
+                let memory = Memory {
+                    id: id.clone(),
+                    namespace: m.namespace.clone(),
                     category: m.category,
                     body: m.body,
                     created_at: now.clone(),
-                    updated_at: now,
+                    updated_at: now.clone(),
                     version: stamp,
                     generation: stamp,
-                });
+                    metadata: m.metadata,
+                    tags: m.tags,
+                    expires_at,
+                    ttl_seconds,
+                    refresh_on_read: m.refresh_on_read && ttl_seconds.is_some(),
+                    superseded_by: None,
+                };
+                set_model(tx, &memory)?;
+                let mut event = added_event(&memory, writer);
+                if !m.supersedes.is_empty() {
+                    event
+                        .changes
+                        .insert("supersedes".into(), serde_json::json!(m.supersedes));
+                }
+                insert_event(tx, &event)?;
+                for old_id in &m.supersedes {
+                    let old = select_by_id(tx, old_id)?.ok_or_else(|| not_found(old_id))?;
+                    check_supersede(&old, &memory, m.expect)?;
+                    let stamp = next_stamp(tx)?;
+                    let mut new = old.clone();
+                    new.superseded_by = Some(id.clone());
+                    new.version = stamp;
+                    new.updated_at = later_than(&old.updated_at);
+                    tx.execute(
+                        "UPDATE memories SET superseded_by = $1, version = $2, updated_at = $3 WHERE id = $4",
+                        &[&id, &stamp_value(stamp), &new.updated_at, &old.id],
+                    )
+                    .context("marking a superseded memory")?;
+                    set_namespace_generation(tx, &old.namespace, stamp)?;
+                    last_stamp.insert(old.namespace.clone(), stamp);
+                    insert_event(tx, &changed_event(&old, &new, "supersede", writer))?;
+                }
+                newest = Some(id);
+                added.push(memory);
             }
             // A later memory of the same namespace moved its generation on: show the current
             // one, so every `generation` handed out is usable as `expect_generation`.
@@ -313,9 +519,9 @@ impl PgBackend {
     pub(crate) fn update_memory_pg(
         &self,
         id: &str,
-        body: &str,
-        category: Option<&str>,
+        change: &MemoryChange,
         expect: Expect,
+        writer: &str,
     ) -> Result<Memory> {
         self.write("updating a memory", |tx| {
             // The counter's row lock first: the row read next is the latest committed one,
@@ -323,40 +529,32 @@ impl PgBackend {
             let stamp = next_stamp(tx)?;
             let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
-            let updated_at = later_than(&old.updated_at);
-            let category = category.map_or(old.category, str::to_owned);
-            let grams = grams(body);
-            let text = indexed_text(body, &grams);
+            let new = apply_change(&old, change, stamp, later_than(&old.updated_at));
+            let grams = grams(&new.body);
+            let text = indexed_text(&new.body, &grams);
             tx.execute(
                 "UPDATE memories SET body = $1, grams = $2, search = to_tsvector('modstate_search', $3),
                      category = $4, updated_at = $5, version = $6
                  WHERE id = $7",
                 &[
-                    &body,
+                    &new.body,
                     &grams,
                     &text,
-                    &category,
-                    &updated_at,
+                    &new.category,
+                    &new.updated_at,
                     &stamp_value(stamp),
                     &id,
                 ],
             )
             .context("updating a memory")?;
+            set_model(tx, &new)?;
             set_namespace_generation(tx, &old.namespace, stamp)?;
-            Ok(Memory {
-                id: old.id,
-                namespace: old.namespace,
-                category,
-                body: body.to_owned(),
-                created_at: old.created_at,
-                updated_at,
-                version: stamp,
-                generation: stamp,
-            })
+            insert_event(tx, &changed_event(&old, &new, "update", writer))?;
+            Ok(new)
         })
     }
 
-    pub(crate) fn delete_memory_pg(&self, id: &str, expect: Expect) -> Result<u64> {
+    pub(crate) fn delete_memory_pg(&self, id: &str, expect: Expect, writer: &str) -> Result<u64> {
         self.write("deleting a memory", |tx| {
             // The counter's row lock first, as for an update.
             let stamp = next_stamp(tx)?;
@@ -365,7 +563,111 @@ impl PgBackend {
             tx.execute("DELETE FROM memories WHERE id = $1", &[&id])
                 .context("deleting a memory")?;
             set_namespace_generation(tx, &old.namespace, stamp)?;
+            let now = timestamp(SystemTime::now());
+            insert_event(tx, &removed_event(&old, "delete", stamp, &now, writer))?;
             Ok(stamp)
+        })
+    }
+
+    /// Never waits: rows a writer holds are skipped (`FOR UPDATE SKIP LOCKED`), and the
+    /// counter row is not touched (a refresh changes no version), so memory writers and this
+    /// do not queue on each other.
+    pub(crate) fn refresh_expiry_pg(
+        &self,
+        due: &[(String, String)],
+        now: &str,
+    ) -> Result<Vec<String>> {
+        let now = now.to_owned();
+        self.write("refreshing expiries", |tx| {
+            let mut done = Vec::new();
+            for (id, pushed) in due {
+                let n = tx
+                    .execute(
+                        "UPDATE memories SET expires_at = $1 WHERE id IN (
+                             SELECT id FROM memories
+                             WHERE id = $2 AND refresh_on_read AND expires_at IS NOT NULL
+                               AND expires_at > $3::text AND expires_at < $1::text
+                             FOR UPDATE SKIP LOCKED)",
+                        &[pushed, id, &now],
+                    )
+                    .context("refreshing expiries")?;
+                if n > 0 {
+                    done.push(id.clone());
+                }
+            }
+            Ok(done)
+        })
+    }
+
+    pub(crate) fn memory_history_pg(&self, id: &str) -> Result<Vec<MemoryEvent>> {
+        let mut conn = self.connection()?;
+        conn.query(
+            "SELECT memory_id, namespace, action, version, old_text, new_text, changes::text, actor, at
+             FROM memory_events WHERE memory_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .context("reading a memory's history")?
+        .iter()
+        .map(event_from_row)
+        .collect()
+    }
+
+    pub(crate) fn prune_history_pg(&self, cutoff: &str) -> Result<u64> {
+        self.write("pruning memory history", |tx| {
+            tx.execute("DELETE FROM memory_events WHERE at < $1::text", &[&cutoff])
+                .context("pruning memory history")
+        })
+    }
+
+    pub(crate) fn sweep_expired_pg(&self, now: &str) -> Result<u64> {
+        self.write("sweeping expired memories", |tx| {
+            // Take turns with memory writers, as every memory write does.
+            next_stamp(tx)?;
+            sweep(tx, now)
+        })
+    }
+
+    pub(crate) fn namespaces_pg(&self, prefix: &str, now: &str) -> Result<Vec<NamespaceInfo>> {
+        if prefix.contains('\0') {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.connection()?;
+        conn.query(
+            "SELECT n.namespace, n.generation, n.default_ttl_seconds,
+                    (SELECT count(*) FROM memories m WHERE m.namespace = n.namespace
+                       AND (m.expires_at IS NULL OR m.expires_at > $2::text))
+             FROM memory_namespaces n
+             WHERE left(n.namespace, length($1::text)) = $1::text
+             ORDER BY n.namespace",
+            &[&prefix, &now],
+        )
+        .context("listing namespaces")?
+        .iter()
+        .map(|r| {
+            let what = "listing namespaces";
+            let generation: i64 = r.try_get(1).context(what)?;
+            let ttl: Option<i64> = r.try_get(2).context(what)?;
+            let count: i64 = r.try_get(3).context(what)?;
+            Ok(NamespaceInfo {
+                namespace: r.try_get(0).context(what)?,
+                memories: u64::try_from(count).unwrap_or(0),
+                generation: u64::try_from(generation).unwrap_or(0),
+                default_ttl_seconds: ttl.and_then(|t| u64::try_from(t).ok()),
+            })
+        })
+        .collect()
+    }
+
+    pub(crate) fn set_namespace_ttl_pg(&self, namespace: &str, seconds: Option<u64>) -> Result<()> {
+        self.write("setting a namespace's default expiry", |tx| {
+            tx.execute(
+                "INSERT INTO memory_namespaces (namespace, generation, default_ttl_seconds)
+                 VALUES ($1, 0, $2)
+                 ON CONFLICT (namespace) DO UPDATE SET default_ttl_seconds = excluded.default_ttl_seconds",
+                &[&namespace, &seconds.map(stamp_value)],
+            )
+            .context("setting a namespace's default expiry")?;
+            Ok(())
         })
     }
 

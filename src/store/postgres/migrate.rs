@@ -34,6 +34,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0006_lock_leases",
         include_str!("../../../migrations/postgres/0006_lock_leases.sql"),
     ),
+    (
+        7,
+        "0007_memory_model",
+        include_str!("../../../migrations/postgres/0007_memory_model.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

@@ -16,6 +16,7 @@
 mod artifacts;
 mod cache;
 mod errors;
+mod filter;
 mod locks;
 mod maintenance;
 mod memories;

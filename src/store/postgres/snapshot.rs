@@ -108,7 +108,7 @@ impl PgBackend {
         let mut conn = self.connection()?;
         let mut tx = conn.transaction().context(what)?;
         tx.batch_execute(
-            "LOCK TABLE memory_counter, memories, memory_namespaces, artifacts IN EXCLUSIVE MODE",
+            "LOCK TABLE memory_counter, memories, memory_namespaces, artifacts, memory_events IN EXCLUSIVE MODE",
         )
         .context("locking the store for a restore")?;
         //    The live counter, its row locked: the last stamp this store handed out.
@@ -139,10 +139,11 @@ impl PgBackend {
         //    DELETE, not TRUNCATE: TRUNCATE is not MVCC-safe (a reader's older snapshot would
         //    see the tables empty). The namespace rows stay: a live namespace the snapshot
         //    does not know keeps a generation, which then moves on, never back to 0.
-        tx.batch_execute("DELETE FROM memories; DELETE FROM artifacts;")
+        tx.batch_execute("DELETE FROM memories; DELETE FROM artifacts; DELETE FROM memory_events;")
             .context(what)?;
         copy_artifacts(&mut tx, &staged)?;
         insert_memories(&mut tx, &staged, next)?;
+        insert_model(&mut tx, &staged)?;
         insert_namespaces(&mut tx, &staged)?;
         tx.execute(
             "INSERT INTO memory_namespaces (namespace, generation)
@@ -221,7 +222,8 @@ fn export_rows(
     // 5. Memories, streamed, oldest id first (the snapshot's `seq` then follows the ids).
     let mut rows = tx
         .query_raw(
-            "SELECT id, namespace, category, body, created_at, updated_at, version
+            "SELECT id, namespace, category, body, created_at, updated_at, version,
+                    metadata::text, tags::text, expires_at, ttl_seconds, refresh_on_read, superseded_by
              FROM memories ORDER BY id",
             no_params(),
         )
@@ -236,9 +238,31 @@ fn export_rows(
             created_at: row.try_get(4).context(what)?,
             updated_at: row.try_get(5).context(what)?,
             version: non_negative(version),
+            metadata: row.try_get(7).context(what)?,
+            tags: row.try_get(8).context(what)?,
+            expires_at: row.try_get(9).context(what)?,
+            ttl_seconds: row.try_get(10).context(what)?,
+            refresh_on_read: row.try_get(11).context(what)?,
+            superseded_by: row.try_get(12).context(what)?,
         };
         writer.memory(&memory)?;
         progress.add(memory.body.len());
+    }
+    drop(rows);
+
+    // History, in the order it was recorded.
+    let mut rows = tx
+        .query_raw(
+            "SELECT memory_id, namespace, action, version, old_text, new_text, changes::text, actor, at
+             FROM memory_events ORDER BY seq",
+            no_params(),
+        )
+        .context("reading memory history for a snapshot")?;
+    while let Some(row) = rows
+        .next()
+        .context("reading memory history for a snapshot")?
+    {
+        writer.event(&super::memories::event_from_row(&row)?)?;
     }
     drop(rows);
 
@@ -251,14 +275,18 @@ fn export_rows(
     writer.counter(non_negative(counter))?;
     let mut rows = tx
         .query_raw(
-            "SELECT namespace, generation FROM memory_namespaces ORDER BY namespace",
+            "SELECT namespace, generation, default_ttl_seconds FROM memory_namespaces ORDER BY namespace",
             no_params(),
         )
         .context("reading namespaces for a snapshot")?;
     while let Some(row) = rows.next().context("reading namespaces for a snapshot")? {
         let namespace: String = row.try_get(0).context(what)?;
         let generation: i64 = row.try_get(1).context(what)?;
+        let ttl: Option<i64> = row.try_get(2).context(what)?;
         writer.namespace(&namespace, non_negative(generation))?;
+        if ttl.is_some() {
+            writer.namespace_ttl(&namespace, ttl)?;
+        }
     }
     drop(rows);
 
@@ -319,6 +347,47 @@ fn insert_memories(tx: &mut Transaction<'_>, staged: &PortableReader, version: i
         Ok(())
     })?;
     batch.flush(tx, version)
+}
+
+/// The issue-27 fields of the memories that have any, the history, and the namespaces'
+/// default lifetimes, from the staged snapshot (after the rows are in).
+fn insert_model(tx: &mut Transaction<'_>, staged: &PortableReader) -> Result<()> {
+    let what = "restoring metadata, tags and expiries";
+    let update = tx
+        .prepare(
+            "UPDATE memories SET metadata = $2::text::jsonb, tags = $3::text::jsonb, expires_at = $4,
+                 ttl_seconds = $5, refresh_on_read = $6, superseded_by = $7 WHERE id = $1",
+        )
+        .context(what)?;
+    staged.memories(&mut |m| {
+        if m.has_model() {
+            tx.execute(
+                &update,
+                &[
+                    &m.id,
+                    &m.metadata,
+                    &m.tags,
+                    &m.expires_at,
+                    &m.ttl_seconds,
+                    &m.refresh_on_read,
+                    &m.superseded_by,
+                ],
+            )
+            .context(what)?;
+        }
+        Ok(())
+    })?;
+    staged.events(&mut |event| super::memories::insert_event(tx, &event))?;
+    let ttl = tx
+        .prepare(
+            "INSERT INTO memory_namespaces (namespace, generation, default_ttl_seconds) VALUES ($1, 0, $2)
+             ON CONFLICT (namespace) DO UPDATE SET default_ttl_seconds = excluded.default_ttl_seconds",
+        )
+        .context(what)?;
+    staged.namespace_ttls(&mut |namespace, seconds| {
+        tx.execute(&ttl, &[&namespace, &seconds]).context(what)?;
+        Ok(())
+    })
 }
 
 /// Memories waiting to be inserted together, each with its grams and indexed text.

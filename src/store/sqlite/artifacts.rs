@@ -14,7 +14,10 @@ use crate::artifact::{ArtifactInfo, Envelope, PutOutcome};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::lock::Locks;
-use crate::memory::{Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Rows, SearchMode};
+use crate::memory::{
+    Cursor, Expect, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo, NewMemory,
+    Rows, SearchMode,
+};
 use crate::store::sqlite::errors::SqlContext;
 use crate::store::{Backend, StoredArtifact};
 use crate::time::now_rfc3339;
@@ -113,8 +116,8 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn add_memories(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
-        self.add_memories_sql(memories)
+    fn add_memories(&self, memories: Vec<NewMemory>, writer: &str) -> Result<Vec<Memory>> {
+        self.add_memories_sql(memories, writer)
     }
 
     fn get_memory(&self, id: &str) -> Result<Option<Memory>> {
@@ -137,15 +140,39 @@ impl Backend for SqliteBackend {
     fn update_memory(
         &self,
         id: &str,
-        body: &str,
-        category: Option<&str>,
+        change: &MemoryChange,
         expect: Expect,
+        writer: &str,
     ) -> Result<Memory> {
-        self.update_memory_sql(id, body, category, expect)
+        self.update_memory_sql(id, change, expect, writer)
     }
 
-    fn delete_memory(&self, id: &str, expect: Expect) -> Result<u64> {
-        self.delete_memory_sql(id, expect)
+    fn delete_memory(&self, id: &str, expect: Expect, writer: &str) -> Result<u64> {
+        self.delete_memory_sql(id, expect, writer)
+    }
+
+    fn refresh_expiry(&self, due: &[(String, String)], now: &str) -> Result<Vec<String>> {
+        self.refresh_expiry_sql(due, now)
+    }
+
+    fn memory_history(&self, id: &str) -> Result<Vec<MemoryEvent>> {
+        self.memory_history_sql(id)
+    }
+
+    fn prune_history(&self, cutoff: &str) -> Result<u64> {
+        self.prune_history_sql(cutoff)
+    }
+
+    fn sweep_expired(&self, now: &str) -> Result<u64> {
+        self.sweep_expired_sql(now)
+    }
+
+    fn namespaces(&self, prefix: &str, now: &str) -> Result<Vec<NamespaceInfo>> {
+        self.namespaces_sql(prefix, now)
+    }
+
+    fn set_namespace_ttl(&self, namespace: &str, seconds: Option<u64>) -> Result<()> {
+        self.set_namespace_ttl_sql(namespace, seconds)
     }
 
     fn memory_generation(&self, namespace: &str) -> Result<u64> {

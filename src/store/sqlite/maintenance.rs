@@ -16,10 +16,23 @@ use crate::maintenance::{
 use crate::memory::grams;
 use crate::store::Maintenance;
 
-const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version";
+const EXPORT_COLUMNS: &str = "id, namespace, category, body, created_at, updated_at, version, metadata, tags, expires_at, ttl_seconds, refresh_on_read, superseded_by";
 
 fn exported_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportedMemory> {
     Ok(ExportedMemory {
+        format: crate::maintenance::EXPORT_FORMAT,
+        metadata: match serde_json::from_str(&r.get::<_, String>(7)?) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
+        tags: serde_json::from_str(&r.get::<_, String>(8)?).unwrap_or_default(),
+        expires_at: r.get(9)?,
+        ttl_seconds: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|t| u64::try_from(t).ok()),
+        refresh_on_read: r.get(11)?,
+        superseded_by: r.get(12)?,
+        history: Vec::new(),
         id: r.get(0)?,
         namespace: r.get(1)?,
         category: r.get(2)?,
@@ -62,10 +75,21 @@ impl Maintenance for SqliteBackend {
             let page_size: i64 = conn
                 .query_row("PRAGMA page_size", [], |r| r.get(0))
                 .context("reading the page size")?;
+            let (history_events, history_bytes): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), coalesce(sum(coalesce(length(CAST(old_text AS BLOB)), 0)
+                        + coalesce(length(CAST(new_text AS BLOB)), 0) + length(CAST(changes AS BLOB))), 0)
+                     FROM memory_events",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .context("counting memory history")?;
             Ok(Stats {
                 // From the cache's totals, by the caller: no scan.
                 artifacts: 0,
                 artifact_bytes: 0,
+                history_events: count(history_events),
+                history_bytes: count(history_bytes),
                 memories,
                 db_bytes: file_len(&canonical),
                 wal_bytes: file_len(&suffixed(&canonical, "-wal")),
@@ -175,15 +199,36 @@ impl Maintenance for SqliteBackend {
     }
 
     fn export_memories(&self, namespace: Option<&str>) -> Result<Vec<ExportedMemory>> {
+        let now = crate::time::now_rfc3339();
         self.read(|conn| {
+            // One read transaction: the memories and their histories as of one instant.
+            let tx = conn
+                .unchecked_transaction()
+                .context("exporting memories")?;
             let sql = format!(
-                "SELECT {EXPORT_COLUMNS} FROM memories WHERE ?1 IS NULL OR namespace = ?1 ORDER BY id"
+                "SELECT {EXPORT_COLUMNS} FROM memories WHERE (?1 IS NULL OR namespace = ?1)
+                   AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id"
             );
-            let mut stmt = conn.prepare(&sql).context("exporting memories")?;
-            stmt.query_map([namespace], exported_from_row)
-                .context("exporting memories")?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .context("exporting memories")
+            let mut memories = {
+                let mut stmt = tx.prepare(&sql).context("exporting memories")?;
+                stmt.query_map(params![namespace, now], exported_from_row)
+                    .context("exporting memories")?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .context("exporting memories")?
+            };
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT memory_id, namespace, action, version, old_text, new_text, changes, actor, at
+                     FROM memory_events WHERE memory_id = ?1 ORDER BY seq",
+                )
+                .context("exporting memory history")?;
+            for m in &mut memories {
+                m.history = stmt
+                    .query_map([&m.id], super::memories::event_from_row)
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .context("exporting memory history")?;
+            }
+            Ok(memories)
         })
     }
 
@@ -200,7 +245,7 @@ impl Maintenance for SqliteBackend {
                     .and_then(|mut stmt| stmt.query_row([&m.id], exported_from_row).optional())
                     .context("importing memories")?;
                 match existing {
-                    Some(here) if here == *m => report.unchanged += 1,
+                    Some(here) if here.same_memory(m) => report.unchanged += 1,
                     Some(here) => {
                         return Err(Error::Invalid(format!(
                             "line {line}: memory {} is already in this store with other content (version {} here, {} in the file); nothing was imported — remove that line, or the memory here, and retry",
@@ -209,8 +254,9 @@ impl Maintenance for SqliteBackend {
                     }
                     None => {
                         tx.prepare_cached(
-                            "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version,
+                                                   metadata, tags, expires_at, ttl_seconds, refresh_on_read, superseded_by)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                         )
                         .and_then(|mut stmt| {
                             stmt.execute(params![
@@ -221,10 +267,29 @@ impl Maintenance for SqliteBackend {
                                 grams(&m.text),
                                 m.created_at,
                                 m.updated_at,
-                                i64::try_from(m.version).unwrap_or(i64::MAX)
+                                i64::try_from(m.version).unwrap_or(i64::MAX),
+                                serde_json::Value::Object(m.metadata.clone()).to_string(),
+                                serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into()),
+                                m.expires_at,
+                                m.ttl_seconds.and_then(|t| i64::try_from(t).ok()),
+                                m.refresh_on_read,
+                                m.superseded_by
                             ])
                         })
                         .context("importing memories")?;
+                        // Its history comes with it, unless this store already has it.
+                        let known: i64 = tx
+                            .query_row(
+                                "SELECT count(*) FROM memory_events WHERE memory_id = ?1",
+                                [&m.id],
+                                |r| r.get(0),
+                            )
+                            .context("importing memory history")?;
+                        if known == 0 {
+                            for event in &m.history {
+                                super::memories::insert_event(tx, event)?;
+                            }
+                        }
                         report.imported += 1;
                         newest_version = newest_version.max(m.version);
                         touched.insert(m.namespace.clone());

@@ -6,48 +6,115 @@ use std::time::SystemTime;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 
+use rusqlite::TransactionBehavior;
+use serde_json::{Map, Value as Json};
+
 use super::stamps::{counter, namespace_generation, next_stamp, set_namespace_generation};
-use super::{SqliteBackend, fts, rank};
+use super::{SqliteBackend, filter, fts, rank};
 use crate::error::Result;
 use crate::memory::{
-    Cursor, Expect, Hit, Memory, MemoryFilter, NewMemory, Ranking, Rows, SearchMode, Statistics,
-    check_expected, grams, later_than, next_id, not_found, timestamp,
+    Cursor, Expect, Expiry, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo,
+    NewMemory, Ranking, Rows, SearchMode, Statistics, check_expected, grams, later_than, next_id,
+    not_found, timestamp,
 };
+use crate::memory::{added_event, apply_change, changed_event, check_supersede, removed_event};
 use crate::store::sqlite::errors::SqlContext;
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
-const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0)";
+const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by";
+
+/// How often writes sweep expired memories, at most.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 const FROM: &str = "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
 
 impl SqliteBackend {
-    pub(crate) fn add_memories_sql(&self, memories: Vec<NewMemory>) -> Result<Vec<Memory>> {
+    pub(crate) fn add_memories_sql(
+        &self,
+        memories: Vec<NewMemory>,
+        writer: &str,
+    ) -> Result<Vec<Memory>> {
         self.write("adding memories", |tx| {
+            let start = SystemTime::now();
+            maybe_sweep(tx, start)?;
             let mut newest = newest_id(tx)?;
             let mut added = Vec::with_capacity(memories.len());
             for m in memories {
                 let stamp = next_stamp(tx)?;
                 let id = next_id(newest.as_deref());
-                let now = timestamp(SystemTime::now());
+                let now_at = SystemTime::now();
+                let now = timestamp(now_at);
+                let expiry = match m.expiry.clone() {
+                    Some(expiry) => expiry,
+                    None => default_expiry(tx, &m.namespace)?,
+                };
+                let (expires_at, ttl_seconds) = expiry.resolve(now_at);
+                let refresh = m.refresh_on_read && ttl_seconds.is_some();
+                let metadata = Json::Object(m.metadata.clone()).to_string();
+                let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "[]".into());
                 tx.prepare_cached(
-                    "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                    "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version,
+                                           metadata, tags, expires_at, ttl_seconds, refresh_on_read)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .and_then(|mut stmt| {
-                    stmt.execute(params![id, m.namespace, m.category, m.body, grams(&m.body), now, stamp as i64])
+                    stmt.execute(params![
+                        id,
+                        m.namespace,
+                        m.category,
+                        m.body,
+                        grams(&m.body),
+                        now,
+                        stamp as i64,
+                        metadata,
+                        tags,
+                        expires_at,
+                        ttl_seconds.map(|t| t as i64),
+                        refresh
+                    ])
                 })
                 .context("adding a memory")?;
                 set_namespace_generation(tx, &m.namespace, stamp)?;
-                newest = Some(id.clone());
-                added.push(Memory {
-                    id,
-                    namespace: m.namespace,
+                let memory = Memory {
+                    id: id.clone(),
+                    namespace: m.namespace.clone(),
                     category: m.category,
                     body: m.body,
                     created_at: now.clone(),
-                    updated_at: now,
+                    updated_at: now.clone(),
                     version: stamp,
                     generation: stamp,
-                });
+                    metadata: m.metadata,
+                    tags: m.tags,
+                    expires_at,
+                    ttl_seconds,
+                    refresh_on_read: refresh,
+                    superseded_by: None,
+                };
+                let mut event = added_event(&memory, writer);
+                if !m.supersedes.is_empty() {
+                    event
+                        .changes
+                        .insert("supersedes".into(), serde_json::json!(m.supersedes));
+                }
+                insert_event(tx, &event)?;
+                for old_id in &m.supersedes {
+                    let old = select_by_id(tx, old_id, &now)?.ok_or_else(|| not_found(old_id))?;
+                    check_supersede(&old, &memory, m.expect)?;
+                    let stamp = next_stamp(tx)?;
+                    let mut new = old.clone();
+                    new.superseded_by = Some(id.clone());
+                    new.version = stamp;
+                    new.updated_at = later_than(&old.updated_at);
+                    tx.prepare_cached(
+                        "UPDATE memories SET superseded_by = ?1, version = ?2, updated_at = ?3 WHERE id = ?4",
+                    )
+                    .and_then(|mut stmt| stmt.execute(params![id, stamp as i64, new.updated_at, old.id]))
+                    .context("marking a superseded memory")?;
+                    set_namespace_generation(tx, &old.namespace, stamp)?;
+                    insert_event(tx, &changed_event(&old, &new, "supersede", writer))?;
+                }
+                newest = Some(id);
+                added.push(memory);
             }
             // A later memory of the same namespace moved its generation on: show the current
             // one, so every `generation` handed out is usable as `expect_generation`.
@@ -59,7 +126,8 @@ impl SqliteBackend {
     }
 
     pub(crate) fn get_memory_sql(&self, id: &str) -> Result<Option<Memory>> {
-        self.read(|conn| select_by_id(conn, id))
+        let now = timestamp(SystemTime::now());
+        self.read(|conn| select_by_id(conn, id, &now))
     }
 
     pub(crate) fn list_memories_sql(
@@ -69,7 +137,7 @@ impl SqliteBackend {
     ) -> Result<Rows<Memory>> {
         let mut sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE 1 = 1");
         let mut args = Vec::new();
-        push_filter(&mut sql, &mut args, filter);
+        push_filter(&mut sql, &mut args, filter, &timestamp(SystemTime::now()));
         if let Some(cursor) = cursor {
             sql.push_str(" AND m.id < ?");
             args.push(Value::Text(cursor.id.clone()));
@@ -126,48 +194,173 @@ impl SqliteBackend {
     pub(crate) fn update_memory_sql(
         &self,
         id: &str,
-        body: &str,
-        category: Option<&str>,
+        change: &MemoryChange,
         expect: Expect,
+        writer: &str,
     ) -> Result<Memory> {
         self.write("updating a memory", |tx| {
-            let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
+            let now = timestamp(SystemTime::now());
+            let old = select_by_id(tx, id, &now)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
             let stamp = next_stamp(tx)?;
-            let updated_at = later_than(&old.updated_at);
-            let category = category.map_or(old.category, str::to_owned);
+            let new = apply_change(&old, change, stamp, later_than(&old.updated_at));
             tx.prepare_cached(
-                "UPDATE memories SET body = ?1, grams = ?2, category = ?3, updated_at = ?4, version = ?5
-                 WHERE id = ?6",
+                "UPDATE memories SET body = ?1, grams = ?2, category = ?3, updated_at = ?4, version = ?5,
+                     metadata = ?6, tags = ?7, expires_at = ?8, ttl_seconds = ?9, refresh_on_read = ?10
+                 WHERE id = ?11",
             )
             .and_then(|mut stmt| {
-                stmt.execute(params![body, grams(body), category, updated_at, stamp as i64, id])
+                stmt.execute(params![
+                    new.body,
+                    grams(&new.body),
+                    new.category,
+                    new.updated_at,
+                    stamp as i64,
+                    Json::Object(new.metadata.clone()).to_string(),
+                    serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into()),
+                    new.expires_at,
+                    new.ttl_seconds.map(|t| t as i64),
+                    new.refresh_on_read,
+                    id
+                ])
             })
             .context("updating a memory")?;
             set_namespace_generation(tx, &old.namespace, stamp)?;
-            Ok(Memory {
-                id: old.id,
-                namespace: old.namespace,
-                category,
-                body: body.to_owned(),
-                created_at: old.created_at,
-                updated_at,
-                version: stamp,
-                generation: stamp,
-            })
+            insert_event(tx, &changed_event(&old, &new, "update", writer))?;
+            Ok(new)
         })
     }
 
-    pub(crate) fn delete_memory_sql(&self, id: &str, expect: Expect) -> Result<u64> {
+    pub(crate) fn delete_memory_sql(&self, id: &str, expect: Expect, writer: &str) -> Result<u64> {
         self.write("deleting a memory", |tx| {
-            let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
+            let now = timestamp(SystemTime::now());
+            let old = select_by_id(tx, id, &now)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
             tx.prepare_cached("DELETE FROM memories WHERE id = ?1")
                 .and_then(|mut stmt| stmt.execute([id]))
                 .context("deleting a memory")?;
             let stamp = next_stamp(tx)?;
             set_namespace_generation(tx, &old.namespace, stamp)?;
+            insert_event(tx, &removed_event(&old, "delete", stamp, &now, writer))?;
             Ok(stamp)
+        })
+    }
+
+    /// Never waits: the write lock and the writer connection are only tried, and SQLite's
+    /// busy handler is not reached because holding the write lock means no other writer.
+    pub(crate) fn refresh_expiry_sql(
+        &self,
+        due: &[(String, String)],
+        now: &str,
+    ) -> Result<Vec<String>> {
+        if !self.writable {
+            return Ok(Vec::new());
+        }
+        let Some(_write) = self.locks().try_write()? else {
+            return Ok(Vec::new());
+        };
+        let Some(mut conn) = self.try_writer()? else {
+            return Ok(Vec::new());
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .context("refreshing expiries")?;
+        let mut done = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE memories SET expires_at = ?1
+                     WHERE id = ?2 AND refresh_on_read AND expires_at IS NOT NULL
+                       AND expires_at > ?3 AND expires_at < ?1",
+                )
+                .context("refreshing expiries")?;
+            for (id, pushed) in due {
+                if stmt
+                    .execute(params![pushed, id, now])
+                    .context("refreshing expiries")?
+                    > 0
+                {
+                    done.push(id.clone());
+                }
+            }
+        }
+        tx.commit().context("refreshing expiries")?;
+        Ok(done)
+    }
+
+    pub(crate) fn memory_history_sql(&self, id: &str) -> Result<Vec<MemoryEvent>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT memory_id, namespace, action, version, old_text, new_text, changes, actor, at
+                     FROM memory_events WHERE memory_id = ?1 ORDER BY seq",
+                )
+                .context("reading a memory's history")?;
+            let rows = stmt
+                .query_map([id], event_from_row)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("reading a memory's history")?;
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn prune_history_sql(&self, cutoff: &str) -> Result<u64> {
+        self.write("pruning memory history", |tx| {
+            let n = tx
+                .execute("DELETE FROM memory_events WHERE at < ?1", [cutoff])
+                .context("pruning memory history")?;
+            Ok(n as u64)
+        })
+    }
+
+    pub(crate) fn sweep_expired_sql(&self, now: &str) -> Result<u64> {
+        self.write("sweeping expired memories", |tx| sweep(tx, now))
+    }
+
+    pub(crate) fn namespaces_sql(&self, prefix: &str, now: &str) -> Result<Vec<NamespaceInfo>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT n.namespace, n.generation, n.default_ttl_seconds,
+                            (SELECT count(*) FROM memories m WHERE m.namespace = n.namespace
+                               AND (m.expires_at IS NULL OR m.expires_at > ?2))
+                     FROM memory_namespaces n
+                     WHERE substr(n.namespace, 1, length(?1)) = ?1
+                     ORDER BY n.namespace",
+                )
+                .context("listing namespaces")?;
+            let rows = stmt
+                .query_map(params![prefix, now], |r| {
+                    let generation: i64 = r.get(1)?;
+                    let ttl: Option<i64> = r.get(2)?;
+                    let count: i64 = r.get(3)?;
+                    Ok(NamespaceInfo {
+                        namespace: r.get(0)?,
+                        memories: u64::try_from(count).unwrap_or(0),
+                        generation: u64::try_from(generation).unwrap_or(0),
+                        default_ttl_seconds: ttl.and_then(|t| u64::try_from(t).ok()),
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .context("listing namespaces")?;
+            Ok(rows)
+        })
+    }
+
+    pub(crate) fn set_namespace_ttl_sql(
+        &self,
+        namespace: &str,
+        seconds: Option<u64>,
+    ) -> Result<()> {
+        self.write("setting a namespace's default expiry", |tx| {
+            tx.execute(
+                "INSERT INTO memory_namespaces (namespace, generation, default_ttl_seconds)
+                 VALUES (?1, 0, ?2)
+                 ON CONFLICT (namespace) DO UPDATE SET default_ttl_seconds = excluded.default_ttl_seconds",
+                params![namespace, seconds.map(|s| s as i64)],
+            )
+            .context("setting a namespace's default expiry")?;
+            Ok(())
         })
     }
 
@@ -311,7 +504,7 @@ fn page(
     };
     let score = if ranked { "r.score" } else { "0.0" };
     let mut inner = format!("SELECT m.seq AS seq, {score} AS score, m.id AS id FROM {source}");
-    push_filter(&mut inner, &mut args, filter);
+    push_filter(&mut inner, &mut args, filter, &timestamp(SystemTime::now()));
     if let Some(cursor) = cursor {
         // Later pages: only what was there, unchanged, at the first page…
         inner.push_str(" AND m.version <= ?");
@@ -385,8 +578,17 @@ fn envelope_generation(conn: &Connection, filter: &MemoryFilter) -> Result<Optio
         .transpose()
 }
 
-/// Appends the filter's conditions (on alias `m`) and their values.
-fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &MemoryFilter) {
+/// Appends the filter's conditions (on alias `m`) and their values: never an expired memory
+/// (as of `now`), a superseded one only when asked, then the namespace, category and `where`.
+fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &MemoryFilter, now: &str) {
+    sql.push_str(" AND (m.expires_at IS NULL OR m.expires_at > ?)");
+    args.push(Value::Text(now.to_owned()));
+    if !filter.include_superseded {
+        sql.push_str(" AND m.superseded_by IS NULL");
+    }
+    if let Some(filter) = &filter.filter {
+        filter::push_where(sql, args, filter);
+    }
     if let Some(namespace) = &filter.namespace {
         sql.push_str(" AND m.namespace = ?");
         args.push(Value::Text(namespace.clone()));
@@ -418,13 +620,122 @@ fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
         updated_at: r.get(first + 5)?,
         version: u64::try_from(version).unwrap_or(0),
         generation: u64::try_from(generation).unwrap_or(0),
+        metadata: json_object(&r.get::<_, String>(first + 8)?),
+        tags: serde_json::from_str(&r.get::<_, String>(first + 9)?).unwrap_or_default(),
+        expires_at: r.get(first + 10)?,
+        ttl_seconds: r
+            .get::<_, Option<i64>>(first + 11)?
+            .and_then(|t| u64::try_from(t).ok()),
+        refresh_on_read: r.get(first + 12)?,
+        superseded_by: r.get(first + 13)?,
     })
 }
 
-fn select_by_id(conn: &Connection, id: &str) -> Result<Option<Memory>> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE m.id = ?1"))
-        .and_then(|mut stmt| stmt.query_row([id], |r| memory_from_row(r, 0)).optional())
-        .context("reading a memory")
+/// Stored metadata text as an object (always an object: every write checks it).
+fn json_object(text: &str) -> Map<String, Json> {
+    match serde_json::from_str(text) {
+        Ok(Json::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The memory with `id` unless it has expired at `now`.
+fn select_by_id(conn: &Connection, id: &str, now: &str) -> Result<Option<Memory>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE m.id = ?1 AND (m.expires_at IS NULL OR m.expires_at > ?2)"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row([id, now], |r| memory_from_row(r, 0))
+            .optional()
+    })
+    .context("reading a memory")
+}
+
+/// Records a history event inside the writing transaction.
+pub(super) fn insert_event(tx: &Connection, event: &MemoryEvent) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO memory_events (memory_id, namespace, action, version, old_text, new_text, changes, actor, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            event.memory_id,
+            event.namespace,
+            event.action,
+            i64::try_from(event.version).unwrap_or(i64::MAX),
+            event.old_text,
+            event.new_text,
+            Json::Object(event.changes.clone()).to_string(),
+            event.actor,
+            event.at
+        ])
+    })
+    .context("recording a memory's history")?;
+    Ok(())
+}
+
+pub(super) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<MemoryEvent> {
+    let version: i64 = r.get(3)?;
+    Ok(MemoryEvent {
+        memory_id: r.get(0)?,
+        namespace: r.get(1)?,
+        action: r.get(2)?,
+        version: u64::try_from(version).unwrap_or(0),
+        old_text: r.get(4)?,
+        new_text: r.get(5)?,
+        changes: json_object(&r.get::<_, String>(6)?),
+        actor: r.get(7)?,
+        at: r.get(8)?,
+    })
+}
+
+/// The default expiry of new memories in `namespace`.
+fn default_expiry(tx: &Transaction<'_>, namespace: &str) -> Result<Expiry> {
+    let ttl: Option<i64> = tx
+        .prepare_cached("SELECT default_ttl_seconds FROM memory_namespaces WHERE namespace = ?1")
+        .and_then(|mut stmt| stmt.query_row([namespace], |r| r.get(0)).optional())
+        .context("reading a namespace's default expiry")?
+        .flatten();
+    Ok(match ttl.and_then(|t| u64::try_from(t).ok()) {
+        Some(secs) if secs > 0 => Expiry::After(secs),
+        _ => Expiry::Never,
+    })
+}
+
+/// Sweeps if the last sweep was more than [`SWEEP_INTERVAL`] ago (inside a write).
+fn maybe_sweep(tx: &Transaction<'_>, now: SystemTime) -> Result<()> {
+    let due = timestamp(now - SWEEP_INTERVAL);
+    let last: String = tx
+        .prepare_cached("SELECT last_at FROM memory_sweep WHERE only = 0")
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+        .context("reading when memories were last swept")?;
+    if last < due {
+        sweep(tx, &timestamp(now))?;
+    }
+    Ok(())
+}
+
+/// Removes the memories expired at `now`, each with an `expire` event.
+fn sweep(tx: &Transaction<'_>, now: &str) -> Result<u64> {
+    let expired = {
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE m.expires_at IS NOT NULL AND m.expires_at <= ?1"
+            ))
+            .context("sweeping expired memories")?;
+        stmt.query_map([now], |r| memory_from_row(r, 0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .context("sweeping expired memories")?
+    };
+    for old in &expired {
+        tx.prepare_cached("DELETE FROM memories WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([&old.id]))
+            .context("sweeping expired memories")?;
+        insert_event(tx, &removed_event(old, "expire", old.version, now, ""))?;
+    }
+    tx.execute("UPDATE memory_sweep SET last_at = ?1 WHERE only = 0", [now])
+        .context("recording the sweep")?;
+    Ok(expired.len() as u64)
 }
 
 fn newest_id(tx: &Transaction<'_>) -> Result<Option<String>> {

@@ -32,6 +32,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_lock_leases",
         include_str!("../../../migrations/0006_lock_leases.sql"),
     ),
+    (
+        "0007_memory_model",
+        include_str!("../../../migrations/0007_memory_model.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

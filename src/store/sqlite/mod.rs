@@ -27,6 +27,7 @@
 mod artifacts;
 mod cache;
 pub(crate) mod errors;
+mod filter;
 pub(crate) mod fts;
 mod maintenance;
 mod memories;

@@ -24,7 +24,7 @@ use super::errors::SqlContext;
 use super::migrate;
 use super::snapshot::{SnapshotFile, backup, counts, integrity_check, page_count};
 use crate::error::{Error, Result};
-use crate::memory::grams;
+use crate::memory::{MemoryEvent, grams};
 use crate::snapshot::SnapshotInfo;
 use crate::store::portable::{ArtifactRow, MemoryRow};
 
@@ -89,8 +89,9 @@ impl PortableWriter {
         let version = i64::try_from(row.version).unwrap_or(i64::MAX);
         self.conn
             .prepare_cached(
-                "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO memories (id, namespace, category, body, grams, created_at, updated_at, version,
+                                       metadata, tags, expires_at, ttl_seconds, refresh_on_read, superseded_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -101,10 +102,32 @@ impl PortableWriter {
                     grams(&row.body),
                     row.created_at,
                     row.updated_at,
-                    version
+                    version,
+                    row.metadata,
+                    row.tags,
+                    row.expires_at,
+                    row.ttl_seconds,
+                    row.refresh_on_read,
+                    row.superseded_by
                 ])
             })
             .context("writing a memory into the snapshot")?;
+        Ok(())
+    }
+
+    /// Adds one history event (in the order they happened).
+    pub(crate) fn event(&mut self, event: &MemoryEvent) -> Result<()> {
+        super::memories::insert_event(&self.conn, event)
+    }
+
+    /// Records a namespace's default lifetime (after [`PortableWriter::namespace`]).
+    pub(crate) fn namespace_ttl(&mut self, namespace: &str, seconds: Option<i64>) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE memory_namespaces SET default_ttl_seconds = ?2 WHERE namespace = ?1",
+                params![namespace, seconds],
+            )
+            .context("writing a namespace into the snapshot")?;
         Ok(())
     }
 
@@ -233,7 +256,8 @@ impl PortableReader {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, namespace, category, body, created_at, updated_at, version
+                "SELECT id, namespace, category, body, created_at, updated_at, version,
+                        metadata, tags, expires_at, ttl_seconds, refresh_on_read, superseded_by
                  FROM memories ORDER BY id",
             )
             .context(what)?;
@@ -249,7 +273,50 @@ impl PortableReader {
                 updated_at: row.get(5).context(what)?,
                 // A restore moves every version past the counter anyway.
                 version: u64::try_from(version).unwrap_or(0),
+                metadata: row.get(7).context(what)?,
+                tags: row.get(8).context(what)?,
+                expires_at: row.get(9).context(what)?,
+                ttl_seconds: row.get(10).context(what)?,
+                refresh_on_read: row.get(11).context(what)?,
+                superseded_by: row.get(12).context(what)?,
             })?;
+        }
+        Ok(())
+    }
+
+    /// Hands every history event to `each`, in the order they were recorded.
+    pub(crate) fn events(&self, each: &mut dyn FnMut(MemoryEvent) -> Result<()>) -> Result<()> {
+        let what = "reading the snapshot's memory history";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT memory_id, namespace, action, version, old_text, new_text, changes, actor, at
+                 FROM memory_events ORDER BY seq",
+            )
+            .context(what)?;
+        let mut rows = stmt.query([]).context(what)?;
+        while let Some(row) = rows.next().context(what)? {
+            each(super::memories::event_from_row(row).context(what)?)?;
+        }
+        Ok(())
+    }
+
+    /// Hands every namespace with a default lifetime, and that lifetime, to `each`.
+    pub(crate) fn namespace_ttls(
+        &self,
+        each: &mut dyn FnMut(String, i64) -> Result<()>,
+    ) -> Result<()> {
+        let what = "reading the snapshot's namespaces";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT namespace, default_ttl_seconds FROM memory_namespaces
+                 WHERE default_ttl_seconds IS NOT NULL ORDER BY namespace",
+            )
+            .context(what)?;
+        let mut rows = stmt.query([]).context(what)?;
+        while let Some(row) = rows.next().context(what)? {
+            each(row.get(0).context(what)?, row.get(1).context(what)?)?;
         }
         Ok(())
     }
@@ -303,6 +370,12 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".to_owned(),
             updated_at: "2026-01-02T00:00:00Z".to_owned(),
             version,
+            metadata: r#"{"k":1}"#.to_owned(),
+            tags: r#"["t"]"#.to_owned(),
+            expires_at: Some("2030-01-01T00:00:00.000000Z".to_owned()),
+            ttl_seconds: None,
+            refresh_on_read: false,
+            superseded_by: None,
         }
     }
 
