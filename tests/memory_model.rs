@@ -579,6 +579,10 @@ pub fn history_records_every_change_by_cli_and_mcp_and_survives_export_import(db
         other.json(&["memory", "get", "01900000-0000-7000-8000-000000000001"])["text"],
         "from an old export"
     );
+    // Its past was not recorded: its history starts with the import.
+    let imported = other.json(&["memory", "history", "01900000-0000-7000-8000-000000000001"]);
+    assert_eq!(imported["events"][0]["action"], "import", "{imported}");
+    assert_eq!(imported["events"].as_array().unwrap().len(), 1);
 
     // A deleted memory's history stays readable, ending with the delete.
     ok(db, &["memory", "rm", &id]);

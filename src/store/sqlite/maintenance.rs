@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqlContext;
 use super::{SqliteBackend, stamps};
 use crate::error::{Error, Result};
+use crate::maintenance::imported_event;
 use crate::maintenance::{
     ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, PruneRule, Stats, file_len,
     suffixed,
@@ -279,6 +280,9 @@ impl Maintenance for SqliteBackend {
                         if known == 0 {
                             for event in &m.history {
                                 super::memories::insert_event(tx, event)?;
+                            }
+                            if m.history.is_empty() {
+                                super::memories::insert_event(tx, &imported_event(m))?;
                             }
                         }
                         report.imported += 1;
