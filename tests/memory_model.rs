@@ -1123,3 +1123,74 @@ fn a_schema_4_postgres_database_migrates_in_place() {
     ]);
     assert_eq!(updated["version"], 13);
 }
+
+// ---------------------------------------------------------------------------------------------
+// refresh-on-read never waits for a writer
+
+/// While another process holds the SQLite write lock (as a writer in its transaction does), a
+/// read of a refresh-on-read memory that is due a push answers at once (with a 1 s lock
+/// timeout it would fail with exit 5 if it waited) and leaves the expiry as it was; once the
+/// lock is free, the next read pushes it.
+#[test]
+fn refresh_on_read_skips_the_push_instead_of_waiting_for_the_write_lock() {
+    let Some(flock) = crate::common::require_tool(
+        "flock",
+        "the refresh-without-waiting test",
+        "apt-get install util-linux",
+    ) else {
+        return;
+    };
+    let db = Db::sqlite();
+    let id = add(&db, &["--ttl", "10s", "--refresh-on-read", "refresh me"]);
+    let added = db.json(&["memory", "get", &id])["expires_at"].clone();
+    // Past a tenth of the lifetime: the next read is due to push.
+    thread::sleep(Duration::from_millis(1100));
+    let lock = std::path::PathBuf::from(format!("{}.locks/write", db.arg()));
+    assert!(lock.exists(), "{}", lock.display());
+    // -F: flock execs the command, so the process killed below is the one holding the lock.
+    let mut holder = std::process::Command::new(flock)
+        .args(["-x", "-F"])
+        .arg(&lock)
+        .args(["-c", "echo held; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    // A long lock timeout: a read that waited for the lock would still succeed, after the
+    // holder is gone, with the expiry pushed. The holder is ended only once the reads are
+    // done, or after 20 s if one of them hangs on the lock.
+    let read = |args: &[&str]| -> Value {
+        let mut all = vec!["--lock-timeout", "600"];
+        all.extend_from_slice(args);
+        db.json(&all)
+    };
+    let seen = thread::scope(|s| {
+        let reads = s.spawn(|| {
+            [
+                read(&["memory", "get", &id])["expires_at"].clone(),
+                read(&["memory", "ls"])["memories"][0]["expires_at"].clone(),
+                read(&["memory", "search", "refresh"])["memories"][0]["expires_at"].clone(),
+            ]
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !reads.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        reads.join().unwrap()
+    });
+    assert_eq!(seen, [added.clone(), added.clone(), added.clone()]);
+    let pushed = read(&["memory", "get", &id])["expires_at"].clone();
+    assert!(
+        pushed.as_str().unwrap() > added.as_str().unwrap(),
+        "{pushed} {added}"
+    );
+    assert_eq!(db.json(&["memory", "get", &id])["expires_at"], pushed);
+}
