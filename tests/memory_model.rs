@@ -449,6 +449,63 @@ pub fn filtered_pages_stay_exact_while_others_write(db: &Db) {
         unique, matching,
         "every matching memory, only those, exactly once"
     );
+    // A filtered search pages in rank order, each match once, while others write: the pages
+    // hold exactly what one unpaged search finds before them.
+    let whole: BTreeSet<String> = ids(&db.json(&[
+        "memory",
+        "search",
+        "paged",
+        "--namespace",
+        "p",
+        "--where",
+        filter,
+        "--limit",
+        "1000",
+    ]))
+    .into_iter()
+    .collect();
+    assert!(whole.is_superset(&matching) && whole.len() > matching.len());
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = vec![
+            "memory",
+            "search",
+            "paged",
+            "--namespace",
+            "p",
+            "--where",
+            filter,
+            "--limit",
+            "2",
+        ];
+        if let Some(c) = &cursor {
+            args.push("--cursor");
+            args.push(c);
+        }
+        let page = db.json(&args);
+        seen.extend(ids(&page));
+        add(
+            db,
+            &[
+                "--namespace",
+                "p",
+                "--metadata",
+                r#"{"keep": true}"#,
+                "paged late",
+            ],
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a memory repeated: {seen:?}");
+    assert_eq!(
+        unique, whole,
+        "the search pages hold every match of the first page once"
+    );
     // A cursor continues only the filter it came from.
     let first = db.json(&[
         "memory",
