@@ -48,6 +48,7 @@ both_backends! {
     namespaces_list_counts_and_generations_by_prefix,
     bad_ttls_filters_and_metadata_are_refused_with_exit_6_and_change_nothing,
     snapshots_carry_every_new_field_and_the_history_to_either_backend,
+    expired_and_superseded_memories_do_not_count_in_the_ranking_statistics,
 }
 
 fn ok(db: &Db, args: &[&str]) -> String {
@@ -1031,6 +1032,35 @@ pub fn snapshots_carry_every_new_field_and_the_history_to_either_backend(db: &Db
         ok(&pg, &["snapshot", "restore", snap.to_str().unwrap()]);
         assert_eq!(content(&pg), before, "SQLite snapshot into PostgreSQL");
     }
+}
+
+/// A store holding expired and superseded memories ranks exactly as one without them: they
+/// count neither as memories nor as holders of a word (each memory here is four words long, so
+/// the average length is the same either way).
+pub fn expired_and_superseded_memories_do_not_count_in_the_ranking_statistics(db: &Db) {
+    let plain = db.another();
+    let score = |db: &Db| -> (String, f64) {
+        let page = db.json(&["memory", "search", "rare"]);
+        assert_eq!(page["memories"].as_array().unwrap().len(), 1, "{page}");
+        (
+            page["memories"][0]["text"].as_str().unwrap().to_owned(),
+            page["memories"][0]["score"].as_f64().unwrap(),
+        )
+    };
+    for db in [db, &plain] {
+        add(db, &["the rare bird sings"]);
+        add(db, &["common words only here"]);
+    }
+    add(&plain, &["replacement note about lunch"]);
+    let hidden = add(db, &["rare rare rare extra"]);
+    add(
+        db,
+        &["--supersedes", &hidden, "replacement note about lunch"],
+    );
+    let at = SystemTime::now() + Duration::from_secs(1);
+    add(db, &["--expires-at", &rfc3339(at), "rare once more again"]);
+    wait_past(at);
+    assert_eq!(score(db), score(&plain));
 }
 
 // ---------------------------------------------------------------------------------------------
