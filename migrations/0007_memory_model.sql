@@ -44,7 +44,7 @@ CREATE TABLE memory_events (
 CREATE INDEX memory_events_by_memory ON memory_events (memory_id, seq);
 CREATE INDEX memory_events_by_time ON memory_events (at);
 
--- When expired memories were last swept: writes sweep at most once a minute, in their own
+-- When expired memories were last swept: adds sweep at most once a minute, in their own
 -- transaction (never a read's), so expired rows do not pile up where nobody runs a sweep.
 CREATE TABLE memory_sweep (
     only    INTEGER PRIMARY KEY CHECK (only = 0),

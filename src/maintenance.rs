@@ -231,6 +231,22 @@ pub struct ExportedMemory {
     pub history: Vec<crate::memory::MemoryEvent>,
 }
 
+/// The event recorded for a memory imported without a history of its own (a format-1 line,
+/// or one whose history was pruned): its past was not recorded, so its history starts here.
+pub(crate) fn imported_event(m: &ExportedMemory) -> crate::memory::MemoryEvent {
+    crate::memory::MemoryEvent {
+        memory_id: m.id.clone(),
+        namespace: m.namespace.clone(),
+        action: "import".into(),
+        version: m.version,
+        old_text: None,
+        new_text: Some(m.text.clone()),
+        changes: serde_json::Map::new(),
+        actor: String::new(),
+        at: crate::time::now_rfc3339(),
+    }
+}
+
 /// The export line format this binary writes.
 pub const EXPORT_FORMAT: u32 = 2;
 

@@ -48,6 +48,7 @@ both_backends! {
     namespaces_list_counts_and_generations_by_prefix,
     bad_ttls_filters_and_metadata_are_refused_with_exit_6_and_change_nothing,
     snapshots_carry_every_new_field_and_the_history_to_either_backend,
+    expired_and_superseded_memories_do_not_count_in_the_ranking_statistics,
 }
 
 fn ok(db: &Db, args: &[&str]) -> String {
@@ -449,6 +450,63 @@ pub fn filtered_pages_stay_exact_while_others_write(db: &Db) {
         unique, matching,
         "every matching memory, only those, exactly once"
     );
+    // A filtered search pages in rank order, each match once, while others write: the pages
+    // hold exactly what one unpaged search finds before them.
+    let whole: BTreeSet<String> = ids(&db.json(&[
+        "memory",
+        "search",
+        "paged",
+        "--namespace",
+        "p",
+        "--where",
+        filter,
+        "--limit",
+        "1000",
+    ]))
+    .into_iter()
+    .collect();
+    assert!(whole.is_superset(&matching) && whole.len() > matching.len());
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = vec![
+            "memory",
+            "search",
+            "paged",
+            "--namespace",
+            "p",
+            "--where",
+            filter,
+            "--limit",
+            "2",
+        ];
+        if let Some(c) = &cursor {
+            args.push("--cursor");
+            args.push(c);
+        }
+        let page = db.json(&args);
+        seen.extend(ids(&page));
+        add(
+            db,
+            &[
+                "--namespace",
+                "p",
+                "--metadata",
+                r#"{"keep": true}"#,
+                "paged late",
+            ],
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a memory repeated: {seen:?}");
+    assert_eq!(
+        unique, whole,
+        "the search pages hold every match of the first page once"
+    );
     // A cursor continues only the filter it came from.
     let first = db.json(&[
         "memory",
@@ -579,6 +637,10 @@ pub fn history_records_every_change_by_cli_and_mcp_and_survives_export_import(db
         other.json(&["memory", "get", "01900000-0000-7000-8000-000000000001"])["text"],
         "from an old export"
     );
+    // Its past was not recorded: its history starts with the import.
+    let imported = other.json(&["memory", "history", "01900000-0000-7000-8000-000000000001"]);
+    assert_eq!(imported["events"][0]["action"], "import", "{imported}");
+    assert_eq!(imported["events"].as_array().unwrap().len(), 1);
 
     // A deleted memory's history stays readable, ending with the delete.
     ok(db, &["memory", "rm", &id]);
@@ -972,6 +1034,35 @@ pub fn snapshots_carry_every_new_field_and_the_history_to_either_backend(db: &Db
     }
 }
 
+/// A store holding expired and superseded memories ranks exactly as one without them: they
+/// count neither as memories nor as holders of a word (each memory here is four words long, so
+/// the average length is the same either way).
+pub fn expired_and_superseded_memories_do_not_count_in_the_ranking_statistics(db: &Db) {
+    let plain = db.another();
+    let score = |db: &Db| -> (String, f64) {
+        let page = db.json(&["memory", "search", "rare"]);
+        assert_eq!(page["memories"].as_array().unwrap().len(), 1, "{page}");
+        (
+            page["memories"][0]["text"].as_str().unwrap().to_owned(),
+            page["memories"][0]["score"].as_f64().unwrap(),
+        )
+    };
+    for db in [db, &plain] {
+        add(db, &["the rare bird sings"]);
+        add(db, &["common words only here"]);
+    }
+    add(&plain, &["replacement note about lunch"]);
+    let hidden = add(db, &["rare rare rare extra"]);
+    add(
+        db,
+        &["--supersedes", &hidden, "replacement note about lunch"],
+    );
+    let at = SystemTime::now() + Duration::from_secs(1);
+    add(db, &["--expires-at", &rfc3339(at), "rare once more again"]);
+    wait_past(at);
+    assert_eq!(score(db), score(&plain));
+}
+
 // ---------------------------------------------------------------------------------------------
 // migration
 
@@ -1118,4 +1209,75 @@ fn a_schema_4_postgres_database_migrates_in_place() {
         "12",
     ]);
     assert_eq!(updated["version"], 13);
+}
+
+// ---------------------------------------------------------------------------------------------
+// refresh-on-read never waits for a writer
+
+/// While another process holds the SQLite write lock (as a writer in its transaction does), a
+/// read of a refresh-on-read memory that is due a push answers at once (with a 1 s lock
+/// timeout it would fail with exit 5 if it waited) and leaves the expiry as it was; once the
+/// lock is free, the next read pushes it.
+#[test]
+fn refresh_on_read_skips_the_push_instead_of_waiting_for_the_write_lock() {
+    let Some(flock) = crate::common::require_tool(
+        "flock",
+        "the refresh-without-waiting test",
+        "apt-get install util-linux",
+    ) else {
+        return;
+    };
+    let db = Db::sqlite();
+    let id = add(&db, &["--ttl", "10s", "--refresh-on-read", "refresh me"]);
+    let added = db.json(&["memory", "get", &id])["expires_at"].clone();
+    // Past a tenth of the lifetime: the next read is due to push.
+    thread::sleep(Duration::from_millis(1100));
+    let lock = std::path::PathBuf::from(format!("{}.locks/write", db.arg()));
+    assert!(lock.exists(), "{}", lock.display());
+    // -F: flock execs the command, so the process killed below is the one holding the lock.
+    let mut holder = std::process::Command::new(flock)
+        .args(["-x", "-F"])
+        .arg(&lock)
+        .args(["-c", "echo held; exec sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    // A long lock timeout: a read that waited for the lock would still succeed, after the
+    // holder is gone, with the expiry pushed. The holder is ended only once the reads are
+    // done, or after 20 s if one of them hangs on the lock.
+    let read = |args: &[&str]| -> Value {
+        let mut all = vec!["--lock-timeout", "600"];
+        all.extend_from_slice(args);
+        db.json(&all)
+    };
+    let seen = thread::scope(|s| {
+        let reads = s.spawn(|| {
+            [
+                read(&["memory", "get", &id])["expires_at"].clone(),
+                read(&["memory", "ls"])["memories"][0]["expires_at"].clone(),
+                read(&["memory", "search", "refresh"])["memories"][0]["expires_at"].clone(),
+            ]
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !reads.is_finished() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        reads.join().unwrap()
+    });
+    assert_eq!(seen, [added.clone(), added.clone(), added.clone()]);
+    let pushed = read(&["memory", "get", &id])["expires_at"].clone();
+    assert!(
+        pushed.as_str().unwrap() > added.as_str().unwrap(),
+        "{pushed} {added}"
+    );
+    assert_eq!(db.json(&["memory", "get", &id])["expires_at"], pushed);
 }

@@ -113,7 +113,7 @@ pub enum MemoryCommand {
         command: Option<HistoryCommand>,
     },
     /// Remove expired memories now (each keeps an `expire` event in its history). Expired
-    /// memories are invisible to every read already; writes also sweep, at most once a minute.
+    /// memories are invisible to every read already; adds also sweep, at most once a minute.
     Sweep,
     /// List namespaces with their memory counts and generations.
     ///

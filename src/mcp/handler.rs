@@ -28,7 +28,9 @@ Search or list before adding, to avoid duplicates; update a memory rather than a
 Every result carries a generation (of this server's namespace) and each memory a version: pass \
 expect_version to update_memory or delete_memory to refuse the write if that memory changed since \
 you read it, or expect_generation if any memory of the namespace did. Long results come in pages: \
-pass next_cursor back as cursor.";
+pass next_cursor back as cursor. When a fact changes, add the new memory with supersedes \
+set to the old one's id rather than leaving both; give scratch notes a ttl; filter with where \
+on the metadata and tags you set.";
 
 /// The server: one store, one namespace for every memory tool.
 #[derive(Clone)]

@@ -416,6 +416,12 @@ impl Maintenance for PgBackend {
                             for event in &m.history {
                                 super::memories::insert_event(tx, event)?;
                             }
+                            if m.history.is_empty() {
+                                super::memories::insert_event(
+                                    tx,
+                                    &crate::maintenance::imported_event(m),
+                                )?;
+                            }
                         }
                         report.imported += 1;
                         newest_version = newest_version.max(m.version);

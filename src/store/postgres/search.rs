@@ -392,12 +392,24 @@ pub(crate) fn search_rows(
 /// The statistics of a ranked search as of the caller's transaction: the totals the schema
 /// keeps (`memory_search_totals`, maintained by triggers in every memory write) and each
 /// scored term's document frequency, counted through the GIN index in one round trip.
+///
+/// Expired and superseded memories, which no read shows, are left out: the totals of the rows
+/// they have (few, found through their partial indexes) are taken off the kept totals, and
+/// each term counts only the memories a search can return.
 fn statistics(tx: &mut Transaction<'_>, phrases: &[Phrase]) -> Result<Statistics> {
     let what = "reading the search statistics";
+    let now = crate::time::now_rfc3339();
     let row = tx
         .query_one(
-            "SELECT memories, tokens FROM memory_search_totals WHERE singleton = 0",
-            &[],
+            "SELECT t.memories - h.n, t.tokens - h.tokens
+             FROM memory_search_totals t,
+                  (SELECT count(*) AS n,
+                          coalesce(sum(modstate_search_length(search, body, grams)), 0)::bigint AS tokens
+                   FROM memories
+                   WHERE (expires_at IS NOT NULL AND expires_at <= $1::text)
+                      OR superseded_by IS NOT NULL) h
+             WHERE t.singleton = 0",
+            &[&now],
         )
         .context(what)?;
     let memories: i64 = row.try_get(0).context(what)?;
@@ -410,9 +422,11 @@ fn statistics(tx: &mut Transaction<'_>, phrases: &[Phrase]) -> Result<Statistics
     let rows = tx
         .query(
             "SELECT CASE WHEN q IS NULL THEN 0
-                    ELSE (SELECT count(*) FROM memories WHERE search @@ q::tsquery) END
+                    ELSE (SELECT count(*) FROM memories WHERE search @@ q::tsquery
+                            AND (expires_at IS NULL OR expires_at > $2::text)
+                            AND superseded_by IS NULL) END
              FROM unnest($1::text[]) WITH ORDINALITY AS u(q, i) ORDER BY i",
-            &[&queries],
+            &[&queries, &now],
         )
         .context(what)?;
     let frequencies = rows

@@ -10,6 +10,7 @@ use super::{SqliteBackend, stamps};
 use crate::artifact::cache::{CachePolicy, CacheStats, Candidate, Collection, Plan};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::maintenance::imported_event;
 use crate::maintenance::{
     ExportedMemory, ImportReport, IntegrityReport, NamespaceCount, Stats, file_len, suffixed,
 };
@@ -288,6 +289,9 @@ impl Maintenance for SqliteBackend {
                         if known == 0 {
                             for event in &m.history {
                                 super::memories::insert_event(tx, event)?;
+                            }
+                            if m.history.is_empty() {
+                                super::memories::insert_event(tx, &imported_event(m))?;
                             }
                         }
                         report.imported += 1;

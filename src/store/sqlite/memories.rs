@@ -23,6 +23,11 @@ use crate::store::sqlite::errors::SqlContext;
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
 const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by";
 
+/// The memories no read shows at `?1` (now): expired or superseded.
+const HIDDEN: &str = "(expires_at IS NOT NULL AND expires_at <= ?1) OR superseded_by IS NOT NULL";
+/// [`HIDDEN`] with now as `?2`.
+const HIDDEN_2: &str = "(expires_at IS NOT NULL AND expires_at <= ?2) OR superseded_by IS NOT NULL";
+
 /// How often writes sweep expired memories, at most.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 const FROM: &str = "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
@@ -168,13 +173,14 @@ impl SqliteBackend {
         filter: &MemoryFilter,
         cursor: Option<&Cursor>,
     ) -> Result<Rows<Hit>> {
+        let now = timestamp(SystemTime::now());
         self.read(|conn| {
             let tx = conn.unchecked_transaction().context("searching memories")?;
             let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(&tx, filter)?;
             let statistics = match (mode, cursor) {
                 (SearchMode::Ranked(_), Some(cursor)) => cursor.statistics.clone(),
-                (SearchMode::Ranked(plan), None) => statistics(&tx, plan)?,
+                (SearchMode::Ranked(plan), None) => statistics(&tx, plan, &now)?,
                 _ => None,
             };
             let rows = match (mode, &statistics) {
@@ -372,7 +378,12 @@ impl SqliteBackend {
 /// The collection statistics of a ranked search as of the caller's read transaction, or
 /// `None` when no memory holds any of its phrases: the index's rows and tokens, and each scored
 /// term's document frequency (FTS5 counts the matches of a MATCH without reading the rows).
-fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
+///
+/// Expired and superseded memories, which no read shows, are left out of the count of
+/// memories and of each term's: they are found through their partial indexes (few, and none
+/// at all costs one index probe). The index keeps no per-row length outside a full-text
+/// query, so their share of the tokens is taken off at the average length.
+fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Statistics>> {
     if plan.phrases.is_empty() {
         return Ok(None);
     }
@@ -388,20 +399,46 @@ fn statistics(conn: &Connection, plan: &Ranking) -> Result<Option<Statistics>> {
     let Some(totals) = totals else {
         return Ok(None);
     };
-    let (memories, tokens) = totals
+    let (memories, tokens): (u64, u64) = totals
         .split_once(',')
         .and_then(|(n, t)| Some((n.parse().ok()?, t.parse().ok()?)))
         .unwrap_or((0, 0));
+    let hidden: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM memories WHERE {HIDDEN}"))
+        .and_then(|mut stmt| stmt.query_row([now], |r| r.get(0)))
+        .context("reading the search statistics")?;
+    let hidden = u64::try_from(hidden).unwrap_or(0).min(memories);
+    if hidden == memories {
+        return Ok(None);
+    }
+    let tokens = tokens.saturating_sub(
+        u64::try_from(u128::from(tokens) * u128::from(hidden) / u128::from(memories.max(1)))
+            .unwrap_or(tokens),
+    );
     let mut frequencies = Vec::with_capacity(plan.terms());
     let mut stmt = conn
         .prepare_cached("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1")
         .context("reading the search statistics")?;
+    let mut hidden_stmt = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1
+               AND rowid IN (SELECT seq FROM memories WHERE {HIDDEN_2})"
+        ))
+        .context("reading the search statistics")?;
     for phrase in &plan.phrases {
-        let df: i64 = stmt
-            .query_row([fts::any([phrase])], |r| r.get(0))
+        let expression = fts::any([phrase]);
+        let mut df: i64 = stmt
+            .query_row([&expression], |r| r.get(0))
             .context("reading the search statistics")?;
+        if hidden > 0 {
+            let gone: i64 = hidden_stmt
+                .query_row(params![expression, now], |r| r.get(0))
+                .context("reading the search statistics")?;
+            df -= gone;
+        }
         frequencies.push(u64::try_from(df).unwrap_or(0));
     }
+    let memories = memories - hidden;
     Ok(Some(Statistics {
         memories,
         tokens,
