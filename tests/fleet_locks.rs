@@ -318,3 +318,44 @@ fn a_library_guard_reports_a_lost_session() {
     let second = store.locks().keyed(&["lib"], Mode::Exclusive).unwrap();
     assert!(second.token("lib").unwrap() > t1);
 }
+
+/// `artifact resolve` whose lock is lost while its compute command runs stops the command,
+/// stores nothing and exits 8.
+#[test]
+fn resolve_stops_its_command_and_stores_nothing_when_its_lock_is_lost() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    let dir = db.dir().to_path_buf();
+    let script = "date +%s%N > r.start; \
+                  trap 'date +%s%N > r.end; exit 143' TERM; \
+                  sleep 120 & wait; echo '{}'";
+    let resolver = db
+        .cmd()
+        .current_dir(&dir)
+        .args(["artifact", "resolve", &digest, "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir.join("r.start"));
+    let ended = db.cluster().psql_query(
+        &db.name,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'",
+    );
+    assert_eq!(ended.trim(), "1", "{ended}");
+    let out = resolver.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 8, "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.contains("lost"), "{err}");
+    assert!(dir.join("r.end").exists(), "the command was not stopped");
+    let get = db
+        .cmd()
+        .args(["artifact", "get", &digest])
+        .output()
+        .unwrap();
+    assert_eq!(code(&get), 3, "stored after a lost lock: {}", stderr(&get));
+}
