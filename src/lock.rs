@@ -502,32 +502,59 @@ impl KeyedGuard {
     }
 
     /// `Err(LockLost)` once any of the guard's locks has been lost; see [`LockGuard::check`].
+    /// The error names the guard's keys, whichever of its locks (`global` among them) went.
     pub fn check(&self) -> Result<()> {
-        self._keys.iter().try_for_each(LockGuard::check)?;
-        self._global.check()
+        match self.watches().iter().find_map(|w| w.lost()) {
+            Some(why) => Err(lost_error(&self.label(), &why)),
+            None => Ok(()),
+        }
     }
 
     /// Calls `f` once, from another thread, when any of the guard's locks is lost; see
     /// [`LockGuard::on_lost`].
     pub fn on_lost(&self, f: impl FnOnce(Error) + Send + 'static) {
         let once: Arc<Mutex<Option<LossCallback>>> = Arc::new(Mutex::new(Some(Box::new(f))));
-        let guards = || self._keys.iter().chain(std::iter::once(&self._global));
-        let watches: Vec<Arc<Watch>> = guards().filter_map(|g| g.watch.clone()).collect();
-        for guard in guards() {
+        let watches = self.watches();
+        let label = self.label();
+        for watch in &watches {
             let once = Arc::clone(&once);
-            let watches = watches.clone();
-            guard.on_lost(move |e| {
+            let others = watches.clone();
+            let label = label.clone();
+            watch.on_lost(Box::new(move |e| {
                 let f = once.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(f) = f {
+                    // `e` carries the bare reason (see `Watch::lose`).
+                    let why = e.to_string();
                     // The guard is lost as a whole: its other locks are not to be relied on
                     // (nor warned about again at release).
-                    for watch in &watches {
-                        watch.lose(e.to_string());
+                    for other in &others {
+                        other.lose(why.clone());
                     }
-                    f(e);
+                    f(lost_error(&label, &why));
                 }
-            });
+            }));
         }
+    }
+
+    /// The watches of the guard's server locks (none for file locks).
+    fn watches(&self) -> Vec<Arc<Watch>> {
+        self._keys
+            .iter()
+            .chain(std::iter::once(&self._global))
+            .filter_map(|g| g.watch.clone())
+            .collect()
+    }
+
+    /// The guard's keys, for messages (`global` when it holds none).
+    fn label(&self) -> String {
+        if self._keys.is_empty() {
+            return self._global.label.clone();
+        }
+        self._keys
+            .iter()
+            .map(|g| g.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
