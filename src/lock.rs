@@ -226,6 +226,15 @@ impl Watch {
         self.state().lost.is_some()
     }
 
+    /// Whether the lock is lost or went unrenewed past its validity, even after release.
+    pub(crate) fn is_lost_or_expired(&self) -> bool {
+        let state = self.state();
+        state.lost.is_some()
+            || state
+                .valid_until
+                .is_some_and(|until| Instant::now() >= until)
+    }
+
     /// Why the lock is lost, if it is: lost by its session, or not renewed in time.
     fn lost(&self) -> Option<String> {
         let state = self.state();
