@@ -15,6 +15,8 @@
 //! * `global` — exclusive for structural work (restore, gc, vacuum); shared for keyed work, so
 //!   structural work waits for running keyed work and keeps new keyed work out, without polling.
 //! * keys     — one file per key, named by the sha256 of the key, so no key can name a path.
+//!   An exclusive holder's record in the file carries the key's fencing token, one more than
+//!   the previous holder's: the counter lives with the lock, written while it is held.
 
 #![allow(clippy::disallowed_methods)] // the one place allowed to take file locks
 
@@ -171,7 +173,8 @@ impl Watch {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A renewal sent at `sent_at` succeeded: the holder may act until `valid_until`.
+    /// A renewal succeeded: the holder may act until `valid_until` (counted from when the
+    /// renewal was sent, so a slow answer never stretches it).
     pub(crate) fn renewed(&self, valid_until: Instant) {
         let mut state = self.state();
         if state.lost.is_none() {
@@ -221,6 +224,15 @@ impl Watch {
     /// Whether a loss was recorded (and so reported to whoever asked).
     pub(crate) fn is_lost(&self) -> bool {
         self.state().lost.is_some()
+    }
+
+    /// Whether the lock is lost or went unrenewed past its validity, even after release.
+    pub(crate) fn is_lost_or_expired(&self) -> bool {
+        let state = self.state();
+        state.lost.is_some()
+            || state
+                .valid_until
+                .is_some_and(|until| Instant::now() >= until)
     }
 
     /// Why the lock is lost, if it is: lost by its session, or not renewed in time.
@@ -310,8 +322,9 @@ pub struct LockState {
 /// The locks a store offers, whatever holds them: the storage backend boundary for locks
 /// (see `store/backend.rs`). [`LockDir`] is the implementation for a database file (kernel
 /// `flock` locks in `<db>.locks/`); a server backend implements the same operations with the
-/// server's session locks, with the same semantics: no TTL, released when the holder dies,
-/// order `global` → keys → `write`.
+/// server's session locks: released when the holder dies, order `global` → keys → `write`,
+/// and, because a server session can be lost under a running holder, a heartbeat and an
+/// exclusive key's lease (see `store/postgres/locks.rs`).
 pub trait Locks: Send + Sync {
     /// The write lock, held for the span of one write transaction.
     fn write(&self) -> Result<LockGuard>;
@@ -516,32 +529,59 @@ impl KeyedGuard {
     }
 
     /// `Err(LockLost)` once any of the guard's locks has been lost; see [`LockGuard::check`].
+    /// The error names the guard's keys, whichever of its locks (`global` among them) went.
     pub fn check(&self) -> Result<()> {
-        self._keys.iter().try_for_each(LockGuard::check)?;
-        self._global.check()
+        match self.watches().iter().find_map(|w| w.lost()) {
+            Some(why) => Err(lost_error(&self.label(), &why)),
+            None => Ok(()),
+        }
     }
 
     /// Calls `f` once, from another thread, when any of the guard's locks is lost; see
     /// [`LockGuard::on_lost`].
     pub fn on_lost(&self, f: impl FnOnce(Error) + Send + 'static) {
         let once: Arc<Mutex<Option<LossCallback>>> = Arc::new(Mutex::new(Some(Box::new(f))));
-        let guards = || self._keys.iter().chain(std::iter::once(&self._global));
-        let watches: Vec<Arc<Watch>> = guards().filter_map(|g| g.watch.clone()).collect();
-        for guard in guards() {
+        let watches = self.watches();
+        let label = self.label();
+        for watch in &watches {
             let once = Arc::clone(&once);
-            let watches = watches.clone();
-            guard.on_lost(move |e| {
+            let others = watches.clone();
+            let label = label.clone();
+            watch.on_lost(Box::new(move |e| {
                 let f = once.lock().unwrap_or_else(PoisonError::into_inner).take();
                 if let Some(f) = f {
+                    // `e` carries the bare reason (see `Watch::lose`).
+                    let why = e.to_string();
                     // The guard is lost as a whole: its other locks are not to be relied on
                     // (nor warned about again at release).
-                    for watch in &watches {
-                        watch.lose(e.to_string());
+                    for other in &others {
+                        other.lose(why.clone());
                     }
-                    f(e);
+                    f(lost_error(&label, &why));
                 }
-            });
+            }));
         }
+    }
+
+    /// The watches of the guard's server locks (none for file locks).
+    fn watches(&self) -> Vec<Arc<Watch>> {
+        self._keys
+            .iter()
+            .chain(std::iter::once(&self._global))
+            .filter_map(|g| g.watch.clone())
+            .collect()
+    }
+
+    /// The guard's keys, for messages (`global` when it holds none).
+    fn label(&self) -> String {
+        if self._keys.is_empty() {
+            return self._global.label.clone();
+        }
+        self._keys
+            .iter()
+            .map(|g| g.label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -1211,7 +1251,36 @@ fn cut_command(mut line: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use super::{Fence, check_fence, without_password};
+    use crate::Error;
+
+    #[test]
+    fn a_fence_is_key_equals_a_positive_token() {
+        let fence: Fence = "nightly-gc=7".parse().unwrap();
+        assert_eq!(fence.key, "nightly-gc");
+        assert_eq!(fence.token, 7);
+        // The last `=` separates: a key may hold one.
+        let fence: Fence = "a=b=3".parse().unwrap();
+        assert_eq!((fence.key.as_str(), fence.token), ("a=b", 3));
+        for bad in ["k", "k=", "k=0", "k=-1", "k=x", "=", "k=1.5"] {
+            assert!(
+                matches!(bad.parse::<Fence>(), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_latest_token_passes_the_fence() {
+        let fence = |token| Fence {
+            key: "k".to_owned(),
+            token,
+        };
+        check_fence(&fence(3), 3).unwrap();
+        assert!(matches!(check_fence(&fence(2), 3), Err(Error::Fenced(_))));
+        assert!(matches!(check_fence(&fence(4), 3), Err(Error::Invalid(_))));
+        assert!(matches!(check_fence(&fence(1), 0), Err(Error::Invalid(_))));
+    }
 
     #[test]
     fn a_recorded_command_line_never_holds_a_url_password() {

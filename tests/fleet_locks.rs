@@ -318,3 +318,83 @@ fn a_library_guard_reports_a_lost_session() {
     let second = store.locks().keyed(&["lib"], Mode::Exclusive).unwrap();
     assert!(second.token("lib").unwrap() > t1);
 }
+
+/// `artifact resolve` whose lock is lost while its compute command runs stops the command,
+/// stores nothing and exits 8.
+#[test]
+fn resolve_stops_its_command_and_stores_nothing_when_its_lock_is_lost() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    let dir = db.dir().to_path_buf();
+    let script = "date +%s%N > r.start; \
+                  trap 'date +%s%N > r.end; exit 143' TERM; \
+                  sleep 120 & wait; echo '{}'";
+    let resolver = db
+        .cmd()
+        .current_dir(&dir)
+        .args(["artifact", "resolve", &digest, "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir.join("r.start"));
+    let ended = db.cluster().psql_query(
+        &db.name,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'",
+    );
+    assert_eq!(ended.trim(), "1", "{ended}");
+    let out = resolver.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 8, "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.contains("lost"), "{err}");
+    assert!(dir.join("r.end").exists(), "the command was not stopped");
+    let get = db
+        .cmd()
+        .args(["artifact", "get", &digest])
+        .output()
+        .unwrap();
+    assert_eq!(code(&get), 3, "stored after a lost lock: {}", stderr(&get));
+}
+
+/// A server that stops answering (its backend stopped with SIGSTOP: the socket stays open and
+/// the kernel keeps acknowledging, as on a silent network) is noticed by the lease's own
+/// deadline: `lock run` stops its command and exits 8 without waiting for the server.
+#[test]
+fn a_server_that_stops_answering_stops_the_holder() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let dir = db.dir().to_path_buf();
+    let script = "date +%s%N > a.start; \
+                  trap 'date +%s%N > a.end; exit 143' TERM; \
+                  sleep 120 & wait";
+    let holder = db
+        .cmd()
+        .current_dir(&dir)
+        .args(["lock", "run", "k", "--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&dir.join("a.start"));
+    let pid = db.cluster().psql_query(
+        &db.name,
+        "SELECT pid FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'",
+    );
+    let pid: i32 = pid.trim().parse().unwrap();
+    // SAFETY: signals the cluster's backend process, which this test process started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let out = holder.wait_with_output();
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let out = out.unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 8, "{err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err}");
+    assert!(err.contains("could not be renewed"), "{err}");
+    assert!(dir.join("a.end").exists(), "the command was not stopped");
+}

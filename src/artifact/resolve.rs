@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Envelope, Outcome, read_artifact_file};
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::lock::Mode;
+use crate::lock::{KeyedGuard, Mode};
 use crate::store::Store;
 
 /// Where a resolved envelope came from.
@@ -59,6 +59,16 @@ impl Store {
         digest: &Digest,
         compute: impl FnOnce() -> Result<Envelope>,
     ) -> Result<(Envelope, Served)> {
+        self.get_or_compute_guarded(digest, |_| compute())
+    }
+
+    /// [`Self::get_or_compute`], with `compute` given the guard of the digest's lock: to stop
+    /// its work when the lock is lost ([`KeyedGuard::on_lost`]).
+    pub fn get_or_compute_guarded(
+        &self,
+        digest: &Digest,
+        compute: impl FnOnce(&KeyedGuard) -> Result<Envelope>,
+    ) -> Result<(Envelope, Served)> {
         if let Some(envelope) = self.get(digest)? {
             return Ok((envelope, Served::Store));
         }
@@ -66,7 +76,7 @@ impl Store {
         if let Some(envelope) = self.get(digest)? {
             return Ok((envelope, Served::Store));
         }
-        let envelope = compute()?;
+        let envelope = compute(&guard)?;
         // A server lock lost while computing: another process may be computing too, so this
         // one stores nothing and says so (`LockLost`).
         guard.check()?;
@@ -86,6 +96,17 @@ impl Store {
         file: Option<&Path>,
         compute: Option<impl FnOnce() -> Result<Envelope>>,
     ) -> Result<Option<Resolved>> {
+        self.resolve_guarded(digest, file, compute.map(|c| move |_: &KeyedGuard| c()))
+    }
+
+    /// [`Self::resolve`], with `compute` given the guard of the digest's lock (see
+    /// [`Self::get_or_compute_guarded`]).
+    pub fn resolve_guarded(
+        &self,
+        digest: &Digest,
+        file: Option<&Path>,
+        compute: Option<impl FnOnce(&KeyedGuard) -> Result<Envelope>>,
+    ) -> Result<Option<Resolved>> {
         let skipped_file = match file {
             Some(path) => match read_artifact_file(path, digest)? {
                 Outcome::Loaded(envelope) => {
@@ -100,7 +121,7 @@ impl Store {
             None => None,
         };
         let found = match compute {
-            Some(compute) => Some(self.get_or_compute(digest, compute)?),
+            Some(compute) => Some(self.get_or_compute_guarded(digest, compute)?),
             None => self.get(digest)?.map(|envelope| (envelope, Served::Store)),
         };
         Ok(found.map(|(envelope, served)| Resolved {

@@ -513,19 +513,27 @@ fn resolve(
     let compute = signals.as_ref().map(|signals| {
         let failure = &mut failure;
         let store = &store;
-        move || match compute(signals, command, limit) {
-            Ok(bytes) => store.envelope(bytes),
-            Err(Computed::Error(e)) => Err(e),
-            Err(Computed::Exit(code, e)) => {
-                *failure = Some(code);
-                Err(e)
+        move |guard: &modstate::lock::KeyedGuard| {
+            // A server lock lost while the command computes: stop it (SIGTERM, SIGKILL after
+            // the grace), store nothing, exit 8.
+            let stopper = signals.stopper();
+            guard.on_lost(move |_| stopper.stop());
+            let computed = compute(signals, command, limit);
+            guard.check()?;
+            match computed {
+                Ok(bytes) => store.envelope(bytes),
+                Err(Computed::Error(e)) => Err(e),
+                Err(Computed::Exit(code, e)) => {
+                    *failure = Some(code);
+                    Err(e)
+                }
             }
         }
     });
     // Pinned until printed: no collection removes what this process is serving.
     // Best effort: a store this user may only read has no lock directory to pin in.
     let pin = store.pin_while_running(&digest).ok();
-    let resolved = match store.resolve(&digest, file, compute) {
+    let resolved = match store.resolve_guarded(&digest, file, compute) {
         Ok(resolved) => resolved,
         Err(e) => match failure {
             // The command could not start, or was ended by a signal: its code, as a shell.

@@ -568,11 +568,22 @@ fn first_line(text: &str) -> &str {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let taken = self
-            .client
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        // A lost or unrenewed lock's heartbeat may hang in a check the server never answers
+        // (a stopped server, a silent network): then the release would hang with it, so the
+        // session is left to that thread, which closes it when its check ends.
+        let gone = self.watch.as_ref().is_some_and(|w| w.is_lost_or_expired());
+        let taken = if gone {
+            match self.client.try_lock() {
+                Ok(mut slot) => slot.take(),
+                Err(std::sync::TryLockError::Poisoned(slot)) => slot.into_inner().take(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
+            }
+        } else {
+            self.client
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+        };
         let Some(client) = taken else {
             return;
         };
