@@ -1291,7 +1291,7 @@ fn a_schema_3_database_upgrades_keeping_every_memory_and_ranks_as_a_new_one() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, i64::from(modstate::store::SCHEMA_VERSION));
     drop(conn);
 
     // The same memories in a new database: the same order and the same scores.
