@@ -7,16 +7,23 @@
 //! arguments are still read by `std::env::args` (glibc hands them to std at load time), and
 //! `std::process::exit` still flushes stdout. Lost: the "has overflowed its stack" message (a
 //! stack overflow is still stopped by the guard page).
-#![no_main]
+//! (The unit-test build of this crate keeps the test harness's own `main`.)
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod mcp;
 
+#[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    std::process::exit(cli::main());
+}
+
+#[cfg(test)]
+fn main() {
     std::process::exit(cli::main());
 }
