@@ -116,7 +116,77 @@ pub enum Where {
     Exists(Field, bool),
 }
 
+/// How an engine spells a filter's leaves (a comparison, a presence test) and its truth
+/// values in SQL. [`Where::to_sql`] writes the combinators (`$and`, `$or`, `$not`, `$in`,
+/// `$nin`) once for every engine, so their semantics cannot drift apart between engines.
+pub trait SqlLeaves {
+    /// The engine's condition that always holds.
+    const TRUE: &'static str;
+    /// The engine's condition that never holds.
+    const FALSE: &'static str;
+    /// Appends the condition `field op value`, binding what it needs.
+    fn compare(&mut self, sql: &mut String, field: &Field, op: Op, value: &Scalar);
+    /// The condition "`field` is present", binding what it needs.
+    fn exists(&mut self, field: &Field) -> String;
+}
+
 impl Where {
+    /// Appends this filter as one SQL condition, its leaves spelled by `leaves`.
+    pub fn to_sql<L: SqlLeaves>(&self, sql: &mut String, leaves: &mut L) {
+        match self {
+            Where::And(parts) if parts.is_empty() => sql.push_str(L::TRUE),
+            Where::Or(parts) if parts.is_empty() => sql.push_str(L::FALSE),
+            Where::And(parts) | Where::Or(parts) => {
+                let join = if matches!(self, Where::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                sql.push('(');
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(join);
+                    }
+                    part.to_sql(sql, leaves);
+                }
+                sql.push(')');
+            }
+            Where::Not(inner) => {
+                sql.push_str("(NOT ");
+                inner.to_sql(sql, leaves);
+                sql.push(')');
+            }
+            Where::Compare(field, op, value) => leaves.compare(sql, field, *op, value),
+            Where::In(field, values, negated) => {
+                if *negated {
+                    sql.push_str("(NOT ");
+                }
+                sql.push('(');
+                if values.is_empty() {
+                    sql.push_str(L::FALSE);
+                }
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(" OR ");
+                    }
+                    leaves.compare(sql, field, Op::Eq, value);
+                }
+                sql.push(')');
+                if *negated {
+                    sql.push(')');
+                }
+            }
+            Where::Exists(field, present) => {
+                let test = leaves.exists(field);
+                if *present {
+                    sql.push_str(&format!("({test})"));
+                } else {
+                    sql.push_str(&format!("(NOT {test})"));
+                }
+            }
+        }
+    }
+
     /// Parses and checks a filter from its JSON text.
     pub fn parse_str(text: &str) -> Result<Where> {
         let value: Value = serde_json::from_str(text).map_err(|e| {

@@ -5,80 +5,36 @@
 //! numbers, and a value of another type than the operand never matches an order comparison.
 
 use super::memories::Args;
-use crate::memory::filter::{Field, Op, Scalar, Where};
+use crate::memory::filter::{Field, Op, Scalar, SqlLeaves, Where};
 
 /// Appends ` AND (condition)` for `filter`.
 pub(super) fn push_where(args: &mut Args, filter: &Where) {
     let mut sql = String::new();
-    condition(&mut sql, args, filter);
+    filter.to_sql(&mut sql, &mut Leaves(args));
     args.sql.push_str(" AND ");
     args.sql.push_str(&sql);
 }
 
-fn condition(sql: &mut String, args: &mut Args, filter: &Where) {
-    match filter {
-        Where::And(parts) | Where::Or(parts) if parts.is_empty() => {
-            sql.push_str(if matches!(filter, Where::And(_)) {
-                "true"
-            } else {
-                "false"
-            });
-        }
-        Where::And(parts) | Where::Or(parts) => {
-            let join = if matches!(filter, Where::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push('(');
-            for (i, part) in parts.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(join);
-                }
-                condition(sql, args, part);
+/// PostgreSQL's spelling of a filter's leaves, binding into the query's parameters.
+struct Leaves<'a>(&'a mut Args);
+
+impl SqlLeaves for Leaves<'_> {
+    const TRUE: &'static str = "true";
+    const FALSE: &'static str = "false";
+
+    fn compare(&mut self, sql: &mut String, field: &Field, op: Op, value: &Scalar) {
+        compare(sql, self.0, field, op, value);
+    }
+
+    fn exists(&mut self, field: &Field) -> String {
+        match field {
+            Field::Category => "m.category <> ''".to_owned(),
+            Field::Tags => "jsonb_array_length(m.tags) > 0".to_owned(),
+            Field::Metadata(key) => {
+                let k = self.0.push(key.clone());
+                format!("(m.metadata -> {k}::text) IS NOT NULL")
             }
-            sql.push(')');
-        }
-        Where::Not(inner) => {
-            sql.push_str("(NOT ");
-            condition(sql, args, inner);
-            sql.push(')');
-        }
-        Where::Compare(field, op, value) => compare(sql, args, field, *op, value),
-        Where::In(field, values, negated) => {
-            if *negated {
-                sql.push_str("(NOT ");
-            }
-            sql.push('(');
-            if values.is_empty() {
-                sql.push_str("false");
-            }
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(" OR ");
-                }
-                compare(sql, args, field, Op::Eq, value);
-            }
-            sql.push(')');
-            if *negated {
-                sql.push(')');
-            }
-        }
-        Where::Exists(field, present) => {
-            let test = match field {
-                Field::Category => "m.category <> ''".to_owned(),
-                Field::Tags => "jsonb_array_length(m.tags) > 0".to_owned(),
-                Field::Metadata(key) => {
-                    let k = args.push(key.clone());
-                    format!("(m.metadata -> {k}::text) IS NOT NULL")
-                }
-                Field::CreatedAt | Field::UpdatedAt => "true".to_owned(),
-            };
-            if *present {
-                sql.push_str(&format!("({test})"));
-            } else {
-                sql.push_str(&format!("(NOT {test})"));
-            }
+            Field::CreatedAt | Field::UpdatedAt => "true".to_owned(),
         }
     }
 }

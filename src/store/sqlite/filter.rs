@@ -4,78 +4,34 @@
 
 use rusqlite::types::Value;
 
-use crate::memory::filter::{Field, Op, Scalar, Where};
+use crate::memory::filter::{Field, Op, Scalar, SqlLeaves, Where};
 
 /// Appends ` AND (condition)` for `filter`.
 pub(super) fn push_where(sql: &mut String, args: &mut Vec<Value>, filter: &Where) {
     sql.push_str(" AND ");
-    condition(sql, args, filter);
+    filter.to_sql(sql, &mut Leaves(args));
 }
 
-fn condition(sql: &mut String, args: &mut Vec<Value>, filter: &Where) {
-    match filter {
-        Where::And(parts) | Where::Or(parts) if parts.is_empty() => {
-            sql.push_str(if matches!(filter, Where::And(_)) {
-                "1"
-            } else {
-                "0"
-            });
-        }
-        Where::And(parts) | Where::Or(parts) => {
-            let join = if matches!(filter, Where::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            sql.push('(');
-            for (i, part) in parts.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(join);
-                }
-                condition(sql, args, part);
+/// SQLite's spelling of a filter's leaves, binding into the query's arguments.
+struct Leaves<'a>(&'a mut Vec<Value>);
+
+impl SqlLeaves for Leaves<'_> {
+    const TRUE: &'static str = "1";
+    const FALSE: &'static str = "0";
+
+    fn compare(&mut self, sql: &mut String, field: &Field, op: Op, value: &Scalar) {
+        compare(sql, self.0, field, op, value);
+    }
+
+    fn exists(&mut self, field: &Field) -> String {
+        match field {
+            Field::Category => "m.category <> ''".to_owned(),
+            Field::Tags => "json_array_length(m.tags) > 0".to_owned(),
+            Field::Metadata(key) => {
+                self.0.push(Value::Text(key.clone()));
+                "EXISTS (SELECT 1 FROM json_each(m.metadata) e WHERE e.key = ?)".to_owned()
             }
-            sql.push(')');
-        }
-        Where::Not(inner) => {
-            sql.push_str("(NOT ");
-            condition(sql, args, inner);
-            sql.push(')');
-        }
-        Where::Compare(field, op, value) => compare(sql, args, field, *op, value),
-        Where::In(field, values, negated) => {
-            if *negated {
-                sql.push_str("(NOT ");
-            }
-            sql.push('(');
-            if values.is_empty() {
-                sql.push('0');
-            }
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(" OR ");
-                }
-                compare(sql, args, field, Op::Eq, value);
-            }
-            sql.push(')');
-            if *negated {
-                sql.push(')');
-            }
-        }
-        Where::Exists(field, present) => {
-            let test = match field {
-                Field::Category => "m.category <> ''".to_owned(),
-                Field::Tags => "json_array_length(m.tags) > 0".to_owned(),
-                Field::Metadata(key) => {
-                    args.push(Value::Text(key.clone()));
-                    "EXISTS (SELECT 1 FROM json_each(m.metadata) e WHERE e.key = ?)".to_owned()
-                }
-                Field::CreatedAt | Field::UpdatedAt => "1".to_owned(),
-            };
-            if *present {
-                sql.push_str(&format!("({test})"));
-            } else {
-                sql.push_str(&format!("(NOT {test})"));
-            }
+            Field::CreatedAt | Field::UpdatedAt => "1".to_owned(),
         }
     }
 }
