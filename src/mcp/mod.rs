@@ -14,6 +14,7 @@
 //! start-up line, skipped input, failures — goes to stderr.
 
 mod handler;
+pub mod http;
 mod tools;
 mod transport;
 

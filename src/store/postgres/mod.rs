@@ -24,6 +24,7 @@ mod pool;
 mod search;
 mod snapshot;
 mod tls;
+mod tokens;
 mod url;
 
 use std::path::Path;
