@@ -367,3 +367,128 @@ fn not_found(id: &str) -> Error {
         "no memory with id {id:?} in this namespace; the get_memories tool lists its memories"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Options;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.db"), Options::default()).unwrap();
+        (dir, store)
+    }
+
+    fn memory(namespace: &str, body: &str) -> NewMemory {
+        NewMemory {
+            namespace: namespace.into(),
+            body: body.into(),
+            ..NewMemory::default()
+        }
+    }
+
+    fn denied<T: fmt::Debug>(result: Result<T>) -> bool {
+        matches!(result, Err(Error::Denied(_)))
+    }
+
+    fn absent<T: fmt::Debug>(result: Result<T>) -> bool {
+        matches!(result, Err(Error::NotFound(_)))
+    }
+
+    #[test]
+    fn a_grant_limits_every_call_of_the_guarded_store() {
+        let (_dir, store) = store();
+        let b = store
+            .add_memories([memory("b", "b's plan")])
+            .unwrap()
+            .remove(0);
+        let a = store
+            .add_memories([memory("a", "a's plan")])
+            .unwrap()
+            .remove(0);
+        let only_a = store.guarded(Grant {
+            namespaces: Some(vec!["a".into()]),
+            scope: Scope::Write,
+        });
+        // Out of reach: absent, or refused — never read, never written.
+        assert_eq!(only_a.get_memory(&b.id).unwrap(), None);
+        assert!(absent(only_a.memory_history(&b.id)));
+        assert!(absent(only_a.change_memory(
+            &b.id,
+            MemoryChange::default(),
+            Expect::default()
+        )));
+        assert!(absent(only_a.delete_memory(&b.id, Expect::default())));
+        assert!(denied(only_a.add_memories([memory("b", "x")])));
+        let mut replaces_b = memory("a", "x");
+        replaces_b.supersedes = vec![b.id.clone()];
+        assert!(absent(only_a.add_memories([replaces_b])));
+        assert!(denied(only_a.memory_generation("b")));
+        let in_b = MemoryFilter {
+            namespace: Some("b".into()),
+            ..MemoryFilter::default()
+        };
+        assert!(denied(only_a.list_page(&in_b)));
+        assert!(denied(only_a.search_page("plan", &in_b)));
+        // "No namespace" means a's only, not all.
+        let all = MemoryFilter::default();
+        let listed = only_a.list_page(&all).unwrap();
+        assert_eq!(listed.page.items.len(), 1);
+        assert_eq!(listed.page.items[0].id, a.id);
+        let found = only_a.search_page("plan", &all).unwrap();
+        assert!(
+            found
+                .page
+                .items
+                .iter()
+                .all(|hit| hit.memory.namespace == "a")
+        );
+        // In reach, it works.
+        assert!(only_a.get_memory(&a.id).unwrap().is_some());
+        assert_eq!(only_a.memory_history(&a.id).unwrap().len(), 1);
+
+        // Several namespaces: a listing must name one.
+        let a_and_b = store.guarded(Grant {
+            namespaces: Some(vec!["a".into(), "b".into()]),
+            scope: Scope::Read,
+        });
+        assert!(denied(a_and_b.list_page(&all)));
+        assert_eq!(a_and_b.list_page(&in_b).unwrap().page.items.len(), 1);
+        // Scope read: every write refused, nothing written.
+        assert!(denied(a_and_b.add_memories([memory("a", "x")])));
+        assert!(denied(a_and_b.change_memory(
+            &a.id,
+            MemoryChange::default(),
+            Expect::default()
+        )));
+        assert!(denied(a_and_b.delete_memory(&a.id, Expect::default())));
+        assert_eq!(store.get_memory(&a.id).unwrap().unwrap().version, a.version);
+        assert_eq!(store.list_memories(&all).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn tokens_are_found_by_their_secret_until_revoked() {
+        let (_dir, store) = store();
+        let token = store
+            .create_token("ci", Scope::Read, &["b".into(), "a".into(), "a".into()])
+            .unwrap();
+        assert_eq!(token.info.namespaces, ["a", "b"]);
+        let found = store.authenticate(&token.secret).unwrap().unwrap();
+        assert_eq!(found.name, "ci");
+        assert_eq!(store.authenticate("mst_nope").unwrap(), None);
+        assert_eq!(store.authenticate(&token.secret[1..]).unwrap(), None);
+        store.touch_token("ci").unwrap();
+        assert!(store.tokens().unwrap()[0].last_used_at.is_some());
+        assert!(matches!(
+            store.create_token("ci", Scope::Write, &["a".into()]),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            store.create_token("x", Scope::Write, &[]),
+            Err(Error::Invalid(_))
+        ));
+        store.revoke_token("ci").unwrap();
+        assert_eq!(store.authenticate(&token.secret).unwrap(), None);
+        assert!(matches!(store.revoke_token("ci"), Err(Error::NotFound(_))));
+    }
+}

@@ -20,5 +20,6 @@ mod postgres;
 mod properties;
 mod s3;
 mod security;
+mod serve;
 mod snapshot;
 mod store;

@@ -47,9 +47,11 @@ pub struct ServeArgs {
 
 pub fn run(ctx: &Context, args: ServeArgs) -> Result<i32> {
     let store = ctx.open()?;
-    if let Some(created) = ctx.take_created_notice() {
-        super::notice(&format!("modstate serve: {created}"));
-    }
+    // Said once serve is listening: a refusal to start keeps to its one error line.
+    let created = ctx
+        .take_created_notice()
+        .filter(|_| !super::quiet())
+        .map(|created| format!("modstate serve: {created}"));
     crate::mcp::http::serve(
         store,
         ServeConfig {
@@ -62,6 +64,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<i32> {
             max_body_bytes: args.max_body,
             max_concurrent: args.max_concurrent,
             request_timeout: Duration::from_secs_f64(args.request_timeout),
+            created,
         },
     )
 }

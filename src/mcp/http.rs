@@ -69,6 +69,8 @@ pub struct ServeConfig {
     pub max_concurrent: usize,
     /// How long a client may take to send its request, and a request may wait for a slot.
     pub request_timeout: Duration,
+    /// A "created database" notice to print once listening.
+    pub created: Option<String>,
 }
 
 /// What the guard found out about a request, for the handler (in the request's extensions).
@@ -190,6 +192,9 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
                 "optional on loopback"
             }
         );
+        if let Some(created) = &config.created {
+            eprintln!("{created}");
+        }
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await;
@@ -343,7 +348,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
             .unwrap_or("")
             .trim_end_matches('/')
             .to_ascii_lowercase();
-        if !shared.origins.iter().any(|allowed| *allowed == origin) {
+        if !shared.origins.contains(&origin) {
             return refuse(
                 StatusCode::FORBIDDEN,
                 format!(
