@@ -95,6 +95,9 @@ pub(crate) struct TokenRow {
     pub hash: String,
 }
 
+/// The shortest token [`Store::import_token`] accepts: 32 bytes, as hex or base64 of 24.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// The prefix of every token, so that secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "mst_";
 
@@ -116,6 +119,39 @@ impl Store {
         scope: Scope,
         namespaces: &[String],
     ) -> Result<NewToken> {
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| {
+            Error::Invalid(format!("the operating system gave no random bytes: {e}"))
+        })?;
+        let secret = format!("{TOKEN_PREFIX}{}", hex(&random));
+        let info = self.store_token(name, scope, namespaces, &secret)?;
+        Ok(NewToken { info, secret })
+    }
+
+    /// Registers a token made elsewhere (a deployment's secret manager): only its hash is
+    /// stored. It must be at least [`MIN_SECRET_BYTES`] long, printable, without spaces.
+    pub fn import_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        namespaces: &[String],
+        secret: &str,
+    ) -> Result<TokenInfo> {
+        if secret.len() < MIN_SECRET_BYTES || !secret.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::Invalid(format!(
+                "a token must be at least {MIN_SECRET_BYTES} printable ASCII characters without spaces; generate one with `openssl rand -hex 32`"
+            )));
+        }
+        self.store_token(name, scope, namespaces, secret)
+    }
+
+    fn store_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        namespaces: &[String],
+        secret: &str,
+    ) -> Result<TokenInfo> {
         check_label("token name", name)?;
         if name.is_empty() {
             return Err(Error::Invalid(
@@ -130,11 +166,6 @@ impl Store {
         for namespace in namespaces {
             check_label("namespace", namespace)?;
         }
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| {
-            Error::Invalid(format!("the operating system gave no random bytes: {e}"))
-        })?;
-        let secret = format!("{TOKEN_PREFIX}{}", hex(&random));
         let mut unique = namespaces.to_vec();
         unique.sort();
         unique.dedup();
@@ -146,13 +177,10 @@ impl Store {
                 created_at: now_rfc3339(),
                 last_used_at: None,
             },
-            hash: hash_token(&secret),
+            hash: hash_token(secret),
         };
         self.backend().create_token(&row)?;
-        Ok(NewToken {
-            info: row.info,
-            secret,
-        })
+        Ok(row.info)
     }
 
     /// Every token, by name.
@@ -173,7 +201,7 @@ impl Store {
 
     /// The token whose secret is `secret`, if one is stored.
     pub fn authenticate(&self, secret: &str) -> Result<Option<TokenInfo>> {
-        if !secret.starts_with(TOKEN_PREFIX) {
+        if secret.is_empty() {
             return Ok(None);
         }
         self.backend().token_by_hash(&hash_token(secret))
@@ -485,6 +513,18 @@ mod tests {
         ));
         assert!(matches!(
             store.create_token("x", Scope::Write, &[]),
+            Err(Error::Invalid(_))
+        ));
+        let made_elsewhere = "f".repeat(64);
+        store
+            .import_token("vault", Scope::Write, &["a".into()], &made_elsewhere)
+            .unwrap();
+        assert_eq!(
+            store.authenticate(&made_elsewhere).unwrap().unwrap().name,
+            "vault"
+        );
+        assert!(matches!(
+            store.import_token("short", Scope::Write, &["a".into()], "abc"),
             Err(Error::Invalid(_))
         ));
         store.revoke_token("ci").unwrap();

@@ -49,7 +49,8 @@ impl Server {
                 );
             }
             log.lock().unwrap().push_str(&line);
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let rest = rest.split_once("://").expect("a URL").1;
                 break rest.split('/').next().expect("an address").to_owned();
             }
         };
@@ -310,6 +311,47 @@ fn tokens_are_shown_once_and_stored_only_as_a_hash() {
     assert_exit(&bad, 2);
     let none = modstate(&db, &["token", "create", "bob", "--scope", "read"]);
     assert_exit(&none, 2);
+    // A token made elsewhere, registered from a file: it authenticates, its file is not kept.
+    let file = dir.path().join("secret");
+    let made = "0123456789abcdef0123456789abcdef-made-by-vault";
+    std::fs::write(&file, format!("{made}\n")).unwrap();
+    let imported = modstate(
+        &db,
+        &[
+            "token",
+            "create",
+            "vault",
+            "--namespace",
+            "a",
+            "--scope",
+            "read",
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&imported, 0);
+    assert!(imported.stdout.is_empty(), "nothing secret is printed");
+    std::fs::write(&file, "short\n").unwrap();
+    let short = modstate(
+        &db,
+        &[
+            "token",
+            "create",
+            "short",
+            "--namespace",
+            "a",
+            "--scope",
+            "read",
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&short, 6);
+    let server = Server::start(&db, &["--require-token"]);
+    let (is_error, _) = result(&call(&server, Some(made), None, "get_memories", json!({})));
+    assert!(!is_error);
+    drop(server);
+    assert_exit(&modstate(&db, &["token", "revoke", "vault"]), 0);
     assert_exit(&modstate(&db, &["token", "revoke", "alice"]), 0);
     let gone = modstate(&db, &["token", "revoke", "alice"]);
     assert_exit(&gone, 3);
@@ -501,6 +543,7 @@ fn every_auth_case_answers_as_specified_and_refused_requests_write_nothing() {
     let (is_error, memory) = result(&add(Some(&writer), None));
     assert!(!is_error, "{memory}");
     assert_eq!(memory["namespace"], "a");
+    assert_eq!(memory["written_by"], "writer-a");
     let (_, memory_b) = result(&add(Some(&other), None));
     assert_eq!(memory_b["namespace"], "b");
     let history = json(&modstate(
@@ -687,6 +730,7 @@ fn check_python_run(run: &Value, writer: &str, namespace: &str) {
     assert_eq!(run["add"]["is_error"], false, "{run}");
     assert_eq!(added["namespace"], namespace);
     assert_eq!(added["tags"], json!(["ops"]));
+    assert_eq!(added["written_by"], writer, "provenance: {run}");
     let id = added["id"].as_str().unwrap();
     assert_eq!(
         run["search"]["structured"]["memories"][0]["id"], id,
@@ -703,6 +747,7 @@ fn check_python_run(run: &Value, writer: &str, namespace: &str) {
         run["update"]["structured"]["text"], "the deploy runs on thursdays",
         "{run}"
     );
+    assert_eq!(run["update"]["structured"]["written_by"], writer, "{run}");
     assert_eq!(
         run["stale"]["is_error"], true,
         "the drift guard holds over HTTP: {run}"
@@ -719,6 +764,13 @@ fn check_python_run(run: &Value, writer: &str, namespace: &str) {
     assert!(
         events.iter().all(|e| e["actor"] == writer),
         "provenance: {run}"
+    );
+    // Paging: two pages of one, different memories, the first with a cursor.
+    let pages = &run["pages"];
+    assert!(pages[0]["structured"]["next_cursor"].is_string(), "{run}");
+    assert_ne!(
+        pages[0]["structured"]["memories"][0]["id"], pages[1]["structured"]["memories"][0]["id"],
+        "{run}"
     );
     assert_eq!(run["delete"]["structured"]["deleted"], true, "{run}");
     assert_eq!(run["module"]["is_error"], true, "{run}");
@@ -892,4 +944,107 @@ fn sigterm_drains_in_flight_requests_and_exits_0() {
     for id in &acked {
         assert!(stored.contains(id), "acknowledged write {id} is lost");
     }
+}
+
+/// `--tls-cert`/`--tls-key`: HTTPS with a certificate the client trusts; plain HTTP on that
+/// port gets no answer; off loopback, TLS stands in for `--insecure-http`.
+#[test]
+fn serve_speaks_https_with_the_given_certificate() {
+    let Some(openssl) =
+        crate::common::require_tool("openssl", "serve TLS tests", "apt-get install openssl")
+    else {
+        return;
+    };
+    let Some(python) =
+        crate::common::require_tool("python3", "serve TLS tests", "apt-get install python3")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path());
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new(openssl)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let secret = token(&db, "tls", &["a"], "write");
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let server = Server::start(
+        &db,
+        &[
+            "--require-token",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+    );
+    let script = r#"
+import json, ssl, sys, urllib.request
+url, cafile, token = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=cafile)
+health = json.load(urllib.request.urlopen(url + "/healthz", context=ctx))
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "add_memory", "arguments": {"text": "over tls"}}}).encode()
+request = urllib.request.Request(url + "/mcp", data=body, headers={
+    "Authorization": "Bearer " + token, "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"})
+added = json.load(urllib.request.urlopen(request, context=ctx))
+print(json.dumps({"health": health, "added": added["result"]["structuredContent"]}))
+"#;
+    let out = Command::new(python)
+        .args([
+            "-c",
+            script,
+            &format!("https://{}", server.addr),
+            cert_arg,
+            &secret,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["health"]["status"], "ok");
+    assert_eq!(seen["added"]["written_by"], "tls");
+    // Plain HTTP on the TLS port is not served.
+    let plain = try_http(&server.addr, "GET", "/healthz", &[], "");
+    assert!(plain.as_ref().is_none_or(|a| a.status != 200), "{plain:?}");
+    assert_eq!(memories(&db, "a").len(), 1);
+    let (code, log) = server.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    // A key that is not PEM: one line, exit 6, before listening.
+    std::fs::write(&key, "not a key").unwrap();
+    let out = modstate(
+        &db,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_arg,
+            "--tls-key",
+            key_arg,
+        ],
+    );
+    assert_exit(&out, 6);
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }

@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
     #[arg(long)]
     insecure_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body: usize,
@@ -65,6 +71,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<i32> {
             max_concurrent: args.max_concurrent,
             request_timeout: Duration::from_secs_f64(args.request_timeout),
             created,
+            tls: args.tls_cert.zip(args.tls_key),
         },
     )
 }

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use modstate::Result;
 use modstate::token::Scope;
+use modstate::{Error, Result};
 
 use super::{Context, Table, notice, print_json, print_text};
 
@@ -20,6 +20,11 @@ pub enum TokenCommand {
         /// read: search, list, history, module state; write: also add, update, delete.
         #[arg(long, value_name = "read|write", value_parser = parse_scope)]
         scope: Scope,
+        /// Register the token in this file (its first line; made by a secret manager,
+        /// at least 32 characters) instead of generating one; nothing is printed but the
+        /// name. Only its hash is stored, as for a generated token.
+        #[arg(long, value_name = "PATH")]
+        from_file: Option<std::path::PathBuf>,
     },
     /// List tokens: name, scope, namespaces, created, last used — never the token.
     Ls,
@@ -40,6 +45,29 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<i32> {
             name,
             namespaces,
             scope,
+            from_file: Some(path),
+        } => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io("reading the token file", &path, e))?;
+            let secret = text.lines().next().unwrap_or("").trim();
+            let store = ctx.open()?;
+            let info = store.import_token(&name, scope, &namespaces, secret)?;
+            if ctx.json {
+                print_json(&json!({ "token": info }))?;
+            } else {
+                notice(&format!(
+                    "token {name:?} ({scope}, namespaces {}) registered from {}",
+                    info.namespaces.join(", "),
+                    path.display()
+                ));
+            }
+            Ok(0)
+        }
+        TokenCommand::Create {
+            name,
+            namespaces,
+            scope,
+            from_file: None,
         } => {
             let store = ctx.open()?;
             let token = store.create_token(&name, scope, &namespaces)?;

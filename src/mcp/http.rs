@@ -71,6 +71,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// A "created database" notice to print once listening.
     pub created: Option<String>,
+    /// The certificate chain and private key (PEM) to serve HTTPS with.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// What the guard found out about a request, for the handler (in the request's extensions).
@@ -87,6 +89,8 @@ pub struct Access {
 /// Shared by every request.
 struct Shared {
     store: Store,
+    /// `http` or `https`, for the URLs the server gives out.
+    scheme: &'static str,
     require_token: bool,
     hosts: Vec<String>,
     origins: Vec<String>,
@@ -101,12 +105,17 @@ struct Shared {
 /// Serves until SIGTERM or SIGINT, then drains in-flight requests; returns the exit code.
 pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
     let loopback = config.listen.ip().is_loopback();
-    if !loopback && !config.insecure_http {
+    if !loopback && config.tls.is_none() && !config.insecure_http {
         return Err(Error::Invalid(format!(
-            "serving plain HTTP on {} (not loopback) would send tokens in clear text; put a TLS proxy in front and pass --insecure-http, or listen on 127.0.0.1",
+            "serving plain HTTP on {} (not loopback) would send tokens in clear text; give --tls-cert and --tls-key, or put a TLS proxy in front and pass --insecure-http",
             config.listen
         )));
     }
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(super::tls::config(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let require_token = config.require_token || !loopback;
     if require_token && store.tokens()?.is_empty() {
         return Err(Error::Invalid(format!(
@@ -136,6 +145,7 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
     let last_handle = store.clone();
     let shared = Arc::new(Shared {
         store: store.clone(),
+        scheme,
         require_token,
         hosts,
         origins: origins.clone(),
@@ -184,7 +194,7 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
             )
             .with_state(Arc::clone(&shared));
         eprintln!(
-            "modstate serve: listening on http://{bound}/mcp ({}; tokens {})",
+            "modstate serve: listening on {scheme}://{bound}/mcp ({}; tokens {})",
             shared.store.path().display(),
             if require_token {
                 "required"
@@ -195,9 +205,21 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
         if let Some(created) = &config.created {
             eprintln!("{created}");
         }
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_signal())
-            .await;
+        let served = match tls {
+            Some(tls) => match super::tls::TlsListener::new(listener, tls) {
+                Ok(listener) => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop_signal())
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop_signal())
+                    .await
+            }
+        };
         cancel.cancel();
         match served {
             Ok(()) => {
@@ -259,26 +281,25 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 /// The RFC 9728 protected-resource metadata: this resource, bearer tokens in the header, the
 /// scopes. No authorization server is named: modstate issues its own tokens
 /// (`modstate token create`).
-async fn resource_metadata(headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
+async fn resource_metadata(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let base = base_url(shared.scheme, &headers);
     axum::Json(json!({
         "resource": format!("{base}/mcp"),
         "authorization_servers": [],
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["read", "write"],
         "resource_name": "modstate",
-        "resource_documentation": "https://github.com/modstate/modstate#serving-memories-over-http",
     }))
     .into_response()
 }
 
 /// `http://HOST` as the client addressed this server.
-fn base_url(headers: &HeaderMap) -> String {
+fn base_url(scheme: &str, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("{scheme}://{host}")
 }
 
 /// An error answer: the status, a JSON body `{"error": message}`, and extra headers.
@@ -297,10 +318,15 @@ fn refuse(
 }
 
 /// A 401 with the challenge RFC 6750 and RFC 9728 ask for.
-fn unauthorized(headers: &HeaderMap, message: &str, error: Option<&str>) -> Response {
+fn unauthorized(
+    shared: &Shared,
+    headers: &HeaderMap,
+    message: &str,
+    error: Option<&str>,
+) -> Response {
     let mut challenge = format!(
         "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource\"",
-        base_url(headers)
+        base_url(shared.scheme, headers)
     );
     if let Some(error) = error {
         challenge.push_str(&format!(", error=\"{error}\""));
@@ -370,6 +396,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                 }
                 _ => {
                     return unauthorized(
+                        &shared,
                         headers,
                         "the Authorization header must be `Bearer TOKEN`",
                         Some("invalid_request"),
@@ -381,6 +408,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     let token: Option<TokenInfo> = match token {
         None if shared.require_token => {
             return unauthorized(
+                &shared,
                 headers,
                 "this server needs a bearer token: send Authorization: Bearer TOKEN (`modstate token create` makes one)",
                 None,
@@ -393,6 +421,7 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
                 Ok(Ok(Some(token))) => Some(token),
                 Ok(Ok(None)) => {
                     return unauthorized(
+                        &shared,
                         headers,
                         "the bearer token is not valid (unknown or revoked); ask for a new one",
                         Some("invalid_token"),

@@ -15,6 +15,7 @@
 
 mod handler;
 pub mod http;
+mod tls;
 mod tools;
 mod transport;
 

@@ -33,6 +33,10 @@ async def main(url, token, namespace):
                 out["update"] = result(await session.call_tool("update_memory", {"id": mid, "text": "the deploy runs on thursdays", "expect_version": added.structured_content["version"]}))
                 out["stale"] = result(await session.call_tool("update_memory", {"id": mid, "text": "x", "expect_version": 1}))
                 out["history"] = result(await session.call_tool("memory_history", {"id": mid}))
+                await session.call_tool("add_memory", {"text": "a second memory to page through"})
+                first = await session.call_tool("get_memories", {"limit": 1})
+                second = await session.call_tool("get_memories", {"limit": 1, "cursor": first.structured_content["next_cursor"]})
+                out["pages"] = [result(first), result(second)]
                 out["delete"] = result(await session.call_tool("delete_memory", {"id": mid}))
                 out["module"] = result(await session.call_tool("get_module_state", {"digest": "sha256:" + "0" * 64}))
                 out["bad"] = result(await session.call_tool("get_memories", {"limit": "ten"}))
