@@ -1048,3 +1048,60 @@ print(json.dumps({"health": health, "added": added["result"]["structuredContent"
     assert_exit(&out, 6);
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+/// The 2026-07-28 revision (stateless, `server/discover`, `Mcp-Method`/`Mcp-Name` headers,
+/// per-request `_meta`) is served beside 2025-11-25, through the same checks.
+#[test]
+fn the_2026_07_28_revision_discovers_and_calls_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path());
+    let secret = token(&db, "new-client", &["a"], "write");
+    let reader = token(&db, "new-reader", &["a"], "read");
+    let server = Server::start(&db, &["--require-token"]);
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let post = |token: &str, method: &str, name: Option<&str>, params: Value| {
+        let bearer = format!("Bearer {token}");
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", method),
+            ("Authorization", bearer.as_str()),
+        ];
+        if let Some(name) = name {
+            headers.push(("Mcp-Name", name));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        http(&server.addr, "POST", "/mcp", &headers, &body.to_string())
+    };
+    let discovered = post(&secret, "server/discover", None, json!({"_meta": meta}));
+    assert_eq!(discovered.status, 200, "{discovered:?}");
+    let versions = discovered.json()["result"]["supportedVersions"].clone();
+    assert!(
+        versions.as_array().unwrap().contains(&json!("2026-07-28"))
+            && versions.as_array().unwrap().contains(&json!("2025-11-25")),
+        "{versions}"
+    );
+    let added = post(
+        &secret,
+        "tools/call",
+        Some("add_memory"),
+        json!({"name": "add_memory", "arguments": {"text": "new revision"}, "_meta": meta}),
+    );
+    let (is_error, memory) = result(&added);
+    assert!(!is_error, "{memory}");
+    assert_eq!(memory["written_by"], "new-client");
+    let refused = post(
+        &reader,
+        "tools/call",
+        Some("add_memory"),
+        json!({"name": "add_memory", "arguments": {"text": "no"}, "_meta": meta}),
+    );
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(memories(&db, "a").len(), 1);
+    drop(server);
+}
