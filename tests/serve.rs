@@ -556,6 +556,17 @@ fn every_auth_case_answers_as_specified_and_refused_requests_write_nothing() {
         ],
     ));
     assert_eq!(history["events"][0]["actor"], "writer-a", "{history}");
+    // Provenance survives export and import (it travels with the history).
+    let exported = modstate(&db, &["memory", "export", "--namespace", "a"]);
+    assert_exit(&exported, 0);
+    let file = dir.path().join("a.jsonl");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let copy = dir.path().join("copy.db").display().to_string();
+    assert_exit(
+        &modstate(&copy, &["memory", "import", file.to_str().unwrap()]),
+        0,
+    );
+    assert_eq!(memories(&copy, "a")[0]["written_by"], "writer-a");
     let (code, log) = server.terminate();
     assert_eq!(code, Some(0), "{log}");
 }
