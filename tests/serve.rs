@@ -1116,3 +1116,40 @@ fn the_2026_07_28_revision_discovers_and_calls_tools() {
     assert_eq!(memories(&db, "a").len(), 1);
     drop(server);
 }
+
+/// A client that sends half its headers and stalls is cut off after --request-timeout, and
+/// meanwhile others are served; SIGTERM still exits 0.
+#[test]
+fn a_stuck_client_is_cut_off_and_holds_up_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_db(dir.path());
+    let server = Server::start(&db, &["--request-timeout", "1", "--max-concurrent", "1"]);
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    stuck
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        .unwrap();
+    // Served while the stuck client holds its connection.
+    let health = http(&server.addr, "GET", "/healthz", &[], "");
+    assert_eq!(health.status, 200);
+    let (is_error, _) = result(&call(&server, None, None, "get_memories", json!({})));
+    assert!(!is_error);
+    // The server closes the stuck connection (a 408 or nothing, then end of stream).
+    // (The read limit only keeps a broken server from hanging the test; 60 s is far above the
+    // 1 s the server is given.)
+    stuck
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = stuck.read_to_end(&mut rest);
+    assert!(
+        !matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "the stuck connection was not closed: {read:?}"
+    );
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    let (code, log) = server.terminate();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -46,7 +46,8 @@ pub struct ServeArgs {
     /// Requests served at once; more wait (up to --request-timeout), then get 503.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_concurrent: usize,
-    /// Seconds a client may take to send a request, and a request may wait for its turn.
+    /// Seconds a client may take to send its headers, then its body, and a request may wait
+    /// for its turn.
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
     request_timeout: f64,
 }

@@ -207,18 +207,10 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
         }
         let served = match tls {
             Some(tls) => match super::tls::TlsListener::new(listener, tls) {
-                Ok(listener) => {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stop_signal())
-                        .await
-                }
+                Ok(listener) => run_connections(listener, app, config.request_timeout).await,
                 Err(e) => Err(e),
             },
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stop_signal())
-                    .await
-            }
+            None => run_connections(listener, app, config.request_timeout).await,
         };
         cancel.cancel();
         match served {
@@ -237,6 +229,50 @@ pub fn serve(store: Store, config: ServeConfig) -> Result<i32> {
     drop(runtime);
     drop(last_handle);
     Ok(code)
+}
+
+/// Serves HTTP/1.1 connections from `listener` until SIGTERM or SIGINT, then waits for the
+/// requests in flight (idle connections close at once).
+///
+/// A loop of its own rather than `axum::serve`, for one setting axum does not expose: a
+/// client must send its request headers within `header_timeout`, else its connection is
+/// closed (hyper's header read timeout), so stuck or slow clients do not pile up.
+async fn run_connections<L>(
+    mut listener: L,
+    app: Router,
+    header_timeout: Duration,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            (io, _peer) = listener.accept() => {
+                let service = TowerToHyperService::new(app.clone());
+                let connection = builder.serve_connection(TokioIo::new(io), service);
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    // A client that goes away or times out ends only its connection.
+                    let _ = watched.await;
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// `127.0.0.1`, or `[::1]` for IPv6, as it appears in a Host header.
