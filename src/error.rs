@@ -92,6 +92,11 @@ pub enum Error {
         /// The memory that superseded it.
         by: String,
     },
+
+    /// A token's grant does not allow this: a namespace it does not reach, or a write with
+    /// scope read. Nothing was read or written.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl Error {

@@ -53,6 +53,7 @@ pub mod private;
 pub mod snapshot;
 pub mod store;
 pub mod time;
+pub mod token;
 
 pub use artifact::{ArtifactInfo, Envelope, Outcome, PutOutcome};
 pub use digest::Digest;

@@ -67,7 +67,15 @@ const GROUPS: &[(&str, Rows)] = &[
     ("snapshot", snapshot_rows),
     ("mcp", mcp_rows),
     ("maintenance", maintenance_rows),
+    ("serve", serve_rows),
+    ("token", token_rows),
 ];
+
+#[test]
+fn serve_and_token_bad_input() {
+    check_group("serve");
+    check_group("token");
+}
 
 #[test]
 fn init_bad_input() {
@@ -1453,6 +1461,89 @@ fn mcp_rows() -> Vec<Row> {
             6,
         ),
         Row::new("mcp", "an extra argument", ["mcp", "extra"], 2),
+    ]
+}
+
+/// `serve` refuses before it listens (so no row can hang), `token` before it writes.
+fn serve_rows() -> Vec<Row> {
+    vec![
+        Row::new(
+            "serve",
+            "listen address without a port",
+            ["serve", "--listen", "127.0.0.1"],
+            2,
+        ),
+        Row::new(
+            "serve",
+            "plain HTTP off loopback without --insecure-http",
+            ["serve", "--listen", "0.0.0.0:0"],
+            6,
+        ),
+        Row::new(
+            "serve",
+            "off loopback with no tokens",
+            ["serve", "--listen", "0.0.0.0:0", "--insecure-http"],
+            6,
+        ),
+        Row::new(
+            "serve",
+            "--require-token with no tokens",
+            ["serve", "--listen", "127.0.0.1:0", "--require-token"],
+            6,
+        ),
+        Row::new(
+            "serve",
+            "namespace over 256 bytes",
+            [
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--namespace",
+                &"n".repeat(257),
+            ],
+            6,
+        ),
+    ]
+}
+
+fn token_rows() -> Vec<Row> {
+    let create = |why: &str, extra: &[&str], exit: i32| {
+        let mut args = vec!["token", "create", "t"];
+        args.extend_from_slice(extra);
+        Row::new("token create", why, args, exit)
+    };
+    vec![
+        create("no namespace", &["--scope", "read"], 2),
+        create("no scope", &["--namespace", "a"], 2),
+        create(
+            "unknown scope",
+            &["--namespace", "a", "--scope", "admin"],
+            2,
+        ),
+        create(
+            "namespace over 256 bytes",
+            &["--namespace", &"n".repeat(257), "--scope", "read"],
+            6,
+        ),
+        create(
+            "token file missing",
+            &[
+                "--namespace",
+                "a",
+                "--scope",
+                "read",
+                "--from-file",
+                "/nonexistent/token",
+            ],
+            1,
+        ),
+        Row::new("token ls", "an extra argument", ["token", "ls", "extra"], 2),
+        Row::new(
+            "token revoke",
+            "no such token",
+            ["token", "revoke", "nobody"],
+            3,
+        ),
     ]
 }
 

@@ -22,5 +22,6 @@ mod postgres;
 mod properties;
 mod s3;
 mod security;
+mod serve;
 mod snapshot;
 mod store;

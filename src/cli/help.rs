@@ -87,3 +87,24 @@ Examples:
   modstate stats
   modstate artifact prune --keep-newest 1000
   modstate vacuum";
+
+pub const SERVE_EXAMPLES: &str = "\
+Examples:
+  modstate serve                                   # http://127.0.0.1:8787/mcp, tokens optional
+  modstate serve --listen 127.0.0.1:0 --require-token
+  modstate --db postgres://db/memories serve --listen 0.0.0.0:8787 --insecure-http --allow-host mem.example.com
+  modstate serve --listen 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem --allow-host mem.example.com
+  curl -s http://127.0.0.1:8787/healthz
+
+A client names its namespace with the header Modstate-Namespace: NS (else the token's only
+namespace, else --namespace). On any address but loopback, serve refuses to start without
+tokens, and without --tls-cert/--tls-key or --insecure-http (a TLS proxy in front). SIGTERM
+answers the requests in flight, then exits 0.";
+
+pub const TOKEN_EXAMPLES: &str = "\
+Examples:
+  modstate token create ci-runner --namespace team --scope write   # prints the token once
+  modstate token create dashboard --namespace team --namespace ops --scope read
+  modstate token create deploy-bot --namespace team --scope write --from-file /run/secrets/token
+  modstate token ls
+  modstate token revoke ci-runner";

@@ -21,10 +21,15 @@ pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
     if let Some(created) = ctx.take_created_notice() {
         super::notice(&format!("modstate mcp: {created}"));
     }
-    // A write tool called with `fence` writes through the same database opened with it.
+    crate::mcp::serve(store, &args.namespace, fenced_opener(ctx)?)
+}
+
+/// How a write tool called with `fence` opens the same database with it (its write
+/// transactions check the token); `modstate serve` shares it.
+pub(super) fn fenced_opener(ctx: &Context) -> Result<crate::mcp::handler::Reopen> {
     let db = ctx.db_path()?.to_path_buf();
     let options = ctx.options();
-    let reopen = std::sync::Arc::new(move |fence| {
+    Ok(std::sync::Arc::new(move |fence| {
         modstate::Store::open(
             &db,
             modstate::Options {
@@ -32,6 +37,5 @@ pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
                 ..options.clone()
             },
         )
-    });
-    crate::mcp::serve(store, &args.namespace, reopen)
+    }))
 }

@@ -14,7 +14,9 @@ mod lockfile;
 mod mcp;
 mod memory;
 mod output;
+mod serve;
 mod snapshot;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -118,6 +120,13 @@ enum Command {
     /// Serve agent memories and module state to an agent host over MCP (stdin/stdout).
     #[command(after_help = help::MCP_EXAMPLES)]
     Mcp(StoreCommand<mcp::McpArgs>),
+    /// Serve agent memories to agents on other hosts: MCP over Streamable HTTP at /mcp, with
+    /// bearer tokens (`modstate token`), GET /healthz, until SIGTERM.
+    #[command(after_help = help::SERVE_EXAMPLES)]
+    Serve(StoreCommand<serve::ServeArgs>),
+    /// Bearer tokens for `modstate serve`: create (shown once), ls, revoke.
+    #[command(after_help = help::TOKEN_EXAMPLES)]
+    Token(WithStore<token::TokenCommand>),
     /// Check the database and its surroundings, one line per check (exit 1 if any fails).
     #[command(after_help = help::MAINTENANCE_EXAMPLES)]
     Doctor(StoreCommand<admin::NoArgs>),
@@ -424,6 +433,8 @@ enum Run {
     Memory(memory::MemoryCommand),
     Snapshot(snapshot::SnapshotCommand),
     Mcp(mcp::McpArgs),
+    Serve(serve::ServeArgs),
+    Token(token::TokenCommand),
     Doctor,
     Stats,
     Vacuum,
@@ -444,6 +455,8 @@ fn split(command: Command) -> (global::GroupOptions, Run, Option<modstate::lock:
         ),
         Command::Snapshot(g) => (g.store.into(), Run::Snapshot(g.command)),
         Command::Mcp(c) => (c.store.into(), Run::Mcp(c.args)),
+        Command::Serve(c) => (c.store.into(), Run::Serve(c.args)),
+        Command::Token(g) => (g.store.into(), Run::Token(g.command)),
         Command::Doctor(c) => (c.store.into(), Run::Doctor),
         Command::Stats(c) => (c.store.into(), Run::Stats),
         Command::Vacuum(c) => (c.store.into(), Run::Vacuum),
@@ -463,6 +476,8 @@ impl Run {
             Run::Memory(cmd) => memory::run(ctx, cmd),
             Run::Snapshot(cmd) => snapshot::run(ctx, cmd),
             Run::Mcp(args) => mcp::run(ctx, args),
+            Run::Serve(args) => serve::run(ctx, args),
+            Run::Token(cmd) => token::run(ctx, cmd),
             Run::Doctor => admin::doctor(ctx),
             Run::Stats => admin::stats(ctx),
             Run::Vacuum => admin::vacuum(ctx),
@@ -507,6 +522,7 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::Fenced(_) => 4,
         Error::LockLost(_) => 8,
         Error::Superseded { .. } => 4,
+        Error::Denied(_) => 6,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }

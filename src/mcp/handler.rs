@@ -19,6 +19,7 @@ use serde_json::json;
 
 use modstate::lock::Fence;
 use modstate::memory::{Expiry, MemoryChange, Where, check_cursor, check_id};
+use modstate::token::{Grant, Guarded, Scope};
 use modstate::{Digest, Error, MemoryFilter, NewMemory, Result, Store};
 
 use super::tools::{self, Call, Model};
@@ -95,14 +96,34 @@ impl ServerHandler for MemoryServer {
             Err(message) => return Ok(failure(message).into()),
         };
         check_ids(&call)?;
-        // History records the client's name (from `initialize`) as the writer.
-        let store = match context.peer.peer_info() {
-            Some(info) => self
-                .store
-                .with_writer(&format!("mcp:{}", info.client_info.name)),
-            None => self.store.with_writer("mcp"),
+        // Over HTTP (`modstate serve`) the request says who calls, what it may reach and in
+        // which namespace (see `super::http`); over stdio the server's one namespace, written
+        // as the client named itself in `initialize`.
+        let access = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<super::http::Access>());
+        let (store, namespace) = match access {
+            Some(access) => (
+                self.store
+                    .with_writer(&access.writer)
+                    .guarded(access.grant.clone()),
+                access.namespace.clone(),
+            ),
+            None => {
+                let store = match context.peer.peer_info() {
+                    Some(info) => self
+                        .store
+                        .with_writer(&format!("mcp:{}", info.client_info.name)),
+                    None => self.store.with_writer("mcp"),
+                };
+                let grant = Grant {
+                    namespaces: Some(vec![self.namespace.to_string()]),
+                    scope: Scope::Write,
+                };
+                (store.guarded(grant), self.namespace.clone())
+            }
         };
-        let namespace = self.namespace.clone();
         let reopen = Arc::clone(&self.reopen);
         let outcome = tokio::task::spawn_blocking(move || {
             let fence = match &call {
@@ -114,13 +135,13 @@ impl ServerHandler for MemoryServer {
             let Some(fence) = fence else {
                 return run(&store, &namespace, call);
             };
-            // A fenced write goes through a store opened with the fence: its write
-            // transaction checks the token.
+            // A fenced write goes through a store opened with the fence (its write
+            // transaction checks the token), with the same writer and the same grant.
             let fenced = fence
                 .parse()
                 .and_then(|fence| reopen(fence))?
                 .with_writer(store.writer());
-            let done = run(&fenced, &namespace, call);
+            let done = run(&fenced.guarded(store.grant().clone()), &namespace, call);
             // Dropped off the runtime: a server backend's client blocks on its own runtime
             // when it closes, which tokio forbids on this one's threads.
             let _ = std::thread::spawn(move || drop(fenced)).join();
@@ -154,7 +175,7 @@ fn success(value: impl Serialize) -> Result<CallToolResult> {
 /// Runs one checked call against the store (on a blocking thread). Results have the shapes
 /// the CLI prints under `--json`: a memory, a page `{memories, generation, next_cursor}`, or
 /// `{id, deleted, generation}`.
-fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
+fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
     match call {
         Call::AddMemory {
             text,
@@ -247,7 +268,7 @@ fn run(store: &Store, namespace: &str, call: Call) -> Result<CallToolResult> {
         }
         Call::GetModuleState { digest } => {
             let digest = Digest::parse(&digest)?;
-            let envelope = store.get(&digest)?.ok_or_else(|| {
+            let envelope = store.get_artifact(&digest)?.ok_or_else(|| {
                 Error::NotFound(format!(
                     "no artifact stored for {digest}; the module state is computed and stored by the module loader (get_module_state only reads)"
                 ))
@@ -318,7 +339,7 @@ fn expiry(model: &Model) -> Result<Option<Expiry>> {
 
 /// A memory of another namespace is, to this server, absent. A memory's namespace never
 /// changes and ids are never reused, so checking before the write is enough.
-fn check_namespace(store: &Store, namespace: &str, id: &str) -> Result<()> {
+fn check_namespace(store: &Guarded, namespace: &str, id: &str) -> Result<()> {
     match store.get_memory(id)? {
         Some(memory) if memory.namespace == namespace => Ok(()),
         _ => Err(Error::NotFound(format!(

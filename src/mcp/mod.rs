@@ -13,7 +13,9 @@
 //! pool (see [`handler`]). Stdout carries protocol messages only; everything else — the
 //! start-up line, skipped input, failures — goes to stderr.
 
-mod handler;
+pub(crate) mod handler;
+pub mod http;
+mod tls;
 mod tools;
 mod transport;
 

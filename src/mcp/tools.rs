@@ -277,6 +277,12 @@ pub fn find(name: &str) -> Option<&'static ToolSpec> {
     TOOLS.iter().find(|tool| tool.name == name)
 }
 
+/// Whether the tool named `name` writes: `modstate serve` refuses such a call from a
+/// read-only token with 403 before it runs (the store refuses it too).
+pub fn writes(name: &str) -> bool {
+    find(name).is_some_and(|tool| !matches!(tool.effect, Effect::Reads))
+}
+
 /// The `tools/list` entries.
 pub fn list() -> Vec<Tool> {
     TOOLS.iter().map(ToolSpec::describe).collect()

@@ -77,6 +77,20 @@ pub struct Memory {
     pub refresh_on_read: bool,
     /// The id of the memory that replaced it (`supersedes`), `None` while it is current.
     pub superseded_by: Option<String>,
+    /// Who wrote it last (provenance): the writer its latest history event records — the
+    /// token's name through `modstate serve`, `mcp:CLIENT` through stdio MCP, the CLI's
+    /// `$MODSTATE_WRITER` — or `local` when the writer gave no name.
+    pub written_by: String,
+}
+
+/// The name recorded as a memory's last writer: `writer`, or `local` for a handle that
+/// gave none (see [`Memory::written_by`]).
+pub(crate) fn writer_name(writer: &str) -> String {
+    if writer.is_empty() {
+        "local".to_owned()
+    } else {
+        writer.to_owned()
+    }
 }
 
 /// A memory to add with [`Store::add_memories`](crate::Store::add_memories).

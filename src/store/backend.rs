@@ -134,6 +134,22 @@ pub(crate) trait Backend: Send + Sync {
         staging: &Path,
         before_copy: &mut dyn FnMut() -> Result<()>,
     ) -> Result<u32>;
+
+    /// Stores a new token; a name in use is `Invalid`.
+    fn create_token(&self, token: &crate::token::TokenRow) -> Result<()>;
+
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<crate::token::TokenInfo>>;
+
+    /// The token with this hash, if any.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<crate::token::TokenInfo>>;
+
+    /// Removes the token `name`; `false` if there was none.
+    fn revoke_token(&self, name: &str) -> Result<bool>;
+
+    /// Sets when `name` was last used (only forward, to the minute: a busy token costs one
+    /// write a minute, not one a request).
+    fn touch_token(&self, name: &str, at: &str) -> Result<()>;
 }
 
 /// What an engine provides for looking after a store (`doctor`, `stats`, `artifact prune`,

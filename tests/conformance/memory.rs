@@ -285,7 +285,8 @@ pub fn cli_listing_pages_with_a_cursor_and_the_documented_shape(db: &Db) {
             "expires_at",
             "ttl_seconds",
             "refresh_on_read",
-            "superseded_by"
+            "superseded_by",
+            "written_by"
         ]
     );
     let mut texts = page_texts(&first);

@@ -211,6 +211,26 @@ impl Backend for PgBackend {
     ) -> Result<u32> {
         self.restore_snapshot_pg(file, staging, before_copy)
     }
+
+    fn create_token(&self, token: &crate::token::TokenRow) -> Result<()> {
+        self.create_token_pg(token)
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::token::TokenInfo>> {
+        self.tokens_pg()
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<crate::token::TokenInfo>> {
+        self.token_by_hash_pg(hash)
+    }
+
+    fn revoke_token(&self, name: &str) -> Result<bool> {
+        self.revoke_token_pg(name)
+    }
+
+    fn touch_token(&self, name: &str, at: &str) -> Result<()> {
+        self.touch_token_pg(name, at)
+    }
 }
 
 const INSERT: &str =

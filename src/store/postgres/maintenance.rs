@@ -402,6 +402,7 @@ impl Maintenance for PgBackend {
                                 ttl_seconds: m.ttl_seconds,
                                 refresh_on_read: m.refresh_on_read,
                                 superseded_by: m.superseded_by.clone(),
+                                written_by: String::new(),
                             },
                         )?;
                         let known: i64 = tx

@@ -26,11 +26,11 @@ use crate::error::Result;
 use crate::memory::{
     Cursor, Expect, Expiry, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo,
     NewMemory, Rows, SearchMode, added_event, apply_change, changed_event, check_expected,
-    check_supersede, grams, later_than, next_id, not_found, removed_event, timestamp,
+    check_supersede, grams, later_than, next_id, not_found, removed_event, timestamp, writer_name,
 };
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
-pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata::text, m.tags::text, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by";
+pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata::text, m.tags::text, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by, coalesce(nullif((SELECT e.actor FROM memory_events e WHERE e.memory_id = m.id ORDER BY e.seq DESC LIMIT 1), ''), 'local')";
 
 /// How often writes sweep expired memories, at most.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -135,6 +135,7 @@ pub(super) fn memory_from_row(r: &Row, first: usize) -> Result<Memory> {
             .and_then(|t| u64::try_from(t).ok()),
         refresh_on_read: r.try_get(first + 12).context(what)?,
         superseded_by: r.try_get(first + 13).context(what)?,
+        written_by: r.try_get(first + 14).context(what)?,
     })
 }
 
@@ -414,6 +415,7 @@ impl PgBackend {
                     ttl_seconds,
                     refresh_on_read: m.refresh_on_read && ttl_seconds.is_some(),
                     superseded_by: None,
+                    written_by: writer_name(writer),
                 };
                 set_model(tx, &memory)?;
                 let mut event = added_event(&memory, writer);
@@ -529,7 +531,8 @@ impl PgBackend {
             let stamp = next_stamp(tx)?;
             let old = select_by_id(tx, id)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
-            let new = apply_change(&old, change, stamp, later_than(&old.updated_at));
+            let mut new = apply_change(&old, change, stamp, later_than(&old.updated_at));
+            new.written_by = crate::memory::writer_name(writer);
             let grams = grams(&new.body);
             let text = indexed_text(&new.body, &grams);
             tx.execute(

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0007_memory_model",
         include_str!("../../../migrations/postgres/0007_memory_model.sql"),
     ),
+    (
+        8,
+        "0008_tokens",
+        include_str!("../../../migrations/postgres/0008_tokens.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

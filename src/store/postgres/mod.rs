@@ -25,6 +25,7 @@ mod pool;
 mod search;
 mod snapshot;
 mod tls;
+mod tokens;
 mod url;
 
 use std::path::Path;

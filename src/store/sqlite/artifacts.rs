@@ -195,6 +195,26 @@ impl Backend for SqliteBackend {
     ) -> Result<u32> {
         self.restore_snapshot_sql(file, staging, before_copy)
     }
+
+    fn create_token(&self, token: &crate::token::TokenRow) -> Result<()> {
+        self.create_token_sql(token)
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::token::TokenInfo>> {
+        self.tokens_sql()
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<crate::token::TokenInfo>> {
+        self.token_by_hash_sql(hash)
+    }
+
+    fn revoke_token(&self, name: &str) -> Result<bool> {
+        self.revoke_token_sql(name)
+    }
+
+    fn touch_token(&self, name: &str, at: &str) -> Result<()> {
+        self.touch_token_sql(name, at)
+    }
 }
 
 /// Whether the envelope stored under `digest` holds the same JSON as `envelope`. Only asked

@@ -17,11 +17,13 @@ use crate::memory::{
     NewMemory, Ranking, Rows, SearchMode, Statistics, check_expected, grams, later_than, next_id,
     not_found, timestamp,
 };
-use crate::memory::{added_event, apply_change, changed_event, check_supersede, removed_event};
+use crate::memory::{
+    added_event, apply_change, changed_event, check_supersede, removed_event, writer_name,
+};
 use crate::store::sqlite::errors::SqlContext;
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
-const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by";
+const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by, coalesce(nullif((SELECT e.actor FROM memory_events e WHERE e.memory_id = m.id ORDER BY e.seq DESC LIMIT 1), ''), 'local')";
 
 /// The memories no read shows at `?1` (now): expired or superseded.
 const HIDDEN: &str = "(expires_at IS NOT NULL AND expires_at <= ?1) OR superseded_by IS NOT NULL";
@@ -94,6 +96,7 @@ impl SqliteBackend {
                     ttl_seconds,
                     refresh_on_read: refresh,
                     superseded_by: None,
+                    written_by: writer_name(writer),
                 };
                 let mut event = added_event(&memory, writer);
                 if !m.supersedes.is_empty() {
@@ -209,7 +212,8 @@ impl SqliteBackend {
             let old = select_by_id(tx, id, &now)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
             let stamp = next_stamp(tx)?;
-            let new = apply_change(&old, change, stamp, later_than(&old.updated_at));
+            let mut new = apply_change(&old, change, stamp, later_than(&old.updated_at));
+            new.written_by = crate::memory::writer_name(writer);
             tx.prepare_cached(
                 "UPDATE memories SET body = ?1, grams = ?2, category = ?3, updated_at = ?4, version = ?5,
                      metadata = ?6, tags = ?7, expires_at = ?8, ttl_seconds = ?9, refresh_on_read = ?10
@@ -665,6 +669,7 @@ fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
             .and_then(|t| u64::try_from(t).ok()),
         refresh_on_read: r.get(first + 12)?,
         superseded_by: r.get(first + 13)?,
+        written_by: r.get(first + 14)?,
     })
 }
 

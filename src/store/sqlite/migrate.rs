@@ -36,6 +36,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_memory_model",
         include_str!("../../../migrations/0007_memory_model.sql"),
     ),
+    (
+        "0008_tokens",
+        include_str!("../../../migrations/0008_tokens.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

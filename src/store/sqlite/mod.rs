@@ -39,6 +39,7 @@ pub(crate) mod rank;
 pub(crate) mod snapshot;
 mod source;
 pub(crate) mod stamps;
+pub(crate) mod tokens;
 
 use std::fs;
 use std::io::ErrorKind;
