@@ -129,7 +129,7 @@ impl SignalForwarder {
 }
 
 /// How long a command stopped for a lost lock has between SIGTERM and SIGKILL. With the
-/// heartbeat's 5 s to notice, it keeps the stop inside the 10 s lease (README, "lock-delay").
+/// heartbeat's 5 s to notice, it keeps the stop inside the 10 s lease (GUIDE.md, "lock-delay").
 pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Stops the running command: see [`SignalForwarder::stopper`].

@@ -23,7 +23,7 @@ pub enum SnapshotCommand {
     /// Export a consistent snapshot while writers keep writing. PATH is a file, or a
     /// directory in which the snapshot is named <db name>-<UTC timestamp>.db (for a
     /// postgres:// database, its database name); or
-    /// s3://bucket/prefix/ (credentials and endpoint from AWS_* variables, see the README).
+    /// s3://bucket/prefix/ (credentials and endpoint from AWS_* variables, see GUIDE.md).
     Export {
         /// Where to write: a snapshot file, a directory to name it in, or s3://bucket/prefix/.
         #[arg(value_name = "PATH|s3://BUCKET/PREFIX/")]

@@ -13,7 +13,7 @@
 //! (`Busy`, retry) rather than kept. (File times come from the kernel's coarse clock, a tick
 //! of 1-4 ms: a writer that opened, committed, checkpointed and closed within the same tick as
 //! the previous close could go unseen — a window this fallback accepts, and the reason the
-//! README asks for read access to the `-shm` where it matters.)
+//! GUIDE.md asks for read access to the `-shm` where it matters.)
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
