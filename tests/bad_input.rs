@@ -1475,6 +1475,12 @@ fn serve_rows() -> Vec<Row> {
         ),
         Row::new(
             "serve",
+            "a URL where an address and port were expected",
+            ["serve", "--listen", "http://127.0.0.1:8787"],
+            2,
+        ),
+        Row::new(
+            "serve",
             "plain HTTP off loopback without --insecure-http",
             ["serve", "--listen", "0.0.0.0:0"],
             6,

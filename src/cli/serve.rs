@@ -14,7 +14,7 @@ use crate::mcp::http::ServeConfig;
 pub struct ServeArgs {
     /// Address and port to listen on; port 0 picks a free one (the address in use is printed
     /// on stderr). Any address but loopback needs tokens and --insecure-http.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8787")]
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8787", value_parser = parse_listen)]
     listen: SocketAddr,
     /// Refuse requests without a bearer token on loopback too.
     #[arg(long)]
@@ -77,4 +77,14 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<i32> {
         },
         reopen,
     )
+}
+
+/// `--listen`: an IP address and a port, as the socket is bound (no scheme, no host name, so
+/// what is served is never a surprise of name resolution).
+fn parse_listen(text: &str) -> std::result::Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an address and port; give an IP address and a port such as 127.0.0.1:8787 or [::1]:8787 (no scheme, no host name)"
+        )
+    })
 }

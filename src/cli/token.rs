@@ -80,7 +80,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<i32> {
                     "created_at": token.info.created_at,
                 }))?;
             } else {
-                print_text(&token.secret)?;
+                print_text(&format!("{}\n", token.secret))?;
                 notice(&format!(
                     "token {name:?} ({scope}, namespaces {}) created; it is shown only now, keep it in a secret store",
                     token.info.namespaces.join(", ")
