@@ -751,6 +751,12 @@ fn memory_model_rows() -> Vec<Row> {
         ),
         Row::new(
             "memory add",
+            "an expiry in the past (the memory would be invisible at once)",
+            ["memory", "add", "--expires-at", "2020-01-01T00:00:00Z", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
             "both --ttl and --expires-at",
             [
                 "memory",

@@ -98,7 +98,7 @@ pub fn an_expired_memory_is_gone_from_every_read_path_before_any_sweep(db: &Db) 
         db,
         &["--namespace", "n", "--ttl", "1h", "ephemeral-kept word"],
     );
-    let at = SystemTime::now() + Duration::from_secs(2);
+    let at = SystemTime::now() + Duration::from_secs(3);
     let gone = add(
         db,
         &[
@@ -1057,7 +1057,8 @@ pub fn expired_and_superseded_memories_do_not_count_in_the_ranking_statistics(db
         db,
         &["--supersedes", &hidden, "replacement note about lunch"],
     );
-    let at = SystemTime::now() + Duration::from_secs(1);
+    // Far enough ahead that a slow start of `add` still gives a future time.
+    let at = SystemTime::now() + Duration::from_secs(3);
     add(db, &["--expires-at", &rfc3339(at), "rare once more again"]);
     wait_past(at);
     assert_eq!(score(db), score(&plain));

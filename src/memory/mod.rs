@@ -161,6 +161,13 @@ impl Expiry {
                 shorten(text)
             ))
         })?;
+        // A past instant would store a memory no read can ever see: surely a mistake.
+        if at <= std::time::SystemTime::now() {
+            return Err(Error::Invalid(format!(
+                "expiry {:?} is in the past, so the memory would be invisible at once; give a future time (or `memory rm` to remove a memory now)",
+                shorten(text)
+            )));
+        }
         Ok(Expiry::At(timestamp(at)))
     }
 
