@@ -144,6 +144,32 @@ pub struct Collection {
     pub kept_pinned: u64,
 }
 
+impl Collection {
+    /// What removing `chosen` from a store holding `bytes_before` bytes does (or would do).
+    pub(crate) fn of(
+        chosen: &[Candidate],
+        bytes_before: u64,
+        dry_run: bool,
+        kept_pinned: u64,
+    ) -> Collection {
+        let freed = chosen.iter().map(|c| c.size).sum();
+        Collection {
+            removed: chosen
+                .iter()
+                .map(|c| Evicted {
+                    digest: c.digest.clone(),
+                    bytes: c.size,
+                })
+                .collect(),
+            freed,
+            bytes_before,
+            bytes_after: bytes_before.saturating_sub(freed),
+            dry_run,
+            kept_pinned,
+        }
+    }
+}
+
 /// How a collection is asked for.
 pub(crate) struct Request<'a> {
     /// The rules.

@@ -9,7 +9,7 @@ use postgres::GenericClient;
 
 use super::PgBackend;
 use super::errors::PgContext;
-use crate::artifact::cache::{CachePolicy, CacheStats, Candidate, Collection, Evicted, Plan};
+use crate::artifact::cache::{CachePolicy, CacheStats, Candidate, Collection, Plan};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::time::now_rfc3339;
@@ -213,20 +213,12 @@ pub(crate) fn collect(
             )
             .context(what)?;
     }
-    Ok(Some(Collection {
-        removed: chosen
-            .iter()
-            .map(|c| Evicted {
-                digest: c.digest.clone(),
-                bytes: c.size,
-            })
-            .collect(),
-        freed,
-        bytes_before: stats.bytes,
-        bytes_after: stats.bytes.saturating_sub(freed),
+    Ok(Some(Collection::of(
+        &chosen,
+        stats.bytes,
         dry_run,
         kept_pinned,
-    }))
+    )))
 }
 
 impl PgBackend {
