@@ -406,13 +406,16 @@ fn check_refresh(refresh: bool, expiry: Option<&Expiry>) -> Result<()> {
     Ok(())
 }
 
-/// The event of an add.
-pub(crate) fn added_event(m: &Memory, actor: &str) -> MemoryEvent {
+/// The event of an add, naming the memories it supersedes.
+pub(crate) fn added_event(m: &Memory, actor: &str, supersedes: &[String]) -> MemoryEvent {
     let mut changes = Map::new();
     for (field, value) in fields(m) {
         if !is_default(&value) {
             changes.insert(field.to_owned(), json!({"old": null, "new": value}));
         }
+    }
+    if !supersedes.is_empty() {
+        changes.insert("supersedes".into(), json!(supersedes));
     }
     MemoryEvent {
         memory_id: m.id.clone(),

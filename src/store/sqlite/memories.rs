@@ -98,13 +98,7 @@ impl SqliteBackend {
                     superseded_by: None,
                     written_by: writer_name(writer),
                 };
-                let mut event = added_event(&memory, writer);
-                if !m.supersedes.is_empty() {
-                    event
-                        .changes
-                        .insert("supersedes".into(), serde_json::json!(m.supersedes));
-                }
-                insert_event(tx, &event)?;
+                insert_event(tx, &added_event(&memory, writer, &m.supersedes))?;
                 for old_id in &m.supersedes {
                     let old = select_by_id(tx, old_id, &now)?.ok_or_else(|| not_found(old_id))?;
                     check_supersede(&old, &memory, m.expect)?;
