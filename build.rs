@@ -1,12 +1,84 @@
-//! Links the `modstate` binary as a position-dependent executable: a PIE of this size carries
-//! some 26,000 relative relocations that the dynamic loader applies at every start, which was
-//! a quarter of a one-shot `artifact get` (see BENCHMARKS.md, "A fast first byte"). Only the
-//! binary: the library, tests and benches link as usual.
+//! Links the `modstate` binary statically and position-dependent, when the C toolchain has
+//! the static C libraries (Debian's libc6-dev does): a one-shot `artifact get` then starts with
+//! no dynamic loader at all — no libc, libm and libgcc_s to map, no symbols to bind — and no
+//! relocations to apply (a PIE of this size carries some 26,000). That is more than half of
+//! what the process costs beyond `cat` (BENCHMARKS.md, "A fast first byte"). Only the binary:
+//! the library, tests and benches link as usual.
+//!
+//! rustc links the binary with `-Bdynamic -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc`, and a
+//! static C runtime (`-C target-feature=+crt-static`) cannot be asked for from here, nor from
+//! `.cargo/config.toml` without `--target` (it would reach the proc macros). But the linker
+//! looks for `-lNAME` directory by directory, and takes a `libNAME.a` it finds before any
+//! `libNAME.so` in a later directory: so a directory of links to the static archives, searched
+//! first, plus `-static -no-pie`, gives the same executable `+crt-static` does (libgcc_s's
+//! unwinder comes from its static twin, libgcc_eh). Without those archives, or when cross
+//! compiling, the binary is linked dynamically, still without PIE.
+//!
+//! A static glibc still reads /etc/nsswitch.conf: `files` and `dns` are built in, and other
+//! modules (`systemd`, `sss`, …) are loaded from the glibc the binary runs on, which must be
+//! the one it was built with — true of `cargo install` on the machine that runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The libraries rustc names for std and the libc crate on linux-gnu; `gcc_s` maps to
+/// `libgcc_eh.a`.
+const LIBS: [(&str, &str); 7] = [
+    ("gcc_s", "libgcc_eh.a"),
+    ("util", "libutil.a"),
+    ("rt", "librt.a"),
+    ("pthread", "libpthread.a"),
+    ("m", "libm.a"),
+    ("dl", "libdl.a"),
+    ("c", "libc.a"),
+];
 
 fn main() {
-    let target = std::env::var("TARGET").unwrap_or_default();
-    if target.contains("linux") {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
-    }
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=MODSTATE_LINK_DYNAMIC");
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let target = env("TARGET");
+    if !target.contains("linux") {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-no-pie");
+    let native = target == env("HOST") && target.ends_with("-linux-gnu");
+    if !native || std::env::var_os("MODSTATE_LINK_DYNAMIC").is_some() {
+        return;
+    }
+    let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".to_owned());
+    let Some(dir) = static_lib_dir(&linker, &PathBuf::from(env("OUT_DIR"))) else {
+        println!(
+            "cargo:warning=no static C libraries (libc.a, libgcc_eh.a) found by {linker}: the modstate binary is linked dynamically, which makes each process start slower (install libc6-dev)"
+        );
+        return;
+    };
+    // A search path for the binary alone (`rustc-link-search` would reach the test
+    // executables, which must keep the shared libraries); the linker applies `-L` to every
+    // `-l`, wherever it stands.
+    println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
+    println!("cargo:rustc-link-arg-bins=-static");
+}
+
+/// `OUT_DIR/static-libs`, holding `libNAME.a` links for every library in [`LIBS`], or `None`
+/// when the toolchain lacks one of them.
+fn static_lib_dir(linker: &str, out_dir: &Path) -> Option<PathBuf> {
+    let dir = out_dir.join("static-libs");
+    std::fs::create_dir_all(&dir).ok()?;
+    for (name, archive) in LIBS {
+        let found = Command::new(linker)
+            .arg(format!("-print-file-name={archive}"))
+            .output()
+            .ok()
+            .filter(|out| out.status.success())?;
+        let path = PathBuf::from(String::from_utf8(found.stdout).ok()?.trim());
+        // A toolchain without the file prints its bare name back.
+        if !path.is_absolute() || !path.is_file() {
+            return None;
+        }
+        let link = dir.join(format!("lib{name}.a"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&path, &link).ok()?;
+    }
+    Some(dir)
 }
