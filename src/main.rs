@@ -6,7 +6,8 @@
 //! ignored, so a closed pipe is an EPIPE error the command reports, not a silent death. The
 //! arguments are still read by `std::env::args` (glibc hands them to std at load time), and
 //! `std::process::exit` still flushes stdout. Lost: the "has overflowed its stack" message (a
-//! stack overflow is still stopped by the guard page).
+//! stack overflow is still stopped by the guard page). SQLite's memory statistics are turned off
+//! here too, while no thread can be using SQLite (`store::skip_memory_statistics`).
 //! (The unit-test build of this crate keeps the test harness's own `main`.)
 #![cfg_attr(not(test), no_main)]
 
@@ -16,9 +17,11 @@ mod mcp;
 #[cfg(not(test))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    // SAFETY: setting a signal's disposition to SIG_IGN, and configuring SQLite, before any
+    // thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        modstate::store::skip_memory_statistics();
     }
     std::process::exit(cli::main());
 }

@@ -30,6 +30,7 @@ pub use sqlite::SCHEMA_VERSION;
 pub use sqlite::canonical_db_path;
 pub(crate) use sqlite::errors::is_storage_failure;
 pub use sqlite::fts::fts5_query;
+pub use sqlite::skip_memory_statistics;
 pub(crate) use sqlite::snapshot::SnapshotFile;
 
 use postgres::PgBackend;

@@ -67,6 +67,22 @@ fn synchronous_pragma(sync: Synchronous) -> &'static str {
     }
 }
 
+/// Turns SQLite's memory statistics off for this process. With them on (the bundled build's
+/// default) every allocation and free takes a global mutex to count bytes, and a one-shot
+/// `artifact get` mostly allocates: the parsed schema, some thirty tables, indexes and
+/// triggers, is a tenth of that process's instructions with the counting. modstate reads no
+/// memory statistics and sets no heap limit (the two things they serve).
+///
+/// # Safety
+/// Call it before any thread uses SQLite: `sqlite3_config` is not thread-safe. After SQLite is
+/// initialised it is refused (the statistics stay on), which is harmless.
+pub unsafe fn skip_memory_statistics() {
+    // SAFETY: the caller guarantees no other thread is in SQLite; the option takes one int.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as libc::c_int);
+    }
+}
+
 /// One SQLite database: its connections, its lock directory and how it was opened.
 pub(crate) struct SqliteBackend {
     /// The path as the caller spelled it, for messages.
