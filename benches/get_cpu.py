@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU time (user + system, from wait4) of whole `modstate artifact get` processes against
-`cat` of the same envelope, in rounds: each round runs cat, then every candidate's get, in
-alternating order; prints p50 / p10-p90 and the median of the per-round get / cat ratios.
+`cat` of the same envelope, in rounds: each round runs every candidate's get, each right after
+a `cat` of its own, in alternating order; prints p50 / p10-p90 and the median of the paired
+get / cat ratios.
 
 usage: get_cpu.py ROUNDS FILE LABEL BIN DB DIGEST [LABEL BIN DB DIGEST ...]
 (issue 28's "fast first byte"; see BENCHMARKS.md)
@@ -37,9 +38,11 @@ def main():
     ratios = {c[0]: [] for c in cands}
     cat = []
     for i in range(rounds):
-        c_ms = cpu_ms(["cat", catf], env)
-        cat.append(c_ms)
         for c in cands if i % 2 == 0 else cands[::-1]:
+            # Each get is paired with a cat run just before it, so that a candidate's place
+            # in the round (the load changes from one process to the next) does not bias it.
+            c_ms = cpu_ms(["cat", catf], env)
+            cat.append(c_ms)
             g = cpu_ms(get(c), env)
             times[c[0]].append(g)
             ratios[c[0]].append(g / c_ms)
