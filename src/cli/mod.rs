@@ -523,6 +523,7 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::LockLost(_) => 8,
         Error::Superseded { .. } => 4,
         Error::Denied(_) => 6,
+        Error::Embedder(_) => 1,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }
