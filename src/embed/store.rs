@@ -36,9 +36,8 @@ impl Store {
         if memories.is_empty() {
             return Ok(0);
         }
-        let model = embedder.model_id()?;
         let texts: Vec<&str> = memories.iter().map(|m| m.body.as_str()).collect();
-        let vectors = vectors_of(embedder, &model, &texts, Kind::Passage)?;
+        let (model, vectors) = vectors_of(embedder, &texts, Kind::Passage)?;
         let rows: Vec<(String, u64, Vec<f32>)> = memories
             .iter()
             .zip(vectors)
@@ -76,7 +75,12 @@ impl Store {
             };
             after = Some(last.0.clone());
             let texts: Vec<&str> = rows.iter().map(|(_, _, body)| body.as_str()).collect();
-            let vectors = vectors_of(embedder, &model, &texts, Kind::Passage)?;
+            let (now, vectors) = vectors_of(embedder, &texts, Kind::Passage)?;
+            if now != model {
+                return Err(Error::Embedder(format!(
+                    "the embedder's model changed from {model} to {now} during the run; run it again"
+                )));
+            }
             let rows: Vec<(String, u64, Vec<f32>)> = rows
                 .into_iter()
                 .zip(vectors)
@@ -100,15 +104,18 @@ impl Store {
     }
 }
 
-/// The embedder's vectors of `texts`, checked (one per text, of the model's dimension, finite
-/// and not zero) and quantised as stored, so every engine compares the same values.
+/// The embedder's model id and its vectors of `texts`, checked (one per text, of the model's
+/// dimension, finite and not zero) and quantised as stored, so every engine compares the same
+/// values. The texts are embedded first, so a remote embedder learns its dimension from this
+/// answer instead of a separate request.
 pub(crate) fn vectors_of(
     embedder: &dyn Embedder,
-    model: &str,
     texts: &[&str],
     kind: Kind,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(String, Vec<Vec<f32>>)> {
     let vectors = embedder.embed(texts, kind)?;
+    let model = embedder.model_id()?;
+    let model = model.as_str();
     if vectors.len() != texts.len() {
         return Err(Error::Embedder(format!(
             "the embedder answered {} vectors for {} texts",
@@ -117,7 +124,7 @@ pub(crate) fn vectors_of(
         )));
     }
     let dimension = dimension_of(model);
-    vectors
+    let vectors = vectors
         .iter()
         .map(|v| {
             if dimension.is_some_and(|d| d != v.len()) {
@@ -131,7 +138,8 @@ pub(crate) fn vectors_of(
                 .map(|q| q.to_f32())
                 .map_err(|e| Error::Embedder(format!("the embedder answered a bad vector: {e}")))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((model.to_owned(), vectors))
 }
 
 /// The dimension a model id names (`name@384`).

@@ -143,7 +143,19 @@ impl Store {
                 .collect();
             return Ok(Recalled { page, why });
         };
-        let model = embedder.model_id()?;
+        // The first page embeds the query (which tells a remote embedder its model id); later
+        // pages carry the vector and only need the id.
+        let fresh = match filter.cursor {
+            None => {
+                let (model, mut vectors) = vectors_of(embedder, &[query], TextKind::Query)?;
+                Some((model, Quantized::of(&vectors.pop().unwrap_or_default())?))
+            }
+            Some(_) => None,
+        };
+        let model = match &fresh {
+            Some((model, _)) => model.clone(),
+            None => embedder.model_id()?,
+        };
         let category = category_key(filter);
         let where_text = where_key(filter);
         let print = fingerprint(&[
@@ -160,13 +172,10 @@ impl Store {
             .as_deref()
             .map(|token| Cursor::decode(token, Kind::Search, &[print]))
             .transpose()?;
-        let vector = match cursor.as_ref().map(|c| c.query.clone()) {
-            Some(Some(vector)) => vector,
-            Some(None) => return Err(not_this_search()),
-            None => {
-                let mut vectors = vectors_of(embedder, &model, &[query], TextKind::Query)?;
-                Quantized::of(&vectors.pop().unwrap_or_default())?
-            }
+        let vector = match (fresh, cursor.as_ref().map(|c| c.query.clone())) {
+            (Some((_, vector)), _) => vector,
+            (None, Some(Some(vector))) => vector,
+            (None, _) => return Err(not_this_search()),
         };
         let values = vector.to_f32();
         let (mut hits, snapshot, generation, fusion, why) = match mode {
