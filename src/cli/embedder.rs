@@ -39,6 +39,13 @@ impl EmbedderArgs {
         let token = std::env::var(TOKEN_ENV).ok();
         OpenAi::new(url, self.embedder_model.as_deref(), token).map(Some)
     }
+
+    /// The configured embedder, shared by a server's requests.
+    pub fn shared(&self) -> Result<Option<std::sync::Arc<dyn Embedder>>> {
+        Ok(self
+            .embedder()?
+            .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn Embedder>))
+    }
 }
 
 /// Stores the vectors of memories just written. A failing embedder never fails the command:
