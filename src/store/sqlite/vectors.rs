@@ -451,4 +451,54 @@ mod tests {
             assert_eq!(paged(&store, &filter, Some(1)), whole, "{namespace:?}");
         }
     }
+
+    #[test]
+    fn hybrid_pages_past_the_fusion_depth_stay_exact_while_shown_memories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("h.db"), Options::default()).unwrap();
+        let memories: Vec<NewMemory> = (0..1300)
+            .map(|i| NewMemory {
+                body: format!("note {} on topic {} and {}", i % 23, i % 7, i % 11),
+                ..NewMemory::default()
+            })
+            .collect();
+        let added = store.add_memories(memories).unwrap();
+        store.embed_memories(&Letters, &added).unwrap();
+        let query = "topic 3 and 5";
+        let search = |filter: &MemoryFilter| {
+            store
+                .recall_page(query, filter, Mode::Hybrid, Some(&Letters))
+                .unwrap()
+                .page
+                .page
+        };
+        let whole: Vec<String> = search(&MemoryFilter::default())
+            .items
+            .iter()
+            .map(|h| h.memory.id.clone())
+            .collect();
+        assert!(whole.len() > crate::memory::DEPTH, "{}", whole.len());
+        let mut filter = MemoryFilter {
+            limit: Some(150),
+            ..MemoryFilter::default()
+        };
+        let mut shown = Vec::new();
+        loop {
+            let page = search(&filter);
+            for hit in &page.items {
+                shown.push(hit.memory.id.clone());
+            }
+            // Everything shown goes: every rank after it moves up.
+            for hit in page.items.iter().take(100) {
+                store
+                    .delete_memory(&hit.memory.id, crate::Expect::default())
+                    .unwrap();
+            }
+            match page.next_cursor {
+                Some(next) => filter.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(shown, whole);
+    }
 }
