@@ -1,0 +1,504 @@
+//! Memory vectors in SQLite (`migrations/0009_memory_vectors.sql`): stored quantised to int8,
+//! searched exactly — every vector of the model that passes the filter is scored in Rust and
+//! the best kept — so the answer is the true k-nearest, and paging continues it exactly.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::time::SystemTime;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params, params_from_iter};
+
+use super::SqliteBackend;
+use super::memories::{COLUMNS, envelope_generation, memory_from_row, push_filter};
+use super::stamps::counter;
+use crate::embed::Quantized;
+use crate::error::Result;
+use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
+use crate::store::sqlite::errors::SqlContext;
+
+impl SqliteBackend {
+    pub(crate) fn put_vectors_sql(
+        &self,
+        model: &str,
+        rows: &[(String, u64, Vec<f32>)],
+    ) -> Result<usize> {
+        let mut quantised = Vec::with_capacity(rows.len());
+        for (id, version, vector) in rows {
+            quantised.push((id, *version, Quantized::of(vector)?.to_bytes()));
+        }
+        self.write("storing memory vectors", |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
+                     SELECT seq, ?1, version, ?2 FROM memories WHERE id = ?3 AND version = ?4",
+                )
+                .context("storing memory vectors")?;
+            let mut stored = 0;
+            for (id, version, bytes) in &quantised {
+                stored += stmt
+                    .execute(params![
+                        model,
+                        bytes,
+                        id,
+                        i64::try_from(*version).unwrap_or(i64::MAX)
+                    ])
+                    .context("storing memory vectors")?;
+            }
+            Ok(stored)
+        })
+    }
+
+    pub(crate) fn unembedded_sql(
+        &self,
+        model: &str,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>> {
+        let now = timestamp(SystemTime::now());
+        let mut sql = "SELECT m.id, m.version, m.body FROM memories m
+             WHERE (m.expires_at IS NULL OR m.expires_at > ?)
+               AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.model = ? AND v.seq = m.seq)"
+            .to_owned();
+        let mut args = vec![Value::Text(now), Value::Text(model.to_owned())];
+        if let Some(namespace) = namespace {
+            sql.push_str(" AND m.namespace = ?");
+            args.push(Value::Text(namespace.to_owned()));
+        }
+        if let Some(after) = after {
+            sql.push_str(" AND m.id > ?");
+            args.push(Value::Text(after.to_owned()));
+        }
+        sql.push_str(" ORDER BY m.id LIMIT ?");
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .context("finding memories without vectors")?;
+            stmt.query_map(params_from_iter(args), |r| {
+                let version: i64 = r.get(1)?;
+                Ok((r.get(0)?, u64::try_from(version).unwrap_or(0), r.get(2)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .context("finding memories without vectors")
+        })
+    }
+
+    pub(crate) fn vector_coverage_sql(&self, model: &str) -> Result<(u64, u64)> {
+        let now = timestamp(SystemTime::now());
+        self.read(|conn| {
+            let (with, all): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT count(v.seq), count(*) FROM memories m
+                     LEFT JOIN memory_vectors v ON v.model = ?1 AND v.seq = m.seq
+                     WHERE m.expires_at IS NULL OR m.expires_at > ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![model, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
+                .context("counting memory vectors")?;
+            let with = u64::try_from(with).unwrap_or(0);
+            Ok((with, u64::try_from(all).unwrap_or(0).saturating_sub(with)))
+        })
+    }
+
+    pub(crate) fn nearest_memories_sql(
+        &self,
+        model: &str,
+        query: &[f32],
+        filter: &MemoryFilter,
+        cursor: Option<&Cursor>,
+    ) -> Result<Rows<Hit>> {
+        let query = Quantized::of(query)?;
+        let mut sql =
+            "SELECT m.seq, m.id, v.vector FROM memory_vectors v JOIN memories m ON m.seq = v.seq
+             WHERE v.model = ?"
+                .to_owned();
+        let mut args = vec![Value::Text(model.to_owned())];
+        push_filter(&mut sql, &mut args, filter, &timestamp(SystemTime::now()));
+        if let Some(cursor) = cursor {
+            sql.push_str(" AND m.version <= ?");
+            args.push(Value::Integer(
+                i64::try_from(cursor.snapshot).unwrap_or(i64::MAX),
+            ));
+        }
+        let wanted = filter.limit.map(|n| n.saturating_add(1));
+        let now = timestamp(SystemTime::now());
+        self.read(|conn| {
+            let tx = conn
+                .unchecked_transaction()
+                .context("searching memory vectors")?;
+            let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
+            let generation = envelope_generation(&tx, filter)?;
+            let found = match wanted {
+                Some(n) => best_first(&tx, model, &query, filter, cursor, n, &now)?,
+                None => None,
+            };
+            let winners = match found {
+                Some(winners) => winners,
+                None => scan_all(&tx, &sql, args, &query, cursor, wanted)?,
+            };
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM memories m
+                     LEFT JOIN memory_namespaces n ON n.namespace = m.namespace WHERE m.seq = ?1"
+                ))
+                .context("searching memory vectors")?;
+            let mut hits = Vec::with_capacity(winners.len());
+            for w in winners {
+                let memory = stmt
+                    .query_row([w.seq], |r| memory_from_row(r, 0))
+                    .context("searching memory vectors")?;
+                hits.push(Hit {
+                    memory,
+                    score: w.score,
+                });
+            }
+            Ok(Rows {
+                rows: hits,
+                snapshot,
+                generation,
+                statistics: None,
+            })
+        })
+    }
+}
+
+/// Every vector of the model that passes the filter (read joined with its memory), scored; the
+/// best `wanted` after the cursor (all without a limit), best first.
+fn scan_all(
+    tx: &Connection,
+    sql: &str,
+    args: Vec<Value>,
+    query: &Quantized,
+    cursor: Option<&Cursor>,
+    wanted: Option<usize>,
+) -> Result<Vec<Scored>> {
+    // The best `wanted` after the cursor, kept in a heap whose top is the worst kept.
+    let mut best: BinaryHeap<Scored> = BinaryHeap::new();
+    {
+        let mut stmt = tx.prepare_cached(sql).context("searching memory vectors")?;
+        let mut rows = stmt
+            .query(params_from_iter(args))
+            .context("searching memory vectors")?;
+        while let Some(row) = rows.next().context("searching memory vectors")? {
+            let bytes = row
+                .get_ref(2)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .context("searching memory vectors")?;
+            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+                continue;
+            };
+            let score = crate::embed::vector::similarity_bytes(
+                &query.values,
+                query.scale,
+                values,
+                f32::from_le_bytes(*scale),
+            );
+            let id: String = row.get(1).context("searching memory vectors")?;
+            if let Some(c) = cursor
+                && !(score < c.score || (score == c.score && id < c.id))
+            {
+                continue;
+            }
+            let scored = Scored {
+                score,
+                id,
+                seq: row.get(0).context("searching memory vectors")?,
+            };
+            match wanted {
+                Some(n) if best.len() >= n => {
+                    if let Some(worst) = best.peek()
+                        && scored < *worst
+                    {
+                        best.pop();
+                        best.push(scored);
+                    }
+                }
+                _ => best.push(scored),
+            }
+        }
+    }
+    let mut winners = best.into_sorted_vec();
+    winners.truncate(wanted.unwrap_or(usize::MAX));
+    Ok(winners)
+}
+
+/// The fast way to the best `wanted`: score every vector of the model straight from its table
+/// (no join: one sequential read of 388-byte rows), keep the best few times `wanted`, then
+/// check only those against the filter. `None` when too few of them pass to be sure of the
+/// answer (a narrow filter): the caller then scans with the filter.
+///
+/// Exact: every vector scoring above the best one left out is kept, so if at least `wanted`
+/// of those pass the filter, they are the answer.
+fn best_first(
+    tx: &Connection,
+    model: &str,
+    query: &Quantized,
+    filter: &MemoryFilter,
+    cursor: Option<&Cursor>,
+    wanted: usize,
+    now: &str,
+) -> Result<Option<Vec<Scored>>> {
+    let what = "searching memory vectors";
+    let keep = wanted.saturating_mul(8).max(64);
+    let mut best: BinaryHeap<(Reverse<OrderedScore>, i64)> = BinaryHeap::new();
+    let mut left_out = f64::NEG_INFINITY;
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT seq, vector FROM memory_vectors WHERE model = ?1")
+            .context(what)?;
+        let mut rows = stmt.query([model]).context(what)?;
+        while let Some(row) = rows.next().context(what)? {
+            let bytes = row
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .context(what)?;
+            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+                continue;
+            };
+            let score = crate::embed::vector::similarity_bytes(
+                &query.values,
+                query.scale,
+                values,
+                f32::from_le_bytes(*scale),
+            );
+            // Before the cursor: shown already (a tie is settled by id below).
+            if cursor.is_some_and(|c| score > c.score) {
+                continue;
+            }
+            let seq: i64 = row.get(0).context(what)?;
+            best.push((Reverse(OrderedScore(score)), seq));
+            if best.len() > keep
+                && let Some((Reverse(OrderedScore(dropped)), _)) = best.pop()
+            {
+                left_out = left_out.max(dropped);
+            }
+        }
+    }
+    let candidates: Vec<(f64, i64)> = best
+        .into_iter()
+        .map(|(Reverse(OrderedScore(score)), seq)| (score, seq))
+        .filter(|(score, _)| *score > left_out)
+        .collect();
+    let seqs: Vec<String> = candidates.iter().map(|(_, seq)| seq.to_string()).collect();
+    let mut sql =
+        "SELECT m.seq, m.id FROM memories m WHERE m.seq IN (SELECT value FROM json_each(?))"
+            .to_owned();
+    let mut args = vec![Value::Text(format!("[{}]", seqs.join(",")))];
+    push_filter(&mut sql, &mut args, filter, now);
+    if let Some(cursor) = cursor {
+        sql.push_str(" AND m.version <= ?");
+        args.push(Value::Integer(
+            i64::try_from(cursor.snapshot).unwrap_or(i64::MAX),
+        ));
+    }
+    let passing: std::collections::HashMap<i64, String> = tx
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+        })
+        .context(what)?;
+    let mut winners: Vec<Scored> = candidates
+        .into_iter()
+        .filter_map(|(score, seq)| {
+            let id = passing.get(&seq)?.clone();
+            match cursor {
+                Some(c) if score == c.score && id >= c.id => None,
+                _ => Some(Scored { score, id, seq }),
+            }
+        })
+        .collect();
+    winners.sort();
+    if winners.len() < wanted && left_out > f64::NEG_INFINITY {
+        return Ok(None);
+    }
+    winners.truncate(wanted);
+    Ok(Some(winners))
+}
+
+/// A similarity ordered by `total_cmp`, for the heap.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct OrderedScore(f64);
+
+impl Eq for OrderedScore {}
+
+impl Ord for OrderedScore {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl PartialOrd for OrderedScore {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A candidate: ordered best first (higher score, then larger id), so the heap's greatest
+/// element is the *worst* kept and `into_sorted_vec` lists the best first.
+#[derive(Debug)]
+struct Scored {
+    score: f64,
+    id: String,
+    seq: i64,
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Scored {}
+
+#[cfg(test)]
+mod tests {
+    use crate::embed::{Embedder, Kind};
+    use crate::memory::{MemoryFilter, Mode, NewMemory};
+    use crate::store::{Options, Store};
+
+    /// Vectors from the text's bytes: many near-equal memories, a few namespaces.
+    struct Letters;
+
+    impl Embedder for Letters {
+        fn model_id(&self) -> crate::Result<String> {
+            Ok("letters@8".into())
+        }
+
+        fn embed(&self, texts: &[&str], _kind: Kind) -> crate::Result<Vec<Vec<f32>>> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.1f32; 8];
+                    for (i, b) in t.bytes().enumerate() {
+                        v[(i + usize::from(b)) % 8] += f32::from(b % 7);
+                    }
+                    v
+                })
+                .collect())
+        }
+    }
+
+    /// Pages of `limit` through a semantic search, every id in order.
+    fn paged(store: &Store, filter: &MemoryFilter, limit: Option<usize>) -> Vec<String> {
+        let mut filter = MemoryFilter {
+            limit,
+            ..filter.clone()
+        };
+        let mut ids = Vec::new();
+        loop {
+            let page = store
+                .recall_page("query text", &filter, Mode::Semantic, Some(&Letters))
+                .unwrap()
+                .page
+                .page;
+            ids.extend(page.items.iter().map(|h| h.memory.id.clone()));
+            match page.next_cursor {
+                Some(next) => filter.cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_and_the_filtered_scan_page_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("v.db"), Options::default()).unwrap();
+        let memories: Vec<NewMemory> = (0..300)
+            .map(|i| NewMemory {
+                namespace: if i % 50 == 0 { "rare" } else { "common" }.into(),
+                body: format!("memory {} about {}", i % 17, i % 5),
+                ..NewMemory::default()
+            })
+            .collect();
+        let added = store.add_memories(memories).unwrap();
+        assert_eq!(store.embed_memories(&Letters, &added).unwrap(), 300);
+        for namespace in [None, Some("common"), Some("rare")] {
+            let filter = MemoryFilter {
+                namespace: namespace.map(str::to_owned),
+                ..MemoryFilter::default()
+            };
+            // No limit: the filtered scan of every vector; pages of 7: the fast path, which
+            // falls back to the scan for the narrow namespace.
+            let whole = paged(&store, &filter, None);
+            let expected = if namespace == Some("rare") {
+                6
+            } else if namespace.is_some() {
+                294
+            } else {
+                300
+            };
+            assert_eq!(whole.len(), expected);
+            assert_eq!(paged(&store, &filter, Some(7)), whole, "{namespace:?}");
+            assert_eq!(paged(&store, &filter, Some(1)), whole, "{namespace:?}");
+        }
+    }
+
+    #[test]
+    fn hybrid_pages_past_the_fusion_depth_stay_exact_while_shown_memories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("h.db"), Options::default()).unwrap();
+        let memories: Vec<NewMemory> = (0..1300)
+            .map(|i| NewMemory {
+                body: format!("note {} on topic {} and {}", i % 23, i % 7, i % 11),
+                ..NewMemory::default()
+            })
+            .collect();
+        let added = store.add_memories(memories).unwrap();
+        store.embed_memories(&Letters, &added).unwrap();
+        let query = "topic 3 and 5";
+        let search = |filter: &MemoryFilter| {
+            store
+                .recall_page(query, filter, Mode::Hybrid, Some(&Letters))
+                .unwrap()
+                .page
+                .page
+        };
+        let whole: Vec<String> = search(&MemoryFilter::default())
+            .items
+            .iter()
+            .map(|h| h.memory.id.clone())
+            .collect();
+        assert!(whole.len() > crate::memory::DEPTH, "{}", whole.len());
+        let mut filter = MemoryFilter {
+            limit: Some(150),
+            ..MemoryFilter::default()
+        };
+        let mut shown = Vec::new();
+        loop {
+            let page = search(&filter);
+            for hit in &page.items {
+                shown.push(hit.memory.id.clone());
+            }
+            // Everything shown goes: every rank after it moves up.
+            for hit in page.items.iter().take(100) {
+                store
+                    .delete_memory(&hit.memory.id, crate::Expect::default())
+                    .unwrap();
+            }
+            match page.next_cursor {
+                Some(next) => filter.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(shown, whole);
+    }
+}
