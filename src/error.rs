@@ -97,6 +97,12 @@ pub enum Error {
     /// scope read. Nothing was read or written.
     #[error("{0}")]
     Denied(String),
+
+    /// The embedding model failed: unreachable, slower than its timeout, or its answer is not
+    /// vectors of the model's dimension. Writes are not affected (the memory is stored
+    /// without a vector); a search that needs the model fails with this.
+    #[error("embedder: {0}")]
+    Embedder(String),
 }
 
 impl Error {

@@ -44,6 +44,7 @@ pub mod artifact;
 pub mod atomic;
 pub mod digest;
 pub mod dirs;
+pub mod embed;
 pub mod error;
 pub mod lock;
 pub mod lockfile;

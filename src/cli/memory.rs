@@ -14,6 +14,13 @@ use serde_json::json;
 use modstate::memory::{Expiry, MemoryChange, Where, check_id, check_label, parse_metadata};
 use modstate::{Error, Expect, Memory, MemoryFilter, NewMemory, Page, Result, Store};
 
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use modstate::embed::{EmbedProgress, Embedder, OpenAi};
+use modstate::memory::Mode;
+
+use super::embedder::embed_written;
 use super::input::read_limited;
 use super::{Context, Table, notice, print_json, print_text, quiet};
 
@@ -80,6 +87,26 @@ pub enum MemoryCommand {
         /// Most memories printed.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// keyword (shared words), semantic (meaning: nearest vectors of the --embedder's
+        /// model) or hybrid (both, by reciprocal-rank fusion with ranks frozen at the first
+        /// page). [default: hybrid with an --embedder, keyword without]
+        #[arg(long, value_name = "MODE", value_parser = ["keyword", "semantic", "hybrid"])]
+        mode: Option<String>,
+        /// Print JSON (as --json) giving each memory a `why`: its keyword score and rank, similarity and
+        /// rank, and fused score.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Compute the vectors of memories that lack one for the --embedder's model (after the
+    /// embedder was down, an import, or a change of model), in batches of one transaction
+    /// each; stop it any time and run it again to go on.
+    Embed {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Memories per batch (one request to the embedder, one transaction).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
     },
     /// Change a memory: its text, category, metadata, tags or expiry (what is not given stays).
     Update {
@@ -285,7 +312,10 @@ pub fn run(ctx: &Context, cmd: MemoryCommand) -> Result<i32> {
             query,
             filter,
             limit,
-        } => search(ctx, &query, filter, limit),
+            mode,
+            explain,
+        } => search(ctx, &query, filter, limit, mode.as_deref(), explain),
+        MemoryCommand::Embed { namespace, batch } => embed(ctx, namespace.as_deref(), batch),
         MemoryCommand::Update {
             id,
             text,
@@ -335,6 +365,7 @@ fn add(
 ) -> Result<()> {
     let expiry = model.expiry()?;
     let metadata = model.metadata()?.unwrap_or_default();
+    let embedder = ctx.embedder.embedder()?;
     let store = open_writing(ctx)?;
     let body = read_text(&store, text)?;
     let mut added = store.add_memories([NewMemory {
@@ -351,6 +382,7 @@ fn add(
     let memory = added
         .pop()
         .ok_or_else(|| Error::Invalid("no memory was given to add".into()))?;
+    embed_written(&store, as_dyn(&embedder), std::slice::from_ref(&memory));
     if ctx.json {
         print_json(&memory)
     } else {
@@ -383,10 +415,33 @@ fn ls(ctx: &Context, filter: FilterArgs, limit: usize) -> Result<()> {
     Ok(())
 }
 
-fn search(ctx: &Context, query: &str, filter: FilterArgs, limit: usize) -> Result<()> {
+fn search(
+    ctx: &Context,
+    query: &str,
+    filter: FilterArgs,
+    limit: usize,
+    mode: Option<&str>,
+    explain: bool,
+) -> Result<()> {
     let filter = filter.with_limit(limit)?;
+    let embedder = ctx.embedder.embedder()?;
+    let mode = match (mode, &embedder) {
+        (Some(mode), _) => Mode::parse(mode)?,
+        (None, Some(_)) => Mode::Hybrid,
+        (None, None) => Mode::Keyword,
+    };
+    if mode != Mode::Keyword && embedder.is_none() {
+        return Err(Error::Invalid(format!(
+            "--mode {} needs an embedding server; pass --embedder URL (or set MODSTATE_EMBEDDER), or use --mode keyword",
+            mode.name()
+        )));
+    }
     let store = ctx.open_existing()?;
-    let page = store.search_page(query, &filter)?;
+    let recalled = store.recall_page(query, &filter, mode, as_dyn(&embedder))?;
+    if explain {
+        return print_json(&recalled.explained());
+    }
+    let page = recalled.page;
     if let Some(note) = &page.note {
         notice(note);
     }
@@ -421,6 +476,7 @@ fn update(
     } else {
         Some(model.tag.clone())
     };
+    let embedder = ctx.embedder.embedder()?;
     let store = open_writing(ctx)?;
     let body = text.map(|t| read_text(&store, t)).transpose()?;
     let change = MemoryChange {
@@ -436,8 +492,70 @@ fn update(
             "nothing to change; give a new text, --category, --metadata, --tag, --ttl, --expires-at or --no-expiry".into(),
         ));
     }
+    let text_changed = change.body.is_some();
     let memory = store.change_memory(id, change, expect.into())?;
+    if text_changed {
+        embed_written(&store, as_dyn(&embedder), std::slice::from_ref(&memory));
+    }
     print_memory(ctx, &memory)
+}
+
+/// `memory embed`: fills in missing vectors, with a progress bar on a terminal.
+fn embed(ctx: &Context, namespace: Option<&str>, batch: usize) -> Result<()> {
+    let embedder = ctx.embedder.embedder()?.ok_or_else(|| {
+        Error::Invalid(
+            "memory embed needs an embedding server; pass --embedder URL (or set MODSTATE_EMBEDDER)".into(),
+        )
+    })?;
+    if batch == 0 {
+        return Err(Error::Invalid(
+            "--batch 0 embeds nothing; give at least 1".into(),
+        ));
+    }
+    if let Some(namespace) = namespace {
+        check_label("namespace", namespace)?;
+    }
+    let store = open_writing(ctx)?;
+    let terminal = std::io::stderr().is_terminal() && !quiet();
+    let bar: std::cell::OnceCell<ProgressBar> = std::cell::OnceCell::new();
+    let done = store.embed_missing(&embedder, namespace, batch, &mut |p: EmbedProgress| {
+        if terminal {
+            let bar = bar.get_or_init(|| {
+                let bar = ProgressBar::new(p.missing);
+                if let Ok(style) = ProgressStyle::with_template(
+                    "embedding [{bar:40}] {pos}/{len} ({per_sec}, {eta})",
+                ) {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar
+            });
+            bar.set_position(p.embedded);
+        }
+    });
+    if let Some(bar) = bar.get() {
+        bar.finish_and_clear();
+    }
+    let done = done?;
+    let coverage = store.vector_coverage(&embedder)?;
+    if ctx.json {
+        return print_json(&json!({
+            "embedded": done.embedded,
+            "model": coverage.model,
+            "missing": coverage.missing,
+        }));
+    }
+    if !quiet() {
+        notice(&format!(
+            "embedded {} memories with {}; {} still lack a vector",
+            done.embedded, coverage.model, coverage.missing
+        ));
+    }
+    Ok(())
+}
+
+/// The embedder as the library takes it.
+fn as_dyn(embedder: &Option<OpenAi>) -> Option<&dyn Embedder> {
+    embedder.as_ref().map(|e| e as &dyn Embedder)
 }
 
 fn history(ctx: &Context, id: Option<String>, command: Option<HistoryCommand>) -> Result<()> {

@@ -6,6 +6,7 @@ mod argv;
 mod artifact;
 mod batch;
 mod child;
+mod embedder;
 mod global;
 mod help;
 mod input;
@@ -47,6 +48,9 @@ pub struct Cli {
     /// Also say which database is used and why, its backend, and why `resolve` skipped a file.
     #[arg(short, long, global = true)]
     verbose: bool,
+
+    #[command(flatten)]
+    embedder: embedder::EmbedderArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -171,6 +175,8 @@ pub struct Context {
     created: std::cell::RefCell<Option<String>>,
     /// `--fence KEY=TOKEN`: every write of the command carries it.
     pub fence: Option<modstate::lock::Fence>,
+    /// `--embedder URL` and `--embedder-model NAME`.
+    pub embedder: embedder::EmbedderArgs,
 }
 
 impl Context {
@@ -341,6 +347,7 @@ fn run() -> i32 {
             synchronous: resolved.synchronous,
             created: std::cell::RefCell::new(None),
             fence: None,
+            embedder: embedder::EmbedderArgs::default(),
         };
         return match artifact::run(&ctx, artifact::ArtifactCommand::Get { digest }) {
             Ok(code) => code,
@@ -400,6 +407,7 @@ fn run() -> i32 {
         synchronous: resolved.synchronous,
         created: std::cell::RefCell::new(None),
         fence,
+        embedder: cli.embedder,
     };
     match command.run(&ctx) {
         Ok(code) => {
@@ -523,6 +531,7 @@ pub fn exit_code(error: &Error) -> i32 {
         Error::LockLost(_) => 8,
         Error::Superseded { .. } => 4,
         Error::Denied(_) => 6,
+        Error::Embedder(_) => 1,
         // A kind added to the library later: a failure like any other.
         _ => 1,
     }

@@ -23,7 +23,9 @@
 
 use uuid::Uuid;
 
+use super::fusion::{Fusion, Ranks};
 use super::rank::Statistics;
+use crate::embed::Quantized;
 use crate::error::{Error, Result};
 
 /// What a cursor pages through.
@@ -54,6 +56,11 @@ pub struct Cursor {
     pub id: String,
     /// A ranked search's statistics as of its first page.
     pub statistics: Option<Statistics>,
+    /// A semantic or hybrid search's query vector, as computed for its first page (later
+    /// pages compare with exactly these values, without asking the embedder again).
+    pub query: Option<Quantized>,
+    /// A hybrid search's rank scales, frozen at its first page (see `fusion.rs`).
+    pub fusion: Option<Fusion>,
 }
 
 impl Cursor {
@@ -74,6 +81,22 @@ impl Cursor {
                 s.memories,
                 s.tokens,
                 frequencies.join(",")
+            ));
+        }
+        // Tagged with letters that are not hex digits, so they never read as statistics.
+        if let Some(q) = &self.query {
+            let bytes: String = q
+                .values
+                .iter()
+                .map(|&v| format!("{:02x}", v as u8))
+                .collect();
+            text.push_str(&format!(".q{:x}:{bytes}", q.scale.to_bits()));
+        }
+        if let Some(f) = &self.fusion {
+            text.push_str(&format!(
+                ".r{}.s{}",
+                scores(&f.keyword),
+                scores(&f.semantic)
             ));
         }
         text.bytes().map(|b| format!("{b:02x}")).collect()
@@ -125,7 +148,9 @@ fn parse(token: &str) -> Option<Cursor> {
     let fingerprint = u64::from_str_radix(fields.next()?, 16).ok()?;
     let score = f64::from_bits(u64::from_str_radix(fields.next()?, 16).ok()?);
     let id = fields.next()?;
-    let statistics = match fields.next() {
+    let mut fields = fields.peekable();
+    let tagged = |f: &&str| f.starts_with(['q', 'r', 's']);
+    let statistics = match fields.next_if(|f| !tagged(f)) {
         None => None,
         Some(memories) => Some(Statistics {
             memories: u64::from_str_radix(memories, 16).ok()?,
@@ -138,6 +163,35 @@ fn parse(token: &str) -> Option<Cursor> {
                 .collect::<Option<Vec<u64>>>()?,
         }),
     };
+    let query = match fields.next_if(|f| f.starts_with('q')) {
+        None => None,
+        Some(field) => {
+            let (scale, bytes) = field[1..].split_once(':')?;
+            let scale = f32::from_bits(u32::from_str_radix(scale, 16).ok()?);
+            if !scale.is_finite() || !bytes.len().is_multiple_of(2) {
+                return None;
+            }
+            let values = (0..bytes.len())
+                .step_by(2)
+                .map(|i| {
+                    u8::from_str_radix(bytes.get(i..i + 2)?, 16)
+                        .ok()
+                        .map(|b| b as i8)
+                })
+                .collect::<Option<Vec<i8>>>()?;
+            Some(Quantized { scale, values })
+        }
+    };
+    let fusion = match fields.next_if(|f| f.starts_with('r')) {
+        None => None,
+        Some(keyword) => {
+            let semantic = fields.next()?.strip_prefix('s')?;
+            Some(Fusion {
+                keyword: parse_scores(&keyword[1..])?,
+                semantic: parse_scores(semantic)?,
+            })
+        }
+    };
     if fields.next().is_some() || !score.is_finite() {
         return None;
     }
@@ -149,11 +203,36 @@ fn parse(token: &str) -> Option<Cursor> {
         score,
         id,
         statistics,
+        query,
+        fusion,
     })
 }
 
-/// The longest cursor accepted: a search of a few hundred words.
-const MAX_TOKEN: usize = 16 * 1024;
+/// A rank scale as cursor text: each score's bits in hex, comma-separated.
+fn scores(ranks: &Ranks) -> String {
+    let scores: Vec<String> = ranks
+        .scores
+        .iter()
+        .map(|s| format!("{:x}", s.to_bits()))
+        .collect();
+    format!("{:x},{}", ranks.total, scores.join(","))
+}
+
+fn parse_scores(text: &str) -> Option<Ranks> {
+    let mut parts = text.split(',').filter(|p| !p.is_empty());
+    let total = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let scores = parts
+        .map(|p| u64::from_str_radix(p, 16).ok().map(f64::from_bits))
+        .collect::<Option<Vec<f64>>>()?;
+    scores
+        .iter()
+        .all(|s| s.is_finite())
+        .then_some(Ranks { total, scores })
+}
+
+/// The longest cursor accepted: a search of a few hundred words, or a hybrid search's query
+/// vector of up to 4,096 dimensions with its rank scales.
+const MAX_TOKEN: usize = 64 * 1024;
 
 /// FNV-1a over the parts, each followed by a separator: stable across builds and versions
 /// (std's hasher is not promised to be).
@@ -200,6 +279,20 @@ mod tests {
                 tokens: 345,
                 frequencies: vec![3, 0, 12],
             }),
+            query: Some(Quantized {
+                scale: 0.25,
+                values: vec![-127, 0, 5, 127],
+            }),
+            fusion: Some(Fusion {
+                keyword: Ranks {
+                    total: 40,
+                    scores: vec![3.5, 2.0, -1.0],
+                },
+                semantic: Ranks {
+                    total: 2,
+                    scores: vec![0.9, 0.8],
+                },
+            }),
         };
         let token = cursor.encode();
         assert_eq!(
@@ -208,9 +301,21 @@ mod tests {
         );
         assert!(Cursor::decode(&token, Kind::List, &[cursor.fingerprint]).is_err());
         assert!(Cursor::decode(&token, Kind::Search, &[7]).is_err());
+        let semantic = Cursor {
+            statistics: None,
+            fusion: None,
+            ..cursor.clone()
+        };
+        let token = semantic.encode();
+        assert_eq!(
+            Cursor::decode(&token, Kind::Search, &[cursor.fingerprint]).unwrap(),
+            semantic
+        );
         let listing = Cursor {
             kind: Kind::List,
             statistics: None,
+            query: None,
+            fusion: None,
             ..cursor
         };
         let token = listing.encode();

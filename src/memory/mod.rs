@@ -14,11 +14,13 @@
 
 mod cursor;
 pub mod filter;
+mod fusion;
 mod grams;
 mod id;
 mod page;
 mod query;
 mod rank;
+mod recall;
 mod store;
 mod words;
 
@@ -32,12 +34,14 @@ pub(crate) use crate::time::{later_than, timestamp};
 pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
 pub use filter::{Where, check_metadata, check_tags, parse_metadata};
+pub use fusion::{Fusion, RRF_K, Ranks};
 pub use grams::grams;
 pub(crate) use grams::run_bigrams;
 pub(crate) use id::next_id;
 pub use page::{Hit, MemoryPage, Page};
 pub use query::{SearchText, Term, open_end, terms};
 pub use rank::{Features, QueryPhrase, Ranking, Scorer, Statistics};
+pub use recall::{Explained, Mode, Recalled, Why};
 pub use store::{Rows, SearchMode};
 pub(crate) use store::{added_event, apply_change, changed_event, check_supersede, removed_event};
 

@@ -164,6 +164,8 @@ impl Store {
                 score: 0.0,
                 id: m.id.clone(),
                 statistics: None,
+                query: None,
+                fusion: None,
             }
             .encode()
         });
@@ -199,20 +201,8 @@ impl Store {
     /// holding it as typed, newest first, with a note; an empty query lists newest first
     /// (score 0). Paging: see `cursor.rs`.
     pub fn search_page(&self, query: &str, filter: &MemoryFilter) -> Result<MemoryPage<Hit>> {
-        let text = SearchText::parse(query);
+        let (text, mode, key) = keyword_mode(query);
         let category = category_key(filter);
-        let (mode, key) = match &text {
-            SearchText::Everything => (SearchMode::Everything, "all".to_owned()),
-            SearchText::Literal(literal) => (
-                SearchMode::Literal(literal.clone()),
-                format!("literal {literal}"),
-            ),
-            SearchText::Words(terms) => {
-                let plan = Ranking::plan(terms, open_end(query));
-                let key = format!("ranked {:?}", plan);
-                (SearchMode::Ranked(plan), key)
-            }
-        };
         let where_text = where_key(filter);
         let print = fingerprint(&[
             Some("search"),
@@ -260,6 +250,8 @@ impl Store {
                 score: hit.score,
                 id: hit.memory.id.clone(),
                 statistics: statistics.clone(),
+                query: None,
+                fusion: None,
             }
             .encode()
         });
@@ -384,8 +376,26 @@ impl Store {
     }
 }
 
+/// How a keyword search of `query` finds its rows, and its key in cursor fingerprints.
+pub(super) fn keyword_mode(query: &str) -> (SearchText, SearchMode, String) {
+    let text = SearchText::parse(query);
+    let (mode, key) = match &text {
+        SearchText::Everything => (SearchMode::Everything, "all".to_owned()),
+        SearchText::Literal(literal) => (
+            SearchMode::Literal(literal.clone()),
+            format!("literal {literal}"),
+        ),
+        SearchText::Words(terms) => {
+            let plan = Ranking::plan(terms, open_end(query));
+            let key = format!("ranked {:?}", plan);
+            (SearchMode::Ranked(plan), key)
+        }
+    };
+    (text, mode, key)
+}
+
 /// The filter as cursors remember it (and whether superseded memories are shown).
-fn where_key(filter: &MemoryFilter) -> String {
+pub(super) fn where_key(filter: &MemoryFilter) -> String {
     format!(
         "{}|{}",
         filter.include_superseded,
@@ -534,7 +544,7 @@ pub(crate) fn apply_change(
 
 /// The category as cursors remember it: categories compare ignoring ASCII case, so a cursor
 /// from `--category PREF` continues `--category pref`.
-fn category_key(filter: &MemoryFilter) -> Option<String> {
+pub(super) fn category_key(filter: &MemoryFilter) -> Option<String> {
     filter.category.as_deref().map(str::to_ascii_lowercase)
 }
 

@@ -150,6 +150,43 @@ pub(crate) trait Backend: Send + Sync {
     /// Sets when `name` was last used (only forward, to the minute: a busy token costs one
     /// write a minute, not one a request).
     fn touch_token(&self, name: &str, at: &str) -> Result<()>;
+
+    /// Stores vectors computed by embedding model `model` (`name@dimension`) in one
+    /// transaction: each `(memory id, version it was computed from, vector)` only if that
+    /// memory still exists at that version (otherwise it changed meanwhile and is skipped:
+    /// `memory embed` picks it up later), replacing an older vector of the same memory and
+    /// model. Vectors arrive L2-normalised and already quantised through
+    /// [`Quantized`](crate::embed::Quantized), so every engine compares the same values.
+    /// Answers how many were stored. A memory's vectors go when its text changes (in the
+    /// update's transaction) and when it is deleted, swept or pruned.
+    fn put_vectors(&self, model: &str, rows: &[(String, u64, Vec<f32>)]) -> Result<usize>;
+
+    /// Up to `limit` live (not expired) memories — of `namespace`, when given — that have no
+    /// vector of `model`, as `(id, version, text)` in id order after `after`: resumable
+    /// batches for `memory embed`.
+    fn unembedded(
+        &self,
+        model: &str,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>>;
+
+    /// How many live memories have a vector of `model`, and how many lack one.
+    fn vector_coverage(&self, model: &str) -> Result<(u64, u64)>;
+
+    /// Memories with a vector of `model`, most similar to `query` (cosine, on the stored
+    /// values) first, then by id descending; the hit's score is the similarity. Same rules as
+    /// [`Backend::search_memories`]: the filter applies, strictly after the cursor's (score,
+    /// id), among memories not written since the cursor's snapshot, up to one more than the
+    /// filter's limit (all of them without one), in one read transaction.
+    fn nearest_memories(
+        &self,
+        model: &str,
+        query: &[f32],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<Rows<Hit>>;
 }
 
 /// What an engine provides for looking after a store (`doctor`, `stats`, `artifact prune`,

@@ -231,6 +231,34 @@ impl Backend for PgBackend {
     fn touch_token(&self, name: &str, at: &str) -> Result<()> {
         self.touch_token_pg(name, at)
     }
+
+    fn put_vectors(&self, model: &str, rows: &[(String, u64, Vec<f32>)]) -> Result<usize> {
+        self.put_vectors_pg(model, rows)
+    }
+
+    fn unembedded(
+        &self,
+        model: &str,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>> {
+        self.unembedded_pg(model, namespace, after, limit)
+    }
+
+    fn vector_coverage(&self, model: &str) -> Result<(u64, u64)> {
+        self.vector_coverage_pg(model)
+    }
+
+    fn nearest_memories(
+        &self,
+        model: &str,
+        query: &[f32],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<Rows<Hit>> {
+        self.nearest_memories_pg(model, query, filter, after)
+    }
 }
 
 const INSERT: &str =

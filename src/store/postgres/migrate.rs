@@ -44,6 +44,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "0008_tokens",
         include_str!("../../../migrations/postgres/0008_tokens.sql"),
     ),
+    (
+        9,
+        "0009_memory_vectors",
+        include_str!("../../../migrations/postgres/0009_memory_vectors.sql"),
+    ),
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.

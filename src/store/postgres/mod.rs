@@ -27,6 +27,7 @@ mod snapshot;
 mod tls;
 mod tokens;
 mod url;
+mod vectors;
 
 use std::path::Path;
 

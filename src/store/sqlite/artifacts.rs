@@ -215,6 +215,34 @@ impl Backend for SqliteBackend {
     fn touch_token(&self, name: &str, at: &str) -> Result<()> {
         self.touch_token_sql(name, at)
     }
+
+    fn put_vectors(&self, model: &str, rows: &[(String, u64, Vec<f32>)]) -> Result<usize> {
+        self.put_vectors_sql(model, rows)
+    }
+
+    fn unembedded(
+        &self,
+        model: &str,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>> {
+        self.unembedded_sql(model, namespace, after, limit)
+    }
+
+    fn vector_coverage(&self, model: &str) -> Result<(u64, u64)> {
+        self.vector_coverage_sql(model)
+    }
+
+    fn nearest_memories(
+        &self,
+        model: &str,
+        query: &[f32],
+        filter: &MemoryFilter,
+        after: Option<&Cursor>,
+    ) -> Result<Rows<Hit>> {
+        self.nearest_memories_sql(model, query, filter, after)
+    }
 }
 
 /// Whether the envelope stored under `digest` holds the same JSON as `envelope`. Only asked

@@ -23,7 +23,7 @@ use crate::memory::{
 use crate::store::sqlite::errors::SqlContext;
 
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
-const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by, coalesce(nullif((SELECT e.actor FROM memory_events e WHERE e.memory_id = m.id ORDER BY e.seq DESC LIMIT 1), ''), 'local')";
+pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by, coalesce(nullif((SELECT e.actor FROM memory_events e WHERE e.memory_id = m.id ORDER BY e.seq DESC LIMIT 1), ''), 'local')";
 
 /// The memories no read shows at `?1` (now): expired or superseded.
 const HIDDEN: &str = "(expires_at IS NOT NULL AND expires_at <= ?1) OR superseded_by IS NOT NULL";
@@ -32,7 +32,8 @@ const HIDDEN_2: &str = "(expires_at IS NOT NULL AND expires_at <= ?2) OR superse
 
 /// How often writes sweep expired memories, at most.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
-const FROM: &str = "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
+pub(super) const FROM: &str =
+    "memories m LEFT JOIN memory_namespaces n ON n.namespace = m.namespace";
 
 impl SqliteBackend {
     pub(crate) fn add_memories_sql(
@@ -605,7 +606,7 @@ fn with_rank<T>(conn: &Connection, query: impl Fn() -> rusqlite::Result<T>) -> r
 }
 
 /// The namespace's generation when the read is limited to one namespace.
-fn envelope_generation(conn: &Connection, filter: &MemoryFilter) -> Result<Option<u64>> {
+pub(super) fn envelope_generation(conn: &Connection, filter: &MemoryFilter) -> Result<Option<u64>> {
     filter
         .namespace
         .as_deref()
@@ -615,7 +616,12 @@ fn envelope_generation(conn: &Connection, filter: &MemoryFilter) -> Result<Optio
 
 /// Appends the filter's conditions (on alias `m`) and their values: never an expired memory
 /// (as of `now`), a superseded one only when asked, then the namespace, category and `where`.
-fn push_filter(sql: &mut String, args: &mut Vec<Value>, filter: &MemoryFilter, now: &str) {
+pub(super) fn push_filter(
+    sql: &mut String,
+    args: &mut Vec<Value>,
+    filter: &MemoryFilter,
+    now: &str,
+) {
     sql.push_str(" AND (m.expires_at IS NULL OR m.expires_at > ?)");
     args.push(Value::Text(now.to_owned()));
     if !filter.include_superseded {
@@ -643,7 +649,7 @@ fn probe_limit(limit: Option<usize>) -> Value {
 }
 
 /// Decodes the [`COLUMNS`] that start at column `first`.
-fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
+pub(super) fn memory_from_row(r: &Row<'_>, first: usize) -> rusqlite::Result<Memory> {
     let version: i64 = r.get(first + 6)?;
     let generation: i64 = r.get(first + 7)?;
     Ok(Memory {

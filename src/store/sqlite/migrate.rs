@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_tokens",
         include_str!("../../../migrations/0008_tokens.sql"),
     ),
+    (
+        "0009_memory_vectors",
+        include_str!("../../../migrations/0009_memory_vectors.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

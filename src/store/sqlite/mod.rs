@@ -40,6 +40,7 @@ pub(crate) mod snapshot;
 mod source;
 pub(crate) mod stamps;
 pub(crate) mod tokens;
+mod vectors;
 
 use std::fs;
 use std::io::ErrorKind;

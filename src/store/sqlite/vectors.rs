@@ -1,0 +1,238 @@
+//! Memory vectors in SQLite (`migrations/0009_memory_vectors.sql`): stored quantised to int8,
+//! searched exactly — every vector of the model that passes the filter is scored in Rust and
+//! the best kept — so the answer is the true k-nearest, and paging continues it exactly.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::SystemTime;
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter};
+
+use super::SqliteBackend;
+use super::memories::{COLUMNS, envelope_generation, memory_from_row, push_filter};
+use super::stamps::counter;
+use crate::embed::Quantized;
+use crate::error::Result;
+use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
+use crate::store::sqlite::errors::SqlContext;
+
+impl SqliteBackend {
+    pub(crate) fn put_vectors_sql(
+        &self,
+        model: &str,
+        rows: &[(String, u64, Vec<f32>)],
+    ) -> Result<usize> {
+        let mut quantised = Vec::with_capacity(rows.len());
+        for (id, version, vector) in rows {
+            quantised.push((id, *version, Quantized::of(vector)?.to_bytes()));
+        }
+        self.write("storing memory vectors", |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
+                     SELECT seq, ?1, version, ?2 FROM memories WHERE id = ?3 AND version = ?4",
+                )
+                .context("storing memory vectors")?;
+            let mut stored = 0;
+            for (id, version, bytes) in &quantised {
+                stored += stmt
+                    .execute(params![
+                        model,
+                        bytes,
+                        id,
+                        i64::try_from(*version).unwrap_or(i64::MAX)
+                    ])
+                    .context("storing memory vectors")?;
+            }
+            Ok(stored)
+        })
+    }
+
+    pub(crate) fn unembedded_sql(
+        &self,
+        model: &str,
+        namespace: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>> {
+        let now = timestamp(SystemTime::now());
+        let mut sql = "SELECT m.id, m.version, m.body FROM memories m
+             WHERE (m.expires_at IS NULL OR m.expires_at > ?)
+               AND NOT EXISTS (SELECT 1 FROM memory_vectors v WHERE v.model = ? AND v.seq = m.seq)"
+            .to_owned();
+        let mut args = vec![Value::Text(now), Value::Text(model.to_owned())];
+        if let Some(namespace) = namespace {
+            sql.push_str(" AND m.namespace = ?");
+            args.push(Value::Text(namespace.to_owned()));
+        }
+        if let Some(after) = after {
+            sql.push_str(" AND m.id > ?");
+            args.push(Value::Text(after.to_owned()));
+        }
+        sql.push_str(" ORDER BY m.id LIMIT ?");
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .context("finding memories without vectors")?;
+            stmt.query_map(params_from_iter(args), |r| {
+                let version: i64 = r.get(1)?;
+                Ok((r.get(0)?, u64::try_from(version).unwrap_or(0), r.get(2)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .context("finding memories without vectors")
+        })
+    }
+
+    pub(crate) fn vector_coverage_sql(&self, model: &str) -> Result<(u64, u64)> {
+        let now = timestamp(SystemTime::now());
+        self.read(|conn| {
+            let (with, all): (i64, i64) = conn
+                .prepare_cached(
+                    "SELECT count(v.seq), count(*) FROM memories m
+                     LEFT JOIN memory_vectors v ON v.model = ?1 AND v.seq = m.seq
+                     WHERE m.expires_at IS NULL OR m.expires_at > ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![model, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
+                .context("counting memory vectors")?;
+            let with = u64::try_from(with).unwrap_or(0);
+            Ok((with, u64::try_from(all).unwrap_or(0).saturating_sub(with)))
+        })
+    }
+
+    pub(crate) fn nearest_memories_sql(
+        &self,
+        model: &str,
+        query: &[f32],
+        filter: &MemoryFilter,
+        cursor: Option<&Cursor>,
+    ) -> Result<Rows<Hit>> {
+        let query = Quantized::of(query)?;
+        let mut sql =
+            "SELECT m.seq, m.id, v.vector FROM memory_vectors v JOIN memories m ON m.seq = v.seq
+             WHERE v.model = ?"
+                .to_owned();
+        let mut args = vec![Value::Text(model.to_owned())];
+        push_filter(&mut sql, &mut args, filter, &timestamp(SystemTime::now()));
+        if let Some(cursor) = cursor {
+            sql.push_str(" AND m.version <= ?");
+            args.push(Value::Integer(
+                i64::try_from(cursor.snapshot).unwrap_or(i64::MAX),
+            ));
+        }
+        let wanted = filter.limit.map(|n| n.saturating_add(1));
+        self.read(|conn| {
+            let tx = conn
+                .unchecked_transaction()
+                .context("searching memory vectors")?;
+            let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
+            let generation = envelope_generation(&tx, filter)?;
+            // The best `wanted` after the cursor, kept in a heap whose top is the worst kept.
+            let mut best: BinaryHeap<Scored> = BinaryHeap::new();
+            {
+                let mut stmt = tx
+                    .prepare_cached(&sql)
+                    .context("searching memory vectors")?;
+                let mut rows = stmt
+                    .query(params_from_iter(args))
+                    .context("searching memory vectors")?;
+                while let Some(row) = rows.next().context("searching memory vectors")? {
+                    let bytes = row
+                        .get_ref(2)
+                        .and_then(|v| v.as_blob().map_err(Into::into))
+                        .context("searching memory vectors")?;
+                    let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+                        continue;
+                    };
+                    let score = crate::embed::vector::similarity_bytes(
+                        &query.values,
+                        query.scale,
+                        values,
+                        f32::from_le_bytes(*scale),
+                    );
+                    let id: String = row.get(1).context("searching memory vectors")?;
+                    if let Some(c) = cursor
+                        && !(score < c.score || (score == c.score && id < c.id))
+                    {
+                        continue;
+                    }
+                    let scored = Scored {
+                        score,
+                        id,
+                        seq: row.get(0).context("searching memory vectors")?,
+                    };
+                    match wanted {
+                        Some(n) if best.len() >= n => {
+                            if let Some(worst) = best.peek()
+                                && scored < *worst
+                            {
+                                best.pop();
+                                best.push(scored);
+                            }
+                        }
+                        _ => best.push(scored),
+                    }
+                }
+            }
+            let mut winners = best.into_sorted_vec();
+            winners.truncate(wanted.unwrap_or(usize::MAX));
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM memories m
+                     LEFT JOIN memory_namespaces n ON n.namespace = m.namespace WHERE m.seq = ?1"
+                ))
+                .context("searching memory vectors")?;
+            let mut hits = Vec::with_capacity(winners.len());
+            for w in winners {
+                let memory = stmt
+                    .query_row([w.seq], |r| memory_from_row(r, 0))
+                    .context("searching memory vectors")?;
+                hits.push(Hit {
+                    memory,
+                    score: w.score,
+                });
+            }
+            Ok(Rows {
+                rows: hits,
+                snapshot,
+                generation,
+                statistics: None,
+            })
+        })
+    }
+}
+
+/// A candidate: ordered best first (higher score, then larger id), so the heap's greatest
+/// element is the *worst* kept and `into_sorted_vec` lists the best first.
+#[derive(Debug)]
+struct Scored {
+    score: f64,
+    id: String,
+    seq: i64,
+}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Scored {}
