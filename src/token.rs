@@ -331,6 +331,28 @@ impl Guarded {
         self.store.search_page(query, &filter)
     }
 
+    /// [`Store::recall_page`] within reach; see [`Guarded::scope_filter`].
+    pub fn recall_page(
+        &self,
+        query: &str,
+        filter: &MemoryFilter,
+        mode: crate::memory::Mode,
+        embedder: Option<&dyn crate::embed::Embedder>,
+    ) -> Result<crate::memory::Recalled> {
+        let filter = self.scope_filter(filter)?;
+        self.store.recall_page(query, &filter, mode, embedder)
+    }
+
+    /// [`Store::embed_memories`] of memories this handle just wrote, if the scope is write.
+    pub fn embed_memories(
+        &self,
+        embedder: &dyn crate::embed::Embedder,
+        memories: &[Memory],
+    ) -> Result<usize> {
+        self.grant.check_write()?;
+        self.store.embed_memories(embedder, memories)
+    }
+
     /// [`Store::change_memory`], if the scope is write and the memory is in reach.
     pub fn change_memory(&self, id: &str, change: MemoryChange, expect: Expect) -> Result<Memory> {
         self.grant.check_write()?;

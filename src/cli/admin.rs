@@ -108,7 +108,10 @@ pub fn doctor(ctx: &Context) -> Result<i32> {
                 ctx.db_source.describe()
             ),
         )),
-        Ok(store) => store_checks(ctx, &store, &mut checks)?,
+        Ok(store) => {
+            store_checks(ctx, &store, &mut checks)?;
+            checks.extend(vector_check(ctx, &store)?);
+        }
     }
     let healthy = checks.iter().all(|c| c.ok);
     if !healthy {
@@ -286,6 +289,32 @@ fn file_name(path: &Path) -> String {
     )
 }
 
+/// With an embedder configured: whether it answers, and how many memories lack a vector of
+/// its model (not a failure: `memory embed` fills them in, and keyword search finds them).
+fn vector_check(ctx: &Context, store: &Store) -> Result<Option<Check>> {
+    let Some(embedder) = ctx.embedder.embedder()? else {
+        return Ok(None);
+    };
+    Ok(Some(match store.vector_coverage(&embedder) {
+        Ok(c) if c.missing == 0 => check(
+            "vectors",
+            true,
+            format!("every memory has a vector of {}", c.model),
+        ),
+        Ok(c) => check(
+            "vectors",
+            true,
+            format!(
+                "{} of {} memories lack a vector of {}; run modstate memory embed",
+                c.missing,
+                c.missing + c.embedded,
+                c.model
+            ),
+        ),
+        Err(e) => check("vectors", false, e.to_string()),
+    }))
+}
+
 /// Bytes in the unit a person reads: `123 B`, `4.0 KiB`, `16.0 MiB`.
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -305,11 +334,20 @@ fn bytes(n: u64) -> String {
 pub fn stats(ctx: &Context) -> Result<i32> {
     let store = ctx.open_existing()?;
     let stats = store.stats()?;
+    // With an embedder: how many memories lack a vector of its model (or why that is unknown).
+    let vectors = ctx
+        .embedder
+        .embedder()?
+        .map(|embedder| store.vector_coverage(&embedder).map_err(|e| e.to_string()));
     if ctx.json {
-        print_json(
-            &json!({"database": store.canonical_path().display().to_string(),
-            "source": ctx.db_source, "stats": stats}),
-        )?;
+        let mut out = json!({"database": store.canonical_path().display().to_string(),
+            "source": ctx.db_source, "stats": stats});
+        match &vectors {
+            Some(Ok(c)) => out["vectors"] = json!(c),
+            Some(Err(e)) => out["vectors"] = json!({"error": e}),
+            None => {}
+        }
+        print_json(&out)?;
         return Ok(0);
     }
     let mut table = Table::new(&["WHAT", "VALUE"]);
@@ -347,6 +385,14 @@ pub fn stats(ctx: &Context) -> Result<i32> {
             .sum::<u64>()
             .to_string(),
     );
+    match &vectors {
+        Some(Ok(c)) => {
+            row(&format!("vectors[{}]", c.model), c.embedded.to_string());
+            row("memories_without_vector", c.missing.to_string());
+        }
+        Some(Err(e)) => row("vectors", format!("unknown ({e})")),
+        None => {}
+    }
     row("history_events", stats.history_events.to_string());
     row("history_bytes", stats.history_bytes.to_string());
     row("db_bytes", stats.db_bytes.to_string());

@@ -39,6 +39,13 @@ impl EmbedderArgs {
         let token = std::env::var(TOKEN_ENV).ok();
         OpenAi::new(url, self.embedder_model.as_deref(), token).map(Some)
     }
+
+    /// The configured embedder, shared by a server's requests.
+    pub fn shared(&self) -> Result<Option<std::sync::Arc<dyn Embedder>>> {
+        Ok(self
+            .embedder()?
+            .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn Embedder>))
+    }
 }
 
 /// Stores the vectors of memories just written. A failing embedder never fails the command:
@@ -49,13 +56,13 @@ pub fn embed_written(store: &Store, embedder: Option<&dyn Embedder>, memories: &
         return;
     };
     if let Err(e) = store.embed_memories(embedder, memories) {
-        let what = if memories.len() == 1 {
-            "the memory is stored without a vector"
+        let (what, them) = if memories.len() == 1 {
+            ("the memory is stored without a vector", "it")
         } else {
-            "the memories are stored without vectors"
+            ("the memories are stored without vectors", "them")
         };
         notice(&format!(
-            "warning: {what} ({e}); `modstate memory embed` adds them later"
+            "warning: {what} ({e}); `modstate memory embed` adds {them} later"
         ));
     }
 }

@@ -21,7 +21,8 @@ pub fn run(ctx: &Context, args: McpArgs) -> Result<i32> {
     if let Some(created) = ctx.take_created_notice() {
         super::notice(&format!("modstate mcp: {created}"));
     }
-    crate::mcp::serve(store, &args.namespace, fenced_opener(ctx)?)
+    let embedder = ctx.embedder.shared()?;
+    crate::mcp::serve(store, &args.namespace, fenced_opener(ctx)?, embedder)
 }
 
 /// How a write tool called with `fence` opens the same database with it (its write

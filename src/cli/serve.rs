@@ -63,6 +63,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<i32> {
     crate::mcp::http::serve(
         store,
         ServeConfig {
+            embedder: ctx.embedder.shared()?,
             listen: args.listen,
             require_token: args.require_token,
             allow_origins: args.allow_origins,

@@ -17,10 +17,12 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::Serialize;
 use serde_json::json;
 
+use modstate::embed::Embedder;
 use modstate::lock::Fence;
+use modstate::memory::Mode;
 use modstate::memory::{Expiry, MemoryChange, Where, check_cursor, check_id};
 use modstate::token::{Grant, Guarded, Scope};
-use modstate::{Digest, Error, MemoryFilter, NewMemory, Result, Store};
+use modstate::{Digest, Error, Memory, MemoryFilter, NewMemory, Result, Store};
 
 use super::tools::{self, Call, Model};
 
@@ -41,6 +43,8 @@ pub struct MemoryServer {
     tools: Arc<[Tool]>,
     /// Opens the same database with a fence, for a write tool called with `fence`.
     reopen: Reopen,
+    /// The embedding model for semantic and hybrid search (`--embedder`), if any.
+    embedder: Option<Arc<dyn Embedder>>,
 }
 
 /// Opens the server's database again with every write carrying `Fence`.
@@ -53,7 +57,14 @@ impl MemoryServer {
             namespace: namespace.into(),
             tools: tools::list().into(),
             reopen,
+            embedder: None,
         }
+    }
+
+    /// This server, embedding written memories and searching by meaning with `embedder`.
+    pub fn with_embedder(mut self, embedder: Option<Arc<dyn Embedder>>) -> MemoryServer {
+        self.embedder = embedder;
+        self
     }
 }
 
@@ -125,7 +136,9 @@ impl ServerHandler for MemoryServer {
             }
         };
         let reopen = Arc::clone(&self.reopen);
+        let embedder = self.embedder.clone();
         let outcome = tokio::task::spawn_blocking(move || {
+            let embedder = embedder.as_deref();
             let fence = match &call {
                 Call::AddMemory { fence, .. }
                 | Call::UpdateMemory { fence, .. }
@@ -133,7 +146,7 @@ impl ServerHandler for MemoryServer {
                 _ => None,
             };
             let Some(fence) = fence else {
-                return run(&store, &namespace, call);
+                return run(&store, &namespace, call, embedder);
             };
             // A fenced write goes through a store opened with the fence (its write
             // transaction checks the token), with the same writer and the same grant.
@@ -141,7 +154,12 @@ impl ServerHandler for MemoryServer {
                 .parse()
                 .and_then(|fence| reopen(fence))?
                 .with_writer(store.writer());
-            let done = run(&fenced.guarded(store.grant().clone()), &namespace, call);
+            let done = run(
+                &fenced.guarded(store.grant().clone()),
+                &namespace,
+                call,
+                embedder,
+            );
             // Dropped off the runtime: a server backend's client blocks on its own runtime
             // when it closes, which tokio forbids on this one's threads.
             let _ = std::thread::spawn(move || drop(fenced)).join();
@@ -156,6 +174,16 @@ impl ServerHandler for MemoryServer {
                 None,
             )),
         }
+    }
+}
+
+/// Stores the vectors of memories just written. The write is committed: an embedder that is
+/// down or wrong only leaves them without vectors (until `memory embed`), said on stderr.
+fn embed_written(store: &Guarded, embedder: Option<&dyn Embedder>, memories: &[Memory]) {
+    if let Some(embedder) = embedder
+        && let Err(e) = store.embed_memories(embedder, memories)
+    {
+        log::warn!("memory stored without a vector ({e}); `modstate memory embed` adds it later");
     }
 }
 
@@ -175,7 +203,12 @@ fn success(value: impl Serialize) -> Result<CallToolResult> {
 /// Runs one checked call against the store (on a blocking thread). Results have the shapes
 /// the CLI prints under `--json`: a memory, a page `{memories, generation, next_cursor}`, or
 /// `{id, deleted, generation}`.
-fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
+fn run(
+    store: &Guarded,
+    namespace: &str,
+    call: Call,
+    embedder: Option<&dyn Embedder>,
+) -> Result<CallToolResult> {
     match call {
         Call::AddMemory {
             text,
@@ -196,6 +229,7 @@ fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
                 supersedes,
                 expect,
             }])?;
+            embed_written(store, embedder, &added);
             success(added.pop())
         }
         Call::SearchMemories {
@@ -205,6 +239,7 @@ fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
             cursor,
             filter: where_,
             include_superseded,
+            mode,
         } => {
             let filter = filter(
                 namespace,
@@ -214,7 +249,18 @@ fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
                 where_,
                 include_superseded,
             )?;
-            success(store.search_page(&query, &filter)?)
+            let mode = match (mode.as_deref(), embedder) {
+                (Some(mode), _) => Mode::parse(mode)?,
+                (None, Some(_)) => Mode::Hybrid,
+                (None, None) => Mode::Keyword,
+            };
+            if mode != Mode::Keyword && embedder.is_none() {
+                return Err(Error::Invalid(format!(
+                    "mode {} needs an embedding model, and this server was started without one (--embedder); search with mode keyword",
+                    mode.name()
+                )));
+            }
+            success(store.recall_page(&query, &filter, mode, embedder)?.page)
         }
         Call::GetMemories {
             category,
@@ -250,7 +296,12 @@ fn run(store: &Guarded, namespace: &str, call: Call) -> Result<CallToolResult> {
                 expiry: expiry(&model)?,
                 refresh_on_read: model.refresh_on_read,
             };
-            success(store.change_memory(&id, change, expect)?)
+            let text_changed = change.body.is_some();
+            let memory = store.change_memory(&id, change, expect)?;
+            if text_changed {
+                embed_written(store, embedder, std::slice::from_ref(&memory));
+            }
+            success(memory)
         }
         Call::MemoryHistory { id } => {
             let events = store.memory_history(&id)?;

@@ -50,6 +50,8 @@ pub const NAMESPACE_HEADER: &str = "modstate-namespace";
 
 /// What `serve` was asked for.
 pub struct ServeConfig {
+    /// The embedding model for semantic and hybrid search (`--embedder`), if any.
+    pub embedder: Option<std::sync::Arc<dyn modstate::embed::Embedder>>,
     /// Where to listen.
     pub listen: SocketAddr,
     /// Refuse requests without a token even on loopback.
@@ -164,7 +166,8 @@ pub fn serve(store: Store, config: ServeConfig, reopen: super::handler::Reopen) 
             }
         };
         let bound = listener.local_addr().unwrap_or(config.listen);
-        let server = MemoryServer::new(store, &config.namespace, reopen);
+        let server = MemoryServer::new(store, &config.namespace, reopen)
+            .with_embedder(config.embedder.clone());
         // Host checks are ours (they know --allow-host); rmcp checks Origin again.
         let rmcp_config = StreamableHttpServerConfig::default()
             .with_legacy_session_mode(false)

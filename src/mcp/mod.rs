@@ -27,7 +27,12 @@ use handler::MemoryServer;
 use transport::StdioTransport;
 
 /// Serves MCP on stdin/stdout until end of input; returns the exit code.
-pub fn serve(store: Store, namespace: &str, reopen: handler::Reopen) -> Result<i32> {
+pub fn serve(
+    store: Store,
+    namespace: &str,
+    reopen: handler::Reopen,
+    embedder: Option<std::sync::Arc<dyn modstate::embed::Embedder>>,
+) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -42,7 +47,7 @@ pub fn serve(store: Store, namespace: &str, reopen: handler::Reopen) -> Result<i
     // client closes its connections by blocking on its own runtime, which tokio forbids
     // inside another runtime's `block_on`.
     let last_handle = store.clone();
-    let server = MemoryServer::new(store, namespace, reopen);
+    let server = MemoryServer::new(store, namespace, reopen).with_embedder(embedder);
     let code = runtime.block_on(async move {
         let running = match rmcp::serve_server(server, transport).await {
             Ok(running) => running,

@@ -108,6 +108,10 @@ pub struct SearchMemoriesArgs {
     where_: Option<serde_json::Map<String, Value>>,
     #[schemars(description = INCLUDE_SUPERSEDED)]
     include_superseded: Option<bool>,
+    #[schemars(
+        description = "keyword (memories sharing the query's words), semantic (by meaning, through the server's embedding model) or hybrid (both, fused). Default: hybrid when the server has an embedding model, keyword otherwise."
+    )]
+    mode: Option<String>,
 }
 
 /// `get_memories`' arguments.
@@ -307,6 +311,7 @@ pub enum Call {
         cursor: Option<String>,
         filter: Option<Value>,
         include_superseded: bool,
+        mode: Option<String>,
     },
     GetMemories {
         category: Option<String>,
@@ -378,6 +383,7 @@ impl From<SearchMemoriesArgs> for Call {
             cursor: args.cursor,
             filter: args.where_.map(Value::Object),
             include_superseded: args.include_superseded.unwrap_or(false),
+            mode: args.mode,
         }
     }
 }
@@ -673,6 +679,7 @@ mod tests {
                 cursor: Some("c".into()),
                 filter: None,
                 include_superseded: false,
+                mode: None,
             })
         );
         assert_eq!(
