@@ -24,6 +24,7 @@ mod growth;
 mod lock_run;
 mod memory_search;
 mod pg_backend;
+mod pg_semantic;
 mod process;
 mod snapshot;
 
@@ -125,6 +126,7 @@ fn main() {
     }
     if selected("postgres") {
         pg_backend::run(&mut report, scale);
+        pg_semantic::run(&mut report, scale);
     }
     if selected("lock-run") {
         let pairs = if scale.name == "quick" { 30 } else { 100 };
