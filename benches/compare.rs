@@ -25,6 +25,7 @@ mod hybrid;
 mod lock_run;
 mod memory_search;
 mod pg_backend;
+mod pg_semantic;
 mod process;
 mod snapshot;
 
@@ -126,6 +127,7 @@ fn main() {
     }
     if selected("postgres") {
         pg_backend::run(&mut report, scale);
+        pg_semantic::run(&mut report, scale);
     }
     if selected("hybrid") {
         report.section(&hybrid::run(scale.memories));

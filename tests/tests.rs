@@ -19,6 +19,7 @@ mod locks;
 mod mcp;
 mod memory;
 mod memory_model;
+mod pg_vectors;
 mod postgres;
 mod properties;
 mod s3;

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (modules of `tests/tests.rs`) that spawn the
 //! `modstate` binary or start the servers the tests need.
 
+pub mod embedder;
+pub mod pgvector;
 pub mod postgres;
 
 use std::io::Write;

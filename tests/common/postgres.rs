@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster the tests start themselves: `initdb` into a temp dir, then the
 //! `postgres` binary on 127.0.0.1 and a Unix socket in that dir, with `fsync=off`.
 //!
-//! - The binaries come from `pg_config --bindir` (Debian keeps them off PATH). When they are
+//! - The binaries come from `pg_config --bindir` (Debian keeps them off PATH), or, for the
+//!   clusters with pgvector (`shared_vector`, `private_vector`), from `common::pgvector`. When they are
 //!   missing, outside CI one line per test process says the PostgreSQL tests were skipped and
 //!   how to enable them, and [`Cluster::shared`] returns `None`; with `CI` set it panics.
 //! - One shared cluster per test process ([`Cluster::shared`]), started on first use; each test
@@ -145,31 +146,62 @@ impl Cluster {
     /// installed and this is not CI.
     pub fn shared() -> Option<&'static Cluster> {
         static SHARED: OnceLock<Cluster> = OnceLock::new();
-        let bindir = bindir()?;
-        let cluster = SHARED.get_or_init(|| {
+        extern "C" fn stop_shared() {
+            if let Some(cluster) = SHARED.get() {
+                cluster.shutdown();
+            }
+        }
+        Some(Cluster::shared_in(&SHARED, bindir()?, "", stop_shared))
+    }
+
+    /// The test process's cluster of a PostgreSQL with pgvector (`common::pgvector`), started
+    /// on first use; `None` when that is not installed and this is not CI.
+    pub fn shared_vector() -> Option<&'static Cluster> {
+        static SHARED: OnceLock<Cluster> = OnceLock::new();
+        extern "C" fn stop_shared() {
+            if let Some(cluster) = SHARED.get() {
+                cluster.shutdown();
+            }
+        }
+        Some(Cluster::shared_in(
+            &SHARED,
+            super::pgvector::bindir()?,
+            "pgvector ",
+            stop_shared,
+        ))
+    }
+
+    /// The cluster in `cell`, started from `bindir` on first use and stopped by `stop` (which
+    /// shuts down what `cell` holds) when the process exits.
+    fn shared_in(
+        cell: &'static OnceLock<Cluster>,
+        bindir: PathBuf,
+        what: &str,
+        stop: extern "C" fn(),
+    ) -> &'static Cluster {
+        cell.get_or_init(|| {
             let cluster = Cluster::start(bindir, true);
             let line = format!(
-                "note: PostgreSQL tests use PostgreSQL {} at {}\n",
+                "note: PostgreSQL {what}tests use PostgreSQL {} at {}\n",
                 cluster.version,
                 cluster.socket_dir.display()
             );
             let _ = std::io::stderr().write_all(line.as_bytes());
-            extern "C" fn stop_shared() {
-                if let Some(cluster) = SHARED.get() {
-                    cluster.shutdown();
-                }
-            }
             // SAFETY: registering a plain extern "C" fn.
-            unsafe { libc::atexit(stop_shared) };
+            unsafe { libc::atexit(stop) };
             cluster
-        });
-        Some(cluster)
+        })
     }
 
     /// A cluster of the caller's own, for tests that restart or stop the server; stopped and
     /// removed when dropped (also when the test panics).
     pub fn private() -> Option<Cluster> {
         Some(Cluster::start(bindir()?, false))
+    }
+
+    /// [`Cluster::private`] of the PostgreSQL with pgvector.
+    pub fn private_vector() -> Option<Cluster> {
+        Some(Cluster::start(super::pgvector::bindir()?, false))
     }
 
     fn start(bindir: PathBuf, shared: bool) -> Cluster {

@@ -25,6 +25,7 @@ mod locks;
 mod mcp;
 mod memory;
 pub mod snapshot;
+mod vectors;
 
 /// Which backend a [`Db`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Db {
     dir: tempfile::TempDir,
     /// The PostgreSQL database's name (empty for SQLite).
     pub name: String,
+    /// Whether it lives on the cluster with pgvector (`common::pgvector`).
+    pgvector: bool,
 }
 
 #[allow(dead_code)]
@@ -60,19 +63,39 @@ impl Db {
             url,
             dir,
             name: String::new(),
+            pgvector: false,
         }
     }
 
     /// A PostgreSQL store: a fresh empty database on the shared cluster, reached over its Unix
     /// socket; `None` when PostgreSQL is not installed (and this is not CI).
     pub fn postgres() -> Option<Db> {
-        let cluster = Cluster::shared()?;
+        Db::postgres_on(Cluster::shared()?, false)
+    }
+
+    /// A PostgreSQL store on the cluster with pgvector; `None` when that is not installed
+    /// (and this is not CI).
+    pub fn postgres_vector() -> Option<Db> {
+        Db::postgres_on(Cluster::shared_vector()?, true)
+    }
+
+    /// The PostgreSQL store the tests of conformance module `module` run on: with pgvector
+    /// for `vectors`, else the shared cluster.
+    pub fn postgres_for(module: &str) -> Option<Db> {
+        match module {
+            "vectors" => Db::postgres_vector(),
+            _ => Db::postgres(),
+        }
+    }
+
+    fn postgres_on(cluster: &Cluster, pgvector: bool) -> Option<Db> {
         let name = cluster.database();
         Some(Db {
             backend: Backend::Postgres,
             url: cluster.socket_url(&name),
             dir: tempfile::tempdir().unwrap(),
             name,
+            pgvector,
         })
     }
 
@@ -83,7 +106,12 @@ impl Db {
     /// The shared cluster this store lives on (PostgreSQL only).
     pub fn cluster(&self) -> &'static Cluster {
         assert!(self.is_postgres());
-        Cluster::shared().expect("a PostgreSQL Db has a cluster")
+        let cluster = if self.pgvector {
+            Cluster::shared_vector()
+        } else {
+            Cluster::shared()
+        };
+        cluster.expect("a PostgreSQL Db has a cluster")
     }
 
     /// The `--db` value.
@@ -100,6 +128,7 @@ impl Db {
     pub fn another(&self) -> Db {
         match self.backend {
             Backend::Sqlite => Db::sqlite(),
+            Backend::Postgres if self.pgvector => Db::postgres_vector().expect("the cluster is up"),
             Backend::Postgres => Db::postgres().expect("the cluster is up"),
         }
     }
@@ -167,7 +196,7 @@ macro_rules! conformance {
             $(mod $module {
                 $(#[test]
                 fn $test() {
-                    let Some(db) = crate::conformance::Db::postgres() else {
+                    let Some(db) = crate::conformance::Db::postgres_for(stringify!($module)) else {
                         return;
                     };
                     crate::conformance::$module::$test(&db);
@@ -229,6 +258,9 @@ conformance! {
     }
     bad_input {
         bad_input_gets_its_exit_code_one_line_and_changes_nothing,
+    }
+    vectors {
+        semantic_search_ranks_by_similarity_and_pages_exactly,
     }
     locks {
         same_key_never_overlaps,

@@ -104,7 +104,7 @@ pub(super) fn push_filter(args: &mut Args, filter: &MemoryFilter) {
 
 /// Whether the filter names a namespace or category no memory can have: one holding a NUL,
 /// which writes refuse and the server cannot take as text.
-fn impossible(filter: &MemoryFilter) -> bool {
+pub(super) fn impossible(filter: &MemoryFilter) -> bool {
     [&filter.namespace, &filter.category]
         .into_iter()
         .flatten()
@@ -346,7 +346,10 @@ fn newest_id(tx: &mut Transaction<'_>) -> Result<Option<String>> {
 }
 
 /// The namespace's generation when the read is limited to one namespace.
-fn envelope_generation(tx: &mut Transaction<'_>, filter: &MemoryFilter) -> Result<Option<u64>> {
+pub(super) fn envelope_generation(
+    tx: &mut Transaction<'_>,
+    filter: &MemoryFilter,
+) -> Result<Option<u64>> {
     filter
         .namespace
         .as_deref()

@@ -52,7 +52,7 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
 ];
 
 /// The advisory lock held (for one transaction) while a schema is created or migrated.
-const MIGRATION_LOCK: i64 = 0x6d6f_6473_7461_7465; // "modstate"
+pub(super) const MIGRATION_LOCK: i64 = 0x6d6f_6473_7461_7465; // "modstate"
 
 /// Checks the schema; with `create`, creates or migrates it. Returns the schema version and
 /// whether this call created it. A database with no modstate schema is `NotFound` without

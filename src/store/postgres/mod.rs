@@ -8,6 +8,7 @@
 //! * `locks.rs`    — session-level advisory locks, each on a connection of its own.
 //! * `snapshot.rs` — the portable SQLite snapshot, written from and read into this engine.
 //! * `maintenance.rs` — `stats`, `doctor`, `prune`, `vacuum`, memory export and import.
+//! * `vectors.rs`  — memory vectors, searched through pgvector where the server has it.
 //!
 //! Every write is one transaction (READ COMMITTED; the rows it depends on are locked), every
 //! multi-statement read one REPEATABLE READ READ ONLY transaction, so a read sees one
@@ -54,6 +55,8 @@ pub(crate) struct PgBackend {
     hits: std::sync::atomic::AtomicU64,
     /// Artifact reads that missed, likewise.
     misses: std::sync::atomic::AtomicU64,
+    /// Whether the database was seen to have pgvector (`vectors.rs`).
+    pgvector: vectors::Pgvector,
 }
 
 impl PgBackend {
@@ -82,6 +85,7 @@ impl PgBackend {
             created,
             hits: Default::default(),
             misses: Default::default(),
+            pgvector: vectors::Pgvector::new(),
         })
     }
 

@@ -482,7 +482,7 @@ fn newest(
 }
 
 /// Later pages see only what was there, unchanged, at the first page.
-fn push_snapshot(args: &mut Args, cursor: &Cursor) {
+pub(super) fn push_snapshot(args: &mut Args, cursor: &Cursor) {
     let p = args.push(i64::try_from(cursor.snapshot).unwrap_or(i64::MAX));
     args.sql.push_str(&format!(" AND m.version <= {p}"));
 }

@@ -17,9 +17,9 @@
 //! 2. begin; lock the tables against writers (readers go on, seeing the old state until the
 //!    commit) and the counter row, and read the live counter;
 //! 3. the safety snapshot (`before_copy`), which therefore holds the exact state replaced;
-//! 4. replace the rows (artifacts by binary COPY, memories by multi-row INSERTs that compute
-//!    the full-text vector on the server), move every stamp past what either side handed
-//!    out, commit.
+//! 4. replace the rows (artifacts and memory vectors by binary COPY, memories by multi-row
+//!    INSERTs that compute the full-text vector on the server), move every stamp past what
+//!    either side handed out, commit.
 
 use std::path::Path;
 
@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::memory::grams;
 use crate::snapshot::{CopyProgress, SnapshotInfo};
 use crate::store::SnapshotFile;
-use crate::store::portable::{ArtifactRow, MemoryRow};
+use crate::store::portable::{ArtifactRow, MemoryRow, VectorRow};
 use crate::store::sqlite::portable::{PortableReader, PortableWriter};
 
 /// The page size progress is counted in: SQLite's default, which the snapshot file uses, so
@@ -143,6 +143,7 @@ impl PgBackend {
             .context(what)?;
         copy_artifacts(&mut tx, &staged)?;
         insert_memories(&mut tx, &staged, next)?;
+        copy_vectors(&mut tx, &staged)?;
         insert_model(&mut tx, &staged)?;
         insert_namespaces(&mut tx, &staged)?;
         tx.execute(
@@ -250,6 +251,29 @@ fn export_rows(
     }
     drop(rows);
 
+    // Their vectors (after the memories: the snapshot keys them by the memory's row).
+    let mut rows = tx
+        .query_raw(
+            "SELECT memory_id, model, version, vector FROM memory_vectors ORDER BY memory_id, model",
+            no_params(),
+        )
+        .context("reading memory vectors for a snapshot")?;
+    while let Some(row) = rows
+        .next()
+        .context("reading memory vectors for a snapshot")?
+    {
+        let version: i64 = row.try_get(2).context(what)?;
+        let vector = VectorRow {
+            memory_id: row.try_get(0).context(what)?,
+            model: row.try_get(1).context(what)?,
+            version: non_negative(version),
+            vector: row.try_get(3).context(what)?,
+        };
+        writer.vector(&vector)?;
+        progress.add(vector.vector.len());
+    }
+    drop(rows);
+
     // History, in the order it was recorded.
     let mut rows = tx
         .query_raw(
@@ -326,6 +350,54 @@ fn copy_artifacts(tx: &mut Transaction<'_>, staged: &PortableReader) -> Result<(
             &a.state_type,
             &a.state_version,
             &a.created_at,
+        ])
+        .context(what)
+    })?;
+    sink.finish().context(what)?;
+    Ok(())
+}
+
+/// Every memory vector of the staged snapshot into `memory_vectors` (after the memories),
+/// through one binary COPY, each with the values pgvector reads beside its bytes (see
+/// `vectors.rs`). A vector keeps the version it was computed from: it still describes its
+/// memory's text, which the restore does not change.
+fn copy_vectors(tx: &mut Transaction<'_>, staged: &PortableReader) -> Result<()> {
+    let what = "restoring memory vectors";
+    let sink = tx
+        .copy_in(
+            "COPY memory_vectors (memory_id, model, version, dimension, vector, floats)
+             FROM STDIN (FORMAT binary)",
+        )
+        .context(what)?;
+    let mut sink = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT4,
+            Type::BYTEA,
+            Type::FLOAT4_ARRAY,
+        ],
+    );
+    staged.vectors(&mut |v| {
+        let stored = crate::embed::Quantized::from_bytes(&v.vector)
+            .filter(|q| !q.values.is_empty())
+            .ok_or_else(|| {
+                Error::Integrity(format!(
+                    "the snapshot's vector of memory {} ({}) is not a stored vector; nothing was restored",
+                    v.memory_id, v.model
+                ))
+            })?;
+        let dimension = i32::try_from(stored.values.len()).unwrap_or(i32::MAX);
+        let version = i64::try_from(v.version).unwrap_or(i64::MAX);
+        sink.write(&[
+            &v.memory_id,
+            &v.model,
+            &version,
+            &dimension,
+            &v.vector,
+            &stored.to_f32(),
         ])
         .context(what)
     })?;
