@@ -21,6 +21,7 @@ use modstate::{Digest, Envelope, Options, Store, Synchronous};
 mod common;
 mod contention;
 mod growth;
+mod hybrid;
 mod lock_run;
 mod memory_search;
 mod pg_backend;
@@ -125,6 +126,9 @@ fn main() {
     }
     if selected("postgres") {
         pg_backend::run(&mut report, scale);
+    }
+    if selected("hybrid") {
+        report.section(&hybrid::run(scale.memories));
     }
     if selected("lock-run") {
         let pairs = if scale.name == "quick" { 30 } else { 100 };

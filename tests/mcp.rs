@@ -317,7 +317,8 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "limit",
             "cursor",
             "where",
-            "include_superseded"
+            "include_superseded",
+            "mode"
         ])
     );
     assert_eq!(

@@ -12,6 +12,7 @@ mod conformance;
 mod crash;
 mod faults;
 mod fleet_locks;
+mod hybrid;
 mod litestream;
 mod lockfile;
 mod locks;

@@ -56,13 +56,13 @@ pub fn embed_written(store: &Store, embedder: Option<&dyn Embedder>, memories: &
         return;
     };
     if let Err(e) = store.embed_memories(embedder, memories) {
-        let what = if memories.len() == 1 {
-            "the memory is stored without a vector"
+        let (what, them) = if memories.len() == 1 {
+            ("the memory is stored without a vector", "it")
         } else {
-            "the memories are stored without vectors"
+            ("the memories are stored without vectors", "them")
         };
         notice(&format!(
-            "warning: {what} ({e}); `modstate memory embed` adds them later"
+            "warning: {what} ({e}); `modstate memory embed` adds {them} later"
         ));
     }
 }

@@ -88,7 +88,7 @@ pub enum MemoryCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// keyword (shared words), semantic (meaning: nearest vectors of the --embedder's
-        /// model) or hybrid (both, by reciprocal-rank fusion with ranks frozen at the first
+        /// model) or hybrid (both, by weighted reciprocal-rank fusion with ranks frozen at the first
         /// page). [default: hybrid with an --embedder, keyword without]
         #[arg(long, value_name = "MODE", value_parser = ["keyword", "semantic", "hybrid"])]
         mode: Option<String>,

@@ -10,9 +10,12 @@
 //!   or TEI, which know no input type); `none` sends the text alone.
 //! * `timeout`: how long one request may take (default 10s): a write waits at most this
 //!   long for its vector before it is stored without one.
+//! * `dimensions`: the vectors' dimension, sent as OpenAI's `dimensions` (servers of
+//!   shortenable models cut to it, others ignore it); answers of another dimension are
+//!   refused. Without it the dimension is learnt from the first answer, and every later
+//!   answer must keep it.
 //!
-//! The vectors' dimension is learnt from the first answer and every later answer must keep
-//! it; the model id is `NAME@DIMENSION`.
+//! The model id is `NAME@DIMENSION`.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -45,6 +48,7 @@ pub struct OpenAi {
     model: Option<String>,
     prefix: Prefix,
     timeout: Duration,
+    dimensions: Option<usize>,
     token: Option<String>,
     client: OnceLock<reqwest::blocking::Client>,
     /// `name@dimension`, once the first answer told the dimension.
@@ -68,6 +72,7 @@ impl OpenAi {
         let mut name = None;
         let mut prefix = Prefix::InputType;
         let mut timeout = DEFAULT_TIMEOUT;
+        let mut dimensions = None;
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
                 "model" if !value.is_empty() => name = Some(value.into_owned()),
@@ -91,9 +96,14 @@ impl OpenAi {
                             bad(format!("has timeout={value:?}, not a duration such as 5s"))
                         })?;
                 }
+                "dimensions" => {
+                    dimensions = Some(value.parse::<usize>().ok().filter(|d| *d > 0).ok_or_else(
+                        || bad(format!("has dimensions={value:?}, not a positive number")),
+                    )?);
+                }
                 other => {
                     return Err(bad(format!(
-                        "has an unknown setting {other:?} (model, prefix, timeout)"
+                        "has an unknown setting {other:?} (model, prefix, timeout, dimensions)"
                     )));
                 }
             }
@@ -114,6 +124,7 @@ impl OpenAi {
             model: model.map(str::to_owned).or(name),
             prefix,
             timeout,
+            dimensions,
             token: token.filter(|t| !t.is_empty()),
             client: OnceLock::new(),
             id: Mutex::new(None),
@@ -138,6 +149,9 @@ impl OpenAi {
         let mut body = json!({"input": input, "encoding_format": "float"});
         if let Some(model) = &self.model {
             body["model"] = json!(model);
+        }
+        if let Some(dimensions) = self.dimensions {
+            body["dimensions"] = json!(dimensions);
         }
         if self.prefix == Prefix::InputType {
             body["input_type"] = json!(match kind {
@@ -239,7 +253,9 @@ impl OpenAi {
 
     /// Records the model id from an answer, or checks the answer against the one recorded.
     fn learn(&self, model: Option<&str>, vectors: &[Vec<f32>]) -> Result<String> {
-        let dimension = vectors.first().map_or(0, Vec::len);
+        let dimension = self
+            .dimensions
+            .unwrap_or_else(|| vectors.first().map_or(0, Vec::len));
         let mut id = self
             .id
             .lock()
@@ -261,6 +277,10 @@ impl Embedder for OpenAi {
     fn model_id(&self) -> Result<String> {
         if let Some(id) = self.id.lock().ok().and_then(|id| id.clone()) {
             return Ok(id);
+        }
+        // Named and sized up front: no need to ask.
+        if let (Some(name), Some(dimensions)) = (&self.model, self.dimensions) {
+            return Ok(format!("{name}@{dimensions}"));
         }
         let (vectors, model) = self.request(&["dimension"], Kind::Passage)?;
         self.learn(model.as_deref(), &vectors)

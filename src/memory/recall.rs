@@ -24,7 +24,7 @@ pub enum Mode {
     Keyword,
     /// By meaning: the vectors of the embedding model nearest the query's.
     Semantic,
-    /// Both, fused: reciprocal-rank fusion with ranks frozen at the first page.
+    /// Both, fused: weighted reciprocal-rank fusion with ranks frozen at the first page.
     Hybrid,
 }
 

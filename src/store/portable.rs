@@ -66,3 +66,17 @@ impl MemoryRow {
             || self.superseded_by.is_some()
     }
 }
+
+/// One memory's vector of one embedding model (issue 25).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct VectorRow {
+    /// The memory's public id.
+    pub memory_id: String,
+    /// The model id (`name@dimension`).
+    pub model: String,
+    /// The memory version it was computed from.
+    pub version: u64,
+    /// The stored form, [`Quantized::to_bytes`](crate::embed::Quantized::to_bytes): exactly
+    /// SQLite's blob.
+    pub vector: Vec<u8>,
+}

@@ -26,7 +26,7 @@ use super::snapshot::{SnapshotFile, backup, counts, integrity_check, page_count}
 use crate::error::{Error, Result};
 use crate::memory::{MemoryEvent, grams};
 use crate::snapshot::SnapshotInfo;
-use crate::store::portable::{ArtifactRow, MemoryRow};
+use crate::store::portable::{ArtifactRow, MemoryRow, VectorRow};
 
 /// A snapshot file being written row by row, inside one open transaction.
 ///
@@ -112,6 +112,27 @@ impl PortableWriter {
                 ])
             })
             .context("writing a memory into the snapshot")?;
+        Ok(())
+    }
+
+    #[allow(dead_code)] // PostgreSQL's export calls it (issue 25, the PostgreSQL side).
+    /// Adds one memory's vector (after the memories: it is keyed by the memory's row). A
+    /// vector of a memory the snapshot does not hold is left out.
+    pub(crate) fn vector(&mut self, row: &VectorRow) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
+                 SELECT seq, ?2, ?3, ?4 FROM memories WHERE id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    row.memory_id,
+                    row.model,
+                    i64::try_from(row.version).unwrap_or(i64::MAX),
+                    row.vector
+                ])
+            })
+            .context("writing a memory vector into the snapshot")?;
         Ok(())
     }
 
@@ -284,6 +305,30 @@ impl PortableReader {
         Ok(())
     }
 
+    #[allow(dead_code)] // PostgreSQL's restore calls it (issue 25, the PostgreSQL side).
+    /// Hands every memory vector to `each`, by memory id then model.
+    pub(crate) fn vectors(&self, each: &mut dyn FnMut(VectorRow) -> Result<()>) -> Result<()> {
+        let what = "reading the snapshot's memory vectors";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.id, v.model, v.version, v.vector
+                 FROM memory_vectors v JOIN memories m ON m.seq = v.seq ORDER BY m.id, v.model",
+            )
+            .context(what)?;
+        let mut rows = stmt.query([]).context(what)?;
+        while let Some(row) = rows.next().context(what)? {
+            let version: i64 = row.get(2).context(what)?;
+            each(VectorRow {
+                memory_id: row.get(0).context(what)?,
+                model: row.get(1).context(what)?,
+                version: u64::try_from(version).unwrap_or(0),
+                vector: row.get(3).context(what)?,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Hands every history event to `each`, in the order they were recorded.
     pub(crate) fn events(&self, each: &mut dyn FnMut(MemoryEvent) -> Result<()>) -> Result<()> {
         let what = "reading the snapshot's memory history";
@@ -396,6 +441,22 @@ mod tests {
         for m in &memories {
             writer.memory(m).unwrap();
         }
+        let vector = VectorRow {
+            memory_id: "0001".to_owned(),
+            model: "e5@4".to_owned(),
+            version: 3,
+            vector: crate::embed::Quantized::of(&[0.5, -0.5, 0.25, 1.0])
+                .unwrap()
+                .to_bytes(),
+        };
+        writer.vector(&vector).unwrap();
+        // A vector of a memory the snapshot does not hold is left out.
+        writer
+            .vector(&VectorRow {
+                memory_id: "0404".to_owned(),
+                ..vector.clone()
+            })
+            .unwrap();
         writer.counter(5).unwrap();
         writer.namespace("a", 3).unwrap();
         writer.namespace("b", 5).unwrap();
@@ -439,6 +500,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(read, memories.to_vec());
+        let mut vectors = Vec::new();
+        reader
+            .vectors(&mut |v| {
+                vectors.push(v);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(vectors, vec![vector]);
         assert_eq!(reader.counter().unwrap(), 5);
         let mut namespaces = Vec::new();
         reader
