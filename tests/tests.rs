@@ -21,6 +21,7 @@ mod memory_model;
 mod postgres;
 mod properties;
 mod s3;
+mod search_pruning;
 mod security;
 mod serve;
 mod snapshot;
