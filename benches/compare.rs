@@ -110,7 +110,7 @@ fn main() {
         peak_memory(&mut report, scale, &root);
     }
     if selected("memory-search") {
-        report.section(&memory_search::run(scale.memories));
+        report.section(&memory_search::run(BIN, scale.memories));
     }
     if selected("snapshot") {
         report.section(&snapshot::run(&root, scale.snapshot_mb));

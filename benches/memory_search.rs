@@ -27,7 +27,7 @@ const BATCH: usize = 10_000;
 
 /// Runs the workload on `default_count` memories (or `MODSTATE_BENCH_MEMORIES`) and returns
 /// its report section in markdown.
-pub fn run(default_count: usize) -> String {
+pub fn run(bin: &str, default_count: usize) -> String {
     let count = std::env::var("MODSTATE_BENCH_MEMORIES")
         .ok()
         .map(|v| {
@@ -143,6 +143,7 @@ pub fn run(default_count: usize) -> String {
         middle(&mut indexed_ratios)
     ));
     md.push_str(&questions(&store, &like));
+    md.push_str(&processes(bin, &path));
     md.push_str(&judged());
     md.push_str(&cjk_cost(count / 10));
     md
@@ -156,7 +157,8 @@ pub(crate) const QUESTIONS: &[&str] = &[
 ];
 
 /// The top 10 for each of [`QUESTIONS`], in process, against a one-word query in the same
-/// run: what a question costs with every memory holding any of its words a candidate.
+/// run: what a question costs with every memory holding any of its words a candidate; and
+/// the ranking before issue 24 on the same rows ([`old_ranking`]).
 fn questions(store: &Store, conn: &Connection) -> String {
     let top10 = |query: &str| {
         median(|| {
@@ -181,27 +183,150 @@ fn questions(store: &Store, conn: &Connection) -> String {
         )
         .expect("count candidates")
     };
+    let old = |query: &str| median(|| old_ranking(conn, query));
     let one_word = top10("deploy");
+    let old_one_word = old("deploy");
     let mut md = String::from(
         "### Natural questions: the top 10, in process\n\n\
          Candidates are the memories holding any scored word (function words left out); each \
-         is scored by BM25 with the statistics read for the first page, and MaxScore pruning \
-         stops once no memory holding only the commoner words could reach the page.\n\n\
-         | query | candidates | median top 10 | ratio to the one-word query |\n\
-         | --- | ---: | ---: | ---: |\n",
+         is scored by BM25 with the statistics read for the first page. Memories holding every \
+         word are read first; their page's last score is a floor that memories holding only \
+         commoner words cannot reach, and those are skipped from which words they hold, \
+         without being scored. The old ranking (before issue 24, every word AND-ed, else any \
+         word; FTS5's bm25() stands in for its per-row scoring function, see `old_ranking`) \
+         runs on the same rows in the same run.\n\n\
+         | query | candidates | median top 10 | ratio to the one-word query | old ranking | ratio old / new |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
     md.push_str(&format!(
-        "| \"deploy\" (one word) | {} | {} | 1.00× |\n",
+        "| \"deploy\" (one word) | {} | {} | 1.00× | {} | {:.2}× |\n",
         candidates("deploy"),
-        millis(one_word)
+        millis(one_word),
+        millis(old_one_word),
+        old_one_word.as_secs_f64() / one_word.as_secs_f64()
     ));
     for question in QUESTIONS {
         let t = top10(question);
+        let o = old(question);
         md.push_str(&format!(
-            "| {question:?} | {} | {} | {:.2}× |\n",
+            "| {question:?} | {} | {} | {:.2}× | {} | {:.2}× |\n",
             candidates(question),
             millis(t),
-            t.as_secs_f64() / one_word.as_secs_f64()
+            t.as_secs_f64() / one_word.as_secs_f64(),
+            millis(o),
+            o.as_secs_f64() / t.as_secs_f64()
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+/// The ranking before issue 24, whose code is gone, reproduced on the same index: every word
+/// of the query AND-ed, function words included and the last a prefix, falling back to any
+/// word when no memory holds them all; each candidate scored by an FTS5 auxiliary function
+/// reading its positions and length (the old `modstate_rank`, here FTS5's own bm25(), which
+/// reads the same per row and also counts each word's memories once per query), filtered as
+/// modstate filters, the top 10. Returns how many it found.
+fn old_ranking(conn: &Connection, query: &str) -> usize {
+    let words = modstate::memory::terms(query);
+    let last = words.len().saturating_sub(1);
+    let phrases: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, term)| {
+            let text = match term {
+                modstate::memory::Term::Word(word) => word.clone(),
+                modstate::memory::Term::Cjk(run) => run
+                    .windows(2)
+                    .map(|pair| pair.iter().collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            let star = if i == last { "*" } else { "" };
+            format!("\"{}\"{star}", text.replace('"', "\"\""))
+        })
+        .collect();
+    let sql = "SELECT s.score, m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version
+               FROM (SELECT m.seq AS seq, r.score AS score, m.id AS id
+                     FROM (SELECT rowid AS seq, -bm25(memories_fts) AS score FROM memories_fts
+                           WHERE memories_fts MATCH ?1) r
+                     JOIN memories m ON m.seq = r.seq
+                     WHERE (m.expires_at IS NULL OR m.expires_at > ?2) AND m.superseded_by IS NULL
+                     ORDER BY r.score DESC, m.id DESC LIMIT 11) s
+               JOIN memories m ON m.seq = s.seq
+               ORDER BY s.score DESC, s.id DESC";
+    let now = modstate::time::timestamp(std::time::SystemTime::now());
+    let mut stmt = conn.prepare_cached(sql).expect("prepare the old ranking");
+    for joiner in [" ", " OR "] {
+        let rows = stmt
+            .query_map(rusqlite::params![phrases.join(joiner), now], |r| {
+                Ok((
+                    r.get::<_, f64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .expect("the old ranking")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("old ranking rows");
+        if !rows.is_empty() {
+            return std::hint::black_box(rows).len();
+        }
+    }
+    0
+}
+
+/// A whole `modstate memory search` process for each of [`QUESTIONS`] against one for a
+/// one-word query, on the same database, interleaved: start-up, opening, statistics, the
+/// page and printing it, as an agent's shell call pays them.
+fn processes(bin: &str, db: &std::path::Path) -> String {
+    let db = db.display().to_string();
+    let run = |query: &str| {
+        let started = Instant::now();
+        let status = std::process::Command::new(bin)
+            .args(["--db", &db, "memory", "search", "--limit", "10", query])
+            .env_remove("MODSTATE_DB")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        assert!(status.success(), "memory search {query:?} failed");
+        started.elapsed()
+    };
+    let queries: Vec<&str> = std::iter::once("deploy")
+        .chain(QUESTIONS.iter().copied())
+        .collect();
+    let mut times = vec![Vec::new(); queries.len()];
+    for round in 0..17 {
+        for (i, query) in queries.iter().enumerate() {
+            let t = run(query);
+            if round > 1 {
+                times[i].push(t);
+            }
+        }
+    }
+    let medians: Vec<Duration> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect();
+    let mut md = String::from(
+        "### A whole `modstate memory search --limit 10` process\n\n\
+         15 runs of each, interleaved, after 2 warm-up rounds; the median.\n\n\
+         | query | median process | ratio to the one-word query |\n| --- | ---: | ---: |\n",
+    );
+    for (query, t) in queries.iter().zip(&medians) {
+        md.push_str(&format!(
+            "| {query:?} | {} | {:.2}× |\n",
+            millis(*t),
+            t.as_secs_f64() / medians[0].as_secs_f64()
         ));
     }
     md.push('\n');

@@ -338,6 +338,21 @@ impl Scorer {
 
     /// The score of a memory with `features`: higher is better (see the module's docs).
     pub fn score(&self, features: &Features) -> f64 {
+        self.rate(features, false)
+    }
+
+    /// The highest score a memory with these matches can have whatever its length, given that
+    /// it is at least `features.length` and covers every match: BM25 at the shortest such
+    /// length (a term's part only falls as the length grows), the proximity bonus as scored
+    /// (it depends on positions only), and no stuffing penalty (it only divides). An engine
+    /// that reads a memory's matches cheaply but its length dearly skips the length of a
+    /// memory whose ceiling is below a floor.
+    pub fn ceiling(&self, features: &Features) -> f64 {
+        self.rate(features, true)
+    }
+
+    /// [`Scorer::score`], or with `ceiling` [`Scorer::ceiling`].
+    fn rate(&self, features: &Features, ceiling: bool) -> f64 {
         // (term, offset, alternative, size, form) of each match; a token matched by two forms
         // of one term (which can stem alike) counts once, as the word typed if either is.
         let mut at: Vec<(usize, usize, bool, usize, usize)> = features
@@ -362,7 +377,16 @@ impl Scorer {
                 frequency[i].1 += 1;
             }
         }
-        let length = features.length.max(1) as f64;
+        let mut length = features.length.max(1) as f64;
+        if ceiling {
+            // The memory holds every matched token: at least as many as distinct offsets,
+            // and through the last one's end.
+            let mut offsets: Vec<usize> = at.iter().map(|m| m.1).collect();
+            offsets.sort_unstable();
+            offsets.dedup();
+            let end = at.iter().map(|m| m.1 + m.3).max().unwrap_or(0);
+            length = length.max(offsets.len().max(end) as f64);
+        }
         let norm = K1 * (1.0 - B + B * length / self.average_length);
         let mut best = vec![0.0f64; self.term_idf.len()];
         for &(id, tf) in &frequency {
@@ -394,6 +418,9 @@ impl Scorer {
         let mut matched: Vec<usize> = at.iter().map(|m| m.0).collect();
         matched.dedup();
         let repeats = at.len().saturating_sub(matched.len());
+        if ceiling {
+            return bm25 + proximity;
+        }
         let stuffing = (repeats as f64 / length - STUFFING_FREE).max(0.0);
         (bm25 + proximity) / (1.0 + STUFFING_SLOPE * stuffing)
     }
@@ -415,6 +442,36 @@ impl Scorer {
             .map(|t| PAIR_BONUS * self.term_idf[t - 1].min(self.term_idf[t]))
             .sum();
         words + pairs
+    }
+
+    /// Whether a memory whose matches are all forms among `phrases` (indices in the order the
+    /// engine reports them) could score `floor` or more: false only when [`Scorer::bound`] of
+    /// their terms is below it. An engine that knows `floor` is reached by enough memories
+    /// (a page's last score among some of the candidates) skips scoring the others, whose
+    /// features cost far more to read than which phrases they hold.
+    ///
+    /// The comparison leaves a margin of a billionth, so a sum rounded the other way than
+    /// [`Scorer::bound`]'s can never prune a memory that belongs on the page.
+    pub fn may_reach(&self, phrases: impl IntoIterator<Item = usize>, floor: f64) -> bool {
+        let mut held = [false; 64];
+        for phrase in phrases {
+            match self.forms.get(phrase).map(|f| f.term) {
+                Some(term) if term < held.len() => held[term] = true,
+                Some(_) => return true,
+                None => {}
+            }
+        }
+        let terms = self.term_idf.len().min(held.len());
+        let words: f64 = (0..terms)
+            .filter(|&t| held[t])
+            .map(|t| self.term_idf[t] * (K1 + 1.0 + DELTA))
+            .sum();
+        let pairs: f64 = (1..terms)
+            .filter(|&t| held[t - 1] && held[t])
+            .map(|t| PAIR_BONUS * self.term_idf[t - 1].min(self.term_idf[t]))
+            .sum();
+        let bound = words + pairs;
+        bound >= floor - 1e-9 * floor.abs().max(1.0)
     }
 
     /// The scored terms, the weightiest (rarest) first: the order in which an engine adds
@@ -602,6 +659,29 @@ mod tests {
         let both = s.score(&doc(&[(0, 0), (1, 1), (0, 2), (1, 3)], 4));
         assert!(s.bound(&[0, 1]) > both && both > s.bound(&[1]));
         assert_eq!(s.terms_by_weight(), [0, 1]);
+    }
+
+    #[test]
+    fn the_ceiling_is_never_below_a_score_at_any_length() {
+        let s = scorer();
+        let mut state = 7u64;
+        let mut next = |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 33) % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let matches: Vec<(usize, usize)> =
+                (0..1 + next(8)).map(|_| (next(2), next(30))).collect();
+            let ceiling = s.ceiling(&doc(&matches, 0));
+            let end = matches.iter().map(|m| m.1 + 1).max().unwrap_or(1);
+            for length in [end, end + 1, end + 7, end * 3, 500] {
+                let score = s.score(&doc(&matches, length));
+                assert!(
+                    score <= ceiling,
+                    "{matches:?} at {length}: {score} > {ceiling}"
+                );
+            }
+        }
     }
 
     #[test]
