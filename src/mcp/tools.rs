@@ -809,7 +809,8 @@ mod tests {
                 "limit",
                 "cursor",
                 "where",
-                "include_superseded"
+                "include_superseded",
+                "mode"
             ]
         );
         assert_eq!(
