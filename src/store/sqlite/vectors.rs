@@ -187,15 +187,9 @@ fn scan_all(
                 .get_ref(2)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context("searching memory vectors")?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             let id: String = row.get(1).context("searching memory vectors")?;
             if let Some(c) = cursor
                 && !(score < c.score || (score == c.score && id < c.id))
@@ -255,15 +249,9 @@ fn best_first(
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context(what)?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             // Before the cursor: shown already (a tie is settled by id below).
             if cursor.is_some_and(|c| score > c.score) {
                 continue;
