@@ -17,6 +17,11 @@ use crate::error::Result;
 use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
 use crate::store::sqlite::errors::SqlContext;
 
+/// The page cache (KiB) of a read connection that has searched vectors: room for the vectors
+/// of about 250,000 memories of 384 dimensions (a page holds ten); memory is taken only as
+/// pages are read.
+const VECTOR_CACHE_KIB: i64 = 128 * 1024;
+
 impl SqliteBackend {
     pub(crate) fn put_vectors_sql(
         &self,
@@ -126,6 +131,11 @@ impl SqliteBackend {
         let wanted = filter.limit.map(|n| n.saturating_add(1));
         let now = timestamp(SystemTime::now());
         self.read(|conn| {
+            // Every search reads every vector of the model: let this (pooled) connection keep
+            // them in its page cache between searches instead of reading them from the file
+            // each time (SQLite keeps the cache across transactions while nothing changed).
+            conn.pragma_update(None, "cache_size", -VECTOR_CACHE_KIB)
+                .context("searching memory vectors")?;
             let tx = conn
                 .unchecked_transaction()
                 .context("searching memory vectors")?;
