@@ -205,13 +205,7 @@ impl Store {
                 (found.rows, found.snapshot, found.generation, None, why)
             }
         };
-        let mut memories: Vec<Memory> = hits.iter().map(|h| h.memory.clone()).collect();
-        if memories.iter().any(|m| m.refresh_on_read) {
-            self.refresh_on_read(&mut memories);
-            for (hit, memory) in hits.iter_mut().zip(memories) {
-                hit.memory = memory;
-            }
-        }
+        self.refresh_hits(&mut hits);
         let mut why: Vec<Why> = why;
         why.truncate(filter.limit.unwrap_or(usize::MAX));
         let page = Page::cut(hits, filter.limit, |hit: &Hit| {

@@ -17,6 +17,11 @@ use crate::error::Result;
 use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
 use crate::store::sqlite::errors::SqlContext;
 
+/// The page cache (KiB) of a read connection that has searched vectors: room for the vectors
+/// of about 250,000 memories of 384 dimensions (a page holds ten); memory is taken only as
+/// pages are read.
+const VECTOR_CACHE_KIB: i64 = 128 * 1024;
+
 impl SqliteBackend {
     pub(crate) fn put_vectors_sql(
         &self,
@@ -126,6 +131,11 @@ impl SqliteBackend {
         let wanted = filter.limit.map(|n| n.saturating_add(1));
         let now = timestamp(SystemTime::now());
         self.read(|conn| {
+            // Every search reads every vector of the model: let this (pooled) connection keep
+            // them in its page cache between searches instead of reading them from the file
+            // each time (SQLite keeps the cache across transactions while nothing changed).
+            conn.pragma_update(None, "cache_size", -VECTOR_CACHE_KIB)
+                .context("searching memory vectors")?;
             let tx = conn
                 .unchecked_transaction()
                 .context("searching memory vectors")?;
@@ -187,15 +197,9 @@ fn scan_all(
                 .get_ref(2)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context("searching memory vectors")?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             let id: String = row.get(1).context("searching memory vectors")?;
             if let Some(c) = cursor
                 && !(score < c.score || (score == c.score && id < c.id))
@@ -255,15 +259,9 @@ fn best_first(
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context(what)?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             // Before the cursor: shown already (a tie is settled by id below).
             if cursor.is_some_and(|c| score > c.score) {
                 continue;
