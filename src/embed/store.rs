@@ -50,7 +50,10 @@ impl Store {
     /// batches of `batch`: each batch is embedded outside any transaction, then stored in one.
     /// Resumable by construction: what a stopped run stored stays, and the next run starts
     /// with what is still missing. A memory changed while its batch was embedded is skipped
-    /// (it lacks a vector of its new text and a later run embeds it).
+    /// (it lacks a vector of its new text and a later run embeds it). A batch the embedder
+    /// fails on while its first text alone succeeds was too much for one request (long texts
+    /// on a busy CPU outlast the request timeout): the run goes on with batches a quarter the
+    /// size; only an embedder that fails on a single text ends it.
     pub fn embed_missing(
         &self,
         embedder: &dyn Embedder,
@@ -59,7 +62,7 @@ impl Store {
         progress: &mut dyn FnMut(EmbedProgress),
     ) -> Result<EmbedProgress> {
         let model = embedder.model_id()?;
-        let batch = batch.max(1);
+        let mut batch = batch.max(1);
         let (_, missing) = self.backend().vector_coverage(&model)?;
         let mut done = EmbedProgress {
             embedded: 0,
@@ -73,9 +76,19 @@ impl Store {
             let Some(last) = rows.last() else {
                 break;
             };
-            after = Some(last.0.clone());
             let texts: Vec<&str> = rows.iter().map(|(_, _, body)| body.as_str()).collect();
-            let (now, vectors) = vectors_of(embedder, &texts, Kind::Passage)?;
+            let (now, vectors) = match vectors_of(embedder, &texts, Kind::Passage) {
+                Ok(answer) => answer,
+                Err(Error::Embedder(why)) if texts.len() > 1 => {
+                    // Too much for one request, or a broken embedder? One text tells.
+                    vectors_of(embedder, &texts[..1], Kind::Passage)
+                        .map_err(|_| Error::Embedder(why))?;
+                    batch = (texts.len() / 4).max(1);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            after = Some(last.0.clone());
             if now != model {
                 return Err(Error::Embedder(format!(
                     "the embedder's model changed from {model} to {now} during the run; run it again"
@@ -145,4 +158,82 @@ pub(crate) fn vectors_of(
 /// The dimension a model id names (`name@384`).
 pub(crate) fn dimension_of(model: &str) -> Option<usize> {
     model.rsplit_once('@').and_then(|(_, d)| d.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::memory::NewMemory;
+    use crate::store::Options;
+
+    /// Answers batches of at most `most` texts and fails larger ones, as a server does whose
+    /// request timeout a large batch outlasts; counts its requests.
+    struct Limited {
+        most: usize,
+        requests: AtomicUsize,
+    }
+
+    impl Embedder for Limited {
+        fn model_id(&self) -> Result<String> {
+            Ok("limited@4".into())
+        }
+
+        fn embed(&self, texts: &[&str], _kind: Kind) -> Result<Vec<Vec<f32>>> {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            if texts.len() > self.most {
+                return Err(Error::Embedder("no answer within 10s".into()));
+            }
+            Ok(texts
+                .iter()
+                .map(|t| vec![1.0, t.len() as f32, 0.5, 0.25])
+                .collect())
+        }
+    }
+
+    fn store_of(count: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("e.db"), Options::default()).unwrap();
+        let memories: Vec<NewMemory> = (0..count)
+            .map(|i| NewMemory {
+                body: format!("memory number {i}"),
+                ..NewMemory::default()
+            })
+            .collect();
+        store.add_memories(memories).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_batch_too_large_for_one_request_is_split_and_the_run_finishes() {
+        let (_dir, store) = store_of(40);
+        let embedder = Limited {
+            most: 3,
+            requests: AtomicUsize::new(0),
+        };
+        let done = store
+            .embed_missing(&embedder, None, 64, &mut |_| {})
+            .unwrap();
+        assert_eq!(done.embedded, 40);
+        assert_eq!(store.vector_coverage(&embedder).unwrap().missing, 0);
+    }
+
+    #[test]
+    fn an_embedder_that_fails_on_one_text_ends_the_run_with_its_error() {
+        let (_dir, store) = store_of(5);
+        let embedder = Limited {
+            most: 0,
+            requests: AtomicUsize::new(0),
+        };
+        let error = store
+            .embed_missing(&embedder, None, 64, &mut |_| {})
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("no answer within 10s"),
+            "{error}"
+        );
+        // The batch, then one text to tell: not a request per text.
+        assert_eq!(embedder.requests.load(Ordering::Relaxed), 2);
+    }
 }
