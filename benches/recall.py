@@ -28,9 +28,12 @@ stops it at the end. Rows: "dense (Python)", the same model's vectors ranked by 
 process; "RRF(BM25, dense) (Python)", the reference fusion: reciprocal rank fusion, k = 60, of
 rank_bm25's BM25Okapi ranks (the "BM25" row's) and those dense ranks; and, when the binary has
 `memory search --mode` (detected from its --help), "modstate semantic" and "modstate hybrid",
-the store embedded by `memory embed` through the same server. Insert cost: `memory import`
-alone against `memory import` + `memory embed` on each corpus, and one `memory add` process
-without and with `--embedder`, in the same run.
+the store embedded by `memory embed` through the same server. Each text is embedded once:
+`memory embed` goes first, through a loopback memo of the server's answers, and the Python
+rows take the passages' vectors from that memo (the server's floats, not modstate's stored
+int8). Insert cost: `memory import` alone against `memory import` + `memory embed` on each
+corpus, and one `memory add` process without and with `--embedder`, in the same run; every
+search asks the server itself, so its time includes embedding the question.
 
 Columns: any@k, the share of questions with at least one evidence memory in the top k; all@k,
 with every evidence memory in the top k; the median time of one search (modstate: a whole
