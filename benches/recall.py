@@ -167,6 +167,13 @@ def binary():
     return path
 
 
+def patient(url):
+    """The embedder URL with a timeout for a benchmark: one `memory embed` request is 64
+    memories, and 64 LongMemEval sessions (~2,000 tokens each) take minutes on a busy CPU,
+    past modstate's default of 10 s. Times are measured, not bounded."""
+    return url + "?timeout=3600s"
+
+
 class Modstate:
     """One fresh store holding `docs`, searched through the CLI as an agent would.
 
@@ -202,9 +209,12 @@ class Modstate:
             started = time.perf_counter()
             out = subprocess.run(
                 [exe, "--db", self.db, "--synchronous", "normal", "--embedder",
-                 embed_via or embedder, "--json", "memory", "embed"],
-                check=True, capture_output=True,
+                 patient(embed_via or embedder), "--json", "memory", "embed"],
+                capture_output=True,
             )
+            if out.returncode != 0:
+                sys.exit(f"memory embed failed (exit {out.returncode}): "
+                         f"{out.stderr.decode(errors='replace').strip()}")
             self.embed_s = time.perf_counter() - started
             done = json.loads(out.stdout)
             if done.get("missing"):
@@ -221,7 +231,7 @@ class Modstate:
         if self.mode:
             args += ["--mode", self.mode]
         if self.embedder:
-            args += ["--embedder", self.embedder]
+            args += ["--embedder", patient(self.embedder)]
         started = time.perf_counter()
         out = subprocess.run(args + ["--", query], check=True, capture_output=True)
         elapsed = time.perf_counter() - started
@@ -453,7 +463,7 @@ def add_cost(exe, texts, server, n=20):
             embedded = i % 2 == 1
             args = [exe, "--db", db, "-q", "memory", "add"]
             if embedded:
-                args += ["--embedder", server.url]
+                args += ["--embedder", patient(server.url)]
             started = time.perf_counter()
             subprocess.run(args + ["--", texts[i % len(texts)]], check=True, capture_output=True)
             times[embedded].append(time.perf_counter() - started)
