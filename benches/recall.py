@@ -359,7 +359,8 @@ class Memo:
 
     def answer(self, body):
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        setting = json.dumps({k: v for k, v in body.items() if k != "input"}, sort_keys=True)
+        # What changes a vector: not encoding_format, which modstate sends and Python does not.
+        setting = json.dumps([body.get(k) for k in ("input_type", "model", "dimensions")])
         missing = [t for t in dict.fromkeys(texts) if (setting, t) not in self.vectors]
         if missing:
             request = urllib.request.Request(
