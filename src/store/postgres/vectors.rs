@@ -17,7 +17,8 @@
 //!   matches, so the server scans the model's vectors that pass the filter: an HNSW index
 //!   answers approximately (it may miss a nearer vector), which would break paging (a later
 //!   page continues from the cursor and would never show what the first page missed) and
-//!   agreement with SQLite. Measured cost: `benches/pg_backend.rs`.
+//!   agreement with SQLite. Measured against pgvector alone, exact and through HNSW:
+//!   `benches/pg_semantic.rs`.
 //! * **Without pgvector.** Vectors are still stored (and snapshotted), and a search refuses
 //!   with one line naming the extension; keyword search is unaffected. Where the server offers
 //!   the extension but the database lacks it, the first search creates it
