@@ -52,6 +52,10 @@ pub fn run(report: &mut Report, scale: &Scale) {
     let load = started.elapsed().as_secs_f64();
     let queries: Vec<String> = (0..8).map(|q| format!("query {q}")).collect();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    // modstate creates the extension at its first search; the baseline's statement needs it now.
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
+        .expect("create the vector extension");
     let select = client
         .prepare(&format!(
             "SELECT memory_id FROM memory_vectors WHERE model = $1
