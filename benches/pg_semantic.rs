@@ -1,6 +1,7 @@
 //! Semantic search on PostgreSQL with pgvector (issue 25): modstate's exact search against the
 //! `postgres` crate alone asking pgvector for the same top 10, first by the same exact scan,
 //! then through an HNSW index (approximate: its recall is printed beside its time).
+//! `BENCH_ONLY=postgres-semantic cargo bench --bench compare` runs it alone.
 //!
 //! The server is the tests' throwaway PostgreSQL with pgvector (`tests/common/pgvector.rs`,
 //! fsync=off); the vectors are 384 pseudo-random dimensions per memory from a hash of its
@@ -58,7 +59,7 @@ pub fn run(report: &mut Report, scale: &Scale) {
         .expect("create the vector extension");
     let select = client
         .prepare(&format!(
-            "SELECT memory_id FROM memory_vectors WHERE model = $1
+            "SELECT memory_id FROM memory_vectors WHERE model = $1 AND dimension = {DIMENSION}
              ORDER BY floats::vector({DIMENSION}) <#> $2::real[]::vector LIMIT {TOP}"
         ))
         .expect("prepare");
