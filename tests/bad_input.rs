@@ -69,7 +69,13 @@ const GROUPS: &[(&str, Rows)] = &[
     ("maintenance", maintenance_rows),
     ("serve", serve_rows),
     ("token", token_rows),
+    ("hybrid", hybrid_rows),
 ];
+
+#[test]
+fn hybrid_bad_input() {
+    check_group("hybrid");
+}
 
 #[test]
 fn serve_and_token_bad_input() {
@@ -1512,6 +1518,73 @@ fn serve_rows() -> Vec<Row> {
                 "127.0.0.1:0",
                 "--namespace",
                 &"n".repeat(257),
+            ],
+            6,
+        ),
+    ]
+}
+
+/// Embedder settings and search modes (issue 25): refused before anything is written or asked.
+fn hybrid_rows() -> Vec<Row> {
+    let embedder = "http://127.0.0.1:9/v1";
+    vec![
+        Row::new(
+            "memory embed",
+            "no embedder configured",
+            ["memory", "embed"],
+            6,
+        ),
+        Row::new(
+            "memory embed",
+            "a batch of zero",
+            ["--embedder", embedder, "memory", "embed", "--batch", "0"],
+            6,
+        ),
+        Row::new(
+            "memory embed",
+            "a batch that is not a number",
+            ["--embedder", embedder, "memory", "embed", "--batch", "many"],
+            2,
+        ),
+        Row::new(
+            "memory search",
+            "semantic search without an embedder",
+            ["memory", "search", "x", "--mode", "semantic"],
+            6,
+        ),
+        Row::new(
+            "memory search",
+            "an unknown mode",
+            ["memory", "search", "x", "--mode", "fuzzy"],
+            2,
+        ),
+        Row::new(
+            "memory add",
+            "an embedder URL that is not http",
+            ["--embedder", "ftp://host/v1", "memory", "add", "x"],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "an unknown embedder setting",
+            [
+                "--embedder",
+                "http://127.0.0.1:9/v1?colour=red",
+                "memory",
+                "add",
+                "x",
+            ],
+            6,
+        ),
+        Row::new(
+            "memory add",
+            "an embedder timeout that is not a duration",
+            [
+                "--embedder",
+                "http://127.0.0.1:9/v1?timeout=soon",
+                "memory",
+                "add",
+                "x",
             ],
             6,
         ),

@@ -59,6 +59,18 @@ impl Quantized {
         })
     }
 
+    /// This (query) vector's similarity to a vector in its stored form
+    /// ([`Quantized::to_bytes`]); `None` when the bytes are not one.
+    pub fn similarity_to_stored(&self, stored: &[u8]) -> Option<f64> {
+        let (scale, values) = stored.split_first_chunk::<4>()?;
+        Some(similarity_bytes(
+            &self.values,
+            self.scale,
+            values,
+            f32::from_le_bytes(*scale),
+        ))
+    }
+
     /// Cosine similarity of two quantised unit vectors (the dot product of the stored values).
     /// Vectors of different lengths are not comparable: 0.
     pub fn similarity(&self, other: &Quantized) -> f64 {

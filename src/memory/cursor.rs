@@ -215,19 +215,28 @@ fn scores(ranks: &Ranks) -> String {
         .iter()
         .map(|s| format!("{:x}", s.to_bits()))
         .collect();
-    format!("{:x},{}", ranks.total, scores.join(","))
+    format!(
+        "{:x},{:x},{}",
+        ranks.total,
+        ranks.cut.to_bits(),
+        scores.join(",")
+    )
 }
 
 fn parse_scores(text: &str) -> Option<Ranks> {
     let mut parts = text.split(',').filter(|p| !p.is_empty());
     let total = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let cut = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
+    if cut.is_nan() || cut == f64::INFINITY {
+        return None;
+    }
     let scores = parts
         .map(|p| u64::from_str_radix(p, 16).ok().map(f64::from_bits))
         .collect::<Option<Vec<f64>>>()?;
     scores
         .iter()
         .all(|s| s.is_finite())
-        .then_some(Ranks { total, scores })
+        .then_some(Ranks { total, cut, scores })
 }
 
 /// The longest cursor accepted: a search of a few hundred words, or a hybrid search's query
@@ -286,10 +295,12 @@ mod tests {
             fusion: Some(Fusion {
                 keyword: Ranks {
                     total: 40,
+                    cut: f64::NEG_INFINITY,
                     scores: vec![3.5, 2.0, -1.0],
                 },
                 semantic: Ranks {
                     total: 2,
+                    cut: 0.25,
                     scores: vec![0.9, 0.8],
                 },
             }),

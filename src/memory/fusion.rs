@@ -12,24 +12,34 @@
 /// A ranked list's scores at chosen ranks, best first, as of the first page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ranks {
-    /// How many results the list had.
+    /// How many results the list had (at most [`DEPTH`]).
     pub total: u64,
+    /// The score of the first result left out below [`DEPTH`] (`-inf`: none was): a memory
+    /// is in the list only when it scores above it, on every page.
+    pub cut: f64,
     /// The score at each rank of [`positions`]`(total)`, non-increasing.
     pub scores: Vec<f64>,
 }
 
-/// The `k` of reciprocal-rank fusion: how much the first ranks outweigh later ones. Measured
-/// on the recall benchmark's rows (issue 25's fusion study): with 60, as the textbook says,
-/// weak dense ranks of long sessions push keyword search's best results out of the top 5.
-pub const RRF_K: f64 = 20.0;
+/// The `k` of reciprocal-rank fusion: how much the first ranks outweigh later ones. Chosen
+/// by measurement (issue 25's fusion study over the recall benchmark's rows, LongMemEval and
+/// LoCoMo): with the textbook 60 and equal weights, the small dense model's ranks push keyword
+/// search's best results out, and hybrid falls *below* keyword alone on LoCoMo.
+pub const RRF_K: f64 = 30.0;
 
-/// How much a keyword rank weighs against a vector rank of the same place: modstate's
-/// keyword ranking is the stronger list on the benchmark (a small dense model), and a weight
-/// of 3 kept every row at or above both keyword search and the plain RRF reference.
+/// How much a keyword rank weighs against a vector rank of the same place. Weight 3 with k =
+/// 30 was the only setting at or above both modstate keyword search and the Python reference
+/// fusion (rank_bm25 + the same model, RRF k = 60) on every cell, and sits on a plateau
+/// (k 15–50, weight 3–5 all pass), with float and with int8 vectors alike.
 pub const KEYWORD_WEIGHT: f64 = 3.0;
 
 /// Ranks 1 to this are kept exactly.
 const EXACT: u64 = 32;
+
+/// How deep each list is fused: a memory ranked below this in both lists is not a hybrid
+/// result (its fused score would be under 1/1030 of the first's anyway). Keeps a hybrid page
+/// at two bounded reads however large the store.
+pub const DEPTH: usize = 1000;
 
 /// A hybrid search's frozen rank scales: the keyword list's and the vector list's.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,12 +68,30 @@ pub fn positions(total: u64) -> Vec<u64> {
 impl Ranks {
     /// The scale of a list whose scores, best first, are `sorted`.
     pub fn of(sorted: &[f64]) -> Ranks {
-        let total = sorted.len() as u64;
+        Ranks::cut(sorted, usize::MAX)
+    }
+
+    /// The scale of the first `depth` of `sorted` (best first); a score equal to the first
+    /// one left out is left out too, so membership is decided by the score alone.
+    pub fn cut(sorted: &[f64], depth: usize) -> Ranks {
+        let (kept, cut) = match sorted.get(depth) {
+            Some(&cut) => {
+                let kept = sorted[..depth].partition_point(|&s| s > cut);
+                (&sorted[..kept], cut)
+            }
+            None => (sorted, f64::NEG_INFINITY),
+        };
+        let total = kept.len() as u64;
         let scores = positions(total)
             .into_iter()
-            .map(|p| sorted[(p - 1) as usize])
+            .map(|p| kept[(p - 1) as usize])
             .collect();
-        Ranks { total, scores }
+        Ranks { total, cut, scores }
+    }
+
+    /// Whether a result of `score` is in the list (above its cut).
+    pub fn holds(&self, score: f64) -> bool {
+        score > self.cut && !self.scores.is_empty()
     }
 
     /// The rank a result of `score` had (or would have had) at the first page: the first
@@ -90,6 +118,7 @@ impl Fusion {
     pub fn score(&self, keyword: Option<f64>, similarity: Option<f64>) -> f64 {
         let part = |ranks: &Ranks, score: Option<f64>| {
             score
+                .filter(|&s| ranks.holds(s))
                 .and_then(|s| ranks.rank(s))
                 .map_or(0.0, |r| 1.0 / (RRF_K + r))
         };
@@ -120,6 +149,11 @@ mod tests {
         assert_eq!(ranks.rank(-5.0), Some(501.0));
         assert_eq!(Ranks::of(&[]).rank(1.0), None);
         assert!(positions(500).len() < 50);
+        // Cut at a depth: what ties the first left out is out too, on every page.
+        let cut = Ranks::cut(&[9.0, 8.0, 7.0, 7.0, 6.0], 3);
+        assert_eq!((cut.total, cut.cut), (2, 7.0));
+        assert!(cut.holds(8.0) && !cut.holds(7.0) && !cut.holds(6.5));
+        assert!(Ranks::cut(&[9.0, 8.0], 3).holds(-100.0));
     }
 
     #[test]

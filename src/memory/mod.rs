@@ -34,7 +34,7 @@ pub(crate) use crate::time::{later_than, timestamp};
 pub(crate) use cursor::Cursor;
 pub use cursor::check_cursor;
 pub use filter::{Where, check_metadata, check_tags, parse_metadata};
-pub use fusion::{Fusion, KEYWORD_WEIGHT, RRF_K, Ranks};
+pub use fusion::{DEPTH, Fusion, KEYWORD_WEIGHT, RRF_K, Ranks};
 pub use grams::grams;
 pub(crate) use grams::run_bigrams;
 pub(crate) use id::next_id;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::cursor::{Cursor, Kind, fingerprint};
-use super::fusion::{Fusion, Ranks};
+use super::fusion::{DEPTH, Fusion, Ranks};
 use super::page::{Hit, MemoryPage, Page};
 use super::query::SearchText;
 use super::store::{SearchMode, category_key, keyword_mode, where_key};
@@ -205,13 +205,7 @@ impl Store {
                 (found.rows, found.snapshot, found.generation, None, why)
             }
         };
-        let mut memories: Vec<Memory> = hits.iter().map(|h| h.memory.clone()).collect();
-        if memories.iter().any(|m| m.refresh_on_read) {
-            self.refresh_on_read(&mut memories);
-            for (hit, memory) in hits.iter_mut().zip(memories) {
-                hit.memory = memory;
-            }
-        }
+        self.refresh_hits(&mut hits);
         let mut why: Vec<Why> = why;
         why.truncate(filter.limit.unwrap_or(usize::MAX));
         let page = Page::cut(hits, filter.limit, |hit: &Hit| {
@@ -237,9 +231,10 @@ impl Store {
         })
     }
 
-    /// One page (plus one) of a hybrid search: every keyword match and every memory with a
-    /// vector, each scored by [`Fusion::score`] under the first page's rank scales, after
-    /// the cursor, among memories not written since the first page.
+    /// One page (plus one) of a hybrid search: the best [`DEPTH`] keyword matches and the
+    /// [`DEPTH`] memories nearest the query, each scored by [`Fusion::score`] under the first
+    /// page's rank scales (which also fix, by score, who is in each list), after the cursor,
+    /// among memories not written since the first page.
     fn hybrid(
         &self,
         keyword: &SearchMode,
@@ -248,8 +243,9 @@ impl Store {
         filter: &MemoryFilter,
         cursor: Option<&Cursor>,
     ) -> Result<Hybrid> {
+        // The best DEPTH of each list (one more, to see where it was cut).
         let all = MemoryFilter {
-            limit: None,
+            limit: Some(DEPTH),
             cursor: None,
             ..filter.clone()
         };
@@ -281,16 +277,13 @@ impl Store {
             .nearest_memories(model, query, &all, Some(&start))?;
         let fusion = match cursor {
             Some(c) => c.fusion.clone().ok_or_else(not_this_search)?,
-            None => Fusion {
-                keyword: Ranks::of(
-                    &keyword_rows
-                        .rows
-                        .iter()
-                        .map(|h| h.score)
-                        .collect::<Vec<_>>(),
-                ),
-                semantic: Ranks::of(&vector_rows.rows.iter().map(|h| h.score).collect::<Vec<_>>()),
-            },
+            None => {
+                let scores = |hits: &[Hit]| hits.iter().map(|h| h.score).collect::<Vec<_>>();
+                Fusion {
+                    keyword: Ranks::cut(&scores(&keyword_rows.rows), DEPTH),
+                    semantic: Ranks::cut(&scores(&vector_rows.rows), DEPTH),
+                }
+            }
         };
         let mut found: HashMap<String, (Memory, Option<f64>, Option<f64>)> = HashMap::new();
         for hit in keyword_rows.rows {
@@ -308,9 +301,13 @@ impl Store {
                 let fused = fusion.score(keyword, similarity);
                 let why = Why {
                     keyword_score: keyword,
-                    keyword_rank: keyword.and_then(|s| fusion.keyword.rank(s)),
+                    keyword_rank: keyword
+                        .filter(|&s| fusion.keyword.holds(s))
+                        .and_then(|s| fusion.keyword.rank(s)),
                     similarity,
-                    similarity_rank: similarity.and_then(|s| fusion.semantic.rank(s)),
+                    similarity_rank: similarity
+                        .filter(|&s| fusion.semantic.holds(s))
+                        .and_then(|s| fusion.semantic.rank(s)),
                     fused: Some(fused),
                 };
                 (
@@ -321,6 +318,8 @@ impl Store {
                     why,
                 )
             })
+            // Below the depth of both lists: not a result.
+            .filter(|(_, why)| why.keyword_rank.is_some() || why.similarity_rank.is_some())
             .filter(|(hit, _)| match cursor {
                 Some(c) => hit.score < c.score || (hit.score == c.score && hit.memory.id < c.id),
                 None => true,

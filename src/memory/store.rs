@@ -132,6 +132,17 @@ impl Store {
         }
     }
 
+    /// [`Store::refresh_on_read`] of the memories of search hits.
+    pub(crate) fn refresh_hits(&self, hits: &mut [Hit]) {
+        let mut memories: Vec<Memory> = hits.iter().map(|h| h.memory.clone()).collect();
+        if memories.iter().any(|m| m.refresh_on_read) {
+            self.refresh_on_read(&mut memories);
+            for (hit, memory) in hits.iter_mut().zip(memories) {
+                hit.memory = memory;
+            }
+        }
+    }
+
     /// The first page of [`Store::list_page`], its memories only.
     pub fn list_memories(&self, filter: &MemoryFilter) -> Result<Vec<Memory>> {
         Ok(self.list_page(filter)?.page.items)
@@ -227,13 +238,7 @@ impl Store {
         let mut found = self
             .backend()
             .search_memories(&mode, filter, cursor.as_ref())?;
-        let mut memories: Vec<Memory> = found.rows.iter().map(|h| h.memory.clone()).collect();
-        if memories.iter().any(|m| m.refresh_on_read) {
-            self.refresh_on_read(&mut memories);
-            for (hit, memory) in found.rows.iter_mut().zip(memories) {
-                hit.memory = memory;
-            }
-        }
+        self.refresh_hits(&mut found.rows);
         let note = match &text {
             SearchText::Literal(literal) => Some(format!(
                 "the query has no letters or digits, so memories holding {literal:?} exactly as typed are shown, newest first"

@@ -17,6 +17,11 @@ use crate::error::Result;
 use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
 use crate::store::sqlite::errors::SqlContext;
 
+/// The page cache (KiB) of a read connection that has searched vectors: room for the vectors
+/// of about 250,000 memories of 384 dimensions (a page holds ten); memory is taken only as
+/// pages are read.
+const VECTOR_CACHE_KIB: i64 = 128 * 1024;
+
 impl SqliteBackend {
     pub(crate) fn put_vectors_sql(
         &self,
@@ -126,6 +131,11 @@ impl SqliteBackend {
         let wanted = filter.limit.map(|n| n.saturating_add(1));
         let now = timestamp(SystemTime::now());
         self.read(|conn| {
+            // Every search reads every vector of the model: let this (pooled) connection keep
+            // them in its page cache between searches instead of reading them from the file
+            // each time (SQLite keeps the cache across transactions while nothing changed).
+            conn.pragma_update(None, "cache_size", -VECTOR_CACHE_KIB)
+                .context("searching memory vectors")?;
             let tx = conn
                 .unchecked_transaction()
                 .context("searching memory vectors")?;
@@ -187,15 +197,9 @@ fn scan_all(
                 .get_ref(2)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context("searching memory vectors")?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             let id: String = row.get(1).context("searching memory vectors")?;
             if let Some(c) = cursor
                 && !(score < c.score || (score == c.score && id < c.id))
@@ -255,15 +259,9 @@ fn best_first(
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .context(what)?;
-            let Some((scale, values)) = bytes.split_first_chunk::<4>() else {
+            let Some(score) = query.similarity_to_stored(bytes) else {
                 continue;
             };
-            let score = crate::embed::vector::similarity_bytes(
-                &query.values,
-                query.scale,
-                values,
-                f32::from_le_bytes(*scale),
-            );
             // Before the cursor: shown already (a tie is settled by id below).
             if cursor.is_some_and(|c| score > c.score) {
                 continue;
@@ -450,5 +448,55 @@ mod tests {
             assert_eq!(paged(&store, &filter, Some(7)), whole, "{namespace:?}");
             assert_eq!(paged(&store, &filter, Some(1)), whole, "{namespace:?}");
         }
+    }
+
+    #[test]
+    fn hybrid_pages_past_the_fusion_depth_stay_exact_while_shown_memories_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("h.db"), Options::default()).unwrap();
+        let memories: Vec<NewMemory> = (0..1300)
+            .map(|i| NewMemory {
+                body: format!("note {} on topic {} and {}", i % 23, i % 7, i % 11),
+                ..NewMemory::default()
+            })
+            .collect();
+        let added = store.add_memories(memories).unwrap();
+        store.embed_memories(&Letters, &added).unwrap();
+        let query = "topic 3 and 5";
+        let search = |filter: &MemoryFilter| {
+            store
+                .recall_page(query, filter, Mode::Hybrid, Some(&Letters))
+                .unwrap()
+                .page
+                .page
+        };
+        let whole: Vec<String> = search(&MemoryFilter::default())
+            .items
+            .iter()
+            .map(|h| h.memory.id.clone())
+            .collect();
+        assert!(whole.len() > crate::memory::DEPTH, "{}", whole.len());
+        let mut filter = MemoryFilter {
+            limit: Some(150),
+            ..MemoryFilter::default()
+        };
+        let mut shown = Vec::new();
+        loop {
+            let page = search(&filter);
+            for hit in &page.items {
+                shown.push(hit.memory.id.clone());
+            }
+            // Everything shown goes: every rank after it moves up.
+            for hit in page.items.iter().take(100) {
+                store
+                    .delete_memory(&hit.memory.id, crate::Expect::default())
+                    .unwrap();
+            }
+            match page.next_cursor {
+                Some(next) => filter.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(shown, whole);
     }
 }
