@@ -127,6 +127,8 @@ fn main() {
     }
     if selected("postgres") {
         pg_backend::run(&mut report, scale);
+    }
+    if selected("postgres-semantic") {
         pg_semantic::run(&mut report, scale);
     }
     if selected("hybrid") {

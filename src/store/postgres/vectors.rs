@@ -7,7 +7,7 @@
 //!   the extension, so any server holds them.
 //! * **Searched.** The server picks candidates by pgvector's inner product (`<#>`) on
 //!   `floats`, in C, without sending every vector over; Rust then scores the candidates' bytes
-//!   with the function SQLite uses ([`crate::embed::vector::similarity_bytes`]), so both
+//!   with the function SQLite uses ([`Quantized::similarity_to_stored`]), so both
 //!   engines give the same scores to the bit, and the order (score, then id) and the cursor
 //!   are SQLite's. The inner product of the stored values *is* their cosine similarity (they
 //!   are unit vectors, quantised) and is what SQLite computes; pgvector sums it in `f32`, off
@@ -17,7 +17,8 @@
 //!   matches, so the server scans the model's vectors that pass the filter: an HNSW index
 //!   answers approximately (it may miss a nearer vector), which would break paging (a later
 //!   page continues from the cursor and would never show what the first page missed) and
-//!   agreement with SQLite. Measured cost: `benches/pg_backend.rs`.
+//!   agreement with SQLite. Measured against pgvector alone, exact and through HNSW:
+//!   `benches/pg_semantic.rs`.
 //! * **Without pgvector.** Vectors are still stored (and snapshotted), and a search refuses
 //!   with one line naming the extension; keyword search is unaffected. Where the server offers
 //!   the extension but the database lacks it, the first search creates it
@@ -37,7 +38,6 @@ use super::memories::{
 };
 use super::search::push_snapshot;
 use crate::embed::Quantized;
-use crate::embed::vector::similarity_bytes;
 use crate::error::{Error, Result};
 use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
 
@@ -55,19 +55,6 @@ pub(super) struct Pgvector(AtomicBool);
 impl Pgvector {
     pub(super) fn new() -> Pgvector {
         Pgvector(AtomicBool::new(false))
-    }
-}
-
-/// The similarity of `query` and a stored vector's bytes (0 for bytes that are not a vector).
-fn score(query: &Quantized, bytes: &[u8]) -> f64 {
-    match bytes.split_first_chunk::<4>() {
-        Some((scale, values)) => similarity_bytes(
-            &query.values,
-            query.scale,
-            values,
-            f32::from_le_bytes(*scale),
-        ),
-        None => 0.0,
     }
 }
 
@@ -320,7 +307,7 @@ fn nearest(
             let bytes: &[u8] = row.try_get(1).context(what)?;
             let similarity: f64 = row.try_get(2).context(what)?;
             lowest = lowest.min(similarity);
-            let score = score(query, bytes);
+            let score = query.similarity_to_stored(bytes).unwrap_or(0.0);
             if after_cursor(cursor, score, &id) {
                 scored.push((score, id));
             }
