@@ -57,12 +57,11 @@ pub fn run(report: &mut Report, scale: &Scale) {
     client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
         .expect("create the vector extension");
-    let select = client
-        .prepare(&format!(
-            "SELECT memory_id FROM memory_vectors WHERE model = $1 AND dimension = {DIMENSION}
-             ORDER BY floats::vector({DIMENSION}) <#> $2::real[]::vector LIMIT {TOP}"
-        ))
-        .expect("prepare");
+    let sql = format!(
+        "SELECT memory_id FROM memory_vectors WHERE model = $1 AND dimension = {DIMENSION}
+         ORDER BY floats::vector({DIMENSION}) <#> $2::real[]::vector LIMIT {TOP}"
+    );
+    let select = client.prepare(&sql).expect("prepare");
     let raw = |client: &mut postgres::Client, query: &str| -> Vec<String> {
         let vector = modstate::embed::Quantized::of(&embedder.vector(query))
             .expect("a vector")
@@ -136,8 +135,23 @@ pub fn run(report: &mut Report, scale: &Scale) {
             .count();
     }
     let recall = found as f64 / (queries.len() * TOP) as f64;
+    // Whether the planner takes the index at all: a row labelled HNSW must not time a scan.
+    let probe = modstate::embed::Quantized::of(&embedder.vector(&queries[0]))
+        .expect("a vector")
+        .to_f32();
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {sql}"), &[&model, &probe])
+        .expect("explain the search")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let scan = if plan.iter().any(|line| line.contains("bench_hnsw")) {
+        ""
+    } else {
+        "; the planner did not use the index: a scan"
+    };
     let labels_hnsw = vec![
-        format!("postgres crate alone: pgvector HNSW (recall@{TOP} {recall:.2})"),
+        format!("postgres crate alone: pgvector HNSW (recall@{TOP} {recall:.2}{scan})"),
         "modstate semantic search (exact)".to_owned(),
     ];
     let samples = measure(scale, &queries, |row, query| {
