@@ -115,7 +115,6 @@ impl PortableWriter {
         Ok(())
     }
 
-    #[allow(dead_code)] // PostgreSQL's export calls it (issue 25, the PostgreSQL side).
     /// Adds one memory's vector (after the memories: it is keyed by the memory's row). A
     /// vector of a memory the snapshot does not hold is left out.
     pub(crate) fn vector(&mut self, row: &VectorRow) -> Result<()> {
@@ -305,7 +304,6 @@ impl PortableReader {
         Ok(())
     }
 
-    #[allow(dead_code)] // PostgreSQL's restore calls it (issue 25, the PostgreSQL side).
     /// Hands every memory vector to `each`, by memory id then model.
     pub(crate) fn vectors(&self, each: &mut dyn FnMut(VectorRow) -> Result<()>) -> Result<()> {
         let what = "reading the snapshot's memory vectors";
