@@ -580,3 +580,52 @@ fn vectors_travel_in_snapshots_and_imports_are_marked_for_embedding() {
     assert_exit(&run(&imported, Some(&url), &["memory", "embed"]), 0);
     assert_eq!(vectors(&imported, &url)["missing"], 0);
 }
+
+#[test]
+fn a_default_search_with_the_embedder_down_answers_by_keyword_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    for fact in FACTS {
+        add(&db, None, fact);
+    }
+    // A port nothing listens on: the embedding server is down.
+    let down = format!("http://127.0.0.1:{}/v1", free_port());
+    let found = run(&db, Some(&down), &["memory", "search", "apple pie recipe"]);
+    assert_exit(&found, 0);
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains("apple pie"),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+    assert!(
+        stderr(&found).contains("keyword results only") && stderr(&found).contains("embedder"),
+        "{}",
+        stderr(&found)
+    );
+    // Paging on by default continues the keyword search its first page began.
+    let first = run(
+        &db,
+        Some(&down),
+        &["--json", "memory", "search", "the", "--limit", "1"],
+    );
+    assert_exit(&first, 0);
+    let first = json(&first);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = run(
+        &db,
+        Some(&down),
+        &[
+            "--json", "memory", "search", "the", "--limit", "1", "--cursor", cursor,
+        ],
+    );
+    assert_exit(&second, 0);
+    assert_ne!(ids(&json(&second)), ids(&first));
+    // An explicit mode is kept to: it fails, saying why.
+    let asked = run(
+        &db,
+        Some(&down),
+        &["memory", "search", "apple pie", "--mode", "hybrid"],
+    );
+    assert_exit(&asked, 1);
+    assert!(stderr(&asked).contains("embedder"), "{}", stderr(&asked));
+}

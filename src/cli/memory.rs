@@ -18,7 +18,7 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use modstate::embed::{EmbedProgress, Embedder, OpenAi};
-use modstate::memory::Mode;
+use modstate::memory::{Mode, hybrid_or_keyword};
 
 use super::embedder::embed_written;
 use super::input::read_limited;
@@ -89,7 +89,8 @@ pub enum MemoryCommand {
         limit: usize,
         /// keyword (shared words), semantic (meaning: nearest vectors of the --embedder's
         /// model) or hybrid (both, by weighted reciprocal-rank fusion with ranks frozen at the first
-        /// page). [default: hybrid with an --embedder, keyword without]
+        /// page). [default: hybrid with an --embedder, keyword without — or when the embedder
+        /// does not answer, which the search then says]
         #[arg(long, value_name = "MODE", value_parser = ["keyword", "semantic", "hybrid"])]
         mode: Option<String>,
         /// Print JSON (as --json) giving each memory a `why`: its keyword score and rank, similarity and
@@ -425,6 +426,7 @@ fn search(
 ) -> Result<()> {
     let filter = filter.with_limit(limit)?;
     let embedder = ctx.embedder.embedder()?;
+    let defaulted = mode.is_none();
     let mode = match (mode, &embedder) {
         (Some(mode), _) => Mode::parse(mode)?,
         (None, Some(_)) => Mode::Hybrid,
@@ -437,7 +439,16 @@ fn search(
         )));
     }
     let store = ctx.open_existing()?;
-    let recalled = store.recall_page(query, &filter, mode, as_dyn(&embedder))?;
+    let embedder = as_dyn(&embedder);
+    let recalled = if defaulted && mode == Mode::Hybrid {
+        hybrid_or_keyword(
+            filter.cursor.is_none(),
+            || store.recall_page(query, &filter, Mode::Hybrid, embedder),
+            || store.recall_page(query, &filter, Mode::Keyword, None),
+        )?
+    } else {
+        store.recall_page(query, &filter, mode, embedder)?
+    };
     if explain {
         return print_json(&recalled.explained());
     }

@@ -19,8 +19,8 @@ use serde_json::json;
 
 use modstate::embed::Embedder;
 use modstate::lock::Fence;
-use modstate::memory::Mode;
 use modstate::memory::{Expiry, MemoryChange, Where, check_cursor, check_id};
+use modstate::memory::{Mode, hybrid_or_keyword};
 use modstate::token::{Grant, Guarded, Scope};
 use modstate::{Digest, Error, Memory, MemoryFilter, NewMemory, Result, Store};
 
@@ -249,6 +249,7 @@ fn run(
                 where_,
                 include_superseded,
             )?;
+            let defaulted = mode.is_none();
             let mode = match (mode.as_deref(), embedder) {
                 (Some(mode), _) => Mode::parse(mode)?,
                 (None, Some(_)) => Mode::Hybrid,
@@ -260,7 +261,16 @@ fn run(
                     mode.name()
                 )));
             }
-            success(store.recall_page(&query, &filter, mode, embedder)?.page)
+            let recalled = if defaulted && mode == Mode::Hybrid {
+                hybrid_or_keyword(
+                    filter.cursor.is_none(),
+                    || store.recall_page(&query, &filter, Mode::Hybrid, embedder),
+                    || store.recall_page(&query, &filter, Mode::Keyword, None),
+                )?
+            } else {
+                store.recall_page(&query, &filter, mode, embedder)?
+            };
+            success(recalled.page)
         }
         Call::GetMemories {
             category,

@@ -109,7 +109,7 @@ pub struct SearchMemoriesArgs {
     #[schemars(description = INCLUDE_SUPERSEDED)]
     include_superseded: Option<bool>,
     #[schemars(
-        description = "keyword (memories sharing the query's words), semantic (by meaning, through the server's embedding model) or hybrid (both, fused). Default: hybrid when the server has an embedding model, keyword otherwise."
+        description = "keyword (memories sharing the query's words), semantic (by meaning, through the server's embedding model) or hybrid (both, fused). Default: hybrid when the server has an embedding model, keyword otherwise (and keyword, with a note, when the model does not answer)."
     )]
     mode: Option<String>,
 }

@@ -354,6 +354,35 @@ struct Hybrid {
     statistics: Option<super::Statistics>,
 }
 
+/// A search in the default mode (hybrid, when an embedder is configured) that falls back to
+/// keyword search when hybrid cannot be had — the embedding server down, slow or wrong, or an
+/// engine without vector search — because an agent that never asked for meaning must not
+/// lose search with the server; an explicit mode is kept to and fails instead. The first
+/// page says why in its note. A later page follows its cursor: one a keyword page handed out
+/// continues by keyword (under hybrid it is refused as another search's).
+pub fn hybrid_or_keyword(
+    first_page: bool,
+    hybrid: impl FnOnce() -> Result<Recalled>,
+    keyword: impl FnOnce() -> Result<Recalled>,
+) -> Result<Recalled> {
+    let why = match hybrid() {
+        Ok(found) => return Ok(found),
+        Err(e @ (Error::Embedder(_) | Error::Unsupported(_))) => e,
+        Err(e @ Error::Invalid(_)) if !first_page => e,
+        Err(e) => return Err(e),
+    };
+    match keyword() {
+        Ok(mut found) => {
+            if first_page {
+                found.page.note =
+                    Some(format!("keyword results only, hybrid search failed: {why}"));
+            }
+            Ok(found)
+        }
+        Err(_) => Err(why),
+    }
+}
+
 fn not_this_search() -> Error {
     Error::Invalid(
         "the cursor does not carry this search's query vector; start again without a cursor".into(),
