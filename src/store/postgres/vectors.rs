@@ -7,7 +7,7 @@
 //!   the extension, so any server holds them.
 //! * **Searched.** The server picks candidates by pgvector's inner product (`<#>`) on
 //!   `floats`, in C, without sending every vector over; Rust then scores the candidates' bytes
-//!   with the function SQLite uses ([`Quantized::similarity_to_stored`]), so both
+//!   with the function SQLite uses ([`QueryVector::similarity_to_stored`](crate::embed::vector::QueryVector::similarity_to_stored)), so both
 //!   engines give the same scores to the bit, and the order (score, then id) and the cursor
 //!   are SQLite's. The inner product of the stored values *is* their cosine similarity (they
 //!   are unit vectors, quantised) and is what SQLite computes; pgvector sums it in `f32`, off
@@ -292,6 +292,7 @@ fn nearest(
     }
     args.sql
         .push_str(" ORDER BY c.similarity DESC, c.memory_id DESC");
+    let search = query.query();
     let mut fetch = wanted.map(|n| n + SLACK);
     let mut scored: Vec<(f64, String)> = loop {
         let mut sql = args.sql.clone();
@@ -307,7 +308,7 @@ fn nearest(
             let bytes: &[u8] = row.try_get(1).context(what)?;
             let similarity: f64 = row.try_get(2).context(what)?;
             lowest = lowest.min(similarity);
-            let score = query.similarity_to_stored(bytes).unwrap_or(0.0);
+            let score = search.similarity_to_stored(bytes).unwrap_or(0.0);
             if after_cursor(cursor, score, &id) {
                 scored.push((score, id));
             }

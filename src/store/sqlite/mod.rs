@@ -114,6 +114,8 @@ pub(crate) struct SqliteBackend {
     hits: std::sync::atomic::AtomicU64,
     /// Artifact reads that missed, likewise.
     misses: std::sync::atomic::AtomicU64,
+    /// The vectors of the model searched last, kept between searches (`vectors.rs`).
+    vector_block: Mutex<Option<vectors::VectorBlock>>,
 }
 
 impl SqliteBackend {
@@ -197,6 +199,7 @@ impl SqliteBackend {
             created,
             hits: Default::default(),
             misses: Default::default(),
+            vector_block: Mutex::new(None),
         })
     }
 

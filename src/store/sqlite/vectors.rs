@@ -2,8 +2,9 @@
 //! searched exactly — every vector of the model that passes the filter is scored in Rust and
 //! the best kept — so the answer is the true k-nearest, and paging continues it exactly.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
@@ -11,8 +12,10 @@ use rusqlite::{Connection, params, params_from_iter};
 
 use super::SqliteBackend;
 use super::memories::{COLUMNS, envelope_generation, memory_from_row, push_filter};
-use super::stamps::counter;
+use super::stamps::{counter, next_stamp};
 use crate::embed::Quantized;
+use crate::embed::matrix::{Best, Matrix};
+use crate::embed::vector::QueryVector;
 use crate::error::Result;
 use crate::memory::{Cursor, Hit, MemoryFilter, Rows, timestamp};
 use crate::store::sqlite::errors::SqlContext;
@@ -21,6 +24,10 @@ use crate::store::sqlite::errors::SqlContext;
 /// of about 250,000 memories of 384 dimensions (a page holds ten); memory is taken only as
 /// pages are read.
 const VECTOR_CACHE_KIB: i64 = 128 * 1024;
+
+/// The most vector bytes a process keeps in memory between searches (about 650,000 memories
+/// of 384 dimensions); a model with more is read from the table at every search.
+const VECTOR_BLOCK_BYTES: usize = 256 * 1024 * 1024;
 
 impl SqliteBackend {
     pub(crate) fn put_vectors_sql(
@@ -40,6 +47,10 @@ impl SqliteBackend {
                 )
                 .context("storing memory vectors")?;
             let mut stored = 0;
+            // A vector write ticks the store's counter, as a memory write does: a process
+            // that kept the vectors it read at one value knows none was added while the
+            // counter still reads it (`best_vectors`).
+            next_stamp(tx)?;
             for (id, version, bytes) in &quantised {
                 stored += stmt
                     .execute(params![
@@ -142,12 +153,12 @@ impl SqliteBackend {
             let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(&tx, filter)?;
             let found = match wanted {
-                Some(n) => best_first(&tx, model, &query, filter, cursor, n, &now)?,
+                Some(n) => best_first(self, &tx, model, &query, filter, cursor, n, &now)?,
                 None => None,
             };
             let winners = match found {
                 Some(winners) => winners,
-                None => scan_all(&tx, &sql, args, &query, cursor, wanted)?,
+                None => scan_all(&tx, &sql, args, &query.query(), cursor, wanted)?,
             };
             let mut stmt = tx
                 .prepare_cached(&format!(
@@ -181,7 +192,7 @@ fn scan_all(
     tx: &Connection,
     sql: &str,
     args: Vec<Value>,
-    query: &Quantized,
+    query: &QueryVector,
     cursor: Option<&Cursor>,
     wanted: Option<usize>,
 ) -> Result<Vec<Scored>> {
@@ -229,14 +240,19 @@ fn scan_all(
     Ok(winners)
 }
 
-/// The fast way to the best `wanted`: score every vector of the model straight from its table
-/// (no join: one sequential read of 388-byte rows), keep the best few times `wanted`, then
-/// check only those against the filter. `None` when too few of them pass to be sure of the
-/// answer (a narrow filter): the caller then scans with the filter.
+/// The fast way to the best `wanted`: score every vector of the model (from the block kept
+/// in memory, or straight from its table: no join, one sequential read of 388-byte rows), keep
+/// the best few times `wanted`, then check only those against the filter. `None` when too few
+/// of them pass to be sure of the answer (a narrow filter): the caller then scans with the
+/// filter.
 ///
 /// Exact: every vector scoring above the best one left out is kept, so if at least `wanted`
-/// of those pass the filter, they are the answer.
+/// of those pass the filter, they are the answer. The check reads each candidate's memory and
+/// vector row as of this transaction, so a kept block holding vectors since deleted (with
+/// their memory, or swept) never answers with them.
+#[allow(clippy::too_many_arguments)]
 fn best_first(
+    backend: &SqliteBackend,
     tx: &Connection,
     model: &str,
     query: &Quantized,
@@ -247,44 +263,19 @@ fn best_first(
 ) -> Result<Option<Vec<Scored>>> {
     let what = "searching memory vectors";
     let keep = wanted.saturating_mul(8).max(64);
-    let mut best: BinaryHeap<(Reverse<OrderedScore>, i64)> = BinaryHeap::new();
-    let mut left_out = f64::NEG_INFINITY;
-    {
-        let mut stmt = tx
-            .prepare_cached("SELECT seq, vector FROM memory_vectors WHERE model = ?1")
-            .context(what)?;
-        let mut rows = stmt.query([model]).context(what)?;
-        while let Some(row) = rows.next().context(what)? {
-            let bytes = row
-                .get_ref(1)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .context(what)?;
-            let Some(score) = query.similarity_to_stored(bytes) else {
-                continue;
-            };
-            // Before the cursor: shown already (a tie is settled by id below).
-            if cursor.is_some_and(|c| score > c.score) {
-                continue;
-            }
-            let seq: i64 = row.get(0).context(what)?;
-            best.push((Reverse(OrderedScore(score)), seq));
-            if best.len() > keep
-                && let Some((Reverse(OrderedScore(dropped)), _)) = best.pop()
-            {
-                left_out = left_out.max(dropped);
-            }
-        }
-    }
-    let candidates: Vec<(f64, i64)> = best
-        .into_iter()
-        .map(|(Reverse(OrderedScore(score)), seq)| (score, seq))
-        .filter(|(score, _)| *score > left_out)
-        .collect();
+    // Before the cursor: shown already (a tie is settled by id below).
+    let best = backend.best_vectors(tx, model, query, cursor.map(|c| c.score), keep)?;
+    let left_out = best.left_out;
+    let candidates = best.above_left_out();
     let seqs: Vec<String> = candidates.iter().map(|(_, seq)| seq.to_string()).collect();
-    let mut sql =
-        "SELECT m.seq, m.id FROM memories m WHERE m.seq IN (SELECT value FROM json_each(?))"
-            .to_owned();
-    let mut args = vec![Value::Text(format!("[{}]", seqs.join(",")))];
+    let mut sql = "SELECT m.seq, m.id FROM memories m
+         WHERE m.seq IN (SELECT value FROM json_each(?))
+           AND EXISTS (SELECT 1 FROM memory_vectors v WHERE v.model = ? AND v.seq = m.seq)"
+        .to_owned();
+    let mut args = vec![
+        Value::Text(format!("[{}]", seqs.join(","))),
+        Value::Text(model.to_owned()),
+    ];
     push_filter(&mut sql, &mut args, filter, now);
     if let Some(cursor) = cursor {
         sql.push_str(" AND m.version <= ?");
@@ -317,22 +308,78 @@ fn best_first(
     Ok(Some(winners))
 }
 
-/// A similarity ordered by `total_cmp`, for the heap.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct OrderedScore(f64);
-
-impl Eq for OrderedScore {}
-
-impl Ord for OrderedScore {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0)
+impl SqliteBackend {
+    /// The best `keep` vectors of `model` for `query` scoring at most `at_most`: from the
+    /// block this process kept, while the store's counter says no vector was stored since it
+    /// was read; else read from the table (and kept, when it fits [`VECTOR_BLOCK_BYTES`]).
+    ///
+    /// Why the counter tells: every transaction that stores a vector takes a stamp
+    /// (`put_vectors_sql`), as every memory write does, and a restore moves the counter past
+    /// every value handed out before. Vectors only *removed* since (a swept memory) may still
+    /// be in the block; `best_first` checks its candidates against the table.
+    fn best_vectors(
+        &self,
+        tx: &Connection,
+        model: &str,
+        query: &Quantized,
+        at_most: Option<f64>,
+        keep: usize,
+    ) -> Result<Best> {
+        let what = "searching memory vectors";
+        let live = counter(tx)?;
+        if let Ok(kept) = self.vector_block.lock()
+            && let Some(block) = kept.as_ref()
+            && block.model == model
+            && block.counter == live
+        {
+            return Ok(block.matrix.best(query, at_most, keep));
+        }
+        let search = query.query();
+        let mut best = Best::new(keep);
+        let mut matrix = Some(Matrix::default());
+        {
+            let mut stmt = tx
+                .prepare_cached("SELECT seq, vector FROM memory_vectors WHERE model = ?1")
+                .context(what)?;
+            let mut rows = stmt.query([model]).context(what)?;
+            while let Some(row) = rows.next().context(what)? {
+                let bytes = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .context(what)?;
+                let Some(score) = search.similarity_to_stored(bytes) else {
+                    continue;
+                };
+                let seq: i64 = row.get(0).context(what)?;
+                if at_most.is_none_or(|limit| score <= limit) {
+                    best.offer(score, seq);
+                }
+                if let Some(block) = matrix.as_mut() {
+                    block.push(seq, bytes);
+                    if block.bytes() > VECTOR_BLOCK_BYTES {
+                        matrix = None;
+                    }
+                }
+            }
+        }
+        if let (Some(matrix), Ok(mut kept)) = (matrix, self.vector_block.lock()) {
+            *kept = Some(VectorBlock {
+                model: model.to_owned(),
+                counter: live,
+                matrix: Arc::new(matrix),
+            });
+        }
+        Ok(best)
     }
 }
 
-impl PartialOrd for OrderedScore {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// The vectors of the model searched last, as read at `counter` (see
+/// [`SqliteBackend::best_vectors`]).
+#[derive(Debug)]
+pub(crate) struct VectorBlock {
+    model: String,
+    counter: u64,
+    matrix: Arc<Matrix>,
 }
 
 /// A candidate: ordered best first (higher score, then larger id), so the heap's greatest
