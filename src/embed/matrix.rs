@@ -13,8 +13,9 @@ use std::collections::BinaryHeap;
 
 use super::vector::Quantized;
 
-/// Vectors in their stored form ([`Quantized::to_bytes`]), one row per memory, in one block.
-#[derive(Debug, Default)]
+/// Vectors in their stored form ([`Quantized::to_bytes`]), one row per memory, in one block,
+/// in the order of the memories' rows (as the table is read).
+#[derive(Clone, Debug, Default)]
 pub struct Matrix {
     /// The dimension of the rows in `values` (that of the first vector read).
     dims: usize,
@@ -45,6 +46,40 @@ impl Matrix {
             self.values.extend_from_slice(values);
         } else {
             self.others.push((seq, stored.to_vec()));
+        }
+    }
+
+    /// Stores one memory's vector as a write just stored it in the table: replaces the row of
+    /// `seq`, or appends it after the last. `false` when it cannot keep the order (a row
+    /// between others) or the vector is not of the block's dimension: the caller then drops
+    /// the block, and the next search reads the table.
+    pub fn upsert(&mut self, seq: i64, stored: &[u8]) -> bool {
+        let Some((scale, values)) = stored.split_first_chunk::<4>() else {
+            return false;
+        };
+        if !self.others.is_empty() {
+            return false;
+        }
+        if self.seqs.is_empty() {
+            self.dims = values.len();
+        }
+        if values.len() != self.dims {
+            return false;
+        }
+        let scale = f32::from_le_bytes(*scale);
+        match self.seqs.binary_search(&seq) {
+            Ok(row) => {
+                self.scales[row] = scale;
+                self.values[row * self.dims..(row + 1) * self.dims].copy_from_slice(values);
+                true
+            }
+            Err(row) if row == self.seqs.len() => {
+                self.seqs.push(seq);
+                self.scales.push(scale);
+                self.values.extend_from_slice(values);
+                true
+            }
+            Err(_) => false,
         }
     }
 

@@ -49,7 +49,7 @@ impl SqliteBackend {
         memories: Vec<NewMemory>,
         writer: &str,
     ) -> Result<Vec<Memory>> {
-        self.write("adding memories", |tx| {
+        self.write_memories("adding memories", |tx| {
             let start = SystemTime::now();
             maybe_sweep(tx, start)?;
             let mut newest = newest_id(tx)?;
@@ -210,7 +210,7 @@ impl SqliteBackend {
         expect: Expect,
         writer: &str,
     ) -> Result<Memory> {
-        self.write("updating a memory", |tx| {
+        self.write_memories("updating a memory", |tx| {
             let now = timestamp(SystemTime::now());
             let old = select_by_id(tx, id, &now)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;
@@ -245,7 +245,7 @@ impl SqliteBackend {
     }
 
     pub(crate) fn delete_memory_sql(&self, id: &str, expect: Expect, writer: &str) -> Result<u64> {
-        self.write("deleting a memory", |tx| {
+        self.write_memories("deleting a memory", |tx| {
             let now = timestamp(SystemTime::now());
             let old = select_by_id(tx, id, &now)?.ok_or_else(|| not_found(id))?;
             check_expected(&old, expect)?;

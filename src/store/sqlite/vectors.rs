@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use super::SqliteBackend;
 use super::memories::{COLUMNS, envelope_generation, memory_from_row, push_filter};
@@ -39,30 +39,87 @@ impl SqliteBackend {
         for (id, version, vector) in rows {
             quantised.push((id, *version, Quantized::of(vector)?.to_bytes()));
         }
-        self.write("storing memory vectors", |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
-                     SELECT seq, ?1, version, ?2 FROM memories WHERE id = ?3 AND version = ?4",
-                )
-                .context("storing memory vectors")?;
-            let mut stored = 0;
+        let what = "storing memory vectors";
+        let (stored, before, after) = self.write(what, |tx| {
             // A vector write ticks the store's counter, as a memory write does: a process
             // that kept the vectors it read at one value knows none was added while the
             // counter still reads it (`best_vectors`).
-            next_stamp(tx)?;
+            let before = counter(tx)?;
+            let after = next_stamp(tx)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
+                     SELECT seq, ?1, version, ?2 FROM memories WHERE id = ?3 AND version = ?4
+                     RETURNING seq",
+                )
+                .context(what)?;
+            let mut stored = Vec::with_capacity(quantised.len());
             for (id, version, bytes) in &quantised {
-                stored += stmt
-                    .execute(params![
-                        model,
-                        bytes,
-                        id,
-                        i64::try_from(*version).unwrap_or(i64::MAX)
-                    ])
-                    .context("storing memory vectors")?;
+                let seq: Option<i64> = stmt
+                    .query_row(
+                        params![
+                            model,
+                            bytes,
+                            id,
+                            i64::try_from(*version).unwrap_or(i64::MAX)
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .context(what)?;
+                if let Some(seq) = seq {
+                    stored.push((seq, bytes.as_slice()));
+                }
             }
-            Ok(stored)
-        })
+            Ok((stored, before, after))
+        })?;
+        self.carry_block(before, after, Some((model, &stored)));
+        Ok(stored.len())
+    }
+
+    /// Runs a write that stores no vector — a memory add, update or delete: their triggers
+    /// only remove vectors, and `best_first` checks every candidate against the table — so the
+    /// block of vectors this process keeps stays valid across it if it was valid before.
+    /// Without this, an agent's every `add` would make its next search read every vector again.
+    pub(crate) fn write_memories<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let (out, before, after) = self.write(what, |tx| {
+            let before = counter(tx)?;
+            let out = f(tx)?;
+            Ok((out, before, counter(tx)?))
+        })?;
+        self.carry_block(before, after, None);
+        Ok(out)
+    }
+
+    /// After this process's write took the counter from `before` to `after` (storing `stored`
+    /// vectors of a model, as (memory row, stored bytes)): the kept block, if it was read at
+    /// `before`, is brought to `after`. Read at another value, someone else wrote in between and
+    /// the next search reads the table; a vector the block cannot take in order drops it.
+    fn carry_block(&self, before: u64, after: u64, stored: Option<(&str, &[StoredVector<'_>])>) {
+        let Ok(mut kept) = self.vector_block.lock() else {
+            return;
+        };
+        let Some(block) = kept.as_mut() else {
+            return;
+        };
+        if block.counter != before {
+            return;
+        }
+        if let Some((model, rows)) = stored
+            && model == block.model
+        {
+            let matrix = Arc::make_mut(&mut block.matrix);
+            let fits = rows.iter().all(|(seq, bytes)| matrix.upsert(*seq, bytes));
+            if !fits || matrix.bytes() > VECTOR_BLOCK_BYTES {
+                *kept = None;
+                return;
+            }
+        }
+        block.counter = after;
     }
 
     pub(crate) fn unembedded_sql(
@@ -339,7 +396,9 @@ impl SqliteBackend {
         let mut matrix = Some(Matrix::default());
         {
             let mut stmt = tx
-                .prepare_cached("SELECT seq, vector FROM memory_vectors WHERE model = ?1")
+                .prepare_cached(
+                    "SELECT seq, vector FROM memory_vectors WHERE model = ?1 ORDER BY seq",
+                )
                 .context(what)?;
             let mut rows = stmt.query([model]).context(what)?;
             while let Some(row) = rows.next().context(what)? {
@@ -372,6 +431,9 @@ impl SqliteBackend {
         Ok(best)
     }
 }
+
+/// A vector a write stored: its memory's row and its stored bytes.
+type StoredVector<'a> = (i64, &'a [u8]);
 
 /// The vectors of the model searched last, as read at `counter` (see
 /// [`SqliteBackend::best_vectors`]).
@@ -459,6 +521,91 @@ mod tests {
             match page.next_cursor {
                 Some(next) => filter.cursor = Some(next),
                 None => return ids,
+            }
+        }
+    }
+
+    /// The block a store keeps across its own writes (and drops after another's) answers as
+    /// a store that reads the table afresh: after adds, updates, deletes and vector writes by
+    /// itself or by another store on the same file, in a seeded random order.
+    #[test]
+    fn a_kept_block_answers_as_the_table_after_any_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let store = Store::open(&path, Options::default()).unwrap();
+        let other = Store::open(&path, Options::default()).unwrap();
+        let mut live: Vec<String> = Vec::new();
+        let mut state = 0x5eed_u64;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize % n
+        };
+        let queries = ["query text", "memory 3 about 1", "zz"];
+        for step in 0..300 {
+            let writer = if next(4) == 0 { &other } else { &store };
+            match next(6) {
+                0 | 1 if !live.is_empty() => {
+                    let id = live[next(live.len())].clone();
+                    let body = format!("changed {} at {step}", next(13));
+                    let changed = writer
+                        .update_memory(&id, &body, None, crate::Expect::default())
+                        .unwrap();
+                    if next(3) > 0 {
+                        writer.embed_memories(&Letters, &[changed]).unwrap();
+                    }
+                }
+                2 if !live.is_empty() => {
+                    let id = live.swap_remove(next(live.len()));
+                    writer.delete_memory(&id, crate::Expect::default()).unwrap();
+                }
+                _ => {
+                    let added = writer
+                        .add_memories((0..1 + next(3)).map(|i| NewMemory {
+                            body: format!("memory {} about {} {i}", next(17), next(5)),
+                            ..NewMemory::default()
+                        }))
+                        .unwrap();
+                    live.extend(added.iter().map(|m| m.id.clone()));
+                    if next(4) > 0 {
+                        writer.embed_memories(&Letters, &added).unwrap();
+                    }
+                }
+            }
+            if next(10) == 0 {
+                // Vectors filled in for old memories: written between the block's rows.
+                writer
+                    .embed_missing(&Letters, None, 100, &mut |_| {})
+                    .unwrap();
+            }
+            // Not after every step: several writes, by both, come between two searches.
+            if next(3) > 0 {
+                continue;
+            }
+            let fresh = Store::open(&path, Options::default()).unwrap();
+            for query in queries {
+                for limit in [Some(3), Some(10), None] {
+                    let filter = MemoryFilter {
+                        limit,
+                        ..MemoryFilter::default()
+                    };
+                    let ids = |s: &Store| -> Vec<(String, String)> {
+                        s.recall_page(query, &filter, Mode::Semantic, Some(&Letters))
+                            .unwrap()
+                            .page
+                            .page
+                            .items
+                            .iter()
+                            .map(|h| (h.memory.id.clone(), format!("{:.9}", h.score)))
+                            .collect()
+                    };
+                    assert_eq!(
+                        ids(&store),
+                        ids(&fresh),
+                        "step {step}, {query:?}, {limit:?}"
+                    );
+                }
             }
         }
     }
