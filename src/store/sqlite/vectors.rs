@@ -393,7 +393,21 @@ impl SqliteBackend {
         }
         let search = query.query();
         let mut best = Best::new(keep);
-        let mut matrix = Some(Matrix::default());
+        // The stale block's memory is filled again (unless a search still holds it).
+        let stale = self
+            .vector_block
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.take());
+        let mut matrix = Some(
+            stale
+                .and_then(|block| Arc::try_unwrap(block.matrix).ok())
+                .map(|mut matrix| {
+                    matrix.clear();
+                    matrix
+                })
+                .unwrap_or_default(),
+        );
         {
             let mut stmt = tx
                 .prepare_cached(
