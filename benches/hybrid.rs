@@ -58,14 +58,17 @@ pub fn run(default_count: usize) -> String {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(default_count);
     let dir = tempfile::tempdir().expect("a temp dir");
-    let store = Store::open(
-        dir.path().join("hybrid.db"),
-        Options {
-            synchronous: Synchronous::Normal,
-            ..Options::default()
-        },
-    )
-    .expect("open the store");
+    let open = || {
+        Store::open(
+            dir.path().join("hybrid.db"),
+            Options {
+                synchronous: Synchronous::Normal,
+                ..Options::default()
+            },
+        )
+        .expect("open the store")
+    };
+    let store = open();
     let mut words = super::memory_search::Sentences::new(0xb1d);
     let started = Instant::now();
     let mut added = 0;
@@ -83,14 +86,7 @@ pub fn run(default_count: usize) -> String {
     let vector_insert = started.elapsed();
     assert_eq!(done.embedded as usize, count);
     // Another process's writes, as far as this store can tell: a second store on the file.
-    let other = Store::open(
-        dir.path().join("hybrid.db"),
-        Options {
-            synchronous: Synchronous::Normal,
-            ..Options::default()
-        },
-    )
-    .expect("open the store again");
+    let other = open();
     let db_bytes = std::fs::metadata(dir.path().join("hybrid.db")).map_or(0, |m| m.len());
 
     let mut md = format!(
