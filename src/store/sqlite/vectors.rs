@@ -384,12 +384,14 @@ impl SqliteBackend {
     ) -> Result<Best> {
         let what = "searching memory vectors";
         let live = counter(tx)?;
-        if let Ok(kept) = self.vector_block.lock()
-            && let Some(block) = kept.as_ref()
-            && block.model == model
-            && block.counter == live
-        {
-            return Ok(block.matrix.best(query, at_most, keep));
+        // Scored outside the lock: concurrent searches (`serve`) share the block.
+        let current = self.vector_block.lock().ok().and_then(|kept| {
+            kept.as_ref()
+                .filter(|block| block.model == model && block.counter == live)
+                .map(|block| Arc::clone(&block.matrix))
+        });
+        if let Some(matrix) = current {
+            return Ok(matrix.best(query, at_most, keep));
         }
         let search = query.query();
         let mut best = Best::new(keep);
