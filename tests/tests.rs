@@ -23,6 +23,7 @@ mod pg_vectors;
 mod postgres;
 mod properties;
 mod s3;
+mod search_cjk_pruning;
 mod search_pruning;
 mod security;
 mod serve;

@@ -40,7 +40,7 @@ pub(crate) use grams::run_bigrams;
 pub(crate) use id::next_id;
 pub use page::{Hit, MemoryPage, Page};
 pub use query::{SearchText, Term, open_end, terms};
-pub use rank::{Features, QueryPhrase, Ranking, Scorer, Statistics};
+pub use rank::{Features, QueryPhrase, Ranking, Scorer, Scratch, Statistics};
 pub use recall::{Explained, Mode, Recalled, Why, hybrid_or_keyword};
 pub use store::{Rows, SearchMode};
 pub(crate) use store::{added_event, apply_change, changed_event, check_supersede, removed_event};

@@ -307,6 +307,20 @@ fn tokens_in(word: &str) -> usize {
         .max(1)
 }
 
+/// Buffers [`Scorer::score_in`] and [`Scorer::ceiling_in`] reuse from memory to memory, so
+/// that an engine scoring thousands of rows allocates for the first few only.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// (term, offset, alternative, size, form) of each match.
+    at: Vec<(usize, usize, bool, usize, usize)>,
+    /// (form, term frequency).
+    frequency: Vec<(usize, usize)>,
+    /// Distinct match offsets.
+    offsets: Vec<usize>,
+    /// Each term's best part.
+    best: Vec<f64>,
+}
+
 /// A plan's scoring under fixed statistics: computed once per search, used for every memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scorer {
@@ -338,7 +352,13 @@ impl Scorer {
 
     /// The score of a memory with `features`: higher is better (see the module's docs).
     pub fn score(&self, features: &Features) -> f64 {
-        self.rate(features, false)
+        self.rate(features, false, &mut Scratch::default())
+    }
+
+    /// [`Scorer::score`] computed in `scratch`'s buffers: the same number, without allocating
+    /// once the buffers have grown (an engine scoring many rows keeps one [`Scratch`]).
+    pub fn score_in(&self, features: &Features, scratch: &mut Scratch) -> f64 {
+        self.rate(features, false, scratch)
     }
 
     /// The highest score a memory with these matches can have whatever its length, given that
@@ -348,31 +368,37 @@ impl Scorer {
     /// that reads a memory's matches cheaply but its length dearly skips the length of a
     /// memory whose ceiling is below a floor.
     pub fn ceiling(&self, features: &Features) -> f64 {
-        self.rate(features, true)
+        self.rate(features, true, &mut Scratch::default())
+    }
+
+    /// [`Scorer::ceiling`] computed in `scratch`'s buffers, as [`Scorer::score_in`].
+    pub fn ceiling_in(&self, features: &Features, scratch: &mut Scratch) -> f64 {
+        self.rate(features, true, scratch)
     }
 
     /// [`Scorer::score`], or with `ceiling` [`Scorer::ceiling`].
-    fn rate(&self, features: &Features, ceiling: bool) -> f64 {
+    fn rate(&self, features: &Features, ceiling: bool, scratch: &mut Scratch) -> f64 {
         // (term, offset, alternative, size, form) of each match; a token matched by two forms
         // of one term (which can stem alike) counts once, as the word typed if either is.
-        let mut at: Vec<(usize, usize, bool, usize, usize)> = features
-            .instances
-            .iter()
-            .filter_map(|&(phrase, offset)| {
-                let form = self.forms.get(phrase)?;
-                let size = features.phrase_sizes.get(phrase).copied().unwrap_or(1);
-                Some((form.term, offset, form.alternative, size.max(1), form.id))
-            })
-            .collect();
+        let at = &mut scratch.at;
+        at.clear();
+        at.extend(features.instances.iter().filter_map(|&(phrase, offset)| {
+            let form = self.forms.get(phrase)?;
+            let size = features.phrase_sizes.get(phrase).copied().unwrap_or(1);
+            Some((form.term, offset, form.alternative, size.max(1), form.id))
+        }));
         at.sort_unstable();
         at.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let at = &scratch.at;
 
         // Term frequency per form; each term scores by its best form (a disjunction-max, so
         // a common form cannot lend its many matches the weight of a rare one).
-        let mut frequency: Vec<(usize, usize)> = at.iter().map(|m| (m.4, 0)).collect();
+        let frequency = &mut scratch.frequency;
+        frequency.clear();
+        frequency.extend(at.iter().map(|m| (m.4, 0)));
         frequency.sort_unstable();
         frequency.dedup();
-        for m in &at {
+        for m in at {
             if let Ok(i) = frequency.binary_search_by(|(id, _)| id.cmp(&m.4)) {
                 frequency[i].1 += 1;
             }
@@ -381,15 +407,19 @@ impl Scorer {
         if ceiling {
             // The memory holds every matched token: at least as many as distinct offsets,
             // and through the last one's end.
-            let mut offsets: Vec<usize> = at.iter().map(|m| m.1).collect();
+            let offsets = &mut scratch.offsets;
+            offsets.clear();
+            offsets.extend(at.iter().map(|m| m.1));
             offsets.sort_unstable();
             offsets.dedup();
             let end = at.iter().map(|m| m.1 + m.3).max().unwrap_or(0);
             length = length.max(offsets.len().max(end) as f64);
         }
         let norm = K1 * (1.0 - B + B * length / self.average_length);
-        let mut best = vec![0.0f64; self.term_idf.len()];
-        for &(id, tf) in &frequency {
+        let best = &mut scratch.best;
+        best.clear();
+        best.resize(self.term_idf.len(), 0.0);
+        for &(id, tf) in frequency.iter() {
             let Some(form) = self.forms.iter().find(|f| f.id == id) else {
                 continue;
             };
@@ -415,9 +445,13 @@ impl Scorer {
             .map(|term| PAIR_BONUS * self.term_idf[term - 1].min(self.term_idf[term]))
             .sum();
 
-        let mut matched: Vec<usize> = at.iter().map(|m| m.0).collect();
-        matched.dedup();
-        let repeats = at.len().saturating_sub(matched.len());
+        // Matches beyond the first of each term (`at` is sorted by term).
+        let matched = at
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| *i == 0 || at[i - 1].0 != m.0)
+            .count();
+        let repeats = at.len().saturating_sub(matched);
         if ceiling {
             return bm25 + proximity;
         }
@@ -453,25 +487,47 @@ impl Scorer {
     /// The comparison leaves a margin of a billionth, so a sum rounded the other way than
     /// [`Scorer::bound`]'s can never prune a memory that belongs on the page.
     pub fn may_reach(&self, phrases: impl IntoIterator<Item = usize>, floor: f64) -> bool {
-        let mut held = [false; 64];
+        match self.held_terms(phrases) {
+            Some(held) => self.held_bound(held) >= floor - 1e-9 * floor.abs().max(1.0),
+            None => true,
+        }
+    }
+
+    /// The scored terms a memory holds whose matches are all forms among `phrases` (indices
+    /// in the order the engine reports them), a bit per term; `None` if one is a term past
+    /// the 64th, which [`Scorer::may_reach`] never prunes. An engine checking many memories
+    /// keeps each phrase's bit and [`Scorer::held_bound`] of each set it meets.
+    pub fn held_terms(&self, phrases: impl IntoIterator<Item = usize>) -> Option<u64> {
+        let mut held = 0u64;
         for phrase in phrases {
             match self.forms.get(phrase).map(|f| f.term) {
-                Some(term) if term < held.len() => held[term] = true,
-                Some(_) => return true,
+                Some(term) if term < 64 => held |= 1 << term,
+                Some(_) => return None,
                 None => {}
             }
         }
-        let terms = self.term_idf.len().min(held.len());
+        Some(held)
+    }
+
+    /// The bound [`Scorer::may_reach`] compares with its floor, for the terms in `held` (a
+    /// bit per term, as [`Scorer::held_terms`] gives): [`Scorer::bound`] of those terms.
+    pub fn held_bound(&self, held: u64) -> f64 {
+        let has = |t: usize| held & (1 << t) != 0;
+        let terms = self.term_idf.len().min(64);
         let words: f64 = (0..terms)
-            .filter(|&t| held[t])
+            .filter(|&t| has(t))
             .map(|t| self.term_idf[t] * (K1 + 1.0 + DELTA))
             .sum();
         let pairs: f64 = (1..terms)
-            .filter(|&t| held[t - 1] && held[t])
+            .filter(|&t| has(t - 1) && has(t))
             .map(|t| PAIR_BONUS * self.term_idf[t - 1].min(self.term_idf[t]))
             .sum();
-        let bound = words + pairs;
-        bound >= floor - 1e-9 * floor.abs().max(1.0)
+        words + pairs
+    }
+
+    /// How many terms are scored.
+    pub fn terms(&self) -> usize {
+        self.term_idf.len()
     }
 
     /// The scored terms, the weightiest (rarest) first: the order in which an engine adds

@@ -11,11 +11,11 @@ use serde_json::{Map, Value as Json};
 
 use super::stamps::{counter, namespace_generation, next_stamp, set_namespace_generation};
 use super::{SqliteBackend, filter, fts, rank};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::{
     Cursor, Expect, Expiry, Hit, Memory, MemoryChange, MemoryEvent, MemoryFilter, NamespaceInfo,
-    NewMemory, Ranking, Rows, SearchMode, Statistics, check_expected, grams, later_than, next_id,
-    not_found, timestamp,
+    NewMemory, QueryPhrase, Ranking, Rows, SearchMode, Statistics, check_expected, grams,
+    later_than, next_id, not_found, timestamp,
 };
 use crate::memory::{
     added_event, apply_change, changed_event, check_supersede, removed_event, writer_name,
@@ -406,10 +406,18 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
     let Some(totals) = totals else {
         return Ok(None);
     };
-    let (memories, tokens): (u64, u64) = totals
-        .split_once(',')
-        .and_then(|(n, t)| Some((n.parse().ok()?, t.parse().ok()?)))
-        .unwrap_or((0, 0));
+    let mut numbers = totals.split(',').map(str::parse::<u64>);
+    let (Some(Ok(memories)), Some(Ok(tokens))) = (numbers.next(), numbers.next()) else {
+        return Err(Error::Integrity(format!(
+            "the search statistics {totals:?} are not counts"
+        )));
+    };
+    let counted = numbers.collect::<std::result::Result<Vec<u64>, _>>().ok();
+    let Some(counted) = counted.filter(|c| c.len() == plan.phrases.len()) else {
+        return Err(Error::Integrity(format!(
+            "the search statistics {totals:?} do not count every phrase"
+        )));
+    };
     let hidden: i64 = conn
         .prepare_cached(HIDDEN_COUNT)
         .and_then(|mut stmt| stmt.query_row([now], |r| r.get(0)))
@@ -422,24 +430,18 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
         u64::try_from(u128::from(tokens) * u128::from(hidden) / u128::from(memories.max(1)))
             .unwrap_or(tokens),
     );
-    let mut frequencies = Vec::with_capacity(plan.terms());
-    let mut stmt = conn
-        .prepare_cached("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1")
-        .context("reading the search statistics")?;
+    let mut frequencies = Vec::with_capacity(plan.phrases.len());
     let mut hidden_stmt = conn
         .prepare_cached(&format!(
             "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1
                AND rowid IN ({HIDDEN_SEQS_2})"
         ))
         .context("reading the search statistics")?;
-    for phrase in &plan.phrases {
-        let expression = fts::any([phrase]);
-        let mut df: i64 = stmt
-            .query_row([&expression], |r| r.get(0))
-            .context("reading the search statistics")?;
+    for (phrase, df) in plan.phrases.iter().zip(counted) {
+        let mut df = i64::try_from(df).unwrap_or(i64::MAX);
         if hidden > 0 {
             let gone: i64 = hidden_stmt
-                .query_row(params![expression, now], |r| r.get(0))
+                .query_row(params![fts::any([phrase]), now], |r| r.get(0))
                 .context("reading the search statistics")?;
             df -= gone;
         }
@@ -465,10 +467,9 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
 ///    term could reach (`Scorer::bound`), this is the page;
 /// 2. the memories that could still reach the floor by which terms they hold: those holding
 ///    one of the weightiest (rarest) terms, the fewest such that the others together cannot
-///    reach it (MaxScore, as Lucene and tantivy prune), and, of every two terms that a memory
-///    cannot lack both of and reach it, one. Without a floor, the fewest weightiest terms that
-///    could score less than the others do, and the page is kept only if the others cannot
-///    reach its last score;
+///    reach it (MaxScore, as Lucene and tantivy prune), and every term that a memory cannot
+///    lack and reach it. Without a floor, the fewest weightiest terms that could score less
+///    than the others do, and the page is kept only if the others cannot reach its last score;
 /// 3. otherwise every memory holding any word.
 ///
 /// In every round the ranking function reads matches from FTS5's position lists, and with a
@@ -476,6 +477,12 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
 /// matches cannot reach it (`rank.rs`). That is what keeps a question's common words cheap:
 /// few memories holding "owns" or "every" can reach the page of "Who owns the billing cache
 /// and is on call every Friday?".
+///
+/// What a round costs is mostly FTS5 walking the lists of the phrases in its expression, once
+/// per time a phrase appears in it, and calling the ranking function on each row it matches;
+/// the expressions are written so that each phrase appears once where it can (see
+/// `candidates` below), and the function rejects a row from which terms it holds before
+/// reading anything else (BENCHMARKS.md, "Issue 24, item 5").
 fn search_rows(
     conn: &Connection,
     mode: &SearchMode,
@@ -504,21 +511,60 @@ fn search_rows(
     };
     let wanted = limit.saturating_add(1);
     let order = scorer.terms_by_weight();
-    // The memories holding a term of each clause, each scored by every query word: the first
-    // operand finds them, the second (true for all of them) makes FTS5 report every phrase's
-    // matches.
+    // The memories holding a term of each clause (each clause a group of the expression, the
+    // groups AND-ed), each scored by every query word: FTS5 reports the matches of a phrase
+    // only if the expression names it, so every phrase is named, each once where it can be.
+    // The expression stays groups of phrases OR-ed under one AND: a phrase under an AND
+    // inside an OR may be reported absent from a row that holds it (FTS5 moves an AND's
+    // lists past rows the AND does not match).
     let candidates = |clauses: &[Vec<usize>], floor: f64| {
-        let mut reported = Vec::new();
-        let mut groups = Vec::new();
+        // A clause holding another is implied by it: left out, as is a repeated one.
+        let holds = |big: &Vec<usize>, small: &Vec<usize>| small.iter().all(|t| big.contains(t));
+        let mut kept: Vec<&Vec<usize>> = Vec::new();
         for clause in clauses {
+            let implied = clauses
+                .iter()
+                .any(|other| other.len() < clause.len() && holds(clause, other));
+            if !implied && !kept.iter().any(|k| holds(k, clause) && holds(clause, k)) {
+                kept.push(clause);
+            }
+        }
+        let mut reported: Vec<&QueryPhrase> = Vec::new();
+        let mut groups = Vec::new();
+        for clause in &kept {
             let forms: Vec<_> = clause.iter().flat_map(|&t| plan.forms_of(t)).collect();
             reported.extend(forms.iter().copied());
             groups.push(format!("({})", fts::any(forms)));
         }
-        let expression = format!("({}) AND ({all_phrases})", groups.join(" AND "));
-        let text = plan
-            .scorer_for(statistics, reported.into_iter().chain(&plan.phrases))
-            .encode();
+        // Every phrase must be in the expression for FTS5 to report its matches. Phrases in no
+        // clause join the rarest clause's, which every row matched already holds.
+        let missing: Vec<&QueryPhrase> = plan
+            .phrases
+            .iter()
+            .filter(|p| !reported.iter().any(|r| std::ptr::eq(*r, *p)))
+            .collect();
+        if !missing.is_empty() {
+            let weight = |clause: &Vec<usize>| -> u64 {
+                plan.phrases
+                    .iter()
+                    .zip(&statistics.frequencies)
+                    .filter(|(p, _)| clause.contains(&p.of))
+                    .map(|(_, df)| *df)
+                    .sum()
+            };
+            let forms: Vec<&QueryPhrase> = match kept.iter().min_by_key(|c| weight(c)) {
+                Some(rarest) => missing
+                    .iter()
+                    .copied()
+                    .chain(rarest.iter().flat_map(|&t| plan.forms_of(t)))
+                    .collect(),
+                None => missing,
+            };
+            reported.extend(forms.iter().copied());
+            groups.push(format!("({})", fts::any(forms)));
+        }
+        let expression = groups.join(" AND ");
+        let text = plan.scorer_for(statistics, reported).encode();
         page(
             conn,
             Source::Ranked(&text, &expression, Some(floor)),
@@ -575,17 +621,13 @@ fn search_rows(
         let (searched, rest) = order.split_at(split);
         let mut clauses = vec![searched.to_vec()];
         if floor > f64::NEG_INFINITY {
-            // Among the weightiest terms (few, so that the expression stays cheap to run).
-            let top = &order[..order.len().min(5)];
-            for (i, &a) in top.iter().enumerate() {
+            // A term no memory can lack and reach the floor is required outright: its list
+            // is one more for FTS5 to walk, but it leaves out every memory lacking it before
+            // the ranking function is called. (Required pairs, "a or b", were tried too: each
+            // costs FTS5 two more lists to walk, more than the calls they save.)
+            for &a in &order {
                 if below(without(&[a]), floor) {
                     clauses.push(vec![a]);
-                    continue;
-                }
-                for &b in &top[i + 1..] {
-                    if !below(without(&[b]), floor) && below(without(&[a, b]), floor) {
-                        clauses.push(vec![a, b]);
-                    }
                 }
             }
         }
@@ -904,3 +946,6 @@ fn newest_id(tx: &Transaction<'_>) -> Result<Option<String>> {
     tx.query_row("SELECT max(id) FROM memories", [], |r| r.get(0))
         .context("reading the newest memory id")
 }
+
+#[cfg(test)]
+mod statistics_tests;
