@@ -73,7 +73,13 @@ fn ids_and_scores(hits: &[(Memory, f64)]) -> Vec<(String, f64)> {
 }
 
 /// Pages of `limit` through `query` under `filter`, against the one unlimited search.
-fn check_pages(store: &Store, query: &str, filter: &MemoryFilter, limit: usize, pages: usize) {
+pub(crate) fn check_pages(
+    store: &Store,
+    query: &str,
+    filter: &MemoryFilter,
+    limit: usize,
+    pages: usize,
+) {
     let whole = ids_and_scores(&store.search_memories(query, filter).unwrap());
     let mut cursor = None;
     let mut seen = Vec::new();
