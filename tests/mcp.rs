@@ -318,7 +318,8 @@ fn initialize_list_and_call_every_tool_against_the_database() {
             "cursor",
             "where",
             "include_superseded",
-            "mode"
+            "mode",
+            "explain"
         ])
     );
     assert_eq!(

@@ -240,6 +240,7 @@ fn run(
             filter: where_,
             include_superseded,
             mode,
+            explain,
         } => {
             let filter = filter(
                 namespace,
@@ -270,7 +271,11 @@ fn run(
             } else {
                 store.recall_page(&query, &filter, mode, embedder)?
             };
-            success(recalled.page)
+            if explain {
+                success(recalled.explained())
+            } else {
+                success(recalled.page)
+            }
         }
         Call::GetMemories {
             category,

@@ -112,6 +112,10 @@ pub struct SearchMemoriesArgs {
         description = "keyword (memories sharing the query's words), semantic (by meaning, through the server's embedding model) or hybrid (both, fused). Default: hybrid when the server has an embedding model, keyword otherwise (and keyword, with a note, when the model does not answer)."
     )]
     mode: Option<String>,
+    #[schemars(
+        description = "true: give each memory a `why`: its keyword score and rank, its similarity and rank, and the fused score (as `memory search --explain`)."
+    )]
+    explain: Option<bool>,
 }
 
 /// `get_memories`' arguments.
@@ -312,6 +316,7 @@ pub enum Call {
         filter: Option<Value>,
         include_superseded: bool,
         mode: Option<String>,
+        explain: bool,
     },
     GetMemories {
         category: Option<String>,
@@ -384,6 +389,7 @@ impl From<SearchMemoriesArgs> for Call {
             filter: args.where_.map(Value::Object),
             include_superseded: args.include_superseded.unwrap_or(false),
             mode: args.mode,
+            explain: args.explain.unwrap_or(false),
         }
     }
 }
@@ -680,6 +686,7 @@ mod tests {
                 filter: None,
                 include_superseded: false,
                 mode: None,
+                explain: false,
             })
         );
         assert_eq!(
@@ -810,7 +817,8 @@ mod tests {
                 "cursor",
                 "where",
                 "include_superseded",
-                "mode"
+                "mode",
+                "explain"
             ]
         );
         assert_eq!(
