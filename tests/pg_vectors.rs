@@ -111,6 +111,21 @@ fn sqlite_store() -> (Store, tempfile::TempDir) {
     (store, dir)
 }
 
+/// One page of `query` in `mode` with the tests' embedder.
+fn page_of(
+    store: &Store,
+    query: &str,
+    filter: &MemoryFilter,
+    mode: Mode,
+) -> Vec<modstate::memory::Hit> {
+    store
+        .recall_page(query, filter, mode, Some(&EMBEDDER))
+        .unwrap()
+        .page
+        .page
+        .items
+}
+
 fn pg_store(cluster: &Cluster) -> Store {
     Store::open(cluster.socket_url(&cluster.database()), Options::default()).unwrap()
 }
@@ -191,17 +206,7 @@ fn semantic_order_is_by_similarity_then_newest_and_the_filter_applies() {
     let twin_new = pg.add_memory("other", "twin text", "").unwrap();
     pg.embed_memories(&EMBEDDER, &[twin_old.clone(), twin_new.clone()])
         .unwrap();
-    let hits = pg
-        .recall_page(
-            "twin text",
-            &MemoryFilter::default(),
-            Mode::Semantic,
-            Some(&EMBEDDER),
-        )
-        .unwrap()
-        .page
-        .page
-        .items;
+    let hits = page_of(&pg, "twin text", &MemoryFilter::default(), Mode::Semantic);
     assert_eq!(hits.len(), memories.len() + 2);
     assert_eq!(hits[0].memory.id, twin_new.id);
     assert_eq!(hits[1].memory.id, twin_old.id);
@@ -219,12 +224,7 @@ fn semantic_order_is_by_similarity_then_newest_and_the_filter_applies() {
         namespace: Some("other".into()),
         ..MemoryFilter::default()
     };
-    let hits = pg
-        .recall_page("deploy", &only, Mode::Semantic, Some(&EMBEDDER))
-        .unwrap()
-        .page
-        .page
-        .items;
+    let hits = page_of(&pg, "deploy", &only, Mode::Semantic);
     let ids: Vec<&str> = hits.iter().map(|h| h.memory.id.as_str()).collect();
     assert_eq!(ids, [twin_new.id.as_str(), twin_old.id.as_str()]);
 }
@@ -330,17 +330,7 @@ fn vectors_go_with_the_memory_and_its_text() {
     let done = pg.embed_missing(&EMBEDDER, None, 7, &mut |_| {}).unwrap();
     assert_eq!((done.embedded, done.missing), (1, 1));
     assert_eq!(coverage(&pg), (29, 0));
-    let hits = pg
-        .recall_page(
-            "a new text",
-            &MemoryFilter::default(),
-            Mode::Semantic,
-            Some(&EMBEDDER),
-        )
-        .unwrap()
-        .page
-        .page
-        .items;
+    let hits = page_of(&pg, "a new text", &MemoryFilter::default(), Mode::Semantic);
     assert_eq!(hits[0].memory.id, updated.id);
     assert_eq!(
         pg.embed_missing(&EMBEDDER, None, 7, &mut |_| {})
@@ -374,17 +364,7 @@ fn without_pgvector_semantic_and_hybrid_refuse_in_one_line_and_keyword_works() {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(!text.contains("--"), "the library names no flag: {text}");
     }
-    let hits = pg
-        .recall_page(
-            "deploy",
-            &MemoryFilter::default(),
-            Mode::Keyword,
-            Some(&EMBEDDER),
-        )
-        .unwrap()
-        .page
-        .page
-        .items;
+    let hits = page_of(&pg, "deploy", &MemoryFilter::default(), Mode::Keyword);
     assert_eq!(hits.len(), 6);
 }
 

@@ -86,6 +86,10 @@ impl SqliteBackend {
         what: &str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        // Without a kept block (a one-shot command) there is nothing to carry.
+        if !self.keeps_block() {
+            return self.write(what, f);
+        }
         let (out, before, after) = self.write(what, |tx| {
             let before = counter(tx)?;
             let out = f(tx)?;
@@ -93,6 +97,12 @@ impl SqliteBackend {
         })?;
         self.carry_block(before, after, None);
         Ok(out)
+    }
+
+    /// Whether this process keeps a block of vectors (a block made during a write that did
+    /// not carry it is simply read again at the next search: its counter is behind).
+    fn keeps_block(&self) -> bool {
+        self.vector_block.lock().is_ok_and(|kept| kept.is_some())
     }
 
     /// After this process's write took the counter from `before` to `after` (storing `stored`
