@@ -44,8 +44,8 @@ impl SqliteBackend {
             // A vector write ticks the store's counter, as a memory write does: a process
             // that kept the vectors it read at one value knows none was added while the
             // counter still reads it (`best_vectors`).
-            let before = counter(tx)?;
             let after = next_stamp(tx)?;
+            let before = after.saturating_sub(1);
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO memory_vectors (seq, model, version, vector)
