@@ -1,6 +1,7 @@
 //! The memories tables in SQLite: the rows, the FTS5 index (body and CJK bigrams, ranked by
 //! `modstate_rank`), and the stamp counter of the drift guard.
 
+use std::cmp::Ordering;
 use std::time::SystemTime;
 
 use rusqlite::types::Value;
@@ -476,7 +477,10 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
 /// floor it skips, unscored and without reading its length, a memory whose terms or whose
 /// matches cannot reach it (`rank.rs`). That is what keeps a question's common words cheap:
 /// few memories holding "owns" or "every" can reach the page of "Who owns the billing cache
-/// and is on call every Friday?".
+/// and is on call every Friday?". The floor rises while a round reads its rows: starting from
+/// the last round's, it is raised to the round's own page's last score as soon as that many
+/// rows passed the filter (`pruned_page`), so even a one-word query, which has no rounds to
+/// prune by, scores and joins only the rows that could still make the page.
 ///
 /// What a round costs is mostly FTS5 walking the lists of the phrases in its expression, once
 /// per time a phrase appears in it, and calling the ranking function on each row it matches;
@@ -653,8 +657,9 @@ fn search_rows(
 /// What a page is read from.
 enum Source<'a> {
     /// Ranked: the scorer's text, the MATCH expression, and the floor below which a row that
-    /// cannot reach it is left out unscored (`rank.rs`; minus infinity for none). `None`
-    /// scores every row from FTS5's instance list, as before pruning existed: the reference.
+    /// cannot reach it is left out unscored (`rank.rs`; minus infinity for none yet), raised
+    /// while the page is read. `None` scores every row from FTS5's instance list, as before
+    /// pruning existed: the reference.
     Ranked(&'a str, &'a str, Option<f64>),
     /// Memories holding this text as typed, newest first.
     Literal(&'a str),
@@ -670,19 +675,18 @@ fn page(
     cursor: Option<&Cursor>,
 ) -> Result<Vec<Hit>> {
     let mut args = Vec::new();
+    let mut rising = None;
     let (source, ranked) = match source {
         Source::Ranked(scorer, expression, floor) => {
             args.push(Value::Text(scorer.to_owned()));
-            let (floor_arg, kept) = match floor {
-                Some(floor) if floor > f64::NEG_INFINITY => {
-                    args.push(Value::Real(floor));
+            let (floor_arg, kept) = match (floor, filter.limit) {
+                (Some(floor), Some(_)) => {
+                    let floor = rank::RisingFloor::new(floor);
+                    args.push(Value::Integer(floor.id()));
+                    rising = Some(floor);
                     (", ?", " AND r.score IS NOT NULL")
                 }
-                Some(floor) => {
-                    args.push(Value::Real(floor));
-                    (", ?", "")
-                }
-                None => ("", ""),
+                _ => ("", ""),
             };
             args.push(Value::Text(expression.to_owned()));
             (
@@ -719,6 +723,9 @@ fn page(
         }
         args.push(Value::Text(cursor.id.clone()));
     }
+    if let (Some(floor), Some(limit)) = (&rising, filter.limit) {
+        return pruned_page(conn, &inner, &args, floor, limit.saturating_add(1));
+    }
     inner.push_str(if ranked {
         " ORDER BY r.score DESC, m.id DESC LIMIT ?"
     } else {
@@ -743,6 +750,60 @@ fn page(
         rows.collect::<rusqlite::Result<Vec<_>>>()
     })
     .context("searching memories")
+}
+
+/// The best `wanted` rows of a pruned ranked read, best first (score, then id, descending).
+///
+/// `candidates` yields (seq, score, id) in index order, unsorted: every row the ranking
+/// function found able to reach `floor` that passed the filter and the cursor. The best
+/// `wanted` so far are kept, and each time they are that many their last score raises the
+/// floor: a later row below it cannot be on the page, so the function skips it unscored and
+/// SQLite never joins it with its memory. Then the winners' memories are read.
+fn pruned_page(
+    conn: &Connection,
+    candidates: &str,
+    args: &[Value],
+    floor: &rank::RisingFloor,
+    wanted: usize,
+) -> Result<Vec<Hit>> {
+    let best = with_rank(conn, || {
+        let mut best: Vec<(f64, String, i64)> = Vec::with_capacity(wanted.min(1024) + 1);
+        let mut stmt = conn.prepare_cached(candidates)?;
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(row) = rows.next()? {
+            let (seq, score, id): (i64, f64, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let at = best.partition_point(|(s, i, _)| {
+                // As SQLite compares REALs (0.0 and -0.0 are equal) and TEXT (bytes).
+                s.partial_cmp(&score)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| i.as_str().cmp(&id))
+                    == Ordering::Greater
+            });
+            if at < wanted {
+                best.insert(at, (score, id, seq));
+                best.truncate(wanted);
+                if best.len() == wanted {
+                    floor.raise(best[wanted - 1].0);
+                }
+            }
+        }
+        Ok(best)
+    })
+    .context("searching memories")?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM memories m
+             LEFT JOIN memory_namespaces n ON n.namespace = m.namespace WHERE m.seq = ?1"
+        ))
+        .context("searching memories")?;
+    let mut hits = Vec::with_capacity(best.len());
+    for (score, _, seq) in best {
+        let memory = stmt
+            .query_row([seq], |r| memory_from_row(r, 0))
+            .context("searching memories")?;
+        hits.push(Hit { score, memory });
+    }
+    Ok(hits)
 }
 
 /// Runs `query`; if this connection does not know the ranking functions yet, registers them

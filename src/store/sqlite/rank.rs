@@ -1,8 +1,9 @@
 //! The search ranking inside SQLite, as two FTS5 auxiliary functions:
-//! * `modstate_rank(memories_fts, scorer)`: the row's [`Features`] through the FTS5 extension
-//!   API, scored by the [`Scorer`] whose text is the second argument (the formula and its
-//!   reasons are in `memory/rank.rs`). The text is decoded once per query and kept as FTS5
-//!   auxiliary data, so each row costs only its features and the arithmetic.
+//! * `modstate_rank(memories_fts, scorer[, floor])`: the row's [`Features`] through the FTS5
+//!   extension API, scored by the [`Scorer`] whose text is the second argument (the formula
+//!   and its reasons are in `memory/rank.rs`), or NULL when a [`RisingFloor`] is named and the
+//!   row cannot reach it. The text is decoded once per query and kept as FTS5 auxiliary data,
+//!   so each row costs only its features and the arithmetic.
 //! * `modstate_totals(memories_fts)`: the index's row count and total tokens (body and grams
 //!   columns), then each query phrase's document frequency, as `"N,T,df,…"`: the statistics
 //!   a first page freezes.
@@ -13,6 +14,8 @@
 
 use std::ffi::{c_int, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use rusqlite::Connection;
 use rusqlite::ffi;
@@ -89,22 +92,22 @@ pub fn register(conn: &Connection) -> Result<()> {
 
 /// The ranking function: scores the current row's features with the query's scorer.
 ///
-/// With a second argument, a floor, the row is read the cheap way ([`pruned`], from the
-/// phrases' position lists) and a row that cannot reach the floor is NULL, unscored: first
-/// from which terms it holds (`Scorer::held_bound`, what `Scorer::may_reach` compares, kept
-/// per set of terms), then from its matches at the shortest
-/// length they allow (`Scorer::ceiling`); only a row past both has its length read, and is
-/// scored from the same matches. Without one (a search with no limit, which prunes nothing:
-/// the reference the pruned rounds are tested against) every row is scored from FTS5's
-/// instance list, as before pruning existed.
+/// With a second argument, the id of a [`RisingFloor`], the row is read the cheap way
+/// ([`pruned`], from the phrases' position lists) and a row that cannot reach the floor's
+/// current value is NULL, unscored: first from which terms it holds (`Scorer::held_bound`,
+/// what `Scorer::may_reach` compares, kept per set of terms), then from its matches at the
+/// shortest length they allow (`Scorer::ceiling`); only a row past both has its length read,
+/// and is scored from the same matches. Without one (a search with no limit, which prunes
+/// nothing: the reference the pruned rounds are tested against) every row is scored from
+/// FTS5's instance list, as before pruning existed.
 ///
 /// SQLite calls the function twice for a row that passes a `score IS NOT NULL` condition
 /// (once in the condition, once for the result): the last row's answer is kept and given
-/// again.
+/// again (the floor does not move between the two: it is raised between rows).
 ///
 /// # Safety
 /// Called by FTS5 only, with its extension API table, the context of the row being ranked and
-/// its arguments after the table (the scorer's text, and the floor).
+/// its arguments after the table (the scorer's text, and the floor's id).
 unsafe extern "C" fn rank(
     api: *const ffi::Fts5ExtensionApi,
     fts: *mut ffi::Fts5Context,
@@ -127,7 +130,10 @@ unsafe extern "C" fn rank(
             match query.last {
                 Some((last, answer)) if last == row => Ok(answer),
                 _ => {
-                    let floor = ffi::sqlite3_value_double(*argv.add(1));
+                    let floor = match &query.floor {
+                        Some(floor) => f64::from_bits(floor.load(Ordering::Relaxed)),
+                        None => return ffi::sqlite3_result_error_code(ctx, ffi::SQLITE_MISUSE),
+                    };
                     let answer = pruned(api, fts, query, floor);
                     if let Ok(answer) = answer {
                         query.last = Some((row, answer));
@@ -254,6 +260,75 @@ unsafe fn pruned(
     }
 }
 
+/// A search's floor, raised while the ranking function reads its candidates: the search
+/// raises it as rows that passed its filters come out of the statement (its page's last score
+/// so far), and the function reads it on each row, so a row that can no longer reach the page
+/// is skipped unscored, and never joined with its memory. (A floor fixed for a whole
+/// statement, the page's last score of the previous round, left most rows of a round to be
+/// scored: a round's own first rows set a higher one.)
+///
+/// SQL passes the floor to the function by id, looked up here once per statement; an id that
+/// is not live is an error, never a pointer read.
+pub struct RisingFloor {
+    id: i64,
+    value: Arc<AtomicU64>,
+}
+
+/// The live floors by id.
+static FLOORS: Mutex<Vec<(i64, Weak<AtomicU64>)>> = Mutex::new(Vec::new());
+/// The next floor's id.
+static NEXT_FLOOR: AtomicI64 = AtomicI64::new(1);
+
+impl RisingFloor {
+    /// A floor starting at `floor` (minus infinity: none yet).
+    pub fn new(floor: f64) -> RisingFloor {
+        let value = Arc::new(AtomicU64::new(floor.to_bits()));
+        let id = NEXT_FLOOR.fetch_add(1, Ordering::Relaxed);
+        let mut live = FLOORS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|(_, floor)| floor.strong_count() > 0);
+        live.push((id, Arc::downgrade(&value)));
+        RisingFloor { id, value }
+    }
+
+    /// The id SQL passes to the ranking function.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The floor now.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.value.load(Ordering::Relaxed))
+    }
+
+    /// Raises the floor to `floor` (a lower value leaves it where it is).
+    pub fn raise(&self, floor: f64) {
+        if floor > self.get() {
+            self.value.store(floor.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// The live floor with this id.
+    fn find(id: i64) -> Option<Arc<AtomicU64>> {
+        let live = FLOORS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.iter()
+            .find(|(live, _)| *live == id)
+            .and_then(|(_, floor)| floor.upgrade())
+    }
+}
+
+impl Drop for RisingFloor {
+    fn drop(&mut self) {
+        let mut live = FLOORS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.retain(|(id, _)| *id != self.id);
+    }
+}
+
 /// Whether a ceiling reaches a floor, with the margin `Scorer::may_reach` leaves.
 fn reaches(ceiling: f64, floor: f64) -> bool {
     ceiling >= floor - 1e-9 * floor.abs().max(1.0)
@@ -294,6 +369,8 @@ unsafe fn phrase_sizes(
 /// every row).
 struct Query {
     scorer: Scorer,
+    /// The floor rows are pruned against, when the call names one.
+    floor: Option<Arc<AtomicU64>>,
     last: Option<(i64, Option<f64>)>,
     /// Each phrase's iterator after its first match in the current row, with that match's
     /// column (negative: none) and offset. Empty until the first row is read.
@@ -350,8 +427,16 @@ unsafe fn query(
             .ok()
             .and_then(Scorer::decode)
             .ok_or(ffi::SQLITE_MISUSE)?;
+        let floor = match argc {
+            2 => Some(
+                RisingFloor::find(ffi::sqlite3_value_int64(*argv.add(1)))
+                    .ok_or(ffi::SQLITE_MISUSE)?,
+            ),
+            _ => None,
+        };
         let boxed = Box::into_raw(Box::new(Query {
             scorer,
+            floor,
             last: None,
             firsts: Vec::new(),
             raw: Vec::new(),
