@@ -26,6 +26,13 @@ use crate::store::sqlite::errors::SqlContext;
 /// The memory's columns and its namespace's generation, on aliases `m` and `n`.
 pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.created_at, m.updated_at, m.version, coalesce(n.generation, 0), m.metadata, m.tags, m.expires_at, m.ttl_seconds, m.refresh_on_read, m.superseded_by, coalesce(nullif((SELECT e.actor FROM memory_events e WHERE e.memory_id = m.id ORDER BY e.seq DESC LIMIT 1), ''), 'local')";
 
+/// The page cache (KiB) of a read connection that has searched words: room for the word
+/// index (about 70 bytes a memory), its lengths and the rows a search joins, for some 300,000
+/// memories. SQLite's default, 2 MiB, holds less than a third of the index of 100,000, so each
+/// search read most of its lists back from the file (20% of a question's time; BENCHMARKS.md,
+/// "A floor that rises while a round reads").
+const SEARCH_CACHE_KIB: i64 = 32 * 1024;
+
 /// How many memories no read shows at `?1` (now): expired or superseded. Written as two
 /// counts, each through its partial index, because SQLite answers the same condition written
 /// with OR by scanning the whole table (30 ms at 100,000 memories, on every search).
@@ -182,6 +189,7 @@ impl SqliteBackend {
     ) -> Result<Rows<Hit>> {
         let now = timestamp(SystemTime::now());
         self.read(|conn| {
+            super::widen_page_cache(conn, SEARCH_CACHE_KIB).context("searching memories")?;
             let tx = conn.unchecked_transaction().context("searching memories")?;
             let snapshot = cursor.map_or_else(|| counter(&tx), |c| Ok(c.snapshot))?;
             let generation = envelope_generation(&tx, filter)?;

@@ -411,6 +411,26 @@ impl crate::store::Engine for SqliteBackend {
     }
 }
 
+/// Raises `conn`'s page cache to at least `kib` KiB, never lowering it (a pooled connection
+/// serves searches of both kinds, and the vector search wants the larger cache). SQLite takes
+/// the memory only as pages are read, and keeps the pages between transactions while nothing
+/// changed the database, so a search reads what the last one read from memory instead of
+/// from the file.
+pub(crate) fn widen_page_cache(conn: &Connection, kib: i64) -> rusqlite::Result<()> {
+    let pages: i64 = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+    // A negative cache_size is in KiB, a positive one in pages.
+    let current = if pages < 0 {
+        -pages
+    } else {
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        pages.saturating_mul(page_size) / 1024
+    };
+    if current < kib {
+        conn.pragma_update(None, "cache_size", -kib)?;
+    }
+    Ok(())
+}
+
 /// A read connection's settings: `busy_timeout` first, before anything can meet a lock.
 fn init_reader(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
@@ -664,6 +684,29 @@ pub(crate) fn file_uri(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_cache_is_widened_and_never_narrowed() {
+        let cache = |conn: &Connection| -> i64 {
+            conn.pragma_query_value(None, "cache_size", |r| r.get(0))
+                .unwrap()
+        };
+        let conn = Connection::open_in_memory().unwrap();
+        widen_page_cache(&conn, 32 * 1024).unwrap();
+        assert_eq!(cache(&conn), -32 * 1024);
+        widen_page_cache(&conn, 128 * 1024).unwrap();
+        assert_eq!(cache(&conn), -128 * 1024);
+        widen_page_cache(&conn, 32 * 1024).unwrap();
+        assert_eq!(
+            cache(&conn),
+            -128 * 1024,
+            "a smaller wish leaves the cache alone"
+        );
+        // In pages: 40,000 pages of 4 KiB are more than 32 MiB.
+        conn.pragma_update(None, "cache_size", 40_000).unwrap();
+        widen_page_cache(&conn, 32 * 1024).unwrap();
+        assert_eq!(cache(&conn), 40_000);
+    }
 
     fn existing_database(dir: &Path) -> PathBuf {
         let path = dir.join("state.db");

@@ -212,8 +212,7 @@ impl SqliteBackend {
             // Every search reads every vector of the model: let this (pooled) connection keep
             // them in its page cache between searches instead of reading them from the file
             // each time (SQLite keeps the cache across transactions while nothing changed).
-            conn.pragma_update(None, "cache_size", -VECTOR_CACHE_KIB)
-                .context("searching memory vectors")?;
+            super::widen_page_cache(conn, VECTOR_CACHE_KIB).context("searching memory vectors")?;
             let tx = conn
                 .unchecked_transaction()
                 .context("searching memory vectors")?;
