@@ -155,3 +155,48 @@ fn pruned_pages_equal_every_candidate_scored() {
         }
     }
 }
+
+/// A memory holding only a question's rare words, short and with them side by side, outranks
+/// the long memories holding every word: the round searching by the rare words must not also
+/// require one of the common ones (it may only when no memory lacking them all could reach
+/// the floor).
+#[test]
+fn a_memory_with_only_the_rare_words_is_not_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("state.db"), Options::default()).unwrap();
+    let filler = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor";
+    let mut memories = Vec::new();
+    for i in 0..60 {
+        memories.push(format!("apple banana cherry note {i}"));
+    }
+    for i in 0..8 {
+        memories.push(format!(
+            "zebra {filler} quokka {filler} apple {filler} banana {filler} cherry {i}"
+        ));
+    }
+    memories.push("zebra quokka".to_owned());
+    memories.push("the zebra quokka pair again".to_owned());
+    store
+        .add_memories(memories.into_iter().map(|body| NewMemory {
+            body,
+            ..NewMemory::default()
+        }))
+        .unwrap();
+    let query = "zebra quokka apple banana cherry";
+    let top = store
+        .search_memories(
+            query,
+            &MemoryFilter {
+                limit: Some(1),
+                ..MemoryFilter::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        top[0].0.body, "zebra quokka",
+        "the short memory of the rare pair wins"
+    );
+    for limit in [1, 2, 3, 5] {
+        check_pages(&store, query, &MemoryFilter::default(), limit, 3);
+    }
+}

@@ -523,6 +523,18 @@ fn search_rows(
     };
     let wanted = limit.saturating_add(1);
     let order = scorer.terms_by_weight();
+    let last = |rows: &[Hit]| rows.get(wanted - 1).map(|hit| hit.score);
+    // The bound of a memory holding every term but `gone`.
+    let without = |gone: &[usize]| {
+        let others: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|t| !gone.contains(t))
+            .collect();
+        scorer.bound(&others)
+    };
+    // Below `floor` for sure, with the margin the ranking function leaves.
+    let below = |bound: f64, floor: f64| bound < floor - 1e-9 * floor.abs().max(1.0);
     // The memories holding a term of each clause (each clause a group of the expression, the
     // groups AND-ed), each scored by every query word: FTS5 reports the matches of a phrase
     // only if the expression names it, so every phrase is named, each once where it can be.
@@ -549,13 +561,21 @@ fn search_rows(
             groups.push(format!("({})", fts::any(forms)));
         }
         // Every phrase must be in the expression for FTS5 to report its matches. Phrases in no
-        // clause join the rarest clause's, which every row matched already holds.
+        // clause are a clause of their own when a memory holding none of them cannot reach the
+        // floor; otherwise they join the rarest clause's, which every row matched already holds
+        // (that clause's lists are walked twice).
         let missing: Vec<&QueryPhrase> = plan
             .phrases
             .iter()
             .filter(|p| !reported.iter().any(|r| std::ptr::eq(*r, *p)))
             .collect();
-        if !missing.is_empty() {
+        let mut missing_terms: Vec<usize> = missing.iter().map(|p| p.of).collect();
+        missing_terms.sort_unstable();
+        missing_terms.dedup();
+        if !missing.is_empty() && below(without(&missing_terms), floor) {
+            reported.extend(missing.iter().copied());
+            groups.push(format!("({})", fts::any(missing)));
+        } else if !missing.is_empty() {
             let weight = |clause: &Vec<usize>| -> u64 {
                 plan.phrases
                     .iter()
@@ -584,18 +604,6 @@ fn search_rows(
             cursor,
         )
     };
-    let last = |rows: &[Hit]| rows.get(wanted - 1).map(|hit| hit.score);
-    // The bound of a memory holding every term but `gone`.
-    let without = |gone: &[usize]| {
-        let others: Vec<usize> = order
-            .iter()
-            .copied()
-            .filter(|t| !gone.contains(t))
-            .collect();
-        scorer.bound(&others)
-    };
-    // Below `floor` for sure, with the margin the ranking function leaves.
-    let below = |bound: f64, floor: f64| bound < floor - 1e-9 * floor.abs().max(1.0);
 
     // 1. Every term some memory holds (a term none held when the statistics were read is
     // left out of the search, not of the bound below).
