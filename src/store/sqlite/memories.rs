@@ -28,9 +28,10 @@ pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.creat
 
 /// The page cache (KiB) of a read connection that has searched words: room for the word
 /// index (about 70 bytes a memory), its lengths and the rows a search joins, for some 300,000
-/// memories. SQLite's default, 2 MiB, holds less than a third of the index of 100,000, so each
-/// search read most of its lists back from the file (20% of a question's time; BENCHMARKS.md,
-/// "A floor that rises while a round reads").
+/// memories. SQLite's default, 2 MiB, holds less than a third of the index of 100,000, so with
+/// other searches in between each one read most of its lists back from the file (5–9% of a
+/// question's time, 20–25% of a short query's; BENCHMARKS.md, "A floor that rises while a
+/// round reads").
 const SEARCH_CACHE_KIB: i64 = 32 * 1024;
 
 /// How many memories no read shows at `?1` (now): expired or superseded. Written as two
