@@ -807,17 +807,31 @@ fn pruned_page(
         Ok(best)
     })
     .context("searching memories")?;
+    hits_of(
+        conn,
+        best.into_iter().map(|(score, _, seq)| (seq, score)),
+        "searching memories",
+    )
+}
+
+/// The memories of a search's winners, given as (seq, score) best first, as hits in that order:
+/// a search ranks by seq and reads only its page's rows.
+pub(super) fn hits_of(
+    conn: &Connection,
+    winners: impl ExactSizeIterator<Item = (i64, f64)>,
+    doing: &str,
+) -> Result<Vec<Hit>> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM memories m
              LEFT JOIN memory_namespaces n ON n.namespace = m.namespace WHERE m.seq = ?1"
         ))
-        .context("searching memories")?;
-    let mut hits = Vec::with_capacity(best.len());
-    for (score, _, seq) in best {
+        .context(doing)?;
+    let mut hits = Vec::with_capacity(winners.len());
+    for (seq, score) in winners {
         let memory = stmt
             .query_row([seq], |r| memory_from_row(r, 0))
-            .context("searching memories")?;
+            .context(doing)?;
         hits.push(Hit { score, memory });
     }
     Ok(hits)

@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 
 use super::SqliteBackend;
-use super::memories::{COLUMNS, envelope_generation, memory_from_row, push_filter};
+use super::memories::{envelope_generation, hits_of, push_filter};
 use super::stamps::{counter, next_stamp};
 use crate::embed::Quantized;
 use crate::embed::matrix::{Best, Matrix};
@@ -226,22 +226,11 @@ impl SqliteBackend {
                 Some(winners) => winners,
                 None => scan_all(&tx, &sql, args, &query.query(), cursor, wanted)?,
             };
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM memories m
-                     LEFT JOIN memory_namespaces n ON n.namespace = m.namespace WHERE m.seq = ?1"
-                ))
-                .context("searching memory vectors")?;
-            let mut hits = Vec::with_capacity(winners.len());
-            for w in winners {
-                let memory = stmt
-                    .query_row([w.seq], |r| memory_from_row(r, 0))
-                    .context("searching memory vectors")?;
-                hits.push(Hit {
-                    memory,
-                    score: w.score,
-                });
-            }
+            let hits = hits_of(
+                &tx,
+                winners.into_iter().map(|w| (w.seq, w.score)),
+                "searching memory vectors",
+            )?;
             Ok(Rows {
                 rows: hits,
                 snapshot,
