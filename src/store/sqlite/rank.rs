@@ -594,3 +594,66 @@ unsafe fn features(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Options;
+    use crate::memory::{NewMemory, Ranking, Statistics, terms};
+    use crate::store::sqlite::SqliteBackend;
+
+    /// The ranking function finds its floor by a live id: it prunes by the floor's value at
+    /// each row, and an id that is not live (never made, or dropped) is an error, never a
+    /// read of memory.
+    #[test]
+    fn a_floor_is_found_by_a_live_id_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            SqliteBackend::open(&dir.path().join("state.db"), Options::default(), true).unwrap();
+        let bodies = ["deploy the billing cache", "deploy deploy on Friday"];
+        store
+            .add_memories_sql(
+                bodies
+                    .iter()
+                    .map(|body| NewMemory {
+                        body: (*body).to_owned(),
+                        ..NewMemory::default()
+                    })
+                    .collect(),
+                "",
+            )
+            .unwrap();
+        let plan = Ranking::plan(&terms("deploy"), false);
+        let statistics = Statistics {
+            memories: 2,
+            tokens: 8,
+            frequencies: vec![2],
+        };
+        let scorer = plan.scorer(&statistics).encode();
+        let scores = |id: i64| -> rusqlite::Result<Vec<Option<f64>>> {
+            store
+                .read(|conn| {
+                    register(conn)?;
+                    Ok(conn
+                        .prepare(
+                            "SELECT modstate_rank(memories_fts, ?1, ?2) FROM memories_fts
+                             WHERE memories_fts MATCH 'deploy' ORDER BY rowid",
+                        )
+                        .and_then(|mut stmt| {
+                            stmt.query_map(rusqlite::params![scorer, id], |r| r.get(0))?
+                                .collect()
+                        }))
+                })
+                .unwrap()
+        };
+        let floor = RisingFloor::new(f64::NEG_INFINITY);
+        let all = scores(floor.id()).unwrap();
+        assert!(all.iter().all(Option::is_some), "{all:?}");
+        floor.raise(1e9);
+        assert_eq!(scores(floor.id()).unwrap(), vec![None, None]);
+        assert!(scores(floor.id() + 1_000_000).is_err(), "an id never made");
+        let gone = floor.id();
+        drop(floor);
+        assert!(scores(gone).is_err(), "a dropped floor's id");
+    }
+}
