@@ -144,6 +144,7 @@ pub fn run(bin: &str, default_count: usize) -> String {
     ));
     md.push_str(&questions(&store, &like));
     md.push_str(&processes(bin, &path));
+    md.push_str(&with_superseded(&store, &like));
     md.push_str(&judged());
     md.push_str(&cjk_cost(count / 10));
     md
@@ -327,6 +328,68 @@ fn processes(bin: &str, db: &std::path::Path) -> String {
             "| {query:?} | {} | {:.2}× |\n",
             millis(*t),
             t.as_secs_f64() / medians[0].as_secs_f64()
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+/// The one-word query and the questions before and after every 20th memory is superseded
+/// (replaced by a corrected one, as agents using `supersedes` do), in the same run: memories
+/// no read shows are counted out of the statistics, and that must cost a search about one
+/// more walk of its words' lists, not a lookup per hidden memory.
+fn with_superseded(store: &Store, conn: &Connection) -> String {
+    let queries: Vec<&str> = std::iter::once("deploy")
+        .chain(QUESTIONS.iter().copied())
+        .collect();
+    let top10 = |query: &str| {
+        median(|| {
+            store
+                .search_memories(
+                    query,
+                    &MemoryFilter {
+                        limit: Some(10),
+                        ..MemoryFilter::default()
+                    },
+                )
+                .expect("search")
+                .len()
+        })
+    };
+    let before: Vec<Duration> = queries.iter().map(|q| top10(q)).collect();
+    let old: Vec<(String, String, String)> = conn
+        .prepare("SELECT id, namespace, body FROM memories WHERE seq % 20 = 0")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("read the memories to supersede");
+    let superseded = old.len();
+    store
+        .add_memories(old.into_iter().map(|(id, namespace, body)| NewMemory {
+            body: format!("{body} (corrected)"),
+            namespace,
+            supersedes: vec![id],
+            ..NewMemory::default()
+        }))
+        .expect("supersede");
+    let mut md = format!(
+        "### With {superseded} memories superseded
+
+         The same store after every 20th memory was replaced by a corrected one          (`supersedes`): the superseded ones are hidden from search and counted out of its          statistics. Top 10 in process, median.
+
+         | query | before | after | after / before |
+| --- | ---: | ---: | ---: |
+"
+    );
+    for (query, before) in queries.iter().zip(before) {
+        let after = top10(query);
+        md.push_str(&format!(
+            "| {query:?} | {} | {} | {:.2}× |
+",
+            millis(before),
+            millis(after),
+            after.as_secs_f64() / before.as_secs_f64()
         ));
     }
     md.push('\n');

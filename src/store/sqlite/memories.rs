@@ -34,17 +34,12 @@ pub(super) const COLUMNS: &str = "m.id, m.namespace, m.category, m.body, m.creat
 /// round reads").
 const SEARCH_CACHE_KIB: i64 = 32 * 1024;
 
-/// How many memories no read shows at `?1` (now): expired or superseded. Written as two
-/// counts, each through its partial index, because SQLite answers the same condition written
-/// with OR by scanning the whole table (30 ms at 100,000 memories, on every search).
-const HIDDEN_COUNT: &str = "SELECT
-    (SELECT count(*) FROM memories
-     WHERE expires_at IS NOT NULL AND expires_at <= ?1 AND superseded_by IS NULL)
-  + (SELECT count(*) FROM memories WHERE superseded_by IS NOT NULL)";
-/// The `seq` of every memory no read shows at `?2`, through the same partial indexes (one
-/// both expired and superseded is listed twice, which `IN` does not mind).
-const HIDDEN_SEQS_2: &str =
-    "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?2
+/// The `seq` of every memory no read shows at `?1` (now): expired or superseded. Written as
+/// two selects, each through its partial index, because SQLite answers the same condition
+/// written with OR by scanning the whole table (30 ms at 100,000 memories, on every search).
+const HIDDEN_SEQS: &str =
+    "SELECT seq FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ?1
+       AND superseded_by IS NULL
      UNION ALL SELECT seq FROM memories WHERE superseded_by IS NOT NULL";
 
 /// How often writes sweep expired memories, at most.
@@ -397,19 +392,29 @@ impl SqliteBackend {
 /// term's document frequency (FTS5 counts the matches of a MATCH without reading the rows).
 ///
 /// Expired and superseded memories, which no read shows, are left out of the count of
-/// memories and of each term's: they are found through their partial indexes (few, and none
-/// at all costs one index probe). The index keeps no per-row length outside a full-text
-/// query, so their share of the tokens is taken off at the average length.
+/// memories and of each term's: they are found through their partial indexes (none at all
+/// costs one index probe), and the totals function skips them as it walks each phrase's rows.
+/// The index keeps no per-row length outside a full-text query, so their share of the tokens
+/// is taken off at the average length.
 fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Statistics>> {
     if plan.phrases.is_empty() {
         return Ok(None);
     }
+    // The memories no read shows, sorted, for the totals function to leave out of each
+    // phrase's count as it walks the phrase's rows.
+    let mut hidden: Vec<i64> = conn
+        .prepare_cached(HIDDEN_SEQS)
+        .and_then(|mut stmt| stmt.query_map([now], |r| r.get(0))?.collect())
+        .context("reading the search statistics")?;
+    hidden.sort_unstable();
+    hidden.dedup();
+    let hidden_seqs: Vec<u8> = hidden.iter().flat_map(|seq| seq.to_le_bytes()).collect();
     let totals: Option<String> = with_rank(conn, || {
         conn.prepare_cached(&format!(
-            "SELECT {}(memories_fts) FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT 1",
+            "SELECT {}(memories_fts, ?2) FROM memories_fts WHERE memories_fts MATCH ?1 LIMIT 1",
             rank::TOTALS
         ))?
-        .query_row([fts::any(&plan.phrases)], |r| r.get(0))
+        .query_row(params![fts::any(&plan.phrases), hidden_seqs], |r| r.get(0))
         .optional()
     })
     .context("reading the search statistics")?;
@@ -428,11 +433,7 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
             "the search statistics {totals:?} do not count every phrase"
         )));
     };
-    let hidden: i64 = conn
-        .prepare_cached(HIDDEN_COUNT)
-        .and_then(|mut stmt| stmt.query_row([now], |r| r.get(0)))
-        .context("reading the search statistics")?;
-    let hidden = u64::try_from(hidden).unwrap_or(0).min(memories);
+    let hidden = u64::try_from(hidden.len()).unwrap_or(0).min(memories);
     if hidden == memories {
         return Ok(None);
     }
@@ -440,23 +441,7 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
         u64::try_from(u128::from(tokens) * u128::from(hidden) / u128::from(memories.max(1)))
             .unwrap_or(tokens),
     );
-    let mut frequencies = Vec::with_capacity(plan.phrases.len());
-    let mut hidden_stmt = conn
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1
-               AND rowid IN ({HIDDEN_SEQS_2})"
-        ))
-        .context("reading the search statistics")?;
-    for (phrase, df) in plan.phrases.iter().zip(counted) {
-        let mut df = i64::try_from(df).unwrap_or(i64::MAX);
-        if hidden > 0 {
-            let gone: i64 = hidden_stmt
-                .query_row(params![fts::any([phrase]), now], |r| r.get(0))
-                .context("reading the search statistics")?;
-            df -= gone;
-        }
-        frequencies.push(u64::try_from(df).unwrap_or(0));
-    }
+    let frequencies = counted;
     let memories = memories - hidden;
     Ok(Some(Statistics {
         memories,

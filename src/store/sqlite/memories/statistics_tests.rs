@@ -23,10 +23,10 @@ fn counted_one_by_one(conn: &Connection, plan: &Ranking, now: &str) -> Vec<u64> 
             let hidden: i64 = conn
                 .query_row(
                     &format!(
-                        "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?1
-                           AND rowid IN ({HIDDEN_SEQS_2})"
+                        "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?2
+                           AND rowid IN ({HIDDEN_SEQS})"
                     ),
-                    params![expression, now],
+                    params![now, expression],
                     |r| r.get(0),
                 )
                 .unwrap();
