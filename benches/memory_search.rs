@@ -157,24 +157,27 @@ pub(crate) const QUESTIONS: &[&str] = &[
     "When did the search queue time out and why was the limit raised?",
 ];
 
+/// The median time of the top 10 for `query`, in process.
+fn top10(store: &Store, query: &str) -> Duration {
+    median(|| {
+        store
+            .search_memories(
+                query,
+                &MemoryFilter {
+                    limit: Some(10),
+                    ..MemoryFilter::default()
+                },
+            )
+            .expect("search")
+            .len()
+    })
+}
+
 /// The top 10 for each of [`QUESTIONS`], in process, against a one-word query in the same
 /// run: what a question costs with every memory holding any of its words a candidate; and
 /// the ranking before issue 24 on the same rows ([`old_ranking`]).
 fn questions(store: &Store, conn: &Connection) -> String {
-    let top10 = |query: &str| {
-        median(|| {
-            store
-                .search_memories(
-                    query,
-                    &MemoryFilter {
-                        limit: Some(10),
-                        ..MemoryFilter::default()
-                    },
-                )
-                .expect("search")
-                .len()
-        })
-    };
+    let top10 = |query: &str| top10(store, query);
     let candidates = |query: &str| -> i64 {
         let fts = fts_query(query).expect("a query with words");
         conn.query_row(
@@ -342,20 +345,7 @@ fn with_superseded(store: &Store, conn: &Connection) -> String {
     let queries: Vec<&str> = std::iter::once("deploy")
         .chain(QUESTIONS.iter().copied())
         .collect();
-    let top10 = |query: &str| {
-        median(|| {
-            store
-                .search_memories(
-                    query,
-                    &MemoryFilter {
-                        limit: Some(10),
-                        ..MemoryFilter::default()
-                    },
-                )
-                .expect("search")
-                .len()
-        })
-    };
+    let top10 = |query: &str| top10(store, query);
     let before: Vec<Duration> = queries.iter().map(|q| top10(q)).collect();
     let old: Vec<(String, String, String)> = conn
         .prepare("SELECT id, namespace, body FROM memories WHERE seq % 20 = 0")
