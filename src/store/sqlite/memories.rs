@@ -441,12 +441,11 @@ fn statistics(conn: &Connection, plan: &Ranking, now: &str) -> Result<Option<Sta
         u64::try_from(u128::from(tokens) * u128::from(hidden) / u128::from(memories.max(1)))
             .unwrap_or(tokens),
     );
-    let frequencies = counted;
     let memories = memories - hidden;
     Ok(Some(Statistics {
         memories,
         tokens,
-        frequencies,
+        frequencies: counted,
     }))
 }
 
@@ -682,10 +681,10 @@ fn page(
         Source::Ranked(scorer, expression, floor) => {
             args.push(Value::Text(scorer.to_owned()));
             let (floor_arg, kept) = match (floor, filter.limit) {
-                (Some(floor), Some(_)) => {
+                (Some(floor), Some(limit)) => {
                     let floor = rank::RisingFloor::new(floor);
                     args.push(Value::Integer(floor.id()));
-                    rising = Some(floor);
+                    rising = Some((floor, limit.saturating_add(1)));
                     (", ?", " AND r.score IS NOT NULL")
                 }
                 _ => ("", ""),
@@ -725,8 +724,8 @@ fn page(
         }
         args.push(Value::Text(cursor.id.clone()));
     }
-    if let (Some(floor), Some(limit)) = (&rising, filter.limit) {
-        return pruned_page(conn, &inner, &args, floor, limit.saturating_add(1));
+    if let Some((floor, wanted)) = &rising {
+        return pruned_page(conn, &inner, &args, floor, *wanted);
     }
     inner.push_str(if ranked {
         " ORDER BY r.score DESC, m.id DESC LIMIT ?"

@@ -681,6 +681,29 @@ pub(crate) fn file_uri(path: &Path) -> String {
     uri
 }
 
+/// A new store in `dir` holding one memory per body, and the memories as added: the set-up
+/// of the unit tests that read a search's SQL directly.
+#[cfg(test)]
+pub(crate) fn store_with(
+    dir: &Path,
+    bodies: &[&str],
+) -> (SqliteBackend, Vec<crate::memory::Memory>) {
+    let store = SqliteBackend::open(&dir.join("state.db"), Options::default(), true).unwrap();
+    let added = store
+        .add_memories_sql(
+            bodies
+                .iter()
+                .map(|body| crate::memory::NewMemory {
+                    body: (*body).to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            "",
+        )
+        .unwrap();
+    (store, added)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -641,9 +641,7 @@ unsafe fn features(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Options;
-    use crate::memory::{NewMemory, Ranking, Statistics, terms};
-    use crate::store::sqlite::SqliteBackend;
+    use crate::memory::{Ranking, Statistics, terms};
 
     /// The ranking function finds its floor by a live id: it prunes by the floor's value at
     /// each row, and an id that is not live (never made, or dropped) is an error, never a
@@ -651,21 +649,10 @@ mod tests {
     #[test]
     fn a_floor_is_found_by_a_live_id_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            SqliteBackend::open(&dir.path().join("state.db"), Options::default(), true).unwrap();
-        let bodies = ["deploy the billing cache", "deploy deploy on Friday"];
-        store
-            .add_memories_sql(
-                bodies
-                    .iter()
-                    .map(|body| NewMemory {
-                        body: (*body).to_owned(),
-                        ..NewMemory::default()
-                    })
-                    .collect(),
-                "",
-            )
-            .unwrap();
+        let (store, _) = crate::store::sqlite::store_with(
+            dir.path(),
+            &["deploy the billing cache", "deploy deploy on Friday"],
+        );
         let plan = Ranking::plan(&terms("deploy"), false);
         let statistics = Statistics {
             memories: 2,

@@ -4,7 +4,6 @@
 //! phrases of several tokens, after updates and deletes, and less the memories no read shows.
 
 use super::*;
-use crate::Options;
 use crate::memory::{Expect, NewMemory, open_end, terms};
 
 /// Each phrase's memories counted by a MATCH of that phrase alone, less the hidden ones.
@@ -38,8 +37,6 @@ fn counted_one_by_one(conn: &Connection, plan: &Ranking, now: &str) -> Vec<u64> 
 #[test]
 fn frequencies_are_each_phrases_count() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        SqliteBackend::open(&dir.path().join("state.db"), Options::default(), true).unwrap();
     let bodies = [
         "Deploys to production happen on Fridays after the standup",
         "Caroline went to the pottery class and bought a vase",
@@ -51,18 +48,7 @@ fn frequencies_are_each_phrases_count() {
         "the the the the",
         "Who owns the billing cache? Alice, on call every Friday",
     ];
-    let added = store
-        .add_memories_sql(
-            bodies
-                .iter()
-                .map(|body| NewMemory {
-                    body: (*body).to_owned(),
-                    ..NewMemory::default()
-                })
-                .collect(),
-            "",
-        )
-        .unwrap();
+    let (store, added) = crate::store::sqlite::store_with(dir.path(), &bodies);
     // An update and a delete leave FTS5 delete markers behind; a superseded memory is hidden.
     store
         .update_memory_sql(
